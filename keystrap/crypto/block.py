@@ -1,0 +1,27 @@
+"""The AES-128 block function ``E(key, block)``: the scheme's single primitive."""
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+KEY_SIZE = 16
+BLOCK_SIZE = 16
+
+
+def aes_encrypt_block(key: bytes, block: bytes) -> bytes:
+    """Encrypt exactly one 16-byte block under a 16-byte key (FIPS-197).
+
+    ECB on a single block is the raw block function; it is never applied to
+    longer messages, which is why the length is enforced here.
+    """
+    if len(key) != KEY_SIZE:
+        raise ValueError(f"AES-128 key must be {KEY_SIZE} bytes, got {len(key)}")
+    if len(block) != BLOCK_SIZE:
+        raise ValueError(f"AES block must be {BLOCK_SIZE} bytes, got {len(block)}")
+    encryptor = Cipher(algorithms.AES128(key), modes.ECB()).encryptor()  # noqa: S305
+    return encryptor.update(block) + encryptor.finalize()
+
+
+def xor_bytes(a: bytes, b: bytes) -> bytes:
+    """XOR two equal-length byte strings (used for ``RN_i XOR RN_c``)."""
+    if len(a) != len(b):
+        raise ValueError("xor operands differ in length")
+    return bytes(x ^ y for x, y in zip(a, b, strict=True))

@@ -1,0 +1,318 @@
+"""SBR: the controller. It relays between the node (out of band) and the server
+(in band, under ``SK_cs``), and learns the node's PSK to talk to it afterwards.
+
+Per transaction (one TID)::
+
+    AWAITING_GRANT --flight 3--> AWAITING_PROOF --flight 5--> CONFIRMING --flight 7--> DONE
+          |
+          +--(4.xx from the server, or the timestamp window passed)--> FAILED
+
+The controller drops ``IK`` as soon as it has sealed flight 4 and derived
+``PSK_i``; it keeps the flight bytes so that every retransmission is the very
+same message (a nonce is never used for a second plaintext).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import Enum
+
+from keystrap.crypto import constant_time_equal
+from keystrap.protocol.events import (
+    BootstrapConfirmed,
+    ChallengeIssued,
+    Event,
+    NodeProved,
+    Rejected,
+    TransactionFailed,
+    TransactionStarted,
+)
+from keystrap.protocol.keys import RandomSource, derive_psk
+from keystrap.protocol.replies import Reply, Status
+from keystrap.protocol.timers import Backoff, Retransmission
+from keystrap.wire import (
+    RN_SIZE,
+    TID_MAX,
+    AuthenticationError,
+    DecodeError,
+    Flight1,
+    Flight5,
+    FlightType,
+    open_flight3,
+    open_flight7,
+    peek_type,
+    seal_flight2,
+    seal_flight4,
+    seal_flight6,
+)
+
+
+class TransactionStage(Enum):
+    AWAITING_GRANT = "awaiting-grant"
+    AWAITING_PROOF = "awaiting-proof"
+    CONFIRMING = "confirming"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class ControllerTransaction:
+    tid: int
+    node_id: bytes
+    rn_i: bytes
+    rn_c: bytes
+    ts: int
+    stage: TransactionStage
+    request: bytes  # flight 2
+    challenge: bytes | None = None  # flight 4
+    psk: bytes | None = None
+    confirm: bytes | None = None  # flight 6
+    failure: str | None = None
+
+
+@dataclass(frozen=True)
+class ControllerState:
+    """Everything the controller must persist. ``next_tid`` is stored before a TID
+    is used, so a restart never hands out a TID twice."""
+
+    controller_id: bytes
+    sk_cs: bytes
+    next_tid: int = 1
+    transactions: Mapping[int, ControllerTransaction] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ToServer:
+    tid: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class ToNode:
+    node_id: bytes
+    data: bytes
+
+
+Outgoing = ToServer | ToNode
+
+_OPEN = (
+    TransactionStage.AWAITING_GRANT,
+    TransactionStage.AWAITING_PROOF,
+    TransactionStage.CONFIRMING,
+)
+
+
+class Controller:
+    ROLE = "controller"
+
+    def __init__(
+        self,
+        state: ControllerState,
+        rng: RandomSource,
+        window: int = 120,
+        backoff: Backoff | None = None,
+        challenge_attempts: int = 8,
+    ) -> None:
+        """``window`` is how long a transaction waits for flight 3 (match the server's
+        timestamp window: after it, the server would refuse the flight 2 anyway).
+        ``challenge_attempts`` bounds retransmissions of flight 4; the transaction
+        still accepts a late flight 5 after that."""
+        self.state = state
+        self._rng = rng
+        self._window = window
+        self._backoff = backoff or Backoff()
+        self._challenge_attempts = challenge_attempts
+        self._outgoing: list[Outgoing] = []
+        self._events: list[Event] = []
+        # After a restart everything still open is re-sent at the first timer.
+        self._timers: dict[int, Retransmission] = {
+            tid: Retransmission(due=0.0, interval=self._backoff.initial)
+            for tid, tx in state.transactions.items()
+            if tx.stage in _OPEN
+        }
+
+    # -- inputs from the node (out of band) --------------------------------------
+
+    def receive_from_node(self, data: bytes, now: float) -> None:
+        try:
+            kind = peek_type(data)
+            if kind is FlightType.F1_HELLO:
+                self._on_hello(Flight1.decode(data), now)
+            elif kind is FlightType.F5_PROOF:
+                self._on_proof(Flight5.decode(data), data, now)
+            else:
+                self._reject(f"flight {int(kind)} does not come from a node")
+        except DecodeError as exc:
+            self._reject(str(exc))
+
+    def _on_hello(self, hello: Flight1, now: float) -> None:
+        for tx in self.state.transactions.values():
+            if (
+                tx.node_id == hello.node_id
+                and constant_time_equal(tx.rn_i, hello.rn_i)
+                and tx.stage is not TransactionStage.FAILED
+            ):
+                self._resend(tx)  # the node repeats itself: answer as before
+                return
+        tid = self.state.next_tid
+        if tid > TID_MAX:
+            self._reject("TID space exhausted; register this controller under a new ID")
+            return
+        rn_c = self._rng(RN_SIZE)
+        ts = int(now)
+        request = seal_flight2(
+            self.state.sk_cs, self.state.controller_id, tid, ts, rn_c, hello.encode()
+        )
+        tx = ControllerTransaction(
+            tid=tid,
+            node_id=hello.node_id,
+            rn_i=hello.rn_i,
+            rn_c=rn_c,
+            ts=ts,
+            stage=TransactionStage.AWAITING_GRANT,
+            request=request,
+        )
+        self._store(tx, next_tid=tid + 1)
+        self._outgoing.append(ToServer(tid, request))
+        self._arm(tid, now)
+        self._events.append(TransactionStarted(hello.node_id, tid))
+
+    def _on_proof(self, proof: Flight5, data: bytes, now: float) -> None:
+        tx = self.state.transactions.get(proof.tid)
+        if tx is None or tx.psk is None:
+            self._reject(f"flight 5 for unknown TID {proof.tid}")
+            return
+        try:
+            seen_rn_c = proof.open(tx.psk, self.state.controller_id, tx.node_id)
+        except AuthenticationError:
+            self._reject("flight 5 failed authentication")
+            return
+        if not constant_time_equal(seen_rn_c, tx.rn_c):
+            self._reject("flight 5 carries another RN_c")
+            return
+        if tx.stage is TransactionStage.CONFIRMING:
+            self._resend(tx)
+            return
+        if tx.stage is not TransactionStage.AWAITING_PROOF:
+            return  # duplicate after completion: nothing to do
+        confirm = seal_flight6(self.state.sk_cs, self.state.controller_id, tx.tid, data)
+        self._store(replace(tx, stage=TransactionStage.CONFIRMING, confirm=confirm))
+        self._outgoing.append(ToServer(tx.tid, confirm))
+        self._arm(tx.tid, now)
+        self._events.append(NodeProved(tx.node_id, tx.tid))
+
+    # -- inputs from the server (in band) ----------------------------------------
+
+    def receive_from_server(self, tid: int, reply: Reply, now: float) -> None:
+        """Take the server's answer to the request sent for ``tid``."""
+        tx = self.state.transactions.get(tid)
+        if tx is None or tx.stage not in (
+            TransactionStage.AWAITING_GRANT,
+            TransactionStage.CONFIRMING,
+        ):
+            return  # a late duplicate answer
+        if reply.status is not Status.OK:
+            if not reply.status.transient:
+                self._fail(tx, f"server refused: {reply.status.value} {reply.reason}")
+            return
+        if tx.stage is TransactionStage.AWAITING_GRANT:
+            self._on_grant(tx, reply.payload, now)
+        else:
+            self._on_confirmed(tx, reply.payload)
+
+    def _on_grant(self, tx: ControllerTransaction, data: bytes, now: float) -> None:
+        cid = self.state.controller_id
+        try:
+            grant = open_flight3(data, self.state.sk_cs, cid, tx.tid, tx.node_id)
+        except AuthenticationError:
+            self._reject("flight 3 failed authentication")
+            return
+        except DecodeError as exc:
+            self._reject(str(exc))
+            return
+        # Paper: the controller authenticates flight 3 by its TS and TID.
+        if grant.ts != tx.ts or grant.tid != tx.tid:
+            self._reject("flight 3 echoes another TS or TID")
+            return
+        psk = derive_psk(grant.ik, tx.rn_i, tx.rn_c)
+        challenge = seal_flight4(grant.ik, cid, tx.tid, tx.node_id, tx.rn_i, tx.rn_c)
+        self._store(
+            replace(tx, stage=TransactionStage.AWAITING_PROOF, challenge=challenge, psk=psk)
+        )
+        self._outgoing.append(ToNode(tx.node_id, challenge))
+        self._arm(tx.tid, now)
+        self._events.append(ChallengeIssued(tx.node_id, tx.tid))
+
+    def _on_confirmed(self, tx: ControllerTransaction, data: bytes) -> None:
+        try:
+            open_flight7(data, self.state.sk_cs, self.state.controller_id, tx.tid, tx.node_id)
+        except DecodeError as exc:
+            self._reject(f"flight 7: {exc}")
+            return
+        self._store(replace(tx, stage=TransactionStage.DONE))
+        self._timers.pop(tx.tid, None)
+        self._events.append(BootstrapConfirmed(tx.node_id, tx.tid))
+
+    # -- timers ------------------------------------------------------------------
+
+    def get_timer(self) -> float | None:
+        return min((t.due for t in self._timers.values()), default=None)
+
+    def handle_timer(self, now: float) -> None:
+        for tid, timer in list(self._timers.items()):
+            if now < timer.due:
+                continue
+            tx = self.state.transactions[tid]
+            if tx.stage is TransactionStage.AWAITING_GRANT and now > tx.ts + self._window:
+                self._fail(tx, "no valid flight 3 within the timestamp window")
+                continue
+            if (
+                tx.stage is TransactionStage.AWAITING_PROOF
+                and timer.attempts >= self._challenge_attempts
+            ):
+                del self._timers[tid]  # stop repeating; a late flight 5 is still accepted
+                continue
+            self._resend(tx)
+            interval = self._backoff.after(timer.interval)
+            self._timers[tid] = Retransmission(now + interval, interval, timer.attempts + 1)
+
+    # -- outputs -----------------------------------------------------------------
+
+    def data_to_send(self) -> list[Outgoing]:
+        out, self._outgoing = self._outgoing, []
+        return out
+
+    def next_event(self) -> Event | None:
+        return self._events.pop(0) if self._events else None
+
+    # -- helpers -----------------------------------------------------------------
+
+    def _resend(self, tx: ControllerTransaction) -> None:
+        if tx.stage is TransactionStage.AWAITING_GRANT:
+            self._outgoing.append(ToServer(tx.tid, tx.request))
+        elif tx.stage is TransactionStage.AWAITING_PROOF and tx.challenge is not None:
+            self._outgoing.append(ToNode(tx.node_id, tx.challenge))
+        elif tx.stage is TransactionStage.CONFIRMING and tx.confirm is not None:
+            self._outgoing.append(ToServer(tx.tid, tx.confirm))
+
+    def _arm(self, tid: int, now: float) -> None:
+        interval = self._backoff.initial
+        self._timers[tid] = Retransmission(now + interval, interval)
+
+    def _store(self, tx: ControllerTransaction, next_tid: int | None = None) -> None:
+        transactions = dict(self.state.transactions)
+        transactions[tx.tid] = tx
+        self.state = replace(
+            self.state,
+            transactions=transactions,
+            next_tid=self.state.next_tid if next_tid is None else next_tid,
+        )
+
+    def _fail(self, tx: ControllerTransaction, reason: str) -> None:
+        self._store(replace(tx, stage=TransactionStage.FAILED, failure=reason, psk=None))
+        self._timers.pop(tx.tid, None)
+        self._events.append(TransactionFailed(tx.node_id, tx.tid, reason))
+
+    def _reject(self, reason: str) -> None:
+        self._events.append(Rejected(self.ROLE, reason))

@@ -1,0 +1,90 @@
+"""Events the state machines report. None carries key material, so any of them
+may be logged as it is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """An input was refused; no state changed."""
+
+    role: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class TransactionStarted:
+    node_id: bytes
+    tid: int
+
+
+@dataclass(frozen=True)
+class ChallengeIssued:
+    """The controller authenticated flight 3 and produced flight 4."""
+
+    node_id: bytes
+    tid: int
+
+
+@dataclass(frozen=True)
+class NodeKeyed:
+    """The node authenticated the controller, derived PSK_i and SK_i, and erased IK."""
+
+    node_id: bytes
+    tid: int
+
+
+@dataclass(frozen=True)
+class NodeProved:
+    """The controller verified flight 5: the node holds PSK_i."""
+
+    node_id: bytes
+    tid: int
+
+
+@dataclass(frozen=True)
+class BootstrapConfirmed:
+    """The server acknowledged the commit: it now holds PSK_i and no IK for this node."""
+
+    node_id: bytes
+    tid: int
+
+
+@dataclass(frozen=True)
+class TransactionFailed:
+    node_id: bytes
+    tid: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class BootstrapGranted:
+    """The server answered a fresh flight 2 (a pending candidate PSK now exists)."""
+
+    node_id: bytes
+    controller_id: bytes
+    tid: int
+
+
+@dataclass(frozen=True)
+class NodeActivated:
+    """The server replaced the node's key with PSK_i."""
+
+    node_id: bytes
+    controller_id: bytes
+    tid: int
+
+
+Event = (
+    Rejected
+    | TransactionStarted
+    | ChallengeIssued
+    | NodeKeyed
+    | NodeProved
+    | BootstrapConfirmed
+    | TransactionFailed
+    | BootstrapGranted
+    | NodeActivated
+)

@@ -1,0 +1,35 @@
+"""The server's answer to one request, independent of the transport.
+
+The CoAP layer maps :class:`Status` to response codes one to one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from keystrap.protocol.events import Event
+
+
+class Status(Enum):
+    OK = "2.04"  # Changed
+    BAD_REQUEST = "4.00"
+    UNAUTHORIZED = "4.01"
+    FORBIDDEN = "4.03"
+    NOT_FOUND = "4.04"
+    CONFLICT = "4.09"
+    TOO_MANY_REQUESTS = "4.29"
+    UNAVAILABLE = "5.03"
+
+    @property
+    def transient(self) -> bool:
+        """Worth retrying unchanged: the server may answer differently later."""
+        return self is Status.UNAVAILABLE
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: Status
+    payload: bytes = b""
+    reason: str = ""
+    event: Event | None = None

@@ -1,0 +1,122 @@
+"""What the server needs from its key repository, and an in-memory implementation.
+
+The SQLite repository (with keys wrapped at rest) implements the same protocol;
+the server core never knows which one it talks to.
+
+The no-bricked-node rule lives in the shape of this interface: a fresh flight 2
+only *adds* a pending transaction next to the node's current key; the key is
+replaced solely by :meth:`KeyRepository.confirm`, which the server calls once it
+has verified the node's own proof (flight 5) that it holds the new PSK.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import Enum
+from typing import Protocol
+
+
+class NodeStatus(Enum):
+    ENROLLED = "enrolled"  # holds its initial key
+    ACTIVE = "active"  # holds a PSK from a completed bootstrap
+    REVOKED = "revoked"  # refused by the server
+
+
+class TransactionStatus(Enum):
+    PENDING = "pending"  # flight 3 sent; candidate PSK kept next to the current key
+    CONFIRMED = "confirmed"  # the node proved PSK; it replaced the key
+    SUPERSEDED = "superseded"  # another transaction of the same node was confirmed
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    node_id: bytes
+    key: bytes  # IK_i until the first confirmed bootstrap, then PSK_i
+    status: NodeStatus
+
+
+@dataclass(frozen=True)
+class TransactionRecord:
+    controller_id: bytes
+    tid: int
+    node_id: bytes
+    request: bytes  # the exact flight 2, to recognise a retransmission
+    grant: bytes | None  # the exact flight 3 (wiped once the transaction ends)
+    rn_c: bytes
+    psk: bytes | None  # candidate PSK_i (wiped once the transaction ends)
+    status: TransactionStatus
+    created: int
+
+
+class TransactionExists(Exception):
+    """(ID_c, TID) was already recorded: a TID is accepted once, ever."""
+
+
+class UnknownTransaction(Exception):
+    pass
+
+
+class KeyRepository(Protocol):
+    def get_node(self, node_id: bytes) -> NodeRecord | None: ...
+
+    def get_transaction(self, controller_id: bytes, tid: int) -> TransactionRecord | None: ...
+
+    def count_pending(self, node_id: bytes) -> int: ...
+
+    def add_transaction(self, record: TransactionRecord) -> None:
+        """Record a pending transaction atomically; raise :class:`TransactionExists`."""
+        ...
+
+    def confirm(self, controller_id: bytes, tid: int) -> None:
+        """In one atomic step: the node's key becomes the transaction's PSK, the node
+        becomes active, this transaction is confirmed and every other pending
+        transaction of the node is superseded; keys in all of them are wiped."""
+        ...
+
+
+class InMemoryRepository:
+    """A dict-backed repository for tests and the in-process demo."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[bytes, NodeRecord] = {}
+        self.transactions: dict[tuple[bytes, int], TransactionRecord] = {}
+
+    def enroll(self, node_id: bytes, key: bytes) -> None:
+        self.nodes[node_id] = NodeRecord(node_id, key, NodeStatus.ENROLLED)
+
+    def revoke(self, node_id: bytes) -> None:
+        self.nodes[node_id] = replace(self.nodes[node_id], status=NodeStatus.REVOKED)
+
+    def get_node(self, node_id: bytes) -> NodeRecord | None:
+        return self.nodes.get(node_id)
+
+    def get_transaction(self, controller_id: bytes, tid: int) -> TransactionRecord | None:
+        return self.transactions.get((controller_id, tid))
+
+    def count_pending(self, node_id: bytes) -> int:
+        return sum(
+            1
+            for t in self.transactions.values()
+            if t.node_id == node_id and t.status is TransactionStatus.PENDING
+        )
+
+    def add_transaction(self, record: TransactionRecord) -> None:
+        key = (record.controller_id, record.tid)
+        if key in self.transactions:
+            raise TransactionExists(f"TID {record.tid} already recorded")
+        self.transactions[key] = record
+
+    def confirm(self, controller_id: bytes, tid: int) -> None:
+        record = self.transactions.get((controller_id, tid))
+        if record is None or record.psk is None:
+            raise UnknownTransaction(f"no pending transaction for TID {tid}")
+        node = self.nodes[record.node_id]
+        self.nodes[node.node_id] = replace(node, key=record.psk, status=NodeStatus.ACTIVE)
+        for key, other in list(self.transactions.items()):
+            if other.node_id == record.node_id and other.status is TransactionStatus.PENDING:
+                status = (
+                    TransactionStatus.CONFIRMED
+                    if key == (controller_id, tid)
+                    else TransactionStatus.SUPERSEDED
+                )
+                self.transactions[key] = replace(other, status=status, psk=None, grant=None)

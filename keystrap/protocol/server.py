@@ -1,0 +1,179 @@
+"""SBS: the authentication server, as a request -> reply function over a repository.
+
+Checks run cheapest first, and every check that needs no repository (format,
+known controller, CCM tag, timestamp window) runs before the first repository
+access, so forged or random packets never touch storage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from keystrap.crypto import constant_time_equal
+from keystrap.protocol.events import BootstrapGranted, NodeActivated
+from keystrap.protocol.keys import derive_psk
+from keystrap.protocol.replies import Reply, Status
+from keystrap.protocol.repository import (
+    KeyRepository,
+    NodeStatus,
+    TransactionExists,
+    TransactionRecord,
+    TransactionStatus,
+)
+from keystrap.wire import (
+    AuthenticationError,
+    DecodeError,
+    Flight2,
+    Flight6,
+    FlightType,
+    peek_type,
+    seal_flight3,
+    seal_flight7,
+)
+
+
+@dataclass(frozen=True)
+class ServerPolicy:
+    window: int = 120
+    """Seconds a flight-2 timestamp may differ from the server's clock, either way.
+    Longer than CoAP's 93 s retransmission span, so a retransmitted flight 2 still
+    fits, short enough that a recorded one soon goes stale."""
+
+    max_pending: int = 8
+    """Unfinished bootstraps kept per node. Each is a candidate PSK the node might
+    hold, so none is dropped; past this limit new attempts are refused."""
+
+
+class Server:
+    def __init__(
+        self,
+        repository: KeyRepository,
+        controllers: Mapping[bytes, bytes],
+        policy: ServerPolicy | None = None,
+    ) -> None:
+        """``controllers`` maps ``ID_c`` to ``SK_cs``; it is an in-memory table so that
+        an unknown controller is refused without touching the repository."""
+        self.repository = repository
+        self.controllers = controllers
+        self.policy = policy or ServerPolicy()
+
+    def handle(self, data: bytes, now: float) -> Reply:
+        """Answer one request (flight 2 or flight 6) received at time ``now``."""
+        try:
+            kind = peek_type(data)
+        except DecodeError as exc:
+            return Reply(Status.BAD_REQUEST, reason=str(exc))
+        if kind is FlightType.F2_REQUEST:
+            return self._handle_request(data, now)
+        if kind is FlightType.F6_CONFIRM:
+            return self._handle_confirm(data)
+        return Reply(Status.BAD_REQUEST, reason=f"flight {int(kind)} is not a server request")
+
+    # -- flight 2 -> flight 3 ----------------------------------------------------
+
+    def _handle_request(self, data: bytes, now: float) -> Reply:
+        try:
+            request = Flight2.decode(data)
+        except DecodeError as exc:
+            return Reply(Status.BAD_REQUEST, reason=str(exc))
+        sk_cs = self.controllers.get(request.controller_id)
+        if sk_cs is None:
+            return Reply(Status.UNAUTHORIZED, reason="unknown controller")
+        try:
+            body = request.open(sk_cs)
+        except AuthenticationError:
+            return Reply(Status.UNAUTHORIZED, reason="flight 2 failed authentication")
+        except DecodeError as exc:
+            return Reply(Status.BAD_REQUEST, reason=str(exc))
+        if abs(now - body.ts) > self.policy.window:
+            return Reply(Status.FORBIDDEN, reason="stale timestamp")
+
+        repo = self.repository
+        previous = repo.get_transaction(request.controller_id, request.tid)
+        if previous is not None:
+            return self._retransmitted_request(previous, data)
+        node_id = body.flight1.node_id
+        node = repo.get_node(node_id)
+        if node is None:
+            return Reply(Status.NOT_FOUND, reason="unknown node")
+        if node.status is NodeStatus.REVOKED:
+            return Reply(Status.FORBIDDEN, reason="node revoked")
+        if repo.count_pending(node_id) >= self.policy.max_pending:
+            return Reply(Status.TOO_MANY_REQUESTS, reason="too many unfinished bootstraps")
+
+        # The current key (IK_i, or the PSK of a previous bootstrap on
+        # re-installation) stays in place; the new PSK is only a candidate.
+        psk = derive_psk(node.key, body.flight1.rn_i, body.rn_c)
+        grant = seal_flight3(sk_cs, request.controller_id, request.tid, node_id, node.key, body.ts)
+        record = TransactionRecord(
+            controller_id=request.controller_id,
+            tid=request.tid,
+            node_id=node_id,
+            request=data,
+            grant=grant,
+            rn_c=body.rn_c,
+            psk=psk,
+            status=TransactionStatus.PENDING,
+            created=int(now),
+        )
+        try:
+            repo.add_transaction(record)
+        except TransactionExists:
+            # Another worker recorded the same TID between our read and write.
+            raced = repo.get_transaction(request.controller_id, request.tid)
+            if raced is None:
+                return Reply(Status.UNAVAILABLE, reason="repository inconsistent; retry")
+            return self._retransmitted_request(raced, data)
+        event = BootstrapGranted(node_id, request.controller_id, request.tid)
+        return Reply(Status.OK, grant, event=event)
+
+    @staticmethod
+    def _retransmitted_request(previous: TransactionRecord, data: bytes) -> Reply:
+        """The same flight 2 gets the same flight 3; another one with a used TID is a replay."""
+        if not constant_time_equal(previous.request, data):
+            return Reply(Status.FORBIDDEN, reason="TID already used")
+        if previous.grant is None:
+            return Reply(Status.FORBIDDEN, reason="transaction already finished")
+        return Reply(Status.OK, previous.grant)
+
+    # -- flight 6 -> flight 7 ----------------------------------------------------
+
+    def _handle_confirm(self, data: bytes) -> Reply:
+        try:
+            confirm = Flight6.decode(data)
+        except DecodeError as exc:
+            return Reply(Status.BAD_REQUEST, reason=str(exc))
+        sk_cs = self.controllers.get(confirm.controller_id)
+        if sk_cs is None:
+            return Reply(Status.UNAUTHORIZED, reason="unknown controller")
+        try:
+            proof = confirm.open(sk_cs)
+        except AuthenticationError:
+            return Reply(Status.UNAUTHORIZED, reason="flight 6 failed authentication")
+        except DecodeError as exc:
+            return Reply(Status.BAD_REQUEST, reason=str(exc))
+
+        repo = self.repository
+        record = repo.get_transaction(confirm.controller_id, confirm.tid)
+        if record is None:
+            return Reply(Status.NOT_FOUND, reason="unknown transaction")
+        ack = seal_flight7(sk_cs, confirm.controller_id, confirm.tid, record.node_id)
+        if record.status is TransactionStatus.CONFIRMED:
+            return Reply(Status.OK, ack)
+        if record.status is TransactionStatus.SUPERSEDED or record.psk is None:
+            return Reply(Status.CONFLICT, reason="another bootstrap of this node completed")
+        node = repo.get_node(record.node_id)
+        if node is None or node.status is NodeStatus.REVOKED:
+            return Reply(Status.FORBIDDEN, reason="node revoked")
+        # The server checks the node's proof itself rather than trusting the
+        # controller's word: only a holder of PSK_i can have sealed RN_c.
+        try:
+            seen_rn_c = proof.open(record.psk, confirm.controller_id, record.node_id)
+        except AuthenticationError:
+            return Reply(Status.UNAUTHORIZED, reason="node proof (flight 5) failed")
+        if not constant_time_equal(seen_rn_c, record.rn_c):
+            return Reply(Status.FORBIDDEN, reason="node proof carries another RN_c")
+        repo.confirm(confirm.controller_id, confirm.tid)
+        event = NodeActivated(record.node_id, confirm.controller_id, confirm.tid)
+        return Reply(Status.OK, ack, event=event)

@@ -1,0 +1,55 @@
+"""The header byte: protocol version in the high nibble, flight type in the low nibble.
+
+One byte rather than two because flights 1, 4 and 5 travel over audio and light,
+where every byte costs air time; sixteen versions and sixteen types are plenty.
+"""
+
+from enum import IntEnum
+
+from keystrap.wire.errors import DecodeError, DecodeReason
+
+VERSION = 1
+
+
+class FlightType(IntEnum):
+    F1_HELLO = 1  # SBI -> SBR, out of band: ID_i, RN_i
+    F2_REQUEST = 2  # SBR -> SBS, CoAP: sealed TS, RN_c, flight 1
+    F3_GRANT = 3  # SBS -> SBR, CoAP: sealed IK_i, TS, TID
+    F4_CHALLENGE = 4  # SBR -> SBI, out of band: TID, sealed RN_i, RN_c
+    F5_PROOF = 5  # SBI -> SBR, out of band: TID, sealed RN_c under PSK_i
+    F6_CONFIRM = 6  # SBR -> SBS, CoAP: sealed flight 5 (our addition: no bricked node)
+    F7_CONFIRMED = 7  # SBS -> SBR, CoAP: tag only (our addition)
+
+
+def header_byte(flight_type: FlightType) -> bytes:
+    return bytes([(VERSION << 4) | flight_type])
+
+
+def peek_type(data: bytes) -> FlightType:
+    """Read the header to dispatch a flight; checks the version, not the length."""
+    if not data:
+        raise DecodeError(DecodeReason.TRUNCATED, "empty message")
+    version, kind = data[0] >> 4, data[0] & 0x0F
+    if version != VERSION:
+        raise DecodeError(DecodeReason.WRONG_VERSION, f"version {version}, expected {VERSION}")
+    try:
+        return FlightType(kind)
+    except ValueError:
+        raise DecodeError(DecodeReason.WRONG_TYPE, f"unknown flight type {kind}") from None
+
+
+def check_frame(data: bytes, expected: FlightType, size: int) -> None:
+    """Strict check of header and exact length for a fixed-size flight."""
+    kind = peek_type(data)
+    if kind != expected:
+        raise DecodeError(
+            DecodeReason.WRONG_TYPE, f"flight {int(kind)} where flight {int(expected)} expected"
+        )
+    if len(data) < size:
+        raise DecodeError(
+            DecodeReason.TRUNCATED, f"flight {int(expected)} is {len(data)} bytes, needs {size}"
+        )
+    if len(data) > size:
+        raise DecodeError(
+            DecodeReason.TOO_LONG, f"flight {int(expected)} is {len(data)} bytes, needs {size}"
+        )

@@ -1,0 +1,48 @@
+import json
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from keystrap.protocol import ControllerState, InMemoryRepository, NodeState
+from keystrap.simulation import Simulation
+
+VECTORS = Path(__file__).parent / "vectors"
+
+CONTROLLER_ID = bytes.fromhex("02000000000000c0")
+
+
+def load_vectors(name: str) -> list[dict[str, Any]]:
+    data = json.loads((VECTORS / name).read_text())
+    return list(data["vectors"])
+
+
+def node_id(n: int) -> bytes:
+    return bytes.fromhex("02000000") + n.to_bytes(4, "big")
+
+
+def make_simulation(
+    nodes: int = 1, *, shared_ik: bytes | None = None, rng: Callable[[int], bytes] | None = None
+) -> Simulation:
+    """One controller, ``nodes`` enrolled nodes sharing one IK_N (the paper's default)."""
+    ik = shared_ik or secrets.token_bytes(16)
+    sk_cs = secrets.token_bytes(16)
+    repository = InMemoryRepository()
+    states = []
+    for n in range(1, nodes + 1):
+        repository.enroll(node_id(n), ik)
+        states.append(NodeState(node_id(n), CONTROLLER_ID, ik))
+    return Simulation(
+        repository,
+        {CONTROLLER_ID: sk_cs},
+        ControllerState(CONTROLLER_ID, sk_cs),
+        states,
+        rng or secrets.token_bytes,
+    )
+
+
+@pytest.fixture
+def sim() -> Simulation:
+    return make_simulation()
