@@ -11,7 +11,7 @@ import secrets
 import sys
 from typing import TextIO
 
-from keystrap.cli.format import eui64
+from keystrap.ids import eui64
 from keystrap.protocol import ControllerState, InMemoryRepository, NodeState, NodeStatus
 from keystrap.simulation import Simulation
 from keystrap.wire import FlightType, peek_type

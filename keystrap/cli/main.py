@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from keystrap import __version__
+from keystrap.cli import admin
+from keystrap.config import ConfigError, ControllerConfig, ServerConfig, load_config, render_config
+from keystrap.oob import OobError
+from keystrap.store.errors import StoreError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,23 +23,167 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"keystrap {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    demo = sub.add_parser("demo", help="run the whole scheme and narrate it")
+
+    demo = sub.add_parser("demo", help="enrol and bootstrap nodes through real processes")
+    demo.add_argument("--nodes", type=int, default=20, help="how many nodes (default: 20)")
     demo.add_argument(
-        "--nodes", type=int, default=3, help="how many nodes to bootstrap (default: 3)"
+        "--in-process",
+        action="store_true",
+        help="run the three state machines in one process instead, narrated",
     )
+    demo.add_argument(
+        "--workdir", type=Path, help="keep all files here instead of a temporary directory"
+    )
+
+    server = sub.add_parser(
+        "server",
+        help="run the authentication server (SBS)",
+        description="Serve flights 2 and 6 over CoAP at /bs.",
+    )
+    server.add_argument("--config", type=Path, help="TOML file with a [server] table")
+    server.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    server.add_argument("--port", type=int, help="UDP port (default 5683)")
+    server.add_argument("--database", type=Path, help="SQLite key repository")
+    server.add_argument("--master-key", type=Path, help="0600 master key file")
+    server.add_argument("--window", type=int, help="timestamp window in seconds (default 120)")
+    server.add_argument("--log-level", help="debug, info, warning, error")
+    server.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the effective configuration as TOML and exit",
+    )
+
+    ctl = sub.add_parser(
+        "controller",
+        help="run the controller (SBR)",
+        description="Take flights 1 and 5 out of band, talk to the server "
+        "over CoAP, hand flight 4 back to the node.",
+    )
+    ctl.add_argument("--config", type=Path, help="TOML file with a [controller] table")
+    ctl.add_argument("--id", help="this controller's EUI-64")
+    ctl.add_argument("--server", help="CoAP URI of the server (default coap://127.0.0.1:5683)")
+    ctl.add_argument("--key-file", type=Path, help="0600 file holding SK_cs")
+    ctl.add_argument("--state", type=Path, help="SQLite file for TIDs and transactions")
+    ctl.add_argument("--master-key", type=Path, help="0600 master key file")
+    ctl.add_argument("--oob", help="out-of-band endpoint, e.g. unix:keystrap-data/oob.sock")
+    ctl.add_argument("--window", type=int, help="seconds to wait for flight 3 (default 120)")
+    ctl.add_argument("--log-level", help="debug, info, warning, error")
+    ctl.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the effective configuration as TOML and exit",
+    )
+
+    node = sub.add_parser("node", help="bootstrap a node from its state file (SBI agent)")
+    node.add_argument("state", type=Path, help="the node's state file (from keystrap install)")
+    node.add_argument(
+        "--reinstall",
+        action="store_true",
+        help="bootstrap again, the current PSK serving as the initial key",
+    )
+    node.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="give up after this many seconds without a valid flight 4",
+    )
+    node.add_argument(
+        "--linger",
+        type=float,
+        default=10.0,
+        help="seconds to stay reachable after flight 5 (default 10)",
+    )
+
+    install = sub.add_parser("install", help="installer: turn a bundle into node files")
+    install.add_argument("bundle", type=Path, help="the bundle from keystrap admin order create")
+    install.add_argument("--out", type=Path, required=True, help="directory for node files")
+
+    admin.add_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "demo":
-        from keystrap.cli.demo import run_demo
+    try:
+        return _run(args)
+    except (ConfigError, StoreError, OobError, ValueError) as exc:
+        print(f"keystrap {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
 
+
+def _run(args: argparse.Namespace) -> int:
+    from keystrap.services.logs import setup_logging
+
+    if args.command == "demo":
         if args.nodes < 1:
-            print("keystrap demo: --nodes must be at least 1", file=sys.stderr)
-            return 2
-        return run_demo(args.nodes)
-    return 2  # unreachable: argparse requires a command
+            raise ValueError("--nodes must be at least 1")
+        if args.in_process:
+            from keystrap.cli.demo import run_demo
+
+            return run_demo(args.nodes)
+        from keystrap.cli.live_demo import run_live_demo
+
+        return asyncio.run(run_live_demo(args.nodes, args.workdir))
+    if args.command == "server":
+        from keystrap.services.server import serve
+
+        config = load_config(
+            ServerConfig,
+            args.config,
+            {
+                "host": args.host,
+                "port": args.port,
+                "database": args.database,
+                "master_key": args.master_key,
+                "window": args.window,
+                "log_level": args.log_level,
+            },
+        )
+        if args.print_config:
+            print(render_config(config), end="")
+            return 0
+        setup_logging(config.log_level, "sbs")
+        asyncio.run(serve(config))
+        return 0
+    if args.command == "controller":
+        from keystrap.services.controller import ControllerService
+
+        cconfig = load_config(
+            ControllerConfig,
+            args.config,
+            {
+                "id": args.id,
+                "server": args.server,
+                "key_file": args.key_file,
+                "state": args.state,
+                "master_key": args.master_key,
+                "oob": args.oob,
+                "window": args.window,
+                "log_level": args.log_level,
+            },
+        )
+        if args.print_config:
+            print(render_config(cconfig), end="")
+            return 0
+        setup_logging(cconfig.log_level, "sbr")
+        asyncio.run(ControllerService(cconfig).run())
+        return 0
+    if args.command == "node":
+        from keystrap.services.node_agent import run_node_cli
+
+        setup_logging("info", "sbi")
+        return asyncio.run(run_node_cli(args.state, args.reinstall, args.timeout, args.linger))
+    if args.command == "install":
+        from keystrap.enrolment import install_bundle
+
+        written = install_bundle(args.bundle, args.out)
+        print(f"{len(written)} node file(s) written to {args.out} (mode 0600)")
+        return 0
+    if args.command == "admin":
+        return admin.run(args)
+    return 2
 
 
 if __name__ == "__main__":

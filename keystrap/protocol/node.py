@@ -85,6 +85,14 @@ class Node:
             )
         self._send_hello(now)
 
+    def resume(self, now: float) -> None:
+        """After a restart: repeat whatever was last sent (flight 1, or the stored
+        flight 5 so a controller still waiting for it can finish)."""
+        if self.state.stage is NodeStage.AWAITING_CHALLENGE:
+            self._send_hello(now)
+        elif self.state.stage is NodeStage.KEYED and self.state.proof is not None:
+            self._outgoing.append(self.state.proof)
+
     def receive(self, data: bytes, now: float) -> None:
         """Take one flight from the out-of-band channel."""
         try:

@@ -1,4 +1,4 @@
-"""How identifiers appear to people: EUI-64 with colons. Never used for keys."""
+"""Identifiers as people read and type them: EUI-64 with colons. Never used for keys."""
 
 
 def eui64(identifier: bytes) -> str:

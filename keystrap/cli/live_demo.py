@@ -1,0 +1,247 @@
+"""``make demo`` / ``keystrap demo``: the whole system through real processes.
+
+An SBS and an SBR run as separate processes on 127.0.0.1; an order of nodes from
+one installer sharing one IK_N is enrolled and installed; all nodes bootstrap at
+once; then the demo shows that no IK is left and that the installer, who knows
+IK_N, can neither bootstrap as those nodes again nor open their in-band flights.
+Keys are compared, never printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiocoap
+
+from keystrap.coap.relay import Recording, forward_all
+from keystrap.ids import eui64, parse_eui64
+from keystrap.services.node_agent import NodeResult, bootstrap_node
+from keystrap.services.site import Site
+from keystrap.store.keyfile import read_key_file
+from keystrap.store.sqlite_repository import SqliteRepository
+from keystrap.wire import (
+    DecodeError,
+    Flight2,
+    Flight6,
+    FlightType,
+    open_flight3,
+    open_flight7,
+    peek_type,
+)
+
+
+class Progress:
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self.tty = sys.stdout.isatty()
+        self._last_quarter = -1
+
+    def tick(self) -> None:
+        self.done += 1
+        width = 30
+        filled = width * self.done // self.total
+        line = f"  [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} nodes"
+        if self.tty:
+            print("\r" + line, end="\n" if self.done == self.total else "", flush=True)
+        elif self.done * 4 // self.total != self._last_quarter:
+            self._last_quarter = self.done * 4 // self.total
+            print(line, flush=True)
+
+
+@contextlib.contextmanager
+def _workdir(path: Path | None) -> Iterator[Path]:
+    if path is not None:
+        path.mkdir(parents=True, exist_ok=True)
+        yield path
+    else:
+        with tempfile.TemporaryDirectory(prefix="keystrap-demo-") as tmp:
+            yield Path(tmp)
+
+
+async def run_live_demo(count: int, workdir: Path | None) -> int:
+    started = time.monotonic()
+    with _workdir(workdir) as root:
+        site = Site(root)
+        await site.prepare(relay_hook=forward_all)
+        try:
+            return await _demo(site, count, started)
+        finally:
+            site.stop()
+
+
+async def _demo(site: Site, count: int, started: float) -> int:
+    say = print
+    say("keystrap demo: secure bootstrapping through real processes on 127.0.0.1")
+    say("=" * 76)
+    say(f"working directory: {site.root}")
+    say()
+    say("1. Enrolment (paper section 3)")
+    site.register_controller()
+    say(f"   $ keystrap admin controller add {site.controller_id} --key-out data/controller-sk.key")
+    nodes = site.enrol(count, installer="acme")
+    say(
+        f"   $ keystrap admin order create --installer acme --count {count} --out nodes-bundle.json"
+    )
+    say(f"   $ keystrap install nodes-bundle.json --out nodes       -> {len(nodes)} node files")
+    bundle = json.loads((site.root / "nodes-bundle.json").read_text())
+    ik_n = bytes.fromhex(bundle["shared_key"])
+    say(f"   all {count} nodes share ONE initial key IK_N, which the installer keeps")
+    say()
+    say("2. Services")
+    await site.start()
+    assert site.server is not None and site.controller is not None and site.relay is not None
+    say(f"   SBS  pid {site.server.process.pid:<7} coap://127.0.0.1:{site.server_port}/bs")
+    say(
+        f"   SBR  pid {site.controller.process.pid:<7} out-of-band channel {site.oob_socket.name}"
+        f", in band via a recording relay on port {site.relay.address[1]}"
+    )
+    say()
+    say(f"3. Bootstrapping {count} nodes concurrently (flights 1-7)")
+    progress = Progress(count)
+
+    async def one(path: Path) -> NodeResult:
+        result = await bootstrap_node(path, timeout=30, linger=10)
+        progress.tick()
+        return result
+
+    results = await asyncio.gather(*(one(p) for p in nodes))
+    inband = inband_sizes(site.relay.record)
+    say()
+    say(
+        f"   {'node':<24} {'outcome':<10} {'ms':>6} {'TID':>4}   bytes per flight 1..7"
+        " (OOB: flight; in band: CoAP datagram)"
+    )
+    for r in sorted(results, key=lambda r: r.tid or 0):
+        sizes = dict(r.flight_bytes)
+        sizes.update(inband.get(r.tid or -1, {}))
+        cells = " ".join(f"{sizes.get(k, 0):>3}" for k in range(1, 8))
+        say(
+            f"   {eui64(r.node_id):<24} {r.outcome:<10} {r.seconds * 1000:>6.0f} "
+            f"{r.tid if r.tid is not None else '-':>4}   {cells}"
+        )
+    ok_nodes = sum(1 for r in results if r.ok)
+    say(f"   {ok_nodes}/{count} bootstrapped")
+    say()
+
+    say("4. What is left of IK_N, and what the installer can still do")
+    master = read_key_file(site.master_key)
+    repo = SqliteRepository(site.database, master)
+    try:
+        keys = dict(repo.unwrapped_node_keys())
+        with_ik = sum(1 for k in keys.values() if k == ik_n)
+        statuses = [n.status for n in repo.list_nodes()]
+    finally:
+        repo.close()
+    say(
+        f"   repository: {with_ik} of {len(keys)} node keys equal IK_N; "
+        f"{statuses.count('active')} nodes active"
+    )
+
+    victims = nodes[:3]
+    again = site.root / "installer-copy"
+    site.cli("install", str(site.root / "nodes-bundle.json"), "--out", str(again))
+    attempts = await asyncio.gather(
+        *(bootstrap_node(again / p.name, timeout=4, linger=0) for p in victims)
+    )
+    refused = sum(1 for a in attempts if not a.ok)
+    say(
+        f"   installer re-imprints {len(victims)} devices with IK_N and bootstraps as them: "
+        f"{refused}/{len(victims)} refused"
+    )
+    for a in attempts:
+        say(f"     {eui64(a.node_id)}: {a.outcome}")
+    repo = SqliteRepository(site.database, master)
+    try:
+        unchanged = all(
+            dict(repo.unwrapped_node_keys())[a.node_id] == keys[a.node_id] for a in attempts
+        )
+    finally:
+        repo.close()
+    say(f"   the server's keys for those nodes are unchanged: {'yes' if unchanged else 'NO'}")
+
+    node_ids = [parse_eui64(n["id"]) for n in bundle["nodes"]]
+    opened, tried = try_open_with(site.relay.record, ik_n, site.controller_id, node_ids)
+    say(f"   installer tries IK_N on every recorded in-band flight: {opened} of {tried} opened")
+    say("   (RN_c, needed for PSK = AES_IK(RN_i XOR RN_c), only ever travels sealed under")
+    say("    SK_cs in flight 2 and out of band in flight 4)")
+    say()
+    ok = (
+        ok_nodes == count and with_ik == 0 and refused == len(victims) and unchanged and opened == 0
+    )
+    say(f"demo {'succeeded' if ok else 'FAILED'} in {time.monotonic() - started:.1f} s")
+    return 0 if ok else 1
+
+
+def _decoded(record: Recording) -> Iterator[tuple[str, int, bytes, bytes]]:
+    """(direction, datagram size, CoAP token, payload) of each recorded CoAP message."""
+    for direction, datagram in record.datagrams:
+        with contextlib.suppress(aiocoap.error.Error):
+            message = aiocoap.Message.decode(datagram)
+            if message.payload:
+                yield direction, len(datagram), message.token, message.payload
+
+
+def inband_sizes(record: Recording) -> dict[int, dict[int, int]]:
+    """Per TID, the CoAP datagram size of flights 2, 3, 6 and 7."""
+    by_token: dict[bytes, tuple[int, int]] = {}
+    sizes: dict[int, dict[int, int]] = {}
+    for direction, size, token, payload in _decoded(record):
+        try:
+            kind = peek_type(payload)
+            if direction == "up" and kind is FlightType.F2_REQUEST:
+                tid = Flight2.decode(payload).tid
+                by_token[token] = (tid, 3)
+                sizes.setdefault(tid, {})[2] = size
+            elif direction == "up" and kind is FlightType.F6_CONFIRM:
+                tid = Flight6.decode(payload).tid
+                by_token[token] = (tid, 7)
+                sizes.setdefault(tid, {})[6] = size
+            elif direction == "down" and token in by_token:
+                tid, answer = by_token[token]
+                sizes.setdefault(tid, {})[answer] = size
+        except DecodeError:
+            pass  # an error answer's text, or someone else's traffic
+    return sizes
+
+
+def try_open_with(
+    record: Recording, key: bytes, controller_id: str, node_ids: list[bytes]
+) -> tuple[int, int]:
+    """Try ``key`` on every recorded in-band flight, in every context the installer
+    could guess (each node of its bundle); returns ``(opened, tried)``."""
+    cid = parse_eui64(controller_id)
+    opened = tried = 0
+    tids: dict[bytes, int] = {}
+    for direction, _, token, payload in _decoded(record):
+        try:
+            kind = peek_type(payload)
+        except DecodeError:
+            continue
+        if direction == "up" and kind in (FlightType.F2_REQUEST, FlightType.F6_CONFIRM):
+            tried += 1
+            flight = (
+                Flight2.decode(payload)
+                if kind is FlightType.F2_REQUEST
+                else (Flight6.decode(payload))
+            )
+            tids[token] = flight.tid
+            with contextlib.suppress(DecodeError):
+                flight.open(key)
+                opened += 1
+        elif direction == "down" and kind in (FlightType.F3_GRANT, FlightType.F7_CONFIRMED):
+            tried += 1
+            opener = open_flight3 if kind is FlightType.F3_GRANT else open_flight7
+            for node_id in node_ids:
+                with contextlib.suppress(DecodeError):
+                    opener(payload, key, cid, tids.get(token, 0), node_id)
+                    opened += 1
+                    break
+    return opened, tried

@@ -1,0 +1,1 @@
+"""In-band transport: CoAP (RFC 7252) between controller and server, with aiocoap."""

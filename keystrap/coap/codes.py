@@ -1,0 +1,24 @@
+"""One-to-one mapping between the protocol's reply status and CoAP response codes."""
+
+from __future__ import annotations
+
+import aiocoap
+from aiocoap.numbers.codes import Code
+
+from keystrap.protocol import Status
+
+TO_COAP: dict[Status, Code] = {
+    Status.OK: aiocoap.CHANGED,
+    Status.BAD_REQUEST: aiocoap.BAD_REQUEST,
+    Status.UNAUTHORIZED: aiocoap.UNAUTHORIZED,
+    Status.FORBIDDEN: aiocoap.FORBIDDEN,
+    Status.NOT_FOUND: aiocoap.NOT_FOUND,
+    Status.CONFLICT: aiocoap.CONFLICT,
+    Status.TOO_MANY_REQUESTS: aiocoap.TOO_MANY_REQUESTS,
+    Status.UNAVAILABLE: aiocoap.SERVICE_UNAVAILABLE,
+}
+FROM_COAP: dict[Code, Status] = {code: status for status, code in TO_COAP.items()}
+
+BOOTSTRAP_PATH = ("bs",)
+HEALTH_PATH = ("health",)
+OCTET_STREAM = 42

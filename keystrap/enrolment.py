@@ -1,0 +1,161 @@
+"""The enrolment phase (paper section 3, steps 1-5): orders, bundles, installation.
+
+1. The administrator orders nodes from an installer (``create_order``): the
+   nodes and their initial key are recorded at the server, and the installer
+   receives a *bundle* (a 0600 file) with the IDs, the controller's ID and NID,
+   and the initial key(s).
+2. The installer turns the bundle into one provisioning file per node
+   (``install_bundle``), as it would be imprinted into each device.
+
+By default all nodes of one order share one ``IK_N`` (the paper's default);
+``per_node_keys`` gives each node its own initial key instead.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from keystrap.ids import eui64, parse_eui64
+from keystrap.protocol import NodeState
+from keystrap.store.atomic import write_atomic
+from keystrap.store.errors import StoreError
+from keystrap.store.node_file import NodeFile, save_node_file
+from keystrap.store.sqlite_repository import SqliteRepository
+
+BUNDLE_FORMAT = "keystrap-bundle/1"
+
+
+def ids_from_count(count: int) -> list[bytes]:
+    """Random locally administered EUI-64s (first byte 0x02)."""
+    if not 1 <= count <= 10_000_000:
+        raise ValueError("--count must be between 1 and 10,000,000")
+    return [b"\x02" + secrets.token_bytes(7) for _ in range(count)]
+
+
+def ids_from_range(spec: str) -> list[bytes]:
+    """``FIRST-LAST`` inclusive, e.g. ``02:00:00:00:00:00:00:01-02:00:00:00:00:00:00:14``."""
+    first_text, sep, last_text = spec.partition("-") if spec.count("-") == 1 else ("", "", "")
+    if not sep:
+        raise ValueError("--range takes FIRST-LAST, with EUI-64s written with colons")
+    first = int.from_bytes(parse_eui64(first_text), "big")
+    last = int.from_bytes(parse_eui64(last_text), "big")
+    if last < first or last - first >= 10_000_000:
+        raise ValueError("--range must be ascending and hold at most 10,000,000 IDs")
+    return [n.to_bytes(8, "big") for n in range(first, last + 1)]
+
+
+def ids_from_csv(path: Path) -> list[bytes]:
+    """First column of each non-empty row; a header row is skipped if it is not an EUI-64."""
+    ids: list[bytes] = []
+    with open(path, newline="") as handle:
+        for number, row in enumerate(csv.reader(handle), 1):
+            if not row or not row[0].strip() or row[0].startswith("#"):
+                continue
+            try:
+                ids.append(parse_eui64(row[0]))
+            except ValueError:
+                if number == 1:
+                    continue
+                raise ValueError(f"{path}, line {number}: {row[0]!r} is not an EUI-64") from None
+    if not ids:
+        raise ValueError(f"{path} lists no node IDs")
+    return ids
+
+
+@dataclass(frozen=True)
+class Order:
+    order_id: int
+    installer: str
+    controller_id: bytes
+    controller_host: str
+    controller_port: int
+    oob: str
+    shared_key: bytes | None
+    node_keys: dict[bytes, bytes]
+
+
+def create_order(
+    repository: SqliteRepository,
+    installer: str,
+    controller_id: bytes,
+    node_ids: Iterable[bytes],
+    *,
+    per_node_keys: bool = False,
+    oob: str,
+) -> Order:
+    controller = repository.get_controller(controller_id)
+    if controller is None:
+        raise StoreError(
+            f"controller {eui64(controller_id)} is not registered; "
+            "add it with: keystrap admin controller add"
+        )
+    ids = list(node_ids)
+    if len(set(ids)) != len(ids):
+        raise ValueError("the order lists a node ID twice")
+    shared = None if per_node_keys else secrets.token_bytes(16)
+    keys = {nid: secrets.token_bytes(16) if shared is None else shared for nid in ids}
+    order_id = repository.create_order(
+        installer, controller_id, keys.items(), "per-node" if per_node_keys else "shared"
+    )
+    return Order(
+        order_id, installer, controller_id, controller.host, controller.port, oob, shared, keys
+    )
+
+
+def write_bundle(path: Path, order: Order) -> None:
+    doc: dict[str, Any] = {
+        "format": BUNDLE_FORMAT,
+        "order": order.order_id,
+        "installer": order.installer,
+        "controller": {
+            "id": eui64(order.controller_id),
+            "host": order.controller_host,
+            "port": order.controller_port,
+        },
+        "oob": order.oob,
+        "key_mode": "shared" if order.shared_key is not None else "per-node",
+    }
+    if order.shared_key is not None:
+        doc["shared_key"] = order.shared_key.hex()
+        doc["nodes"] = [{"id": eui64(nid)} for nid in order.node_keys]
+    else:
+        doc["nodes"] = [{"id": eui64(nid), "key": k.hex()} for nid, k in order.node_keys.items()]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(Path(path), (json.dumps(doc, indent=1) + "\n").encode(), 0o600)
+
+
+def install_bundle(bundle_path: Path, out_dir: Path) -> list[Path]:
+    """The installer's step: one provisioning file per node, named after its EUI-64."""
+    try:
+        doc: Any = json.loads(Path(bundle_path).read_text())
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"cannot read bundle {bundle_path}: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("format") != BUNDLE_FORMAT:
+        raise StoreError(f"{bundle_path} is not a keystrap bundle ({BUNDLE_FORMAT})")
+    try:
+        controller = doc["controller"]
+        controller_id = parse_eui64(controller["id"])
+        shared = bytes.fromhex(doc["shared_key"]) if "shared_key" in doc else None
+        out_dir.mkdir(parents=True, exist_ok=True)
+        out_dir.chmod(0o700)
+        written = []
+        for entry in doc["nodes"]:
+            node_id = parse_eui64(entry["id"])
+            key = shared if shared is not None else bytes.fromhex(entry["key"])
+            if key is None or len(key) != 16:
+                raise ValueError("initial keys are 16 bytes")
+            path = out_dir / (eui64(node_id).replace(":", "") + ".json")
+            state = NodeState(node_id=node_id, controller_id=controller_id, key=key)
+            save_node_file(
+                path, NodeFile(state, str(controller["host"]), int(controller["port"]), doc["oob"])
+            )
+            written.append(path)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StoreError(f"bundle {bundle_path} is malformed: {exc}") from None
+    return written

@@ -1,0 +1,89 @@
+"""A local out-of-band channel over a UNIX stream socket.
+
+It stands in for physical proximity on one machine: a flight is a 2-byte length
+and the flight bytes. The socket file is 0600, so only the controller's user can
+reach it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import struct
+from pathlib import Path
+
+from keystrap.oob.channel import OobClosed, OobError, SessionHandler
+
+MAX_FLIGHT = 512
+
+
+class UnixLink:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+
+    async def send(self, flight: bytes) -> None:
+        if len(flight) > MAX_FLIGHT:
+            raise OobError(f"unix channel: flight of {len(flight)} bytes exceeds {MAX_FLIGHT}")
+        try:
+            self._writer.write(struct.pack(">H", len(flight)) + flight)
+            await self._writer.drain()
+        except (ConnectionError, RuntimeError) as exc:
+            raise OobClosed(f"unix channel: {exc}") from None
+
+    async def receive(self, timeout: float | None = None) -> bytes | None:
+        try:
+            header = await asyncio.wait_for(self._reader.readexactly(2), timeout)
+            (size,) = struct.unpack(">H", header)
+            if size > MAX_FLIGHT:
+                raise OobError(f"unix channel: frame of {size} bytes exceeds {MAX_FLIGHT}")
+            return await asyncio.wait_for(self._reader.readexactly(size), 5.0)
+        except TimeoutError:
+            return None
+        except (asyncio.IncompleteReadError, ConnectionError):
+            raise OobClosed("unix channel: peer closed the session") from None
+
+    async def close(self) -> None:
+        self._writer.close()
+        with contextlib.suppress(ConnectionError):
+            await self._writer.wait_closed()
+
+
+class UnixListener:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._server: asyncio.Server | None = None
+
+    async def start(self, handler: SessionHandler) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()  # left over from a killed run
+
+        async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            link = UnixLink(reader, writer)
+            try:
+                await handler(link)
+            finally:
+                await link.close()
+
+        old_umask = os.umask(0o177)
+        try:
+            self._server = await asyncio.start_unix_server(on_connect, path=str(self.path))
+        finally:
+            os.umask(old_umask)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+async def connect(path: Path, timeout: float = 10.0) -> UnixLink:
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), timeout)
+    except (OSError, TimeoutError) as exc:
+        raise OobError(f"cannot reach the controller's out-of-band channel {path}: {exc}") from None
+    return UnixLink(reader, writer)

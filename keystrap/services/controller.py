@@ -1,0 +1,229 @@
+"""``keystrap controller``: the SBR process.
+
+Out of band it serves node sessions; in band it posts flights 2 and 6 to the
+server over CoAP. Every output of the state machine is sent only after the
+state is saved (:class:`keystrap.store.controller_store.ControllerStore`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import signal
+import time
+from pathlib import Path
+
+import aiocoap
+
+from keystrap.coap.client import SbsClient, ServerUnreachable
+from keystrap.config import ControllerConfig
+from keystrap.ids import eui64, parse_eui64
+from keystrap.oob import DONE, OobClosed, OobLink, parse_endpoint
+from keystrap.oob.unix import UnixListener
+from keystrap.protocol import (
+    BootstrapConfirmed,
+    ChallengeIssued,
+    Controller,
+    ControllerState,
+    NodeProved,
+    Rejected,
+    ToNode,
+    ToServer,
+    TransactionFailed,
+    TransactionStage,
+    TransactionStarted,
+)
+from keystrap.store.controller_store import ControllerStore
+from keystrap.store.keyfile import load_or_create_key_file, read_key_file
+from keystrap.wire import DecodeError, Flight1, Flight5, FlightType, peek_type
+
+log = logging.getLogger("keystrap.controller")
+
+
+class ControllerService:
+    def __init__(self, config: ControllerConfig) -> None:
+        self.config = config
+        self.controller_id = parse_eui64(config.id)
+        self._links: dict[bytes, OobLink] = {}
+        self._inflight: set[int] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+
+    async def run(self, ready: asyncio.Event | None = None) -> None:
+        config = self.config
+        sk_cs = read_key_file(config.key_file)
+        master_key, created = load_or_create_key_file(config.master_key, secrets.token_bytes)
+        if created:
+            log.info("created master key file %s (mode 0600)", config.master_key)
+        self.store = ControllerStore(config.state, master_key)
+        state = self.store.load(self.controller_id, sk_cs)
+        self._saved: ControllerState = state
+        self.core = Controller(state, secrets.token_bytes, window=config.window)
+        open_count = sum(
+            1
+            for tx in state.transactions.values()
+            if tx.stage not in (TransactionStage.DONE, TransactionStage.FAILED)
+        )
+        context = await aiocoap.Context.create_client_context()
+        self.client = SbsClient(context, config.server)
+        _, where = parse_endpoint(config.oob)
+        listener = UnixListener(Path(where))
+        await listener.start(self._session)
+        log.info(
+            "controller %s: out-of-band on %s, server %s, next TID %d, %d open transaction(s)",
+            config.id,
+            config.oob,
+            config.server,
+            state.next_tid,
+            open_count,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        timers = asyncio.create_task(self._timer_loop())
+        if ready is not None:
+            ready.set()
+        try:
+            await stop.wait()
+        finally:
+            log.info("shutting down")
+            timers.cancel()
+            await listener.stop()
+            for task in list(self._tasks):
+                task.cancel()
+            await context.shutdown()
+            self.store.close()
+
+    # -- out of band --------------------------------------------------------------
+
+    async def _session(self, link: OobLink) -> None:
+        node_id: bytes | None = None
+        while True:
+            try:
+                data = await link.receive()
+            except OobClosed:
+                break
+            if data is None:
+                continue
+            sender = self._sender_of(data)
+            if sender is not None and node_id != sender:
+                node_id = sender
+                self._links[node_id] = link
+            self.core.receive_from_node(data, time.time())
+            await self._flush()
+            if node_id is not None and self._finished(node_id, data):
+                with contextlib.suppress(OobClosed):
+                    await link.send(DONE)
+                break
+        if node_id is not None and self._links.get(node_id) is link:
+            del self._links[node_id]
+
+    def _sender_of(self, data: bytes) -> bytes | None:
+        """Which node a session belongs to: flight 1 names it, flight 5 names its TID."""
+        try:
+            kind = peek_type(data)
+            if kind is FlightType.F1_HELLO:
+                return Flight1.decode(data).node_id
+            if kind is FlightType.F5_PROOF:
+                tx = self.core.state.transactions.get(Flight5.decode(data).tid)
+                return None if tx is None else tx.node_id
+        except DecodeError:
+            pass
+        return None
+
+    def _finished(self, node_id: bytes, data: bytes) -> bool:
+        """A proof for a transaction that is already done: nothing more to say."""
+        try:
+            if peek_type(data) is not FlightType.F5_PROOF:
+                return False
+            tx = self.core.state.transactions.get(Flight5.decode(data).tid)
+        except DecodeError:
+            return False
+        return tx is not None and tx.node_id == node_id and tx.stage is TransactionStage.DONE
+
+    # -- in band ------------------------------------------------------------------
+
+    async def _post(self, tid: int, data: bytes) -> None:
+        try:
+            reply = await self.client.post(data)
+        except ServerUnreachable as exc:
+            log.warning("tid=%d: server unreachable (%s); will retry", tid, exc)
+            return
+        finally:
+            self._inflight.discard(tid)
+        self.core.receive_from_server(tid, reply, time.time())
+        await self._flush()
+
+    async def _timer_loop(self) -> None:
+        while True:
+            due = self.core.get_timer()
+            delay = 1.0 if due is None else max(0.0, min(1.0, due - time.time()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+            self._wake.clear()
+            self.core.handle_timer(time.time())
+            await self._flush()
+
+    # -- the persistence rule: save, then send ------------------------------------
+
+    async def _flush(self) -> None:
+        self.store.save(self._saved, self.core.state)
+        self._saved = self.core.state
+        outgoing = self.core.data_to_send()
+        closing: list[bytes] = []
+        while (event := self.core.next_event()) is not None:
+            self._log_event(event)
+            if isinstance(event, BootstrapConfirmed):
+                closing.append(event.node_id)
+        for out in outgoing:
+            if isinstance(out, ToServer):
+                if out.tid in self._inflight:
+                    continue  # CoAP is already retransmitting this request
+                self._inflight.add(out.tid)
+                task = asyncio.create_task(self._post(out.tid, out.data))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            elif isinstance(out, ToNode):
+                link = self._links.get(out.node_id)
+                if link is not None:
+                    with contextlib.suppress(OobClosed):
+                        await link.send(out.data)
+        for node_id in closing:
+            link = self._links.pop(node_id, None)
+            if link is not None:
+                with contextlib.suppress(OobClosed):
+                    await link.send(DONE)
+                await link.close()
+        self._wake.set()
+
+    @staticmethod
+    def _log_event(event: object) -> None:
+        if isinstance(event, TransactionStarted):
+            log.info(
+                "node=%s tid=%d: flight 1 received, flight 2 sent", eui64(event.node_id), event.tid
+            )
+        elif isinstance(event, ChallengeIssued):
+            log.info(
+                "node=%s tid=%d: flight 3 authenticated, flight 4 sent",
+                eui64(event.node_id),
+                event.tid,
+            )
+        elif isinstance(event, NodeProved):
+            log.info(
+                "node=%s tid=%d: flight 5 verified, node holds its PSK",
+                eui64(event.node_id),
+                event.tid,
+            )
+        elif isinstance(event, BootstrapConfirmed):
+            log.info(
+                "node=%s tid=%d: server confirmed; bootstrap complete",
+                eui64(event.node_id),
+                event.tid,
+            )
+        elif isinstance(event, TransactionFailed):
+            log.warning("node=%s tid=%d: failed: %s", eui64(event.node_id), event.tid, event.reason)
+        elif isinstance(event, Rejected):
+            log.info("rejected input: %s", event.reason)

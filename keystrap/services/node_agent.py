@@ -1,0 +1,167 @@
+"""``keystrap node``: the SBI agent. Runs one bootstrap from a node state file.
+
+The node's part ends when it holds PSK_i and has sent flight 5; it then stays
+on the out-of-band session (answering a repeated flight 4 with its stored flight
+5) until the controller says the server has confirmed (:data:`keystrap.oob.DONE`)
+or ``linger`` seconds pass. A session that just ends while keyed is reported as
+"keyed": the next run resumes and re-sends flight 5.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from keystrap.ids import eui64
+from keystrap.oob import DONE, OobClosed, OobError, OobLink, parse_endpoint
+from keystrap.oob.unix import connect
+from keystrap.protocol import Node, NodeKeyed, NodeStage, Rejected
+from keystrap.store.node_file import NodeFile, load_node_file, save_node_file
+from keystrap.wire import DecodeError, peek_type
+
+log = logging.getLogger("keystrap.node")
+
+
+@dataclass
+class NodeResult:
+    node_id: bytes
+    outcome: str  # "confirmed" (controller said so), "keyed" (PSK held), or "failed: ..."
+    seconds: float
+    tid: int | None = None
+    flight_bytes: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.outcome.startswith("failed")
+
+
+async def bootstrap_node(
+    path: Path,
+    *,
+    reinstall: bool = False,
+    timeout: float = 60.0,
+    linger: float = 10.0,
+    on_progress: Callable[[str], None] | None = None,
+) -> NodeResult:
+    start = time.monotonic()
+    node_file = load_node_file(path)
+    node = Node(node_file.state, secrets.token_bytes)
+    result = NodeResult(node_file.state.node_id, "failed: not started", 0.0)
+
+    def progress(step: str) -> None:
+        if on_progress is not None:
+            on_progress(step)
+
+    _, where = parse_endpoint(node_file.oob)
+    try:
+        link = await connect(Path(where))
+    except OobError as exc:
+        result.outcome = f"failed: {exc}"
+        return result
+    try:
+        if reinstall or node.state.stage is NodeStage.PROVISIONED:
+            node.start(time.time())
+        else:
+            node.resume(time.time())
+        await _flush(node, node_file, path, link, result)
+        progress("flight 1 sent")
+        result.outcome = await _converse(
+            node, node_file, path, link, result, start + timeout, linger, progress
+        )
+    except OobClosed:
+        result.outcome = (
+            "keyed" if node.state.stage is NodeStage.KEYED else "failed: controller went away"
+        )
+    finally:
+        await link.close()
+        result.seconds = time.monotonic() - start
+        result.tid = node.state.tid
+    log.info("node=%s: %s after %.2f s", eui64(result.node_id), result.outcome, result.seconds)
+    return result
+
+
+async def _converse(
+    node: Node,
+    node_file: NodeFile,
+    path: Path,
+    link: OobLink,
+    result: NodeResult,
+    deadline: float,
+    linger: float,
+    progress: Callable[[str], None],
+) -> str:
+    # A node resumed after a restart may already hold its PSK (flight 5 re-sent).
+    keyed_at: float | None = time.monotonic() if node.state.stage is NodeStage.KEYED else None
+    rejected = ""
+    while True:
+        now = time.monotonic()
+        if keyed_at is not None:
+            wait = keyed_at + linger - now
+            if wait <= 0:
+                return "keyed"
+        else:
+            if now >= deadline:
+                return "failed: no valid flight 4 before the timeout" + rejected
+            timer = node.get_timer()
+            until_timer = max(0.0, timer - time.time()) if timer is not None else deadline - now
+            wait = min(deadline - now, until_timer)
+        try:
+            data = await link.receive(timeout=wait)
+        except OobClosed:
+            return "keyed" if keyed_at is not None else "failed: controller closed the session"
+        if data == DONE:
+            if keyed_at is not None:
+                return "confirmed"
+            continue
+        if data is None:
+            node.handle_timer(time.time())
+        else:
+            _count(result, data)
+            node.receive(data, time.time())
+        while (event := node.next_event()) is not None:
+            if isinstance(event, NodeKeyed):
+                keyed_at = time.monotonic()
+                progress("flight 4 authenticated, PSK derived, flight 5 sent")
+            elif isinstance(event, Rejected):
+                rejected = f" (last rejected: {event.reason})"
+        await _flush(node, node_file, path, link, result)
+
+
+async def _flush(
+    node: Node, node_file: NodeFile, path: Path, link: OobLink, result: NodeResult
+) -> None:
+    """Persist (atomically) before anything leaves the node."""
+    outgoing = node.data_to_send()
+    if not outgoing:
+        return
+    save_node_file(path, replace(node_file, state=node.state))
+    for data in outgoing:
+        _count(result, data)
+        await link.send(data)
+
+
+def _count(result: NodeResult, data: bytes) -> None:
+    try:
+        kind = int(peek_type(data))
+    except DecodeError:
+        return
+    result.flight_bytes[kind] = len(data)
+
+
+async def run_node_cli(path: Path, reinstall: bool, timeout: float, linger: float) -> int:
+    result = await bootstrap_node(
+        path,
+        reinstall=reinstall,
+        timeout=timeout,
+        linger=linger,
+        on_progress=lambda step: log.info("%s", step),
+    )
+    print(
+        f"node {eui64(result.node_id)}: {result.outcome} in {result.seconds:.2f} s"
+        + (f" (TID {result.tid})" if result.tid is not None else "")
+    )
+    return 0 if result.ok else 1

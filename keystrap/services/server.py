@@ -1,0 +1,86 @@
+"""``keystrap server``: the SBS process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import signal
+import time
+from collections.abc import Iterator, Mapping
+
+import aiocoap
+
+from keystrap.coap.server import build_site
+from keystrap.config import ServerConfig
+from keystrap.protocol import Server, ServerPolicy
+from keystrap.store.keyfile import load_or_create_key_file
+from keystrap.store.sqlite_repository import SqliteRepository
+
+log = logging.getLogger("keystrap.server")
+
+
+class LiveControllers(Mapping[bytes, bytes]):
+    """``ID_c -> SK_cs`` held in memory, reloaded when the database changed.
+
+    The check (SQLite's data_version, no table read) runs at most once a second,
+    so a flood of forged packets costs no repository access at all.
+    """
+
+    def __init__(self, repository: SqliteRepository, clock: float = 1.0) -> None:
+        self._repository = repository
+        self._interval = clock
+        self._checked = 0.0
+        self._version = -1
+        self._keys: dict[bytes, bytes] = {}
+        self._refresh(force=True)
+
+    def _refresh(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._checked < self._interval:
+            return
+        self._checked = now
+        version = self._repository.data_version()
+        if force or version != self._version:
+            self._version = version
+            self._keys = self._repository.controller_keys()
+
+    def __getitem__(self, controller_id: bytes) -> bytes:
+        self._refresh()
+        return self._keys[controller_id]
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> None:
+    master_key, created = load_or_create_key_file(config.master_key, secrets.token_bytes)
+    if created:
+        log.info("created master key file %s (mode 0600)", config.master_key)
+    repository = SqliteRepository(config.database, master_key)
+    controllers = LiveControllers(repository)
+    core = Server(repository, controllers, ServerPolicy(config.window, config.max_pending))
+    site, _ = build_site(core)
+    context = await aiocoap.Context.create_server_context(site, bind=(config.host, config.port))
+    log.info(
+        "listening on coap://%s:%d/bs (database %s, %d controller(s))",
+        config.host,
+        config.port,
+        config.database,
+        len(controllers),
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        await context.shutdown()
+        repository.close()

@@ -1,0 +1,166 @@
+"""A complete deployment in one directory: configuration files, an enrolled order,
+and the server and controller as separate processes on 127.0.0.1.
+
+The demo, the multi-process tests and the benchmarks all use it, so each of them
+drives the same commands an operator would type.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from keystrap.coap.relay import Hook, UdpRelay, forward_all
+from keystrap.config import DEFAULT_CONTROLLER_ID
+from keystrap.services.processes import (
+    Service,
+    free_udp_port,
+    keystrap_command,
+    start_service,
+    wait_for_server,
+    wait_for_socket,
+)
+
+
+@dataclass
+class Site:
+    root: Path
+    window: int = 120
+    controller_id: str = DEFAULT_CONTROLLER_ID
+    server_port: int = field(default_factory=free_udp_port)
+    relay: UdpRelay | None = None
+    server: Service | None = None
+    controller: Service | None = None
+
+    @property
+    def server_config(self) -> Path:
+        return self.root / "server.toml"
+
+    @property
+    def controller_config(self) -> Path:
+        return self.root / "controller.toml"
+
+    @property
+    def oob_socket(self) -> Path:
+        return self.root / "data" / "oob.sock"
+
+    @property
+    def database(self) -> Path:
+        return self.root / "data" / "sbs.sqlite"
+
+    @property
+    def master_key(self) -> Path:
+        return self.root / "data" / "sbs-master.key"
+
+    async def prepare(self, relay_hook: Hook | None = None) -> None:
+        """Write both configuration files; with ``relay_hook``, route the in-band
+        path through a :class:`UdpRelay` that calls it for every datagram."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "data").mkdir(exist_ok=True)
+        server_uri_port = self.server_port
+        if relay_hook is not None:
+            self.relay = await UdpRelay.start(
+                "127.0.0.1", free_udp_port(), ("127.0.0.1", self.server_port), relay_hook
+            )
+            server_uri_port = self.relay.address[1]
+        self.server_config.write_text(
+            "[server]\n"
+            'host = "127.0.0.1"\n'
+            f"port = {self.server_port}\n"
+            'database = "data/sbs.sqlite"\n'
+            'master_key = "data/sbs-master.key"\n'
+            f"window = {self.window}\n"
+        )
+        self.controller_config.write_text(
+            "[controller]\n"
+            f'id = "{self.controller_id}"\n'
+            f'server = "coap://127.0.0.1:{server_uri_port}"\n'
+            'key_file = "data/controller-sk.key"\n'
+            'state = "data/sbr.sqlite"\n'
+            'master_key = "data/sbr-master.key"\n'
+            f'oob = "unix:{self.oob_socket}"\n'
+            f"window = {self.window}\n"
+        )
+
+    def cli(self, *args: str) -> str:
+        """Run a ``keystrap`` command in the site directory; return its output."""
+        done = subprocess.run(  # noqa: S603 - our own CLI, argument list
+            keystrap_command(*args), cwd=self.root, capture_output=True, text=True, check=False
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"keystrap {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+        return done.stdout
+
+    def admin(self, *args: str) -> str:
+        return self.cli("admin", "--config", str(self.server_config), *args)
+
+    def register_controller(self) -> None:
+        self.admin(
+            "controller",
+            "add",
+            self.controller_id,
+            "--name",
+            "demo",
+            "--key-out",
+            str(self.root / "data" / "controller-sk.key"),
+        )
+
+    def enrol(
+        self, count: int, installer: str = "acme", per_node_keys: bool = False, name: str = "nodes"
+    ) -> list[Path]:
+        """Order ``count`` nodes and install them; returns the node files."""
+        bundle = self.root / f"{name}-bundle.json"
+        extra = ["--per-node-keys"] if per_node_keys else []
+        self.admin(
+            "order",
+            "create",
+            "--installer",
+            installer,
+            "--controller",
+            self.controller_id,
+            "--count",
+            str(count),
+            "--oob",
+            f"unix:{self.oob_socket}",
+            "--out",
+            str(bundle),
+            *extra,
+        )
+        out = self.root / name
+        self.cli("install", str(bundle), "--out", str(out))
+        return sorted(out.glob("*.json"))
+
+    async def start_server(self) -> Service:
+        self.server = start_service(
+            "server",
+            ["server", "--config", str(self.server_config)],
+            self.root,
+            self.root / "server.log",
+        )
+        await wait_for_server("127.0.0.1", self.server_port, self.server)
+        return self.server
+
+    async def start_controller(self) -> Service:
+        self.controller = start_service(
+            "controller",
+            ["controller", "--config", str(self.controller_config)],
+            self.root,
+            self.root / "controller.log",
+        )
+        await wait_for_socket(self.oob_socket, self.controller)
+        return self.controller
+
+    async def start(self) -> None:
+        await self.start_server()
+        await self.start_controller()
+
+    def stop(self) -> None:
+        for service in (self.controller, self.server):
+            if service is not None:
+                service.stop()
+        if self.relay is not None:
+            self.relay.close()
+
+
+__all__ = ["Site", "forward_all"]

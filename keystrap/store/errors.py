@@ -1,0 +1,2 @@
+class StoreError(Exception):
+    """A state file, key file or database is missing, unreadable or inconsistent."""

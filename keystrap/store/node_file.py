@@ -1,0 +1,81 @@
+"""The node's state file: its provisioning (written by ``keystrap install``) and,
+after a bootstrap, its PSK and session key. JSON, rewritten atomically, 0600."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from keystrap.protocol import NodeStage, NodeState
+from keystrap.store.atomic import write_atomic
+from keystrap.store.errors import StoreError
+
+FORMAT = "keystrap-node/1"
+
+
+@dataclass(frozen=True)
+class NodeFile:
+    state: NodeState
+    controller_host: str
+    controller_port: int
+    oob: str  # where the out-of-band channel to the controller is
+
+
+def save_node_file(path: Path, node: NodeFile) -> None:
+    s = node.state
+
+    def hx(value: bytes | None) -> str | None:
+        return None if value is None else value.hex()
+
+    doc = {
+        "format": FORMAT,
+        "node_id": s.node_id.hex(),
+        "controller_id": s.controller_id.hex(),
+        "controller": {"host": node.controller_host, "port": node.controller_port},
+        "oob": node.oob,
+        "stage": s.stage.value,
+        "key": s.key.hex(),
+        "rn_i": hx(s.rn_i),
+        "tid": s.tid,
+        "session_key": hx(s.session_key),
+        "challenge": hx(s.challenge),
+        "proof": hx(s.proof),
+    }
+    write_atomic(Path(path), (json.dumps(doc, indent=2) + "\n").encode(), 0o600)
+
+
+def load_node_file(path: Path) -> NodeFile:
+    try:
+        doc: Any = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise StoreError(f"node state file {path} does not exist") from None
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"node state file {path} is unreadable: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise StoreError(f"{path} is not a keystrap node file ({FORMAT})")
+    try:
+
+        def opt(name: str) -> bytes | None:
+            value = doc.get(name)
+            return None if value is None else bytes.fromhex(value)
+
+        state = NodeState(
+            node_id=bytes.fromhex(doc["node_id"]),
+            controller_id=bytes.fromhex(doc["controller_id"]),
+            key=bytes.fromhex(doc["key"]),
+            stage=NodeStage(doc["stage"]),
+            rn_i=opt("rn_i"),
+            tid=doc.get("tid"),
+            session_key=opt("session_key"),
+            challenge=opt("challenge"),
+            proof=opt("proof"),
+        )
+        controller = doc["controller"]
+        node = NodeFile(state, str(controller["host"]), int(controller["port"]), str(doc["oob"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StoreError(f"node state file {path} is malformed: {exc}") from None
+    if len(state.node_id) != 8 or len(state.controller_id) != 8 or len(state.key) != 16:
+        raise StoreError(f"node state file {path} has fields of the wrong size")
+    return node

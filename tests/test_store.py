@@ -1,0 +1,236 @@
+"""Storage: the SQLite repository, key files, the controller store, node files."""
+
+import os
+import secrets
+import stat
+from pathlib import Path
+
+import pytest
+
+from keystrap.protocol import (
+    ControllerState,
+    NodeStage,
+    NodeState,
+    NodeStatus,
+    TransactionExists,
+    TransactionRecord,
+    TransactionStage,
+    TransactionStatus,
+)
+from keystrap.simulation import Fault, Simulation
+from keystrap.store.controller_store import ControllerStore
+from keystrap.store.errors import StoreError
+from keystrap.store.keyfile import load_or_create_key_file, read_key_file, write_key_file
+from keystrap.store.node_file import NodeFile, load_node_file, save_node_file
+from keystrap.store.sqlite_repository import ControllerInfo, SqliteRepository
+
+from .conftest import CONTROLLER_ID, node_id
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def make_repo(tmp_path: Path, nodes: int = 1, ik: bytes | None = None) -> SqliteRepository:
+    repo = SqliteRepository(tmp_path / "sbs.sqlite", secrets.token_bytes(16))
+    repo.add_controller(
+        ControllerInfo(CONTROLLER_ID, "c", "127.0.0.1", 5684), secrets.token_bytes(16)
+    )
+    key = ik or secrets.token_bytes(16)
+    repo.create_order(
+        "acme", CONTROLLER_ID, [(node_id(n), key) for n in range(1, nodes + 1)], "shared"
+    )
+    return repo
+
+
+def test_keys_are_wrapped_at_rest(tmp_path: Path) -> None:
+    ik = secrets.token_bytes(16)
+    repo = make_repo(tmp_path, ik=ik)
+    sk = repo.controller_keys()[CONTROLLER_ID]
+    repo.close()
+    raw = (tmp_path / "sbs.sqlite").read_bytes()
+    assert ik not in raw and sk not in raw
+    assert mode(tmp_path / "sbs.sqlite") == 0o600
+
+
+def test_wrong_master_key_is_refused_at_open(tmp_path: Path) -> None:
+    make_repo(tmp_path).close()
+    with pytest.raises(StoreError, match="master key"):
+        SqliteRepository(tmp_path / "sbs.sqlite", secrets.token_bytes(16))
+
+
+def test_tid_is_accepted_once_even_across_connections(tmp_path: Path) -> None:
+    master = secrets.token_bytes(16)
+    a = SqliteRepository(tmp_path / "db", master)
+    b = SqliteRepository(tmp_path / "db", master)
+    record = TransactionRecord(
+        CONTROLLER_ID,
+        7,
+        node_id(1),
+        b"req",
+        b"grant",
+        bytes(16),
+        bytes(16),
+        TransactionStatus.PENDING,
+        0,
+    )
+    a.add_transaction(record)
+    with pytest.raises(TransactionExists):
+        b.add_transaction(record)
+
+
+def test_confirm_is_atomic_and_supersedes_the_others(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    psks = [secrets.token_bytes(16) for _ in range(3)]
+    for tid, psk in enumerate(psks, 1):
+        repo.add_transaction(
+            TransactionRecord(
+                CONTROLLER_ID,
+                tid,
+                node_id(1),
+                b"r",
+                b"g",
+                bytes(16),
+                psk,
+                TransactionStatus.PENDING,
+                0,
+            )
+        )
+    assert repo.count_pending(node_id(1)) == 3
+    repo.confirm(CONTROLLER_ID, 2)
+    node = repo.get_node(node_id(1))
+    assert node is not None and node.key == psks[1] and node.status is NodeStatus.ACTIVE
+    statuses = [repo.get_transaction(CONTROLLER_ID, t) for t in (1, 2, 3)]
+    assert [s.status for s in statuses if s] == [
+        TransactionStatus.SUPERSEDED,
+        TransactionStatus.CONFIRMED,
+        TransactionStatus.SUPERSEDED,
+    ]
+    assert all(s is not None and s.psk is None and s.grant is None for s in statuses)
+
+
+@pytest.mark.parametrize("fault", [Fault.DROP, Fault.DUPLICATE, Fault.RESTART_RECIPIENT])
+@pytest.mark.parametrize("point", range(9))
+def test_protocol_over_sqlite_survives_faults(tmp_path: Path, point: int, fault: Fault) -> None:
+    """The state-machine fault test, with the real repository underneath."""
+    ik, sk = secrets.token_bytes(16), secrets.token_bytes(16)
+    repo = SqliteRepository(tmp_path / "db", secrets.token_bytes(16))
+    repo.add_controller(ControllerInfo(CONTROLLER_ID, "c", "h", 1), sk)
+    repo.create_order("acme", CONTROLLER_ID, [(node_id(1), ik)], "shared")
+    sim = Simulation(
+        repo,
+        {CONTROLLER_ID: sk},
+        ControllerState(CONTROLLER_ID, sk),
+        [NodeState(node_id(1), CONTROLLER_ID, ik)],
+        secrets.token_bytes,
+    )
+    sim.start(node_id(1))
+    sim.run(lambda i, _m: fault if i == point else Fault.NONE)
+    record = repo.get_node(node_id(1))
+    assert record is not None and record.status is NodeStatus.ACTIVE
+    assert record.key == sim.node_states[node_id(1)].key != ik
+    assert repo.count_pending(node_id(1)) == 0
+
+
+def test_revoke_refuses_and_drops_candidates(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    repo.add_transaction(
+        TransactionRecord(
+            CONTROLLER_ID,
+            1,
+            node_id(1),
+            b"r",
+            b"g",
+            bytes(16),
+            bytes(16),
+            TransactionStatus.PENDING,
+            0,
+        )
+    )
+    repo.revoke(node_id(1))
+    node = repo.get_node(node_id(1))
+    assert node is not None and node.status is NodeStatus.REVOKED
+    assert repo.count_pending(node_id(1)) == 0
+    assert [n.status for n in repo.list_nodes()] == ["revoked"]
+
+
+def test_orders_installers_controllers_lifecycle(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path, nodes=3)
+    assert [o.nodes for o in repo.list_orders()] == [3]
+    with pytest.raises(StoreError, match="order"):
+        repo.remove_installer("acme")
+    with pytest.raises(StoreError, match="order"):
+        repo.remove_controller(CONTROLLER_ID)
+    with pytest.raises(StoreError, match="already enrolled"):
+        repo.create_order("acme", CONTROLLER_ID, [(node_id(1), bytes(16))], "shared")
+    assert repo.remove_order(1) == 3
+    repo.remove_installer("acme")
+    repo.remove_controller(CONTROLLER_ID)
+    assert repo.list_orders() == [] and repo.list_installers() == []
+    assert repo.list_controllers() == []
+
+
+def test_key_files(tmp_path: Path) -> None:
+    path = tmp_path / "k" / "a.key"
+    key, created = load_or_create_key_file(path, secrets.token_bytes)
+    assert created and mode(path) == 0o600
+    assert load_or_create_key_file(path, secrets.token_bytes) == (key, False)
+    os.chmod(path, 0o644)
+    with pytest.raises(StoreError, match="chmod 600"):
+        read_key_file(path)
+    os.chmod(path, 0o600)
+    path.write_text("zz\n")
+    with pytest.raises(StoreError, match="hex"):
+        read_key_file(path)
+    write_key_file(path, bytes(range(16)))
+    assert read_key_file(path) == bytes(range(16))
+    with pytest.raises(StoreError, match="does not exist"):
+        read_key_file(tmp_path / "missing.key")
+
+
+def test_controller_store_round_trip_and_wrapping(tmp_path: Path) -> None:
+    from keystrap.protocol import Controller
+
+    master, sk = secrets.token_bytes(16), secrets.token_bytes(16)
+    store = ControllerStore(tmp_path / "sbr.sqlite", master)
+    empty = store.load(CONTROLLER_ID, sk)
+    assert empty.next_tid == 1 and not empty.transactions
+    controller = Controller(empty, secrets.token_bytes)
+    controller.receive_from_node(bytes([0x11]) + node_id(1) + bytes(16), 1_700_000_000)
+    store.save(empty, controller.state)
+    store.close()
+    again = ControllerStore(tmp_path / "sbr.sqlite", master).load(CONTROLLER_ID, sk)
+    assert again == controller.state
+    assert again.next_tid == 2 and again.transactions[1].stage is TransactionStage.AWAITING_GRANT
+    rn_c = again.transactions[1].rn_c
+    assert rn_c not in (tmp_path / "sbr.sqlite").read_bytes()
+    assert mode(tmp_path / "sbr.sqlite") == 0o600
+
+
+def test_node_file_round_trip_atomic_and_private(tmp_path: Path) -> None:
+    path = tmp_path / "n.json"
+    state = NodeState(
+        node_id(1), CONTROLLER_ID, bytes(16), NodeStage.AWAITING_CHALLENGE, rn_i=bytes(range(16))
+    )
+    node = NodeFile(state, "127.0.0.1", 5684, "unix:/tmp/x")
+    save_node_file(path, node)
+    assert load_node_file(path) == node
+    assert mode(path) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["n.json"]  # no temp file left behind
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "",
+        "{}",
+        "[1]",
+        '{"format": "keystrap-node/1"}',
+        '{"format": "keystrap-node/1", "node_id": "zz"}',
+    ],
+)
+def test_node_file_rejects_garbage(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "n.json"
+    path.write_text(content)
+    with pytest.raises(StoreError):
+        load_node_file(path)
