@@ -47,6 +47,9 @@ class ControllerConfig:
     state: Path = DATA / "sbr.sqlite"
     master_key: Path = DATA / "sbr-master.key"
     oob: str = "unix:" + str(DATA / "oob.sock")
+    channel_from_node: str = "qr"
+    channel_to_node: str = "qr"
+    capture_dir: str = ""
     window: int = 120
     log_level: str = "info"
 
@@ -64,6 +67,9 @@ HELP: dict[str, str] = {
     "key_file": "0600 file holding SK_cs, written by `keystrap admin controller add`",
     "state": "SQLite file with the TID sequence and open transactions",
     "oob": "out-of-band channel to nodes, e.g. unix:keystrap-data/oob.sock",
+    "channel_from_node": "medium of flights 1 and 5: qr, nfc, audio, light or raw",
+    "channel_to_node": "medium of flight 4: qr, nfc, audio, light or raw",
+    "capture_dir": "if set, every out-of-band signal is also written there (PNG, WAV...)",
 }
 
 C = TypeVar("C", ServerConfig, ControllerConfig)

@@ -130,8 +130,11 @@ def write_bundle(path: Path, order: Order) -> None:
     write_atomic(Path(path), (json.dumps(doc, indent=1) + "\n").encode(), 0o600)
 
 
-def install_bundle(bundle_path: Path, out_dir: Path) -> list[Path]:
-    """The installer's step: one provisioning file per node, named after its EUI-64."""
+def install_bundle(
+    bundle_path: Path, out_dir: Path, channel_up: str = "qr", channel_down: str = "qr"
+) -> list[Path]:
+    """The installer's step: one provisioning file per node, named after its EUI-64.
+    The channels are the device's out-of-band hardware (node->controller, back)."""
     try:
         doc: Any = json.loads(Path(bundle_path).read_text())
     except (OSError, ValueError) as exc:
@@ -152,9 +155,15 @@ def install_bundle(bundle_path: Path, out_dir: Path) -> list[Path]:
                 raise ValueError("initial keys are 16 bytes")
             path = out_dir / (eui64(node_id).replace(":", "") + ".json")
             state = NodeState(node_id=node_id, controller_id=controller_id, key=key)
-            save_node_file(
-                path, NodeFile(state, str(controller["host"]), int(controller["port"]), doc["oob"])
+            node = NodeFile(
+                state,
+                str(controller["host"]),
+                int(controller["port"]),
+                doc["oob"],
+                channel_up,
+                channel_down,
             )
+            save_node_file(path, node)
             written.append(path)
     except (KeyError, TypeError, ValueError) as exc:
         raise StoreError(f"bundle {bundle_path} is malformed: {exc}") from None

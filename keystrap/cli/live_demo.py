@@ -37,6 +37,15 @@ from keystrap.wire import (
 )
 
 
+MEDIUM_WORDS = {
+    "qr": "QR codes (PNG images, Base45 in alphanumeric mode)",
+    "nfc": "NDEF messages (NFC Forum external type)",
+    "audio": "data-over-sound (16-bit PCM WAV, ggwave)",
+    "light": "light flashes (OOK + Manchester, sampled luminance)",
+    "raw": "raw frames (no physical medium)",
+}
+
+
 class Progress:
     def __init__(self, total: int) -> None:
         self.total = total
@@ -66,10 +75,10 @@ def _workdir(path: Path | None) -> Iterator[Path]:
             yield Path(tmp)
 
 
-async def run_live_demo(count: int, workdir: Path | None) -> int:
+async def run_live_demo(count: int, workdir: Path | None, channel: str = "qr") -> int:
     started = time.monotonic()
     with _workdir(workdir) as root:
-        site = Site(root)
+        site = Site(root, channels=(channel, channel), capture=True)
         await site.prepare(relay_hook=forward_all)
         try:
             return await _demo(site, count, started)
@@ -108,7 +117,7 @@ async def _demo(site: Site, count: int, started: float) -> int:
     progress = Progress(count)
 
     async def one(path: Path) -> NodeResult:
-        result = await bootstrap_node(path, timeout=30, linger=10)
+        result = await bootstrap_node(path, timeout=60, linger=10, capture_dir=site.signals)
         progress.tick()
         return result
 
@@ -128,7 +137,10 @@ async def _demo(site: Site, count: int, started: float) -> int:
             f"{r.tid if r.tid is not None else '-':>4}   {cells}"
         )
     ok_nodes = sum(1 for r in results if r.ok)
-    say(f"   {ok_nodes}/{count} bootstrapped")
+    say(
+        f"   {ok_nodes}/{count} bootstrapped; {len(list(site.signals.iterdir()))} signal files "
+        f"in {site.signals}"
+    )
     say()
 
     say("4. What is left of IK_N, and what the installer can still do")

@@ -12,6 +12,7 @@ from keystrap import __version__
 from keystrap.cli import admin
 from keystrap.config import ConfigError, ControllerConfig, ServerConfig, load_config, render_config
 from keystrap.oob import OobError
+from keystrap.oob.medium import MEDIA
 from keystrap.store.errors import StoreError
 
 
@@ -33,6 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--workdir", type=Path, help="keep all files here instead of a temporary directory"
+    )
+    demo.add_argument(
+        "--channel",
+        choices=MEDIA,
+        default="qr",
+        help="out-of-band medium for flights 1, 4 and 5 (default qr)",
     )
 
     server = sub.add_parser(
@@ -66,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument("--state", type=Path, help="SQLite file for TIDs and transactions")
     ctl.add_argument("--master-key", type=Path, help="0600 master key file")
     ctl.add_argument("--oob", help="out-of-band endpoint, e.g. unix:keystrap-data/oob.sock")
+    ctl.add_argument("--channel-from-node", choices=MEDIA, help="medium of flights 1 and 5")
+    ctl.add_argument("--channel-to-node", choices=MEDIA, help="medium of flight 4")
+    ctl.add_argument("--capture-dir", help="also write every out-of-band signal here")
     ctl.add_argument("--window", type=int, help="seconds to wait for flight 3 (default 120)")
     ctl.add_argument("--log-level", help="debug, info, warning, error")
     ctl.add_argument(
@@ -93,10 +103,33 @@ def build_parser() -> argparse.ArgumentParser:
         default=10.0,
         help="seconds to stay reachable after flight 5 (default 10)",
     )
+    node.add_argument(
+        "--channel-up",
+        choices=MEDIA,
+        help="medium of flights 1 and 5 (default: from the node file)",
+    )
+    node.add_argument(
+        "--channel-down", choices=MEDIA, help="medium of flight 4 (default: from the node file)"
+    )
+    node.add_argument(
+        "--capture-dir", type=Path, help="also write every out-of-band signal (PNG, WAV...) here"
+    )
 
     install = sub.add_parser("install", help="installer: turn a bundle into node files")
     install.add_argument("bundle", type=Path, help="the bundle from keystrap admin order create")
     install.add_argument("--out", type=Path, required=True, help="directory for node files")
+    install.add_argument(
+        "--channel-up",
+        choices=MEDIA,
+        default="qr",
+        help="the devices' medium towards the controller (default qr)",
+    )
+    install.add_argument(
+        "--channel-down",
+        choices=MEDIA,
+        default="qr",
+        help="the devices' medium from the controller (default qr)",
+    )
 
     admin.add_parser(sub)
     return parser
@@ -125,7 +158,7 @@ def _run(args: argparse.Namespace) -> int:
             return run_demo(args.nodes)
         from keystrap.cli.live_demo import run_live_demo
 
-        return asyncio.run(run_live_demo(args.nodes, args.workdir))
+        return asyncio.run(run_live_demo(args.nodes, args.workdir, args.channel))
     if args.command == "server":
         from keystrap.services.server import serve
 
@@ -160,6 +193,9 @@ def _run(args: argparse.Namespace) -> int:
                 "state": args.state,
                 "master_key": args.master_key,
                 "oob": args.oob,
+                "channel_from_node": args.channel_from_node,
+                "channel_to_node": args.channel_to_node,
+                "capture_dir": args.capture_dir,
                 "window": args.window,
                 "log_level": args.log_level,
             },
@@ -174,11 +210,24 @@ def _run(args: argparse.Namespace) -> int:
         from keystrap.services.node_agent import run_node_cli
 
         setup_logging("info", "sbi")
-        return asyncio.run(run_node_cli(args.state, args.reinstall, args.timeout, args.linger))
+        channels = None
+        if args.channel_up or args.channel_down:
+            from keystrap.store.node_file import load_node_file
+
+            stored = load_node_file(args.state)
+            channels = (
+                args.channel_up or stored.channel_up,
+                args.channel_down or stored.channel_down,
+            )
+        return asyncio.run(
+            run_node_cli(
+                args.state, args.reinstall, args.timeout, args.linger, channels, args.capture_dir
+            )
+        )
     if args.command == "install":
         from keystrap.enrolment import install_bundle
 
-        written = install_bundle(args.bundle, args.out)
+        written = install_bundle(args.bundle, args.out, args.channel_up, args.channel_down)
         print(f"{len(written)} node file(s) written to {args.out} (mode 0600)")
         return 0
     if args.command == "admin":

@@ -1,8 +1,9 @@
 """A local out-of-band channel over a UNIX stream socket.
 
-It stands in for physical proximity on one machine: a flight is a 2-byte length
-and the flight bytes. The socket file is 0600, so only the controller's user can
-reach it.
+It stands in for physical proximity on one machine: each message is a 4-byte
+length and the bytes -- a bare flight, or the captured signal of a medium (an
+image, audio samples...) when :class:`keystrap.oob.link.MediumLink` wraps it.
+The socket file is 0600, so only the controller's user can reach it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from keystrap.oob.channel import OobClosed, OobError, SessionHandler
 
-MAX_FLIGHT = 512
+MAX_MESSAGE = 16 * 1024 * 1024
 
 
 class UnixLink:
@@ -24,21 +25,21 @@ class UnixLink:
         self._writer = writer
 
     async def send(self, flight: bytes) -> None:
-        if len(flight) > MAX_FLIGHT:
-            raise OobError(f"unix channel: flight of {len(flight)} bytes exceeds {MAX_FLIGHT}")
+        if len(flight) > MAX_MESSAGE:
+            raise OobError(f"unix channel: message of {len(flight)} bytes exceeds {MAX_MESSAGE}")
         try:
-            self._writer.write(struct.pack(">H", len(flight)) + flight)
+            self._writer.write(struct.pack(">I", len(flight)) + flight)
             await self._writer.drain()
         except (ConnectionError, RuntimeError) as exc:
             raise OobClosed(f"unix channel: {exc}") from None
 
     async def receive(self, timeout: float | None = None) -> bytes | None:
         try:
-            header = await asyncio.wait_for(self._reader.readexactly(2), timeout)
-            (size,) = struct.unpack(">H", header)
-            if size > MAX_FLIGHT:
-                raise OobError(f"unix channel: frame of {size} bytes exceeds {MAX_FLIGHT}")
-            return await asyncio.wait_for(self._reader.readexactly(size), 5.0)
+            header = await asyncio.wait_for(self._reader.readexactly(4), timeout)
+            (size,) = struct.unpack(">I", header)
+            if size > MAX_MESSAGE:
+                raise OobError(f"unix channel: message of {size} bytes exceeds {MAX_MESSAGE}")
+            return await asyncio.wait_for(self._reader.readexactly(size), 10.0)
         except TimeoutError:
             return None
         except (asyncio.IncompleteReadError, ConnectionError):

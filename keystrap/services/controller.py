@@ -21,6 +21,8 @@ from keystrap.coap.client import SbsClient, ServerUnreachable
 from keystrap.config import ControllerConfig
 from keystrap.ids import eui64, parse_eui64
 from keystrap.oob import DONE, OobClosed, OobLink, parse_endpoint
+from keystrap.oob.link import MediumLink
+from keystrap.oob.medium import get_medium
 from keystrap.oob.unix import UnixListener
 from keystrap.protocol import (
     BootstrapConfirmed,
@@ -69,6 +71,8 @@ class ControllerService:
         context = await aiocoap.Context.create_client_context()
         self.client = SbsClient(context, config.server)
         _, where = parse_endpoint(config.oob)
+        get_medium(config.channel_from_node)  # an unknown medium fails here, at start
+        get_medium(config.channel_to_node)
         listener = UnixListener(Path(where))
         await listener.start(self._session)
         log.info(
@@ -99,7 +103,15 @@ class ControllerService:
 
     # -- out of band --------------------------------------------------------------
 
-    async def _session(self, link: OobLink) -> None:
+    async def _session(self, raw: OobLink) -> None:
+        config = self.config
+        link = MediumLink(
+            raw,
+            send_medium=get_medium(config.channel_to_node),
+            receive_medium=get_medium(config.channel_from_node),
+            capture_dir=Path(config.capture_dir) if config.capture_dir else None,
+            label="sbr",
+        )
         node_id: bytes | None = None
         while True:
             try:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from keystrap.ids import eui64
 from keystrap.oob import DONE, OobClosed, OobError, OobLink, parse_endpoint
+from keystrap.oob.link import MediumLink
+from keystrap.oob.medium import get_medium
 from keystrap.oob.unix import connect
 from keystrap.protocol import Node, NodeKeyed, NodeStage, Rejected
 from keystrap.store.node_file import NodeFile, load_node_file, save_node_file
@@ -46,9 +48,13 @@ async def bootstrap_node(
     timeout: float = 60.0,
     linger: float = 10.0,
     on_progress: Callable[[str], None] | None = None,
+    channels: tuple[str, str] | None = None,
+    capture_dir: Path | None = None,
 ) -> NodeResult:
+    """``channels`` = (node->controller, controller->node) overrides the node file's."""
     start = time.monotonic()
     node_file = load_node_file(path)
+    up, down = channels or (node_file.channel_up, node_file.channel_down)
     node = Node(node_file.state, secrets.token_bytes)
     result = NodeResult(node_file.state.node_id, "failed: not started", 0.0)
 
@@ -58,7 +64,13 @@ async def bootstrap_node(
 
     _, where = parse_endpoint(node_file.oob)
     try:
-        link = await connect(Path(where))
+        link: OobLink = MediumLink(
+            await connect(Path(where)),
+            get_medium(up),
+            get_medium(down),
+            capture_dir,
+            label=eui64(node_file.state.node_id).replace(":", ""),
+        )
     except OobError as exc:
         result.outcome = f"failed: {exc}"
         return result
@@ -152,13 +164,22 @@ def _count(result: NodeResult, data: bytes) -> None:
     result.flight_bytes[kind] = len(data)
 
 
-async def run_node_cli(path: Path, reinstall: bool, timeout: float, linger: float) -> int:
+async def run_node_cli(
+    path: Path,
+    reinstall: bool,
+    timeout: float,
+    linger: float,
+    channels: tuple[str, str] | None = None,
+    capture_dir: Path | None = None,
+) -> int:
     result = await bootstrap_node(
         path,
         reinstall=reinstall,
         timeout=timeout,
         linger=linger,
         on_progress=lambda step: log.info("%s", step),
+        channels=channels,
+        capture_dir=capture_dir,
     )
     print(
         f"node {eui64(result.node_id)}: {result.outcome} in {result.seconds:.2f} s"

@@ -27,6 +27,8 @@ from keystrap.services.processes import (
 class Site:
     root: Path
     window: int = 120
+    channels: tuple[str, str] = ("qr", "qr")  # (node -> controller, controller -> node)
+    capture: bool = False  # keep every out-of-band signal in root/signals
     controller_id: str = DEFAULT_CONTROLLER_ID
     server_port: int = field(default_factory=free_udp_port)
     relay: UdpRelay | None = None
@@ -44,6 +46,10 @@ class Site:
     @property
     def oob_socket(self) -> Path:
         return self.root / "data" / "oob.sock"
+
+    @property
+    def signals(self) -> Path:
+        return self.root / "signals"
 
     @property
     def database(self) -> Path:
@@ -80,6 +86,9 @@ class Site:
             'state = "data/sbr.sqlite"\n'
             'master_key = "data/sbr-master.key"\n'
             f'oob = "unix:{self.oob_socket}"\n'
+            f'channel_from_node = "{self.channels[0]}"\n'
+            f'channel_to_node = "{self.channels[1]}"\n'
+            f'capture_dir = "{self.signals if self.capture else ""}"\n'
             f"window = {self.window}\n"
         )
 
@@ -128,7 +137,16 @@ class Site:
             *extra,
         )
         out = self.root / name
-        self.cli("install", str(bundle), "--out", str(out))
+        self.cli(
+            "install",
+            str(bundle),
+            "--out",
+            str(out),
+            "--channel-up",
+            self.channels[0],
+            "--channel-down",
+            self.channels[1],
+        )
         return sorted(out.glob("*.json"))
 
     async def start_server(self) -> Service:

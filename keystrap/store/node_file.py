@@ -21,6 +21,8 @@ class NodeFile:
     controller_host: str
     controller_port: int
     oob: str  # where the out-of-band channel to the controller is
+    channel_up: str = "qr"  # medium of flights 1 and 5 (node -> controller)
+    channel_down: str = "qr"  # medium of flight 4 (controller -> node)
 
 
 def save_node_file(path: Path, node: NodeFile) -> None:
@@ -35,6 +37,7 @@ def save_node_file(path: Path, node: NodeFile) -> None:
         "controller_id": s.controller_id.hex(),
         "controller": {"host": node.controller_host, "port": node.controller_port},
         "oob": node.oob,
+        "channels": {"to_controller": node.channel_up, "to_node": node.channel_down},
         "stage": s.stage.value,
         "key": s.key.hex(),
         "rn_i": hx(s.rn_i),
@@ -73,7 +76,15 @@ def load_node_file(path: Path) -> NodeFile:
             proof=opt("proof"),
         )
         controller = doc["controller"]
-        node = NodeFile(state, str(controller["host"]), int(controller["port"]), str(doc["oob"]))
+        channels = doc.get("channels", {})
+        node = NodeFile(
+            state,
+            str(controller["host"]),
+            int(controller["port"]),
+            str(doc["oob"]),
+            str(channels.get("to_controller", "qr")),
+            str(channels.get("to_node", "qr")),
+        )
     except (KeyError, TypeError, ValueError) as exc:
         raise StoreError(f"node state file {path} is malformed: {exc}") from None
     if len(state.node_id) != 8 or len(state.controller_id) != 8 or len(state.key) != 16:

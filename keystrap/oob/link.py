@@ -1,0 +1,76 @@
+"""A session that carries every flight through a physical medium's full signal path.
+
+The sender modulates (QR image, NDEF message, audio, brightness schedule); the
+receiver captures and demodulates. Media are chosen per direction. A signal that
+does not decode is reported (logged, and kept in ``errors``) and nothing reaches
+the protocol; the receiver keeps listening, as a scanner would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from pathlib import Path
+
+from keystrap.oob.channel import DONE, OobLink
+from keystrap.oob.frame import OobDecodeError
+from keystrap.oob.medium import Medium, decode_flight, encode_flight
+
+log = logging.getLogger("keystrap.oob")
+_serial = itertools.count(1)
+
+
+class MediumLink:
+    def __init__(
+        self,
+        inner: OobLink,
+        send_medium: Medium,
+        receive_medium: Medium,
+        capture_dir: Path | None = None,
+        label: str = "oob",
+    ) -> None:
+        self._inner = inner
+        self.send_medium = send_medium
+        self.receive_medium = receive_medium
+        self._capture_dir = capture_dir
+        self._label = label
+        self.errors: list[OobDecodeError] = []
+
+    async def send(self, flight: bytes) -> None:
+        if flight == DONE:
+            await self._inner.send(DONE)
+            return
+        signal = await asyncio.to_thread(encode_flight, self.send_medium, flight)
+        self._keep(signal, self.send_medium, "sent")
+        await self._inner.send(signal)
+
+    async def receive(self, timeout: float | None = None) -> bytes | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            signal = await self._inner.receive(remaining)
+            if signal is None or signal == DONE:
+                return signal
+            medium = self.receive_medium
+            try:
+                captured = await asyncio.to_thread(medium.capture, signal)
+                self._keep(captured, medium, "received")
+                return await asyncio.to_thread(decode_flight, medium, captured)
+            except OobDecodeError as exc:
+                self.errors.append(exc)
+                log.warning("%s: unreadable signal discarded: %s", self._label, exc)
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+    def _keep(self, signal: bytes, medium: Medium, direction: str) -> None:
+        """Write the signal to the capture directory, so a person can look at it."""
+        if self._capture_dir is None:
+            return
+        self._capture_dir.mkdir(parents=True, exist_ok=True)
+        name = f"{self._label}-{next(_serial):05d}-{direction}-{medium.name}{medium.suffix}"
+        (self._capture_dir / name).write_bytes(signal)
