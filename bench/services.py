@@ -19,14 +19,15 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from keystrap.services.node_agent import bootstrap_node
 from keystrap.services.site import Site
 
 
-async def measure(size: int, batch: int, concurrency: int) -> dict[str, float]:
+async def measure(size: int, batch: int, concurrency: int, channel: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="keystrap-bench-") as tmp:
-        site = Site(Path(tmp))
+        site = Site(Path(tmp), channels=(channel, channel))
         await site.prepare()
         site.register_controller()
         t0 = time.monotonic()
@@ -91,6 +92,11 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,100000,1000000")
     parser.add_argument("--batch", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument(
+        "--channel",
+        default="raw",
+        help="out-of-band medium (default raw: measure the services alone)",
+    )
     args = parser.parse_args()
     rows = []
     print(
@@ -98,7 +104,7 @@ def main() -> None:
         f"{'p99 ms':>8}   CPU ms per bootstrap: server / controller / node agents"
     )
     for size in (int(s) for s in args.sizes.split(",")):
-        row = asyncio.run(measure(size, args.batch, args.concurrency))
+        row = asyncio.run(measure(size, args.batch, args.concurrency, args.channel))
         rows.append(row)
         print(
             f"{row['enrolled']:>10} {row['enrol_seconds']:>8} "
@@ -107,7 +113,16 @@ def main() -> None:
             + " / ".join(str(v) for v in row["cpu_ms_per_bootstrap"].values()),
             flush=True,
         )
-    print(json.dumps({"bench": "services", "concurrency": args.concurrency, "rows": rows}))
+    print(
+        json.dumps(
+            {
+                "bench": "services",
+                "concurrency": args.concurrency,
+                "channel": args.channel,
+                "rows": rows,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

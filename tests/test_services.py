@@ -31,7 +31,9 @@ from .services_helpers import (
 
 
 async def started_site(root: Path, count: int, **relay: object) -> tuple[Site, list[Path]]:
-    site = Site(root)
+    """A site whose out-of-band frames travel raw: these tests are about the services;
+    tests/test_oob_end_to_end.py runs the physical media."""
+    site = Site(root, channels=("raw", "raw"))
     await site.prepare(**relay)  # type: ignore[arg-type]
     site.register_controller()
     nodes = site.enrol(count)
@@ -225,7 +227,7 @@ def test_installer_holding_ik_cannot_bootstrap_again(tmp_path: Path) -> None:
             await bootstrap_all(nodes)
             before = server_keys(site)
             copies = site.root / "copies"
-            site.cli("install", str(site.root / "nodes-bundle.json"), "--out", str(copies))
+            site.install(site.root / "nodes-bundle.json", copies)
             attempt = await bootstrap_node(copies / nodes[0].name, timeout=3, linger=0)
             assert attempt.outcome.startswith("failed")
             assert "authentication" in attempt.outcome

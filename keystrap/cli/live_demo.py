@@ -36,7 +36,6 @@ from keystrap.wire import (
     peek_type,
 )
 
-
 MEDIUM_WORDS = {
     "qr": "QR codes (PNG images, Base45 in alphanumeric mode)",
     "nfc": "NDEF messages (NFC Forum external type)",
@@ -159,7 +158,7 @@ async def _demo(site: Site, count: int, started: float) -> int:
 
     victims = nodes[:3]
     again = site.root / "installer-copy"
-    site.cli("install", str(site.root / "nodes-bundle.json"), "--out", str(again))
+    site.install(site.root / "nodes-bundle.json", again)
     attempts = await asyncio.gather(
         *(bootstrap_node(again / p.name, timeout=4, linger=0) for p in victims)
     )

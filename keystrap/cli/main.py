@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from keystrap import __version__
-from keystrap.cli import admin
+from keystrap.cli import admin, oob
 from keystrap.config import ConfigError, ControllerConfig, ServerConfig, load_config, render_config
 from keystrap.oob import OobError
 from keystrap.oob.medium import MEDIA
@@ -132,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     admin.add_parser(sub)
+    oob.add_parser(sub)
     return parser
 
 
@@ -232,6 +233,8 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "admin":
         return admin.run(args)
+    if args.command == "oob":
+        return oob.run(args)
     return 2
 
 

@@ -4,6 +4,7 @@ through nfcpy when a reader is attached."""
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import ndef
@@ -28,7 +29,9 @@ class NfcMedium:
             raise OobDecodeError(self.name, "empty NDEF message")
         try:
             records = list(ndef.message_decoder(captured, errors="strict"))
-        except ndef.DecodeError as exc:
+        except (ndef.DecodeError, ValueError, IndexError, KeyError, struct.error) as exc:
+            # ndeflib lets some malformations escape as other errors (a non-ASCII
+            # record type raises UnicodeDecodeError): all of them are bad input.
             raise OobDecodeError(self.name, f"malformed NDEF message: {exc}") from None
         ours = [r for r in records if r.type == RECORD_TYPE]
         if not ours:

@@ -136,16 +136,13 @@ class Site:
             str(bundle),
             *extra,
         )
-        out = self.root / name
+        return self.install(bundle, self.root / name)
+
+    def install(self, bundle: Path, out: Path) -> list[Path]:
+        """The installer's step, for devices with this site's out-of-band media."""
+        up, down = self.channels
         self.cli(
-            "install",
-            str(bundle),
-            "--out",
-            str(out),
-            "--channel-up",
-            self.channels[0],
-            "--channel-down",
-            self.channels[1],
+            "install", str(bundle), "--out", str(out), "--channel-up", up, "--channel-down", down
         )
         return sorted(out.glob("*.json"))
 

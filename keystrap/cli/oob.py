@@ -1,0 +1,137 @@
+"""``keystrap oob encode|decode``: try each out-of-band medium by hand."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from keystrap.oob.frame import OobDecodeError, frame, unframe
+from keystrap.oob.medium import MEDIA, Medium, decode_flight, encode_flight, get_medium
+from keystrap.wire import FLIGHT_SIZES, DecodeError, FlightType, peek_type
+
+OOB_FLIGHTS = (FlightType.F1_HELLO, FlightType.F4_CHALLENGE, FlightType.F5_PROOF)
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    oob = sub.add_parser(
+        "oob",
+        help="encode a flight into a medium's signal, or decode one",
+        description="Turn a flight (1, 4 or 5) into a QR code, an NDEF message, a WAV file or "
+        "a light schedule, and back. Decoding a light 'schedule' samples it as an ideal "
+        "sensor would; a measured luminance trace is decoded as it is.",
+    )
+    what = oob.add_subparsers(dest="oob_command", required=True, metavar="ACTION")
+    enc = what.add_parser("encode", help="flight -> signal file")
+    enc.add_argument("--channel", choices=MEDIA, required=True)
+    source = enc.add_mutually_exclusive_group(required=True)
+    source.add_argument("--hex", help="the flight as hex digits")
+    source.add_argument("--in", dest="infile", type=Path, help="a file holding the flight bytes")
+    enc.add_argument("--out", type=Path, help="signal file to write (PNG/SVG, .ndef, .wav, .csv)")
+    enc.add_argument(
+        "--format",
+        choices=("png", "svg", "terminal"),
+        default="png",
+        help="QR code only: image format, or print it in the terminal",
+    )
+    enc.add_argument("--play", action="store_true", help="audio only: also play it")
+    enc.add_argument("--tag", action="store_true", help="nfc only: write to a tag on a reader")
+    dec = what.add_parser("decode", help="signal file -> flight")
+    dec.add_argument("--channel", choices=MEDIA, required=True)
+    dec.add_argument("file", type=Path, nargs="?", help="the captured signal")
+    dec.add_argument("--camera", type=int, help="qr only: read from this camera instead")
+    dec.add_argument("--record", type=float, help="audio only: record this many seconds")
+    dec.add_argument("--tag", action="store_true", help="nfc only: read a tag on a reader")
+
+
+def run(args: argparse.Namespace) -> int:
+    medium = get_medium(args.channel)
+    if args.oob_command == "encode":
+        return _encode(medium, args)
+    return _decode(medium, args)
+
+
+def _encode(medium: Medium, args: argparse.Namespace) -> int:
+    flight = bytes.fromhex(args.hex) if args.hex is not None else args.infile.read_bytes()
+    _check_flight(flight)
+    if args.format != "png" and medium.name != "qr":
+        raise ValueError("--format applies to the qr channel only")
+    if args.format == "terminal":
+        from keystrap.oob.qr import QrMedium
+
+        assert isinstance(medium, QrMedium)
+        print(medium.terminal(frame(flight)), end="")
+        return 0
+    if args.play or args.tag:
+        _device_send(medium, flight, args)
+    if args.out is None:
+        if args.play or args.tag:
+            return 0
+        raise ValueError("give --out FILE (or --format terminal)")
+    if args.format == "svg":
+        from keystrap.oob.qr import QrMedium
+
+        assert isinstance(medium, QrMedium)
+        signal = medium.svg(frame(flight))
+    else:
+        signal = encode_flight(medium, flight)
+    args.out.write_bytes(signal)
+    print(
+        f"{medium.name}: flight {flight[0] & 0x0F} ({len(flight)} bytes, frame "
+        f"{len(flight) + 3}) -> {args.out} ({len(signal)} bytes)"
+    )
+    return 0
+
+
+def _decode(medium: Medium, args: argparse.Namespace) -> int:
+    if args.camera is not None or args.record is not None or args.tag:
+        payload = _device_receive(medium, args)
+        flight = unframe(payload, medium.name)
+    else:
+        if args.file is None:
+            raise ValueError("give the signal file to decode")
+        signal = args.file.read_bytes()
+        if medium.name == "light" and signal.startswith(b"# keystrap light schedule"):
+            signal = medium.capture(signal)
+        flight = decode_flight(medium, signal)
+    kind = _check_flight(flight, medium.name)
+    print(f"{medium.name}: flight {int(kind)} ({kind.name}), {len(flight)} bytes: {flight.hex()}")
+    return 0
+
+
+def _check_flight(flight: bytes, channel: str | None = None) -> FlightType:
+    """An out-of-band flight of the right size, or a clear error."""
+    try:
+        kind = peek_type(flight)
+    except DecodeError as exc:
+        message = f"not a keystrap flight ({exc})"
+        raise (OobDecodeError(channel, message) if channel else ValueError(message)) from None
+    if kind not in OOB_FLIGHTS or len(flight) != FLIGHT_SIZES[kind]:
+        message = f"flight {int(kind)} of {len(flight)} bytes is not an out-of-band flight"
+        raise OobDecodeError(channel, message) if channel else ValueError(message)
+    return kind
+
+
+def _device_send(medium: Medium, flight: bytes, args: argparse.Namespace) -> None:
+    from keystrap.oob.audio import AudioMedium
+    from keystrap.oob.nfc import NfcMedium
+
+    if args.play and isinstance(medium, AudioMedium):
+        medium.play(frame(flight))
+    elif args.tag and isinstance(medium, NfcMedium):
+        medium.write_tag(frame(flight))
+    else:
+        raise ValueError("--play is for the audio channel, --tag for nfc")
+
+
+def _device_receive(medium: Medium, args: argparse.Namespace) -> bytes:
+    from keystrap.oob.audio import AudioMedium
+    from keystrap.oob.nfc import NfcMedium
+    from keystrap.oob.qr import QrMedium
+
+    if args.camera is not None and isinstance(medium, QrMedium):
+        return medium.from_camera(args.camera)
+    if args.record is not None and isinstance(medium, AudioMedium):
+        return medium.record(args.record)
+    if args.tag and isinstance(medium, NfcMedium):
+        return medium.read_tag()
+    raise ValueError("--camera is for qr, --record for audio, --tag for nfc")
