@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint typecheck unit bench clean
+.PHONY: setup demo test lint typecheck unit bench fuzz clean
 
 setup: $(STAMP)
 
@@ -48,6 +48,18 @@ unit: setup
 
 bench: setup
 	$(BIN)/python bench/core.py
+
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS := wire oob qr config
+
+fuzz: setup
+	$(BIN)/python -m pip install --quiet -e '.[fuzz]'
+	@for target in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/corpus/$$target; \
+	  echo "fuzzing $$target for $(FUZZ_SECONDS) s"; \
+	  $(BIN)/python fuzz/fuzz_$$target.py fuzz/corpus/$$target \
+	    -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 2>&1 | tail -n 12 || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -32,6 +32,7 @@ class ServerConfig:
     master_key: Path = DATA / "sbs-master.key"
     window: int = 120
     max_pending: int = 8
+    profile: str = "paper"
     log_level: str = "info"
 
 
@@ -61,6 +62,7 @@ HELP: dict[str, str] = {
     "master_key": "0600 file with the master key wrapping every stored key (made on first start)",
     "window": "seconds a flight-2 timestamp may be off (server) / a transaction waits for flight 3",
     "max_pending": "unfinished bootstraps kept per node before new ones are refused",
+    "profile": "paper (flight 3 gives the controller IK) or hardened (flight 8: PSK only)",
     "log_level": "debug, info, warning or error (keys are never logged at any level)",
     "id": "this controller's EUI-64, as registered with `keystrap admin controller add`",
     "server": "CoAP URI of the authentication server",
@@ -84,22 +86,29 @@ def load_config(cls: type[C], path: Path | None, overrides: dict[str, Any]) -> C
             doc = tomllib.loads(Path(path).read_text())
         except FileNotFoundError:
             raise ConfigError(f"config file {path} does not exist") from None
-        except tomllib.TOMLDecodeError as exc:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {path}: {exc}") from None
         unknown_sections = set(doc) - {section}
         if unknown_sections:
             raise ConfigError(f"{path}: unknown section(s) {sorted(unknown_sections)}")
-        values = dict(doc.get(section, {}))
+        table = doc.get(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: [{section}] must be a table")
+        values = dict(table)
         base = Path(path).parent
     known = {f.name: f for f in fields(cls)}
     unknown = set(values) - set(known)
     if unknown:
         raise ConfigError(f"{path}: unknown option(s) {sorted(unknown)} in [{section}]")
     values.update({k: v for k, v in overrides.items() if v is not None})
+    if values.get("profile", "paper") not in ("paper", "hardened"):
+        raise ConfigError(f'[{section}] profile must be "paper" or "hardened"')
     converted: dict[str, Any] = {}
     for name, value in values.items():
         default = getattr(cls(), name)
         if isinstance(default, Path):
+            if not isinstance(value, str | Path):
+                raise ConfigError(f"[{section}] {name} must be a path, got {value!r}")
             p = Path(value)
             converted[name] = p if p.is_absolute() or name in overrides else base / p
         elif isinstance(default, int) and not isinstance(value, bool):

@@ -7,8 +7,13 @@
 2. The installer turns the bundle into one provisioning file per node
    (``install_bundle``), as it would be imprinted into each device.
 
-By default all nodes of one order share one ``IK_N`` (the paper's default);
-``per_node_keys`` gives each node its own initial key instead.
+Key modes:
+
+* ``shared`` (the paper's default): every node of the order holds one ``IK_N``.
+* ``diversified``: the installer still receives one ``IK_N``, but imprints each
+  node with ``IK_i = KDF(IK_N, "keystrap IK_i" || ID_i)``; a node then holds only
+  its own key, so a rogue node of the same installer cannot answer for another.
+* ``per-node``: an independent random key per node.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from keystrap.crypto import kbkdf_cmac
 from keystrap.ids import eui64, parse_eui64
 from keystrap.protocol import NodeState
 from keystrap.store.atomic import write_atomic
@@ -29,6 +35,12 @@ from keystrap.store.node_file import NodeFile, save_node_file
 from keystrap.store.sqlite_repository import SqliteRepository
 
 BUNDLE_FORMAT = "keystrap-bundle/1"
+KEY_MODES = ("shared", "diversified", "per-node")
+
+
+def diversify(ik_n: bytes, node_id: bytes) -> bytes:
+    """``IK_i = SP800-108-CMAC(IK_N, "keystrap IK_i" || 0x00 || ID_i || [128]_32)``."""
+    return kbkdf_cmac(ik_n, b"keystrap IK_i\x00" + node_id + (128).to_bytes(4, "big"), 16)
 
 
 def ids_from_count(count: int) -> list[bytes]:
@@ -76,8 +88,9 @@ class Order:
     controller_host: str
     controller_port: int
     oob: str
-    shared_key: bytes | None
-    node_keys: dict[bytes, bytes]
+    key_mode: str
+    shared_key: bytes | None  # IK_N (shared and diversified modes)
+    node_keys: dict[bytes, bytes]  # what each node is imprinted with
 
 
 def create_order(
@@ -86,7 +99,7 @@ def create_order(
     controller_id: bytes,
     node_ids: Iterable[bytes],
     *,
-    per_node_keys: bool = False,
+    key_mode: str = "shared",
     oob: str,
 ) -> Order:
     controller = repository.get_controller(controller_id)
@@ -98,13 +111,26 @@ def create_order(
     ids = list(node_ids)
     if len(set(ids)) != len(ids):
         raise ValueError("the order lists a node ID twice")
-    shared = None if per_node_keys else secrets.token_bytes(16)
-    keys = {nid: secrets.token_bytes(16) if shared is None else shared for nid in ids}
-    order_id = repository.create_order(
-        installer, controller_id, keys.items(), "per-node" if per_node_keys else "shared"
-    )
+    if key_mode not in KEY_MODES:
+        raise ValueError(f"key mode must be one of {', '.join(KEY_MODES)}")
+    shared = None if key_mode == "per-node" else secrets.token_bytes(16)
+    if shared is None:
+        keys = {nid: secrets.token_bytes(16) for nid in ids}
+    elif key_mode == "diversified":
+        keys = {nid: diversify(shared, nid) for nid in ids}
+    else:
+        keys = dict.fromkeys(ids, shared)
+    order_id = repository.create_order(installer, controller_id, keys.items(), key_mode)
     return Order(
-        order_id, installer, controller_id, controller.host, controller.port, oob, shared, keys
+        order_id,
+        installer,
+        controller_id,
+        controller.host,
+        controller.port,
+        oob,
+        key_mode,
+        shared,
+        keys,
     )
 
 
@@ -119,7 +145,7 @@ def write_bundle(path: Path, order: Order) -> None:
             "port": order.controller_port,
         },
         "oob": order.oob,
-        "key_mode": "shared" if order.shared_key is not None else "per-node",
+        "key_mode": order.key_mode,
     }
     if order.shared_key is not None:
         doc["shared_key"] = order.shared_key.hex()
@@ -145,12 +171,16 @@ def install_bundle(
         controller = doc["controller"]
         controller_id = parse_eui64(controller["id"])
         shared = bytes.fromhex(doc["shared_key"]) if "shared_key" in doc else None
+        diversified = doc.get("key_mode") == "diversified"
         out_dir.mkdir(parents=True, exist_ok=True)
         out_dir.chmod(0o700)
         written = []
         for entry in doc["nodes"]:
             node_id = parse_eui64(entry["id"])
-            key = shared if shared is not None else bytes.fromhex(entry["key"])
+            if shared is None:
+                key = bytes.fromhex(entry["key"])
+            else:
+                key = diversify(shared, node_id) if diversified else shared
             if key is None or len(key) != 16:
                 raise ValueError("initial keys are 16 bytes")
             path = out_dir / (eui64(node_id).replace(":", "") + ".json")

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from keystrap.protocol import ControllerState, InMemoryRepository, NodeState
+from keystrap.protocol import ControllerState, InMemoryRepository, NodeState, ServerPolicy
 from keystrap.simulation import Simulation
 
 VECTORS = Path(__file__).parent / "vectors"
@@ -24,7 +24,11 @@ def node_id(n: int) -> bytes:
 
 
 def make_simulation(
-    nodes: int = 1, *, shared_ik: bytes | None = None, rng: Callable[[int], bytes] | None = None
+    nodes: int = 1,
+    *,
+    shared_ik: bytes | None = None,
+    rng: Callable[[int], bytes] | None = None,
+    policy: ServerPolicy | None = None,
 ) -> Simulation:
     """One controller, ``nodes`` enrolled nodes sharing one IK_N (the paper's default)."""
     ik = shared_ik or secrets.token_bytes(16)
@@ -40,6 +44,7 @@ def make_simulation(
         ControllerState(CONTROLLER_ID, sk_cs),
         states,
         rng or secrets.token_bytes,
+        policy=policy,
     )
 
 

@@ -26,12 +26,21 @@ def test_file_values_paths_relative_to_file_and_overrides(tmp_path: Path) -> Non
         ("[sever]\n", "unknown section"),
         ('[server]\nport = "x"\n', "integer"),
         ("[server\n", "server.toml"),
+        ("[server]\ndatabase = 5\n", "must be a path"),
+        ("server = 3\n", "must be a table"),
     ],
 )
 def test_bad_files_are_refused_clearly(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "server.toml"
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
+        load_config(ServerConfig, path, {})
+
+
+def test_non_utf8_file_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "server.toml"
+    path.write_bytes(b'[server]\nhost = "\xff"\n')
+    with pytest.raises(ConfigError):
         load_config(ServerConfig, path, {})
 
 

@@ -54,7 +54,8 @@ def test_order_from_csv_per_node_keys_and_install(site: Site) -> None:
         site.controller_id,
         "--csv",
         str(csv),
-        "--per-node-keys",
+        "--key-mode",
+        "per-node",
         "--out",
         "b.json",
     )
@@ -116,3 +117,16 @@ def test_bad_ids(tmp_path: Path) -> None:
 def test_cli_error_is_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["install", str(tmp_path / "missing.json"), "--out", str(tmp_path)]) == 2
     assert "cannot read bundle" in capsys.readouterr().err
+
+
+def test_diversified_keys_one_ik_n_distinct_node_keys(site: Site) -> None:
+    from keystrap.enrolment import diversify
+    from keystrap.store.node_file import load_node_file
+
+    nodes = site.enrol(3, key_mode="diversified")
+    bundle = json.loads((site.root / "nodes-bundle.json").read_text())
+    ik_n = bytes.fromhex(bundle["shared_key"])
+    keys = [load_node_file(p).state.key for p in nodes]
+    assert len(set(keys)) == 3 and ik_n not in keys
+    for path, key in zip(nodes, keys, strict=True):
+        assert key == diversify(ik_n, load_node_file(path).state.node_id)

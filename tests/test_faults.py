@@ -11,7 +11,13 @@ import itertools
 
 import pytest
 
-from keystrap.protocol import NodeStage, NodeStatus, TransactionStage, TransactionStatus
+from keystrap.protocol import (
+    NodeStage,
+    NodeStatus,
+    ServerPolicy,
+    TransactionStage,
+    TransactionStatus,
+)
 from keystrap.simulation import Fault, Message, Simulation
 
 from .conftest import make_simulation, node_id
@@ -42,8 +48,8 @@ def settle(sim: Simulation) -> None:
 INITIAL_KEY: dict[int, bytes] = {}
 
 
-def fresh() -> Simulation:
-    sim = make_simulation()
+def fresh(hardened: bool = False) -> Simulation:
+    sim = make_simulation(policy=ServerPolicy(hardened=hardened))
     INITIAL_KEY[id(sim)] = sim.repository.nodes[NID].key
     sim.start(NID)
     return sim
@@ -131,3 +137,25 @@ def test_abandoned_transaction_after_server_answered_leaves_node_recoverable() -
     assert statuses[1] is TransactionStatus.SUPERSEDED
     assert TransactionStatus.CONFIRMED in statuses.values()
     reinstall_still_works(sim)
+
+
+@pytest.mark.parametrize("fault", MESSAGE_FAULTS, ids=lambda f: f.value)
+@pytest.mark.parametrize("point", POINTS)
+def test_hardened_profile_single_faults(point: int, fault: Fault) -> None:
+    sim = fresh(hardened=True)
+    sim.run(plan({point: fault}))
+    settle(sim)
+    reinstall_still_works(sim)
+
+
+def test_hardened_controller_never_holds_ik() -> None:
+    """With flight 8 the controller's persisted state never contains IK: not in a
+    field, and not inside any flight it stored except the sealed flight 4."""
+    sim = fresh(hardened=True)
+    ik = INITIAL_KEY[id(sim)]
+    seen: list[bytes] = []
+    sim.run(after_delivery=lambda _i, _m: seen.append(repr(sim.controller_state).encode()))
+    settle(sim)
+    assert all(ik.hex().encode() not in s and repr(ik).encode() not in s for s in seen)
+    kinds = {m.data[0] & 0x0F for _, m, _ in sim.trace.deliveries}
+    assert 8 in kinds and 3 not in kinds

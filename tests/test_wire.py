@@ -21,6 +21,7 @@ from .conftest import load_vectors
 
 VECTOR = load_vectors("bootstrap.json")[0]
 FLIGHTS = {FlightType(int(k)): bytes.fromhex(v) for k, v in VECTOR["flights"].items()}
+VECTOR_TYPES = list(FLIGHTS)
 SK_CS = bytes.fromhex(VECTOR["SK_cs"])
 CID = bytes.fromhex(VECTOR["ID_c"])
 NID = bytes.fromhex(VECTOR["ID_i"])
@@ -53,12 +54,13 @@ def test_documented_sizes() -> None:
         5: 29,
         6: 50,
         7: 9,
+        8: 78,
     }
     for kind, data in FLIGHTS.items():
         assert len(data) == FLIGHT_SIZES[kind]
 
 
-@pytest.mark.parametrize("kind", list(FlightType))
+@pytest.mark.parametrize("kind", VECTOR_TYPES)
 def test_every_truncation_is_rejected(kind: FlightType) -> None:
     data = FLIGHTS[kind]
     for n in range(len(data)):
@@ -67,14 +69,14 @@ def test_every_truncation_is_rejected(kind: FlightType) -> None:
         assert info.value.reason is DecodeReason.TRUNCATED
 
 
-@pytest.mark.parametrize("kind", list(FlightType))
+@pytest.mark.parametrize("kind", VECTOR_TYPES)
 def test_extra_bytes_are_rejected(kind: FlightType) -> None:
     with pytest.raises(DecodeError) as info:
         decode(kind, FLIGHTS[kind] + b"\x00")
     assert info.value.reason is DecodeReason.TOO_LONG
 
 
-@pytest.mark.parametrize("kind", list(FlightType))
+@pytest.mark.parametrize("kind", VECTOR_TYPES)
 def test_wrong_version_and_wrong_type(kind: FlightType) -> None:
     data = FLIGHTS[kind]
     with pytest.raises(DecodeError) as info:
@@ -86,7 +88,7 @@ def test_wrong_version_and_wrong_type(kind: FlightType) -> None:
     assert info.value.reason is DecodeReason.WRONG_TYPE
 
 
-@pytest.mark.parametrize("first", [0x10, 0x18, 0x1F])
+@pytest.mark.parametrize("first", [0x10, 0x19, 0x1F])
 def test_unknown_types(first: int) -> None:
     with pytest.raises(DecodeError) as info:
         peek_type(bytes([first]))
@@ -104,3 +106,19 @@ def test_encoders_refuse_wrong_field_sizes() -> None:
         Flight1(bytes(7), bytes(16)).encode()
     with pytest.raises(ValueError):
         Flight1(bytes(8), bytes(15)).encode()
+
+
+def test_flight8_round_trip_and_strictness() -> None:
+    from keystrap.wire import open_flight8, seal_flight8
+
+    f4 = FLIGHTS[FlightType.F4_CHALLENGE]
+    psk = bytes(range(16))
+    sealed = seal_flight8(SK_CS, CID, TID, NID, psk, 7, f4)
+    assert len(sealed) == 78
+    body = open_flight8(sealed, SK_CS, CID, TID, NID)
+    assert (body.psk, body.ts, body.tid, body.challenge) == (psk, 7, TID, f4)
+    for n in range(len(sealed)):
+        with pytest.raises(DecodeError):
+            open_flight8(sealed[:n], SK_CS, CID, TID, NID)
+    with pytest.raises(DecodeError):
+        open_flight8(sealed, SK_CS, CID, TID + 1, NID)  # another transaction

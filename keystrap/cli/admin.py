@@ -9,6 +9,7 @@ from pathlib import Path
 
 from keystrap.config import ServerConfig, load_config
 from keystrap.enrolment import (
+    KEY_MODES,
     create_order,
     ids_from_count,
     ids_from_csv,
@@ -59,9 +60,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     ids.add_argument("--range", dest="id_range", help="FIRST-LAST EUI-64s, inclusive")
     ids.add_argument("--csv", type=Path, help="CSV file whose first column lists EUI-64s")
     create.add_argument(
-        "--per-node-keys",
-        action="store_true",
-        help="one initial key per node instead of one IK_N for the installer",
+        "--key-mode",
+        choices=KEY_MODES,
+        default="shared",
+        help="shared: one IK_N for all nodes (paper's default); diversified: "
+        "one IK_N, each node imprinted with KDF(IK_N, ID); per-node: "
+        "independent random keys",
     )
     create.add_argument(
         "--oob",
@@ -144,11 +148,15 @@ def _order_create(repo: SqliteRepository, args: argparse.Namespace) -> None:
         args.installer,
         parse_eui64(args.controller),
         node_ids,
-        per_node_keys=args.per_node_keys,
+        key_mode=args.key_mode,
         oob=args.oob,
     )
     write_bundle(args.out, order)
-    mode = "one key per node" if args.per_node_keys else "one shared IK_N"
+    mode = {
+        "shared": "one shared IK_N",
+        "diversified": "IK_N diversified per node",
+        "per-node": "one key per node",
+    }[args.key_mode]
     print(
         f"order {order.order_id}: {len(node_ids)} node(s) for installer "
         f"{args.installer!r} ({mode}); bundle written to {args.out}"

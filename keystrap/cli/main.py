@@ -53,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--database", type=Path, help="SQLite key repository")
     server.add_argument("--master-key", type=Path, help="0600 master key file")
     server.add_argument("--window", type=int, help="timestamp window in seconds (default 120)")
+    server.add_argument(
+        "--profile",
+        choices=("paper", "hardened"),
+        help="hardened: controllers get PSK_i and a sealed flight 4, never IK",
+    )
     server.add_argument("--log-level", help="debug, info, warning, error")
     server.add_argument(
         "--print-config",
@@ -133,6 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     admin.add_parser(sub)
     oob.add_parser(sub)
+    attack = sub.add_parser(
+        "attack",
+        help="run the attack scenarios and the paper's baselines",
+        description="Replays, bit flips, impersonation, a man in the middle, "
+        "the installer holding IK_N and a rogue node, against real "
+        "processes; and the 2014 draft and Jennings's QR enrolment.",
+    )
+    attack.add_argument("--workdir", type=Path, help="keep the sites' files here")
     return parser
 
 
@@ -172,6 +185,7 @@ def _run(args: argparse.Namespace) -> int:
                 "database": args.database,
                 "master_key": args.master_key,
                 "window": args.window,
+                "profile": args.profile,
                 "log_level": args.log_level,
             },
         )
@@ -235,6 +249,11 @@ def _run(args: argparse.Namespace) -> int:
         return admin.run(args)
     if args.command == "oob":
         return oob.run(args)
+    if args.command == "attack":
+        from keystrap.attack.runner import main as attack_main
+
+        setup_logging("warning", "attack")
+        return asyncio.run(attack_main(args.workdir))
     return 2
 
 

@@ -13,13 +13,33 @@ from dataclasses import dataclass, field
 from typing import cast
 
 Address = tuple[str, int]
-Hook = Callable[[str, bytes], list[bytes]]
-"""``hook(direction, datagram)`` returns the datagrams to forward ([] drops);
-``direction`` is ``"up"`` (client to server) or ``"down"``."""
 
 
-def forward_all(_direction: str, datagram: bytes) -> list[bytes]:
+@dataclass(frozen=True)
+class Delayed:
+    """Forward ``data`` after ``seconds`` instead of now."""
+
+    seconds: float
+    data: bytes
+
+
+Outgoing = bytes | Delayed
+Hook = Callable[[str, bytes], list[Outgoing]]
+"""``hook(direction, datagram)`` returns what to forward ([] drops, two items
+duplicate, a :class:`Delayed` item delays); ``direction`` is ``"up"`` (client to
+server) or ``"down"``."""
+
+
+def forward_all(_direction: str, datagram: bytes) -> list[Outgoing]:
     return [datagram]
+
+
+def _send(transport: asyncio.DatagramTransport | None, item: Outgoing, addr: Address) -> None:
+    if isinstance(item, Delayed):
+        loop = asyncio.get_running_loop()
+        loop.call_later(item.seconds, _send, transport, item.data, addr)
+    elif transport is not None and not transport.is_closing():
+        transport.sendto(item, addr)
 
 
 @dataclass
@@ -41,8 +61,7 @@ class _Upstream(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Address) -> None:
         self.relay.record.datagrams.append(("down", data))
         for out in self.relay.hook("down", data):
-            assert self.relay.transport is not None
-            self.relay.transport.sendto(out, self.client)
+            _send(self.relay.transport, out, self.client)
 
 
 class UdpRelay(asyncio.DatagramProtocol):
@@ -52,7 +71,7 @@ class UdpRelay(asyncio.DatagramProtocol):
         self.record = Recording()
         self.transport: asyncio.DatagramTransport | None = None
         self._upstreams: dict[Address, _Upstream] = {}
-        self._pending: dict[Address, list[bytes]] = {}
+        self._pending: dict[Address, list[Outgoing]] = {}
         self._opening: set[asyncio.Future[None]] = set()
 
     @classmethod
@@ -86,7 +105,7 @@ class UdpRelay(asyncio.DatagramProtocol):
                 task.add_done_callback(self._opening.discard)
             return
         for out in outgoing:
-            upstream.transport.sendto(out, self.target)
+            _send(upstream.transport, out, self.target)
 
     async def _open_upstream(self, client: Address) -> None:
         loop = asyncio.get_running_loop()
@@ -95,7 +114,7 @@ class UdpRelay(asyncio.DatagramProtocol):
         await loop.create_datagram_endpoint(lambda: upstream, remote_addr=self.target)
         assert upstream.transport is not None
         for out in self._pending.pop(client, []):
-            upstream.transport.sendto(out, self.target)
+            _send(upstream.transport, out, self.target)
 
     def close(self) -> None:
         for upstream in self._upstreams.values():

@@ -41,6 +41,7 @@ from keystrap.wire import (
     FlightType,
     open_flight3,
     open_flight7,
+    open_flight8,
     peek_type,
     seal_flight2,
     seal_flight4,
@@ -222,21 +223,34 @@ class Controller:
             self._on_confirmed(tx, reply.payload)
 
     def _on_grant(self, tx: ControllerTransaction, data: bytes, now: float) -> None:
+        """Flight 3 (paper: IK_i, from which the controller derives PSK_i and seals
+        flight 4) or flight 8 (hardened: PSK_i and flight 4 ready-made)."""
         cid = self.state.controller_id
+        sealed = bool(data) and data[0] & 0x0F == FlightType.F8_SEALED_GRANT
         try:
-            grant = open_flight3(data, self.state.sk_cs, cid, tx.tid, tx.node_id)
+            if sealed:
+                hardened = open_flight8(data, self.state.sk_cs, cid, tx.tid, tx.node_id)
+                ts, tid, psk, challenge = (
+                    hardened.ts,
+                    hardened.tid,
+                    hardened.psk,
+                    hardened.challenge,
+                )
+            else:
+                grant = open_flight3(data, self.state.sk_cs, cid, tx.tid, tx.node_id)
+                ts, tid = grant.ts, grant.tid
+                psk = derive_psk(grant.ik, tx.rn_i, tx.rn_c)
+                challenge = seal_flight4(grant.ik, cid, tx.tid, tx.node_id, tx.rn_i, tx.rn_c)
         except AuthenticationError:
-            self._reject("flight 3 failed authentication")
+            self._reject(f"flight {8 if sealed else 3} failed authentication")
             return
         except DecodeError as exc:
             self._reject(str(exc))
             return
         # Paper: the controller authenticates flight 3 by its TS and TID.
-        if grant.ts != tx.ts or grant.tid != tx.tid:
+        if ts != tx.ts or tid != tx.tid:
             self._reject("flight 3 echoes another TS or TID")
             return
-        psk = derive_psk(grant.ik, tx.rn_i, tx.rn_c)
-        challenge = seal_flight4(grant.ik, cid, tx.tid, tx.node_id, tx.rn_i, tx.rn_c)
         self._store(
             replace(tx, stage=TransactionStage.AWAITING_PROOF, challenge=challenge, psk=psk)
         )

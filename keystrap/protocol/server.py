@@ -29,7 +29,9 @@ from keystrap.wire import (
     FlightType,
     peek_type,
     seal_flight3,
+    seal_flight4,
     seal_flight7,
+    seal_flight8,
 )
 
 
@@ -43,6 +45,12 @@ class ServerPolicy:
     max_pending: int = 8
     """Unfinished bootstraps kept per node. Each is a candidate PSK the node might
     hold, so none is dropped; past this limit new attempts are refused."""
+
+    hardened: bool = False
+    """Answer flight 2 with flight 8 instead of flight 3: the server seals flight 4
+    itself and gives the controller PSK_i only, so no controller ever learns an
+    initial key (with the paper's flight 3, every controller learns IK_N, the key
+    of all of one installer's nodes)."""
 
 
 class Server:
@@ -105,7 +113,17 @@ class Server:
         # The current key (IK_i, or the PSK of a previous bootstrap on
         # re-installation) stays in place; the new PSK is only a candidate.
         psk = derive_psk(node.key, body.flight1.rn_i, body.rn_c)
-        grant = seal_flight3(sk_cs, request.controller_id, request.tid, node_id, node.key, body.ts)
+        if self.policy.hardened:
+            challenge = seal_flight4(
+                node.key, request.controller_id, request.tid, node_id, body.flight1.rn_i, body.rn_c
+            )
+            grant = seal_flight8(
+                sk_cs, request.controller_id, request.tid, node_id, psk, body.ts, challenge
+            )
+        else:
+            grant = seal_flight3(
+                sk_cs, request.controller_id, request.tid, node_id, node.key, body.ts
+            )
         record = TransactionRecord(
             controller_id=request.controller_id,
             tid=request.tid,

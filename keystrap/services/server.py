@@ -62,14 +62,16 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
         log.info("created master key file %s (mode 0600)", config.master_key)
     repository = SqliteRepository(config.database, master_key)
     controllers = LiveControllers(repository)
-    core = Server(repository, controllers, ServerPolicy(config.window, config.max_pending))
+    policy = ServerPolicy(config.window, config.max_pending, config.profile == "hardened")
+    core = Server(repository, controllers, policy)
     site, _ = build_site(core)
     context = await aiocoap.Context.create_server_context(site, bind=(config.host, config.port))
     log.info(
-        "listening on coap://%s:%d/bs (database %s, %d controller(s))",
+        "listening on coap://%s:%d/bs (database %s, %s profile, %d controller(s))",
         config.host,
         config.port,
         config.database,
+        config.profile,
         len(controllers),
     )
     stop = asyncio.Event()

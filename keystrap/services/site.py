@@ -29,6 +29,7 @@ class Site:
     window: int = 120
     channels: tuple[str, str] = ("qr", "qr")  # (node -> controller, controller -> node)
     capture: bool = False  # keep every out-of-band signal in root/signals
+    profile: str = "paper"  # or "hardened": flight 8, the controller never learns IK
     controller_id: str = DEFAULT_CONTROLLER_ID
     server_port: int = field(default_factory=free_udp_port)
     relay: UdpRelay | None = None
@@ -77,6 +78,7 @@ class Site:
             'database = "data/sbs.sqlite"\n'
             'master_key = "data/sbs-master.key"\n'
             f"window = {self.window}\n"
+            f'profile = "{self.profile}"\n'
         )
         self.controller_config.write_text(
             "[controller]\n"
@@ -116,11 +118,11 @@ class Site:
         )
 
     def enrol(
-        self, count: int, installer: str = "acme", per_node_keys: bool = False, name: str = "nodes"
+        self, count: int, installer: str = "acme", key_mode: str = "shared", name: str = "nodes"
     ) -> list[Path]:
         """Order ``count`` nodes and install them; returns the node files."""
         bundle = self.root / f"{name}-bundle.json"
-        extra = ["--per-node-keys"] if per_node_keys else []
+        extra = ["--key-mode", key_mode]
         self.admin(
             "order",
             "create",

@@ -16,14 +16,17 @@ from keystrap.wire.flights import (
     Flight4,
     Flight5,
     Flight6,
+    Flight8Body,
     open_flight3,
     open_flight7,
+    open_flight8,
     seal_flight2,
     seal_flight3,
     seal_flight4,
     seal_flight5,
     seal_flight6,
     seal_flight7,
+    seal_flight8,
 )
 from keystrap.wire.header import VERSION, FlightType, peek_type
 from keystrap.wire.sizes import ID_SIZE, RN_SIZE, TID_MAX, TS_MAX
@@ -45,9 +48,11 @@ __all__ = [
     "Flight4",
     "Flight5",
     "Flight6",
+    "Flight8Body",
     "FlightType",
     "open_flight3",
     "open_flight7",
+    "open_flight8",
     "peek_type",
     "seal_flight2",
     "seal_flight3",
@@ -55,4 +60,5 @@ __all__ = [
     "seal_flight5",
     "seal_flight6",
     "seal_flight7",
+    "seal_flight8",
 ]

@@ -16,6 +16,7 @@ flight path         layout                                                      
 5      SBI->SBR OOB hdr TID seal_PSKi(RN_c)                                     29
 6      SBR->SBS     hdr ID_c TID seal_SKcs(flight5)                             50
 7      SBS->SBR     hdr seal_SKcs()                                             9
+8      SBS->SBR     hdr seal_SKcs(PSK_i TS TID flight4)   (hardened profile)    78
 =====  ===========  ==========================================================  =====
 """
 
@@ -39,6 +40,7 @@ F4_SIZE = _HDR + TID_SIZE + 2 * RN_SIZE + TAG_SIZE
 F5_SIZE = _HDR + TID_SIZE + RN_SIZE + TAG_SIZE
 F6_SIZE = _HDR + ID_SIZE + TID_SIZE + F5_SIZE + TAG_SIZE
 F7_SIZE = _HDR + TAG_SIZE
+F8_SIZE = _HDR + KEY_SIZE + TS_SIZE + TID_SIZE + F4_SIZE + TAG_SIZE
 
 FLIGHT_SIZES: dict[FlightType, int] = {
     FlightType.F1_HELLO: F1_SIZE,
@@ -48,6 +50,7 @@ FLIGHT_SIZES: dict[FlightType, int] = {
     FlightType.F5_PROOF: F5_SIZE,
     FlightType.F6_CONFIRM: F6_SIZE,
     FlightType.F7_CONFIRMED: F7_SIZE,
+    FlightType.F8_SEALED_GRANT: F8_SIZE,
 }
 
 
@@ -293,3 +296,43 @@ def seal_flight7(sk_cs: bytes, controller_id: bytes, tid: int, node_id: bytes) -
 def open_flight7(data: bytes, sk_cs: bytes, controller_id: bytes, tid: int, node_id: bytes) -> None:
     check_frame(data, FlightType.F7_CONFIRMED, F7_SIZE)
     _open(FlightType.F7_CONFIRMED, sk_cs, controller_id, tid, data[1:], node_id)
+
+
+# --- flight 8 (hardened profile: the controller never learns IK) ------------------
+
+
+@dataclass(frozen=True)
+class Flight8Body:
+    psk: bytes
+    ts: int
+    tid: int
+    challenge: bytes  # flight 4, sealed by the server under IK_i
+
+
+def seal_flight8(
+    sk_cs: bytes,
+    controller_id: bytes,
+    tid: int,
+    node_id: bytes,
+    psk: bytes,
+    ts: int,
+    challenge: bytes,
+) -> bytes:
+    _require("PSK", psk, KEY_SIZE)
+    _require("ID_i", node_id, ID_SIZE)
+    Flight4.decode(challenge)
+    plaintext = psk + struct.pack(">II", ts, tid) + challenge
+    sealed = _seal(FlightType.F8_SEALED_GRANT, sk_cs, controller_id, tid, plaintext, node_id)
+    return header_byte(FlightType.F8_SEALED_GRANT) + sealed
+
+
+def open_flight8(
+    data: bytes, sk_cs: bytes, controller_id: bytes, tid: int, node_id: bytes
+) -> Flight8Body:
+    check_frame(data, FlightType.F8_SEALED_GRANT, F8_SIZE)
+    pt = _open(FlightType.F8_SEALED_GRANT, sk_cs, controller_id, tid, data[1:], node_id)
+    ts, inner_tid = struct.unpack(">II", pt[16:24])
+    challenge = pt[24:]
+    if Flight4.decode(challenge).tid != tid:
+        raise DecodeError(DecodeReason.BAD_VALUE, "flight 4 inside flight 8 has another TID")
+    return Flight8Body(psk=pt[:16], ts=ts, tid=inner_tid, challenge=challenge)

@@ -19,6 +19,7 @@ class FlightType(IntEnum):
     F5_PROOF = 5  # SBI -> SBR, out of band: TID, sealed RN_c under PSK_i
     F6_CONFIRM = 6  # SBR -> SBS, CoAP: sealed flight 5 (our addition: no bricked node)
     F7_CONFIRMED = 7  # SBS -> SBR, CoAP: tag only (our addition)
+    F8_SEALED_GRANT = 8  # SBS -> SBR, CoAP, hardened profile: sealed PSK_i, TS, TID, flight 4
 
 
 def header_byte(flight_type: FlightType) -> bytes:

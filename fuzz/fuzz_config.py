@@ -1,0 +1,38 @@
+"""Fuzz the configuration loader, node state files and installer bundles."""
+
+import sys
+import tempfile
+from pathlib import Path
+
+import atheris
+
+with atheris.instrument_imports():
+    from keystrap.config import ConfigError, ControllerConfig, ServerConfig, load_config
+    from keystrap.enrolment import install_bundle
+    from keystrap.store.errors import StoreError
+    from keystrap.store.node_file import load_node_file
+
+WORK = Path(tempfile.mkdtemp(prefix="keystrap-fuzz-"))
+
+
+def one_input(data: bytes) -> None:
+    path = WORK / "input"
+    path.write_bytes(data)
+    for cls in (ServerConfig, ControllerConfig):
+        try:
+            load_config(cls, path, {})
+        except ConfigError:
+            pass
+    try:
+        load_node_file(path)
+    except StoreError:
+        pass
+    try:
+        install_bundle(path, WORK / "out")
+    except StoreError:
+        pass
+
+
+if __name__ == "__main__":
+    atheris.Setup(sys.argv, one_input)
+    atheris.Fuzz()
