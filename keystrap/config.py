@@ -51,6 +51,7 @@ class ControllerConfig:
     channel_from_node: str = "qr"
     channel_to_node: str = "qr"
     capture_dir: str = ""
+    coap_endpoints: int = 4
     window: int = 120
     log_level: str = "info"
 
@@ -72,6 +73,7 @@ HELP: dict[str, str] = {
     "channel_from_node": "medium of flights 1 and 5: qr, nfc, audio, light or raw",
     "channel_to_node": "medium of flight 4: qr, nfc, audio, light or raw",
     "capture_dir": "if set, every out-of-band signal is also written there (PNG, WAV...)",
+    "coap_endpoints": "CoAP client endpoints towards the server (NSTART=1 applies to each)",
 }
 
 C = TypeVar("C", ServerConfig, ControllerConfig)

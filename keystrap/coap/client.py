@@ -13,16 +13,35 @@ class ServerUnreachable(Exception):
 
 
 class SbsClient:
-    def __init__(self, context: aiocoap.Context, base_uri: str) -> None:
-        self._context = context
+    """Posts to the server through a small pool of CoAP endpoints.
+
+    CoAP allows one outstanding confirmable exchange per endpoint pair (NSTART=1,
+    which aiocoap enforces), so on a lossy link one lost datagram would hold up
+    every other node's bootstrap for a whole retransmission back-off. A controller
+    serving many nodes therefore speaks from a few endpoints, like a few clients.
+    """
+
+    def __init__(self, contexts: list[aiocoap.Context], base_uri: str) -> None:
+        self._contexts = contexts
         self._uri = base_uri.rstrip("/") + "/bs"
 
-    async def post(self, data: bytes) -> Reply:
+    @classmethod
+    async def create(cls, base_uri: str, endpoints: int = 4) -> SbsClient:
+        contexts = [await aiocoap.Context.create_client_context() for _ in range(endpoints)]
+        return cls(contexts, base_uri)
+
+    async def shutdown(self) -> None:
+        for context in self._contexts:
+            await context.shutdown()
+
+    async def post(self, data: bytes, lane: int = 0) -> Reply:
+        """``lane`` picks the endpoint (the TID keeps one transaction on one)."""
         message = aiocoap.Message(
             code=aiocoap.POST, payload=data, uri=self._uri, content_format=OCTET_STREAM
         )
         try:
-            response = await self._context.request(message).response
+            context = self._contexts[lane % len(self._contexts)]
+            response = await context.request(message).response
         except aiocoap.error.Error as exc:
             raise ServerUnreachable(str(exc)) from exc
         status = FROM_COAP.get(response.code)

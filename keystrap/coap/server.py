@@ -7,6 +7,7 @@ Error responses carry the reason as text (never key material).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
@@ -72,9 +73,22 @@ class HealthResource(resource.Resource):
         return aiocoap.Message(code=aiocoap.CONTENT, payload=b"ok")
 
 
+class StatsResource(resource.Resource):
+    """``GET /stats`` -> JSON counts of the replies sent, by status (no identifiers)."""
+
+    def __init__(self, bootstrap: BootstrapResource) -> None:
+        super().__init__()
+        self.bootstrap = bootstrap
+
+    async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
+        body = json.dumps(self.bootstrap.counters, sort_keys=True).encode()
+        return aiocoap.Message(code=aiocoap.CONTENT, payload=body, content_format=50)
+
+
 def build_site(core: Server) -> tuple[resource.Site, BootstrapResource]:
     site = resource.Site()
     bootstrap = BootstrapResource(core)
     site.add_resource(list(BOOTSTRAP_PATH), bootstrap)
     site.add_resource(list(HEALTH_PATH), HealthResource())
+    site.add_resource(["stats"], StatsResource(bootstrap))
     return site, bootstrap

@@ -15,8 +15,6 @@ import signal
 import time
 from pathlib import Path
 
-import aiocoap
-
 from keystrap.coap.client import SbsClient, ServerUnreachable
 from keystrap.config import ControllerConfig
 from keystrap.ids import eui64, parse_eui64
@@ -68,8 +66,7 @@ class ControllerService:
             for tx in state.transactions.values()
             if tx.stage not in (TransactionStage.DONE, TransactionStage.FAILED)
         )
-        context = await aiocoap.Context.create_client_context()
-        self.client = SbsClient(context, config.server)
+        self.client = await SbsClient.create(config.server, config.coap_endpoints)
         _, where = parse_endpoint(config.oob)
         get_medium(config.channel_from_node)  # an unknown medium fails here, at start
         get_medium(config.channel_to_node)
@@ -98,7 +95,7 @@ class ControllerService:
             await listener.stop()
             for task in list(self._tasks):
                 task.cancel()
-            await context.shutdown()
+            await self.client.shutdown()
             self.store.close()
 
     # -- out of band --------------------------------------------------------------
@@ -160,7 +157,7 @@ class ControllerService:
 
     async def _post(self, tid: int, data: bytes) -> None:
         try:
-            reply = await self.client.post(data)
+            reply = await self.client.post(data, lane=tid)
         except ServerUnreachable as exc:
             log.warning("tid=%d: server unreachable (%s); will retry", tid, exc)
             return

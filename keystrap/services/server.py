@@ -64,7 +64,7 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
     controllers = LiveControllers(repository)
     policy = ServerPolicy(config.window, config.max_pending, config.profile == "hardened")
     core = Server(repository, controllers, policy)
-    site, _ = build_site(core)
+    site, resource = build_site(core)
     context = await aiocoap.Context.create_server_context(site, bind=(config.host, config.port))
     log.info(
         "listening on coap://%s:%d/bs (database %s, %s profile, %d controller(s))",
@@ -83,6 +83,7 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
     try:
         await stop.wait()
     finally:
-        log.info("shutting down")
+        served = ", ".join(f"{k}={v}" for k, v in sorted(resource.counters.items()))
+        log.info("shutting down; replies sent: %s", served or "none")
         await context.shutdown()
         repository.close()

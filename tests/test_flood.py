@@ -1,0 +1,93 @@
+"""Forged and random requests are refused before any repository access."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from typing import Any
+
+from keystrap.protocol import InMemoryRepository, Server, Status
+from keystrap.services.server import LiveControllers
+from keystrap.store.sqlite_repository import ControllerInfo, SqliteRepository
+from keystrap.wire import Flight1, seal_flight2, seal_flight6
+
+from .conftest import CONTROLLER_ID, node_id
+
+
+class CountingRepository:
+    """Counts every call the server makes on its repository."""
+
+    def __init__(self, inner: InMemoryRepository) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self.inner, name)
+        if callable(attribute):
+
+            def counted(*args: Any, **kwargs: Any) -> Any:
+                self.calls += 1
+                return attribute(*args, **kwargs)
+
+            return counted
+        return attribute
+
+
+def forged_requests(sk_cs: bytes, count: int) -> list[bytes]:
+    now = int(time.time())
+    flight1 = Flight1(node_id(1), bytes(16)).encode()
+    out = []
+    for i in range(count):
+        kind = i % 5
+        if kind == 0:
+            out.append(os.urandom(1 + i % 100))  # random bytes
+        elif kind == 1:  # well formed, unknown controller
+            out.append(
+                seal_flight2(
+                    secrets.token_bytes(16), os.urandom(8), i, now, os.urandom(16), flight1
+                )
+            )
+        elif kind == 2:  # well formed, real controller ID, wrong key
+            out.append(
+                seal_flight2(
+                    secrets.token_bytes(16), CONTROLLER_ID, i, now, os.urandom(16), flight1
+                )
+            )
+        elif kind == 3:  # a confirm forged without SK_cs
+            fake5 = bytes([0x15]) + i.to_bytes(4, "big") + os.urandom(24)
+            out.append(seal_flight6(secrets.token_bytes(16), CONTROLLER_ID, i, fake5))
+        else:  # correctly sealed but recorded long ago (stale)
+            out.append(seal_flight2(sk_cs, CONTROLLER_ID, i, now - 3600, os.urandom(16), flight1))
+    return out
+
+
+def test_forged_packets_never_touch_the_repository() -> None:
+    sk_cs = secrets.token_bytes(16)
+    inner = InMemoryRepository()
+    inner.enroll(node_id(1), secrets.token_bytes(16))
+    repo = CountingRepository(inner)
+    server = Server(repo, {CONTROLLER_ID: sk_cs})  # type: ignore[arg-type]
+    statuses = {server.handle(p, time.time()).status for p in forged_requests(sk_cs, 2000)}
+    assert repo.calls == 0
+    assert statuses <= {Status.BAD_REQUEST, Status.UNAUTHORIZED, Status.FORBIDDEN}
+    assert Status.OK not in statuses
+
+
+def test_controller_table_is_checked_at_most_once_a_second(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    repo = SqliteRepository(tmp_path / "db", secrets.token_bytes(16))
+    repo.add_controller(ControllerInfo(CONTROLLER_ID, "c", "h", 1), secrets.token_bytes(16))
+    checks = 0
+    original = repo.data_version
+
+    def counted() -> int:
+        nonlocal checks
+        checks += 1
+        return original()
+
+    repo.data_version = counted  # type: ignore[method-assign]
+    table = LiveControllers(repo)
+    for _ in range(5000):
+        table.get(os.urandom(8))
+    assert checks <= 2
+    assert CONTROLLER_ID in table
