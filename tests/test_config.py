@@ -1,6 +1,9 @@
+import contextlib
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from keystrap.cli.main import main
 from keystrap.config import ConfigError, ControllerConfig, ServerConfig, load_config, render_config
@@ -63,3 +66,39 @@ def test_print_config(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["controller", "--print-config", "--id", "02:00:00:00:00:00:00:05"]) == 0
     out = capsys.readouterr().out
     assert 'id = "02:00:00:00:00:00:00:05"' in out and "# " in out
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
+def test_config_and_node_files_raise_only_their_errors(tmp_path: Path, data: bytes) -> None:
+    """Any bytes as a configuration file, a node state file or a bundle."""
+    from keystrap.enrolment import install_bundle
+    from keystrap.store.errors import StoreError
+    from keystrap.store.node_file import load_node_file
+
+    path = tmp_path / "input"
+    path.write_bytes(data)
+    for cls in (ServerConfig, ControllerConfig):
+        with contextlib.suppress(ConfigError):
+            load_config(cls, path, {})
+    with contextlib.suppress(StoreError):
+        load_node_file(path)
+    with contextlib.suppress(StoreError):
+        install_bundle(path, tmp_path / "out")
+
+
+@given(
+    values=st.dictionaries(
+        st.sampled_from(["host", "port", "window", "database", "profile", "log_level"]),
+        st.one_of(
+            st.integers(),
+            st.text(max_size=10),
+            st.booleans(),
+            st.floats(),
+            st.lists(st.integers(), max_size=2),
+        ),
+    )
+)
+def test_typed_values_are_checked(values: dict[str, object]) -> None:
+    with contextlib.suppress(ConfigError):
+        load_config(ServerConfig, None, values)

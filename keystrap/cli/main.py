@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 
 from keystrap import __version__
@@ -160,6 +161,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _service_config(args: argparse.Namespace) -> ServerConfig | ControllerConfig:
+    """The service's TOML file, overridden by every flag named like one of its options."""
+    if args.command == "server":
+        overrides = {f.name: getattr(args, f.name, None) for f in fields(ServerConfig)}
+        return load_config(ServerConfig, args.config, overrides)
+    overrides = {f.name: getattr(args, f.name, None) for f in fields(ControllerConfig)}
+    return load_config(ControllerConfig, args.config, overrides)
+
+
 def _run(args: argparse.Namespace) -> int:
     from keystrap.services.logs import setup_logging
 
@@ -173,53 +183,21 @@ def _run(args: argparse.Namespace) -> int:
         from keystrap.cli.live_demo import run_live_demo
 
         return asyncio.run(run_live_demo(args.nodes, args.workdir, args.channel))
-    if args.command == "server":
-        from keystrap.services.server import serve
-
-        config = load_config(
-            ServerConfig,
-            args.config,
-            {
-                "host": args.host,
-                "port": args.port,
-                "database": args.database,
-                "master_key": args.master_key,
-                "window": args.window,
-                "profile": args.profile,
-                "log_level": args.log_level,
-            },
-        )
+    if args.command in ("server", "controller"):
+        config = _service_config(args)
         if args.print_config:
             print(render_config(config), end="")
             return 0
-        setup_logging(config.log_level, "sbs")
-        asyncio.run(serve(config))
-        return 0
-    if args.command == "controller":
-        from keystrap.services.controller import ControllerService
+        if isinstance(config, ServerConfig):
+            from keystrap.services.server import serve
 
-        cconfig = load_config(
-            ControllerConfig,
-            args.config,
-            {
-                "id": args.id,
-                "server": args.server,
-                "key_file": args.key_file,
-                "state": args.state,
-                "master_key": args.master_key,
-                "oob": args.oob,
-                "channel_from_node": args.channel_from_node,
-                "channel_to_node": args.channel_to_node,
-                "capture_dir": args.capture_dir,
-                "window": args.window,
-                "log_level": args.log_level,
-            },
-        )
-        if args.print_config:
-            print(render_config(cconfig), end="")
-            return 0
-        setup_logging(cconfig.log_level, "sbr")
-        asyncio.run(ControllerService(cconfig).run())
+            setup_logging(config.log_level, "sbs")
+            asyncio.run(serve(config))
+        else:
+            from keystrap.services.controller import ControllerService
+
+            setup_logging(config.log_level, "sbr")
+            asyncio.run(ControllerService(config).run())
         return 0
     if args.command == "node":
         from keystrap.services.node_agent import run_node_cli
