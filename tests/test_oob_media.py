@@ -241,6 +241,14 @@ def test_audio_file_at_another_sample_rate(audio_samples: np.ndarray) -> None:
     assert decode_flight(AudioMedium(), _wav(np.clip(at_44k, -1, 1), 44_100)) == F4
 
 
+def test_audio_rejects_the_wav_atheris_found() -> None:
+    """fuzz/fuzz_oob.py: a RIFF/WAVE header whose chunk size points past the end made
+    the wave module raise a bare RuntimeError."""
+    crash = bytes([0x52, 0x49, 0x46, 0x46, 0xA6, 0, 0, 0, 0x57, 0x41, 0x56, 0x45, 0, 0]) + b"b" * 17
+    with pytest.raises(OobDecodeError, match="not a PCM WAV"):
+        decode_flight(AudioMedium(), crash + bytes(2))
+
+
 def test_audio_wav_is_16_bit_pcm(audio_samples: np.ndarray) -> None:
     wav = encode_flight(AudioMedium(), F4)
     with wave.open(io.BytesIO(wav)) as source:

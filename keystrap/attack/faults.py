@@ -18,7 +18,9 @@ from keystrap.attack.netem import Netem
 from keystrap.attack.scenarios import Lab, bootstrap, open_lab
 from keystrap.coap.relay import Outgoing
 from keystrap.services.node_agent import NodeResult
+from keystrap.store.keyfile import read_key_file
 from keystrap.store.node_file import load_node_file
+from keystrap.store.sqlite_repository import SqliteRepository
 from keystrap.wire import FlightType
 
 
@@ -65,9 +67,6 @@ async def settled(lab: Lab, paths: list[Path], timeout: float = 120) -> bool:
 
 
 def _no_candidates(lab: Lab) -> bool:
-    from keystrap.store.keyfile import read_key_file
-    from keystrap.store.sqlite_repository import SqliteRepository
-
     repo = SqliteRepository(lab.site.database, read_key_file(lab.site.master_key))
     try:
         return all(repo.count_pending(n.node_id) == 0 for n in repo.list_nodes())

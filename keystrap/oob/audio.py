@@ -12,6 +12,7 @@ seconds on air per flight are in bench/oob.py.
 from __future__ import annotations
 
 import io
+import struct
 import wave
 
 import numpy as np
@@ -118,8 +119,10 @@ def from_wav(data: bytes, channel: str) -> tuple[np.ndarray, int]:
                 source.getframerate(),
             )
             raw = source.readframes(source.getnframes())
-    except (wave.Error, EOFError) as exc:
-        raise OobDecodeError(channel, f"not a PCM WAV file: {exc}") from None
+    except (wave.Error, EOFError, RuntimeError, ValueError, struct.error) as exc:
+        # The wave module lets some malformations escape as RuntimeError (a chunk
+        # that claims to reach past the end; found by fuzz/fuzz_oob.py).
+        raise OobDecodeError(channel, f"not a PCM WAV file: {exc!r}") from None
     if width != 2:
         raise OobDecodeError(channel, f"expected 16-bit samples, got {8 * width}-bit")
     samples = np.frombuffer(raw[: len(raw) // 2 * 2], dtype="<i2").astype(np.float32) / 32768

@@ -51,7 +51,11 @@ class QrMedium:
 
     def demodulate(self, captured: bytes) -> bytes:
         import cv2
+        import cv2.utils.logging
 
+        # OpenCV would print its own complaint about every unreadable file on
+        # stderr; the error we raise says it once, naming the channel.
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
         if not captured:
             raise OobDecodeError(self.name, "empty image file")
         image = cv2.imdecode(np.frombuffer(captured, np.uint8), cv2.IMREAD_GRAYSCALE)
