@@ -7,6 +7,14 @@ from __future__ import annotations
 import numpy as np
 
 from keystrap.oob.audio import SAMPLE_RATE, from_wav, to_wav
+from keystrap.oob.light import (
+    LightMedium,
+    chips_for,
+    decode_trace,
+    read_trace,
+    sample_schedule,
+    write_trace,
+)
 
 QR_IMPAIRMENTS = (
     "half size",
@@ -74,3 +82,23 @@ def impair_audio(
     if rate_factor != 1.0:
         x = resample(x, int(len(x) * rate_factor))
     return to_wav(np.clip(x, -1, 1), rate or SAMPLE_RATE)
+
+
+def impair_light(trace_file: bytes, rng: np.random.Generator) -> bytes:
+    """Re-sample the schedule behind an ideal capture with noise (20 % of the swing),
+    edge jitter (10 % of a chip) and a sender clock 3 % off."""
+    medium = LightMedium()
+    trace, rate = read_trace(trace_file, "light")
+    frame = decode_trace(trace, rate, medium.profile.chip_rate, "light")
+    degraded = sample_schedule(
+        chips_for(frame),
+        medium.profile.chip_rate,
+        rate,
+        drift=0.03,
+        jitter=0.1,
+        noise=0.2,
+        low=0.3,
+        high=0.6,
+        rng=rng,
+    )
+    return write_trace(degraded, rate)

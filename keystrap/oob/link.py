@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from keystrap.oob.channel import DONE, OobLink
@@ -30,8 +31,12 @@ class MediumLink:
         receive_medium: Medium,
         capture_dir: Path | None = None,
         label: str = "oob",
+        impair: Callable[[bytes], bytes] | None = None,
     ) -> None:
+        """``impair`` alters each captured signal before it is decoded (tests and
+        benchmarks: a blurred photo, a noisy room, a drifting clock)."""
         self._inner = inner
+        self._impair = impair
         self.send_medium = send_medium
         self.receive_medium = receive_medium
         self._capture_dir = capture_dir
@@ -56,6 +61,8 @@ class MediumLink:
             medium = self.receive_medium
             try:
                 captured = await asyncio.to_thread(medium.capture, signal)
+                if self._impair is not None:
+                    captured = await asyncio.to_thread(self._impair, captured)
                 self._keep(captured, medium, "received")
                 return await asyncio.to_thread(decode_flight, medium, captured)
             except OobDecodeError as exc:

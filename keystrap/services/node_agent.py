@@ -50,8 +50,10 @@ async def bootstrap_node(
     on_progress: Callable[[str], None] | None = None,
     channels: tuple[str, str] | None = None,
     capture_dir: Path | None = None,
+    impair: Callable[[bytes], bytes] | None = None,
 ) -> NodeResult:
-    """``channels`` = (node->controller, controller->node) overrides the node file's."""
+    """``channels`` = (node->controller, controller->node) overrides the node file's;
+    ``impair`` degrades every signal the node captures (see MediumLink)."""
     start = time.monotonic()
     node_file = load_node_file(path)
     up, down = channels or (node_file.channel_up, node_file.channel_down)
@@ -70,6 +72,7 @@ async def bootstrap_node(
             get_medium(down),
             capture_dir,
             label=eui64(node_file.state.node_id).replace(":", ""),
+            impair=impair,
         )
     except OobError as exc:
         result.outcome = f"failed: {exc}"
