@@ -120,7 +120,7 @@ def _controller_add(repo: SqliteRepository, args: argparse.Namespace) -> None:
     sk_cs = secrets.token_bytes(16)
     repo.add_controller(ControllerInfo(controller_id, args.name, args.host, args.port), sk_cs)
     write_key_file(args.key_out, sk_cs)
-    print(f"controller {eui64(controller_id)} registered; SK_cs written to {args.key_out}")
+    print(f"controller {eui64(controller_id)} registered; hand it {args.key_out} (mode 0600)")
 
 
 def _controller_list(repo: SqliteRepository, args: argparse.Namespace) -> None:

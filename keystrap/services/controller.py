@@ -56,7 +56,7 @@ class ControllerService:
         sk_cs = read_key_file(config.key_file)
         master_key, created = load_or_create_key_file(config.master_key, secrets.token_bytes)
         if created:
-            log.info("created master key file %s (mode 0600)", config.master_key)
+            log.info("created %s (mode 0600); it wraps what is stored", config.master_key)
         self.store = ControllerStore(config.state, master_key)
         state = self.store.load(self.controller_id, sk_cs)
         self._saved: ControllerState = state

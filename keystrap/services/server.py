@@ -59,7 +59,7 @@ class LiveControllers(Mapping[bytes, bytes]):
 async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> None:
     master_key, created = load_or_create_key_file(config.master_key, secrets.token_bytes)
     if created:
-        log.info("created master key file %s (mode 0600)", config.master_key)
+        log.info("created %s (mode 0600); it wraps what is stored", config.master_key)
     repository = SqliteRepository(config.database, master_key)
     controllers = LiveControllers(repository)
     policy = ServerPolicy(config.window, config.max_pending, config.profile == "hardened")
