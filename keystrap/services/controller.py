@@ -18,7 +18,7 @@ from pathlib import Path
 from keystrap.coap.client import SbsClient, ServerUnreachable
 from keystrap.config import ControllerConfig
 from keystrap.ids import eui64, parse_eui64
-from keystrap.oob import DONE, OobClosed, OobLink, parse_endpoint
+from keystrap.oob import DONE, OobClosed, OobLink, OobListener, parse_endpoint
 from keystrap.oob.link import MediumLink
 from keystrap.oob.medium import get_medium
 from keystrap.oob.unix import UnixListener
@@ -70,7 +70,7 @@ class ControllerService:
         _, where = parse_endpoint(config.oob)
         get_medium(config.channel_from_node)  # an unknown medium fails here, at start
         get_medium(config.channel_to_node)
-        listener = UnixListener(Path(where))
+        listener: OobListener = UnixListener(Path(where))
         await listener.start(self._session)
         log.info(
             "controller %s: out-of-band on %s, server %s, next TID %d, %d open transaction(s)",
