@@ -80,16 +80,16 @@ async def run_live_demo(count: int, workdir: Path | None, channel: str = "qr") -
         site = Site(root, channels=(channel, channel), capture=True)
         await site.prepare(relay_hook=forward_all)
         try:
-            return await _demo(site, count, started)
+            return await _demo(site, count, started, kept=workdir is not None)
         finally:
             site.stop()
 
 
-async def _demo(site: Site, count: int, started: float) -> int:
+async def _demo(site: Site, count: int, started: float, kept: bool) -> int:
     say = print
     say("keystrap demo: secure bootstrapping through real processes on 127.0.0.1")
     say("=" * 76)
-    say(f"working directory: {site.root}")
+    say(f"working directory: {site.root}" + ("" if kept else " (temporary)"))
     say()
     say("1. Enrolment (paper section 3)")
     site.register_controller()
@@ -136,9 +136,10 @@ async def _demo(site: Site, count: int, started: float) -> int:
             f"{r.tid if r.tid is not None else '-':>4}   {cells}"
         )
     ok_nodes = sum(1 for r in results if r.ok)
+    where = f"in {site.signals}" if kept else "(run with --workdir DIR to keep them)"
     say(
         f"   {ok_nodes}/{count} bootstrapped; {len(list(site.signals.iterdir()))} signal files "
-        f"in {site.signals}"
+        + where
     )
     say()
 
