@@ -12,9 +12,7 @@ import aiocoap
 
 from keystrap.services.node_agent import NodeResult, bootstrap_node
 from keystrap.services.site import Site
-from keystrap.store.keyfile import read_key_file
 from keystrap.store.node_file import load_node_file
-from keystrap.store.sqlite_repository import SqliteRepository
 
 T = TypeVar("T")
 
@@ -32,19 +30,11 @@ async def bootstrap_all(
 
 
 def server_keys(site: Site) -> dict[bytes, bytes]:
-    repo = SqliteRepository(site.database, read_key_file(site.master_key))
-    try:
-        return dict(repo.unwrapped_node_keys())
-    finally:
-        repo.close()
+    return site.server_keys()
 
 
 def pending_candidates(site: Site) -> int:
-    repo = SqliteRepository(site.database, read_key_file(site.master_key))
-    try:
-        return sum(repo.count_pending(n.node_id) for n in repo.list_nodes())
-    finally:
-        repo.close()
+    return site.pending_candidates()
 
 
 def shared_ik(site: Site, name: str = "nodes") -> bytes:

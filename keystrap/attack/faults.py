@@ -18,9 +18,7 @@ from keystrap.attack.netem import Netem
 from keystrap.attack.scenarios import Lab, bootstrap, open_lab
 from keystrap.coap.relay import Outgoing
 from keystrap.services.node_agent import NodeResult
-from keystrap.store.keyfile import read_key_file
 from keystrap.store.node_file import load_node_file
-from keystrap.store.sqlite_repository import SqliteRepository
 from keystrap.wire import FlightType
 
 
@@ -60,18 +58,10 @@ async def settled(lab: Lab, paths: list[Path], timeout: float = 120) -> bool:
     while time.monotonic() < deadline:
         keys = lab.server_keys()
         states = [load_node_file(p).state for p in paths]
-        if all(keys[s.node_id] == s.key for s in states) and _no_candidates(lab):
+        if all(keys[s.node_id] == s.key for s in states) and not lab.site.pending_candidates():
             return True
         await asyncio.sleep(0.2)
     return False
-
-
-def _no_candidates(lab: Lab) -> bool:
-    repo = SqliteRepository(lab.site.database, read_key_file(lab.site.master_key))
-    try:
-        return all(repo.count_pending(n.node_id) == 0 for n in repo.list_nodes())
-    finally:
-        repo.close()
 
 
 async def lossy_run(root: Path, nodes: int, netem: Netem) -> FaultRun:

@@ -29,7 +29,6 @@ from keystrap.services.node_agent import NodeResult, bootstrap_node
 from keystrap.services.site import Site
 from keystrap.store.keyfile import read_key_file
 from keystrap.store.node_file import load_node_file, save_node_file
-from keystrap.store.sqlite_repository import SqliteRepository
 from keystrap.wire import (
     DecodeError,
     Flight2,
@@ -73,11 +72,7 @@ class Lab:
         return [c for c in seen if c is not None]
 
     def server_keys(self) -> dict[bytes, bytes]:
-        repo = SqliteRepository(self.site.database, read_key_file(self.site.master_key))
-        try:
-            return dict(repo.unwrapped_node_keys())
-        finally:
-            repo.close()
+        return self.site.server_keys()
 
     def bundle_key(self) -> bytes:
         bundle = json.loads((self.site.root / "nodes-bundle.json").read_text())

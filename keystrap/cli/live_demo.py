@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import sys
 import tempfile
 import time
@@ -24,8 +25,6 @@ from keystrap.coap.relay import Recording, forward_all
 from keystrap.ids import eui64, parse_eui64
 from keystrap.services.node_agent import NodeResult, bootstrap_node
 from keystrap.services.site import Site
-from keystrap.store.keyfile import read_key_file
-from keystrap.store.sqlite_repository import SqliteRepository
 from keystrap.wire import (
     DecodeError,
     Flight2,
@@ -144,18 +143,12 @@ async def _demo(site: Site, count: int, started: float, kept: bool) -> int:
     say()
 
     say("4. What is left of IK_N, and what the installer can still do")
-    master = read_key_file(site.master_key)
-    repo = SqliteRepository(site.database, master)
-    try:
-        keys = dict(repo.unwrapped_node_keys())
-        with_ik = sum(1 for k in keys.values() if k == ik_n)
-        statuses = [n.status for n in repo.list_nodes()]
-    finally:
-        repo.close()
-    say(
-        f"   repository: {with_ik} of {len(keys)} node keys equal IK_N; "
-        f"{statuses.count('active')} nodes active"
-    )
+    keys = site.server_keys()
+    with_ik = sum(1 for k in keys.values() if k == ik_n)
+    summary = site.admin("nodes").strip().splitlines()[-1]  # "20 node(s): 20 active"
+    found = re.search(r"(\d+) active", summary)
+    active = int(found.group(1)) if found else 0
+    say(f"   repository: {with_ik} of {len(keys)} node keys equal IK_N; {active} nodes active")
 
     victims = nodes[:3]
     again = site.root / "installer-copy"
@@ -170,13 +163,8 @@ async def _demo(site: Site, count: int, started: float, kept: bool) -> int:
     )
     for a in attempts:
         say(f"     {eui64(a.node_id)}: {a.outcome}")
-    repo = SqliteRepository(site.database, master)
-    try:
-        unchanged = all(
-            dict(repo.unwrapped_node_keys())[a.node_id] == keys[a.node_id] for a in attempts
-        )
-    finally:
-        repo.close()
+    after = site.server_keys()
+    unchanged = all(after[a.node_id] == keys[a.node_id] for a in attempts)
     say(f"   the server's keys for those nodes are unchanged: {'yes' if unchanged else 'NO'}")
 
     node_ids = [parse_eui64(n["id"]) for n in bundle["nodes"]]

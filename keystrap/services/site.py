@@ -21,6 +21,8 @@ from keystrap.services.processes import (
     wait_for_server,
     wait_for_socket,
 )
+from keystrap.store.keyfile import read_key_file
+from keystrap.store.sqlite_repository import SqliteRepository
 
 
 @dataclass
@@ -93,6 +95,23 @@ class Site:
             f'capture_dir = "{self.signals if self.capture else ""}"\n'
             f"window = {self.window}\n"
         )
+
+    def server_keys(self) -> dict[bytes, bytes]:
+        """Each node's current key at the server, read as the administrator would
+        (for audits such as "no IK left"; never print them)."""
+        repository = SqliteRepository(self.database, read_key_file(self.master_key))
+        try:
+            return dict(repository.unwrapped_node_keys())
+        finally:
+            repository.close()
+
+    def pending_candidates(self) -> int:
+        """Unfinished bootstraps the server still holds a candidate PSK for."""
+        repository = SqliteRepository(self.database, read_key_file(self.master_key))
+        try:
+            return repository.count_all_pending()
+        finally:
+            repository.close()
 
     def cli(self, *args: str) -> str:
         """Run a ``keystrap`` command in the site directory; return its output."""

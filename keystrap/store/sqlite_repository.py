@@ -172,6 +172,12 @@ class SqliteRepository:
         ).fetchone()
         return int(row[0])
 
+    def count_all_pending(self) -> int:
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM transactions WHERE status='pending'"
+        ).fetchone()
+        return int(row[0])
+
     def add_transaction(self, record: TransactionRecord) -> None:
         try:
             with self._write() as db:
