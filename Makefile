@@ -10,14 +10,22 @@ STAMP  := $(VENV)/.installed-stamp
 
 setup: $(STAMP)
 
-# Debian packages: python3-venv (if the Python lacks it), and zbar-tools, whose
-# zbarimg is the independent QR decoder the tests check our PNGs against.
+# Debian packages: python3-venv (if the Python lacks it); zbar-tools, whose
+# zbarimg is the independent QR decoder the tests check our PNGs against;
+# libcoap3-bin, whose coap-client is the independent DTLS-PSK peer; openssl,
+# for a DTLS handshake with any PSK bytes; and autoconf, automake and libtool,
+# which DTLSSocket (tinydtls, aiocoap's DTLS server) needs to build from source.
 SYSTEM_STAMP := $(VENV)/.system-stamp
 
 $(SYSTEM_STAMP):
 	@missing=""; \
 	$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
 	command -v zbarimg >/dev/null || missing="$$missing zbar-tools"; \
+	command -v coap-client-openssl >/dev/null || missing="$$missing libcoap3-bin"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	command -v autoreconf >/dev/null || missing="$$missing autoconf"; \
+	command -v automake >/dev/null || missing="$$missing automake"; \
+	command -v libtoolize >/dev/null || missing="$$missing libtool"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \

@@ -53,6 +53,8 @@ class ControllerConfig:
     capture_dir: str = ""
     coap_endpoints: int = 4
     window: int = 120
+    revocation_poll: int = 5
+    dtls_timeout: int = 10
     log_level: str = "info"
 
 
@@ -74,6 +76,8 @@ HELP: dict[str, str] = {
     "channel_to_node": "medium of flight 4: qr, nfc, audio, light or raw",
     "capture_dir": "if set, every out-of-band signal is also written there (PNG, WAV...)",
     "coap_endpoints": "CoAP client endpoints towards the server (NSTART=1 applies to each)",
+    "revocation_poll": "seconds between asking the server which nodes were revoked",
+    "dtls_timeout": "seconds `controller configure` waits for a node's DTLS answer",
 }
 
 C = TypeVar("C", ServerConfig, ControllerConfig)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from collections.abc import Sequence
 from dataclasses import fields
@@ -11,7 +12,9 @@ from pathlib import Path
 
 from keystrap import __version__
 from keystrap.cli import admin, oob
+from keystrap.coap.node_client import NodeRefused, NodeUnreachable
 from keystrap.config import ConfigError, ControllerConfig, ServerConfig, load_config, render_config
+from keystrap.ids import eui64
 from keystrap.oob import OobError
 from keystrap.oob.medium import MEDIA
 from keystrap.store.errors import StoreError
@@ -89,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the effective configuration as TOML and exit",
     )
+    _add_controller_actions(ctl)
 
     node = sub.add_parser("node", help="bootstrap a node from its state file (SBI agent)")
     node.add_argument("state", type=Path, help="the node's state file (from keystrap install)")
@@ -120,6 +124,17 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument(
         "--capture-dir", type=Path, help="also write every out-of-band signal (PNG, WAV...) here"
     )
+    node.add_argument(
+        "--serve",
+        metavar="[HOST:]PORT",
+        help="after bootstrapping (or at once, if already confirmed), serve the node's "
+        "settings over CoAPS with its PSK until stopped",
+    )
+    node.add_argument(
+        "--factory-reset",
+        action="store_true",
+        help="erase every key and setting; the node then needs enrolment again",
+    )
 
     install = sub.add_parser("install", help="installer: turn a bundle into node files")
     install.add_argument("bundle", type=Path, help="the bundle from keystrap admin order create")
@@ -150,15 +165,96 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_controller_actions(ctl: argparse.ArgumentParser) -> None:
+    """``keystrap controller`` alone runs the service; these act on bootstrapped nodes."""
+    actions = ctl.add_subparsers(dest="action", metavar="ACTION")
+    configure = actions.add_parser(
+        "configure",
+        help="push settings to a node over CoAPS with its PSK; print what it applied",
+        description="Without any setting, reads the node's settings back.",
+    )
+    show = actions.add_parser("show", help="read a node's settings over CoAPS")
+    for action in (configure, show):
+        action.add_argument("node", help="the node's EUI-64")
+        action.add_argument(
+            "--address",
+            metavar="HOST:PORT",
+            help="the node's CoAPS endpoint (remembered for next time)",
+        )
+        action.add_argument(
+            "--config", type=Path, default=argparse.SUPPRESS, help="controller TOML file"
+        )
+    configure.add_argument("--domain", help="network: DNS domain name")
+    configure.add_argument("--gateway", help="network: default gateway (IPv4 or IPv6 address)")
+    configure.add_argument("--proxy", help="network: proxy URI, e.g. coap://proxy.example:5683")
+    configure.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="application setting (repeatable): name, location, sample_interval, "
+        "report_interval, units, log_level",
+    )
+    configure.add_argument(
+        "--unset", action="append", default=[], metavar="KEY", help="remove a setting"
+    )
+    nodes = actions.add_parser("nodes", help="list the nodes this controller bootstrapped")
+    nodes.add_argument(
+        "--config", type=Path, default=argparse.SUPPRESS, help="controller TOML file"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _run(args)
-    except (ConfigError, StoreError, OobError, ValueError) as exc:
+    except (ConfigError, StoreError, OobError, ValueError, NodeUnreachable, NodeRefused) as exc:
         print(f"keystrap {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``PORT`` or ``HOST:PORT`` (``[v6]:PORT`` for IPv6), defaulting to 127.0.0.1."""
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit() or not 2 <= int(port) <= 65535:
+        raise ValueError(f"need [HOST:]PORT with a port from 2 to 65535, got {text!r}")
+    return host, int(port)
+
+
+def _controller_action(args: argparse.Namespace, config: ControllerConfig) -> int:
+    from keystrap.ids import parse_eui64
+    from keystrap.services.configure import (
+        ConfigUpdate,
+        configure_node,
+        list_nodes,
+        parse_assignment,
+    )
+
+    if args.action == "nodes":
+        rows = list_nodes(config)
+        print(f"{'node':<24} {'status':<8} coaps endpoint")
+        for node_id, status, address in rows:
+            print(f"{eui64(node_id):<24} {status:<8} {address or '-'}")
+        return 0
+    update = ConfigUpdate()
+    if args.action == "configure":
+        for key in ("domain", "gateway", "proxy"):
+            if getattr(args, key) is not None:
+                update.set(key, getattr(args, key))
+        for text in args.set:
+            update.set(*parse_assignment(text))
+        for key in args.unset:
+            update.set(key, None)
+    address = None
+    if args.address is not None:
+        host, port = parse_listen(args.address)
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    settings = asyncio.run(configure_node(config, parse_eui64(args.node), update, address))
+    print(json.dumps(settings, indent=2, sort_keys=True))
+    return 0
 
 
 def _service_config(args: argparse.Namespace) -> ServerConfig | ControllerConfig:
@@ -188,6 +284,8 @@ def _run(args: argparse.Namespace) -> int:
         if args.print_config:
             print(render_config(config), end="")
             return 0
+        if isinstance(config, ControllerConfig) and args.action is not None:
+            return _controller_action(args, config)
         if isinstance(config, ServerConfig):
             from keystrap.services.server import serve
 
@@ -202,6 +300,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "node":
         from keystrap.services.node_agent import run_node_cli
 
+        if args.factory_reset:
+            from keystrap.store.node_file import factory_reset
+
+            node_id = factory_reset(args.state)
+            print(f"node {eui64(node_id)}: factory reset; every key erased, needs enrolment")
+            return 0
         setup_logging("info", "sbi")
         channels = None
         if args.channel_up or args.channel_down:
@@ -214,7 +318,13 @@ def _run(args: argparse.Namespace) -> int:
             )
         return asyncio.run(
             run_node_cli(
-                args.state, args.reinstall, args.timeout, args.linger, channels, args.capture_dir
+                args.state,
+                args.reinstall,
+                args.timeout,
+                args.linger,
+                channels,
+                args.capture_dir,
+                None if args.serve is None else parse_listen(args.serve),
             )
         )
     if args.command == "install":

@@ -268,6 +268,18 @@ class Controller:
         self._timers.pop(tx.tid, None)
         self._events.append(BootstrapConfirmed(tx.node_id, tx.tid))
 
+    # -- decommissioning ---------------------------------------------------------
+
+    def forget_node(self, node_id: bytes) -> None:
+        """The server revoked the node: end its open bootstraps, drop every PSK of it."""
+        for tx in list(self.state.transactions.values()):
+            if tx.node_id != node_id:
+                continue
+            if tx.stage in _OPEN:
+                self._fail(tx, "node revoked")
+            elif tx.psk is not None:
+                self._store(replace(tx, psk=None))
+
     # -- timers ------------------------------------------------------------------
 
     def get_timer(self) -> float | None:

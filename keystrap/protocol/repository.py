@@ -67,6 +67,10 @@ class KeyRepository(Protocol):
         """Record a pending transaction atomically; raise :class:`TransactionExists`."""
         ...
 
+    def revocations_after(self, after: int, limit: int) -> list[tuple[int, bytes]]:
+        """``(sequence number, ID_i)`` of revocations numbered above ``after``, in order."""
+        ...
+
     def confirm(self, controller_id: bytes, tid: int) -> None:
         """In one atomic step: the node's key becomes the transaction's PSK, the node
         becomes active, this transaction is confirmed and every other pending
@@ -80,12 +84,18 @@ class InMemoryRepository:
     def __init__(self) -> None:
         self.nodes: dict[bytes, NodeRecord] = {}
         self.transactions: dict[tuple[bytes, int], TransactionRecord] = {}
+        self.revocations: list[bytes] = []
 
     def enroll(self, node_id: bytes, key: bytes) -> None:
         self.nodes[node_id] = NodeRecord(node_id, key, NodeStatus.ENROLLED)
 
     def revoke(self, node_id: bytes) -> None:
         self.nodes[node_id] = replace(self.nodes[node_id], status=NodeStatus.REVOKED)
+        self.revocations.append(node_id)
+
+    def revocations_after(self, after: int, limit: int) -> list[tuple[int, bytes]]:
+        numbered = list(enumerate(self.revocations, start=1))
+        return [(seq, node_id) for seq, node_id in numbered if seq > after][:limit]
 
     def get_node(self, node_id: bytes) -> NodeRecord | None:
         return self.nodes.get(node_id)

@@ -27,12 +27,15 @@ from keystrap.wire import (
     Flight2,
     Flight6,
     FlightType,
+    RevocationList,
+    RevocationQuery,
     peek_type,
     seal_flight3,
     seal_flight4,
     seal_flight7,
     seal_flight8,
 )
+from keystrap.wire.revocation import MAX_ENTRIES as MAX_REVOCATIONS
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,7 @@ class Server:
         self.policy = policy or ServerPolicy()
 
     def handle(self, data: bytes, now: float) -> Reply:
-        """Answer one request (flight 2 or flight 6) received at time ``now``."""
+        """Answer one request (flight 2, 6 or 9) received at time ``now``."""
         try:
             kind = peek_type(data)
         except DecodeError as exc:
@@ -76,6 +79,8 @@ class Server:
             return self._handle_request(data, now)
         if kind is FlightType.F6_CONFIRM:
             return self._handle_confirm(data)
+        if kind is FlightType.F9_REVOCATION_QUERY:
+            return self._handle_revocation_query(data)
         return Reply(Status.BAD_REQUEST, reason=f"flight {int(kind)} is not a server request")
 
     # -- flight 2 -> flight 3 ----------------------------------------------------
@@ -195,3 +200,22 @@ class Server:
         repo.confirm(confirm.controller_id, confirm.tid)
         event = NodeActivated(record.node_id, confirm.controller_id, confirm.tid)
         return Reply(Status.OK, ack, event=event)
+
+    # -- flight 9 -> flight 10 ---------------------------------------------------
+
+    def _handle_revocation_query(self, data: bytes) -> Reply:
+        try:
+            controller_id = RevocationQuery.peek_controller(data)
+        except DecodeError as exc:
+            return Reply(Status.BAD_REQUEST, reason=str(exc))
+        sk_cs = self.controllers.get(controller_id)
+        if sk_cs is None:
+            return Reply(Status.UNAUTHORIZED, reason="unknown controller")
+        try:
+            query = RevocationQuery.decode(data, sk_cs)
+        except AuthenticationError:
+            return Reply(Status.UNAUTHORIZED, reason="revocation query failed authentication")
+        entries = self.repository.revocations_after(query.after, MAX_REVOCATIONS)
+        next_after = entries[-1][0] if entries else query.after
+        answer = RevocationList(query.challenge, next_after, tuple(entries))
+        return Reply(Status.OK, answer.encode(sk_cs, controller_id))

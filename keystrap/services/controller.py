@@ -3,6 +3,9 @@
 Out of band it serves node sessions; in band it posts flights 2 and 6 to the
 server over CoAP. Every output of the state machine is sent only after the
 state is saved (:class:`keystrap.store.controller_store.ControllerStore`).
+
+It also asks the server every ``revocation_poll`` seconds which nodes were
+revoked (flights 9/10) and drops their sessions and PSKs.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import signal
 import time
 from pathlib import Path
 
@@ -29,17 +31,29 @@ from keystrap.protocol import (
     ControllerState,
     NodeProved,
     Rejected,
+    Status,
     ToNode,
     ToServer,
     TransactionFailed,
     TransactionStage,
     TransactionStarted,
 )
+from keystrap.services.lifetime import wait_for_signal
 from keystrap.store.controller_store import ControllerStore
 from keystrap.store.keyfile import load_or_create_key_file, read_key_file
-from keystrap.wire import DecodeError, Flight1, Flight5, FlightType, peek_type
+from keystrap.wire import (
+    DecodeError,
+    Flight1,
+    Flight5,
+    FlightType,
+    RevocationList,
+    RevocationQuery,
+    peek_type,
+)
+from keystrap.wire.revocation import MAX_ENTRIES as MAX_REVOCATIONS
 
 log = logging.getLogger("keystrap.controller")
+REVOCATION_CURSOR = "revocations_seen"
 
 
 class ControllerService:
@@ -80,18 +94,14 @@ class ControllerService:
             state.next_tid,
             open_count,
         )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         timers = asyncio.create_task(self._timer_loop())
-        if ready is not None:
-            ready.set()
+        revocations = asyncio.create_task(self._revocation_loop())
         try:
-            await stop.wait()
+            await wait_for_signal(ready)
         finally:
             log.info("shutting down")
             timers.cancel()
+            revocations.cancel()
             await listener.stop()
             for task in list(self._tasks):
                 task.cancel()
@@ -176,6 +186,49 @@ class ControllerService:
             self.core.handle_timer(time.time())
             await self._flush()
 
+    # -- decommissioning ------------------------------------------------------------
+
+    async def _revocation_loop(self) -> None:
+        while True:
+            try:
+                await self.poll_revocations()
+            except ServerUnreachable as exc:
+                log.warning("revocation feed: server unreachable (%s)", exc)
+            await asyncio.sleep(self.config.revocation_poll)
+
+    async def poll_revocations(self) -> int:
+        """Apply every revocation the server has recorded since the last poll."""
+        applied = 0
+        while True:
+            after = self.store.get_counter(REVOCATION_CURSOR)
+            query = RevocationQuery(self.controller_id, after, secrets.token_bytes(8))
+            reply = await self.client.post(query.encode(self._saved.sk_cs))
+            if reply.status is not Status.OK:
+                log.warning("revocation feed refused: %s %s", reply.status.value, reply.reason)
+                return applied
+            try:
+                answer = RevocationList.decode(
+                    reply.payload, self._saved.sk_cs, self.controller_id, query.challenge
+                )
+            except DecodeError as exc:
+                log.warning("revocation feed: answer rejected (%s)", exc)
+                return applied
+            for _, node_id in answer.entries:
+                await self._drop_node(node_id)
+            self.store.set_counter(REVOCATION_CURSOR, answer.next_after)
+            applied += len(answer.entries)
+            if len(answer.entries) < MAX_REVOCATIONS:
+                return applied
+
+    async def _drop_node(self, node_id: bytes) -> None:
+        self.core.forget_node(node_id)
+        await self._flush()
+        self.store.revoke_node(node_id)
+        link = self._links.pop(node_id, None)
+        if link is not None:
+            await link.close()
+        log.info("node=%s revoked by the server: sessions and PSK dropped", eui64(node_id))
+
     # -- the persistence rule: save, then send ------------------------------------
 
     async def _flush(self) -> None:
@@ -187,6 +240,9 @@ class ControllerService:
             self._log_event(event)
             if isinstance(event, BootstrapConfirmed):
                 closing.append(event.node_id)
+                psk = self.core.state.transactions[event.tid].psk
+                if psk is not None:
+                    self.store.record_node(event.node_id, event.tid, psk)
         for out in outgoing:
             if isinstance(out, ToServer):
                 if out.tid in self._inflight:

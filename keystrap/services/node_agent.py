@@ -16,12 +16,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from keystrap.coap.node_server import NodeCoapsServer, serve_coaps
 from keystrap.ids import eui64
 from keystrap.oob import DONE, OobClosed, OobError, OobLink, parse_endpoint
 from keystrap.oob.link import MediumLink
 from keystrap.oob.medium import get_medium
 from keystrap.oob.unix import connect
 from keystrap.protocol import Node, NodeKeyed, NodeStage, Rejected
+from keystrap.services.lifetime import wait_for_signal
+from keystrap.settings import NodeSettings
+from keystrap.store.errors import StoreError
 from keystrap.store.node_file import NodeFile, load_node_file, save_node_file
 from keystrap.wire import DecodeError, peek_type
 
@@ -79,6 +83,7 @@ async def bootstrap_node(
         return result
     try:
         if reinstall or node.state.stage is NodeStage.PROVISIONED:
+            node_file = replace(node_file, confirmed=False)
             node.start(time.time())
         else:
             node.resume(time.time())
@@ -87,6 +92,8 @@ async def bootstrap_node(
         result.outcome = await _converse(
             node, node_file, path, link, result, start + timeout, linger, progress
         )
+        if result.outcome == "confirmed":
+            save_node_file(path, replace(node_file, state=node.state, confirmed=True))
     except OobClosed:
         result.outcome = (
             "keyed" if node.state.stage is NodeStage.KEYED else "failed: controller went away"
@@ -167,6 +174,31 @@ def _count(result: NodeResult, data: bytes) -> None:
     result.flight_bytes[kind] = len(data)
 
 
+async def start_coaps(path: Path, host: str, port: int) -> NodeCoapsServer:
+    """Serve the node's settings over DTLS with its PSK (see :mod:`keystrap.coap.node_server`).
+
+    Only a keyed node serves: before its bootstrap it holds IK, which the
+    installer knows, so nothing may be protected with it.
+    """
+    node_file = load_node_file(path)
+    if node_file.state.stage is not NodeStage.KEYED:
+        raise StoreError(f"{path}: node has not bootstrapped yet; it serves nothing before that")
+
+    def save(settings: NodeSettings) -> None:
+        save_node_file(path, replace(load_node_file(path), settings=settings))
+
+    server = await serve_coaps(
+        node_file.state.node_id, node_file.state.key, host, port, node_file.settings, save
+    )
+    log.info(
+        "node=%s: serving CoAPS (DTLS 1.2, TLS_PSK_WITH_AES_128_CCM_8) on %s, PSK identity %s",
+        eui64(node_file.state.node_id),
+        server.uri,
+        eui64(node_file.state.node_id),
+    )
+    return server
+
+
 async def run_node_cli(
     path: Path,
     reinstall: bool,
@@ -174,18 +206,33 @@ async def run_node_cli(
     linger: float,
     channels: tuple[str, str] | None = None,
     capture_dir: Path | None = None,
+    serve: tuple[str, int] | None = None,
 ) -> int:
-    result = await bootstrap_node(
-        path,
-        reinstall=reinstall,
-        timeout=timeout,
-        linger=linger,
-        on_progress=lambda step: log.info("%s", step),
-        channels=channels,
-        capture_dir=capture_dir,
-    )
-    print(
-        f"node {eui64(result.node_id)}: {result.outcome} in {result.seconds:.2f} s"
-        + (f" (TID {result.tid})" if result.tid is not None else "")
-    )
-    return 0 if result.ok else 1
+    """Bootstrap (unless ``serve`` is asked of a node already confirmed), then serve."""
+    node_file = load_node_file(path)
+    if serve is None or reinstall or not node_file.confirmed:
+        result = await bootstrap_node(
+            path,
+            reinstall=reinstall,
+            timeout=timeout,
+            linger=linger,
+            on_progress=lambda step: log.info("%s", step),
+            channels=channels,
+            capture_dir=capture_dir,
+        )
+        print(
+            f"node {eui64(result.node_id)}: {result.outcome} in {result.seconds:.2f} s"
+            + (f" (TID {result.tid})" if result.tid is not None else ""),
+            flush=True,
+        )
+        if not result.ok:
+            return 1
+    if serve is None:
+        return 0
+    server = await start_coaps(path, *serve)
+    print(f"node {eui64(node_file.state.node_id)}: serving {server.uri}/config", flush=True)
+    try:
+        await wait_for_signal()
+    finally:
+        await server.shutdown()
+    return 0

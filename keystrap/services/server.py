@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import signal
 import time
 from collections.abc import Iterator, Mapping
 
@@ -14,6 +13,7 @@ import aiocoap
 from keystrap.coap.server import build_site
 from keystrap.config import ServerConfig
 from keystrap.protocol import Server, ServerPolicy
+from keystrap.services.lifetime import wait_for_signal
 from keystrap.store.keyfile import load_or_create_key_file
 from keystrap.store.sqlite_repository import SqliteRepository
 
@@ -74,14 +74,8 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
         config.profile,
         len(controllers),
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    if ready is not None:
-        ready.set()
     try:
-        await stop.wait()
+        await wait_for_signal(ready)
     finally:
         served = ", ".join(f"{k}={v}" for k, v in sorted(resource.counters.items()))
         log.info("shutting down; replies sent: %s", served or "none")

@@ -1,14 +1,21 @@
-"""The controller's persisted state (next TID, transactions) in a SQLite file.
+"""The controller's persisted state in a SQLite file: the TID sequence and
+transactions, and the credentials of the nodes it has bootstrapped.
 
 ``save`` writes only what changed since the last save, in one transaction, and
 must complete before the controller sends anything (the persistence rule of
 :mod:`keystrap.protocol`). ``RN_c`` and the PSKs are wrapped under the
 controller's own master key.
+
+The ``nodes`` table is what ``keystrap controller configure`` reads: one row
+per node with its current PSK (from the last confirmed bootstrap), where its
+CoAPS endpoint is, and whether the server has revoked it (then the PSK is gone).
 """
 
 from __future__ import annotations
 
 import sqlite3
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from keystrap.crypto import KeyUnwrapError, unwrap_key, wrap_key
@@ -21,7 +28,19 @@ CREATE TABLE IF NOT EXISTS transactions (
     tid INTEGER PRIMARY KEY, node_id BLOB NOT NULL, rn_i BLOB NOT NULL,
     rn_c_wrapped BLOB NOT NULL, ts INTEGER NOT NULL, stage TEXT NOT NULL,
     request BLOB NOT NULL, challenge BLOB, psk_wrapped BLOB, confirm BLOB, failure TEXT);
+CREATE TABLE IF NOT EXISTS nodes (
+    node_id BLOB PRIMARY KEY, tid INTEGER NOT NULL, psk_wrapped BLOB, address TEXT,
+    status TEXT NOT NULL, updated INTEGER NOT NULL);
 """
+
+
+@dataclass(frozen=True)
+class NodeCredential:
+    node_id: bytes
+    tid: int
+    psk: bytes | None  # None once revoked
+    address: str | None  # "host:port" of its CoAPS endpoint, once known
+    status: str  # active or revoked
 
 
 class ControllerStore:
@@ -32,6 +51,7 @@ class ControllerStore:
         self._db = sqlite3.connect(self.path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=10000")
         self._db.executescript(SCHEMA)
         self.path.chmod(0o600)
 
@@ -39,8 +59,7 @@ class ControllerStore:
         self._db.close()
 
     def load(self, controller_id: bytes, sk_cs: bytes) -> ControllerState:
-        row = self._db.execute("SELECT value FROM meta WHERE name='next_tid'").fetchone()
-        next_tid = 1 if row is None else int(row[0])
+        next_tid = self.get_counter("next_tid") or 1
         transactions = {}
         for r in self._db.execute("SELECT * FROM transactions"):
             tx = ControllerTransaction(
@@ -104,3 +123,58 @@ class ControllerStore:
             return unwrap_key(self._kek, wrapped)
         except KeyUnwrapError:
             raise StoreError(f"{self.path}: wrong master key file") from None
+
+    # -- node credentials ---------------------------------------------------------
+
+    def record_node(self, node_id: bytes, tid: int, psk: bytes) -> None:
+        """A confirmed bootstrap: this PSK replaces any earlier one (re-installation)."""
+        self._db.execute(
+            "INSERT INTO nodes VALUES (?,?,?,NULL,'active',?) ON CONFLICT(node_id) DO UPDATE "
+            "SET tid=excluded.tid, psk_wrapped=excluded.psk_wrapped, status='active', "
+            "updated=excluded.updated",
+            (node_id, tid, wrap_key(self._kek, psk), int(time.time())),
+        )
+
+    def revoke_node(self, node_id: bytes) -> None:
+        """Forget the node's PSK, here and in its finished transactions."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(
+                "INSERT INTO nodes VALUES (?,0,NULL,NULL,'revoked',?) ON CONFLICT(node_id) "
+                "DO UPDATE SET psk_wrapped=NULL, status='revoked', updated=excluded.updated",
+                (node_id, int(time.time())),
+            )
+            db.execute("UPDATE transactions SET psk_wrapped=NULL WHERE node_id=?", (node_id,))
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def set_node_address(self, node_id: bytes, address: str) -> None:
+        self._db.execute("UPDATE nodes SET address=? WHERE node_id=?", (address, node_id))
+
+    def get_node(self, node_id: bytes) -> NodeCredential | None:
+        row = self._db.execute(
+            "SELECT node_id, tid, psk_wrapped, address, status FROM nodes WHERE node_id=?",
+            (node_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        psk = None if row[2] is None else self._unwrap(row[2])
+        return NodeCredential(row[0], row[1], psk, row[3], row[4])
+
+    def list_nodes(self) -> list[tuple[bytes, str, str | None]]:
+        """``(ID_i, status, address)`` of every node this controller bootstrapped."""
+        rows = self._db.execute("SELECT node_id, status, address FROM nodes ORDER BY node_id")
+        return [(bytes(r[0]), str(r[1]), r[2]) for r in rows]
+
+    def get_counter(self, name: str) -> int:
+        row = self._db.execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def set_counter(self, name: str, value: int) -> None:
+        self._db.execute(
+            "INSERT INTO meta VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value=excluded.value",
+            (name, value),
+        )

@@ -1,18 +1,25 @@
 """The node's state file: its provisioning (written by ``keystrap install``) and,
-after a bootstrap, its PSK and session key. JSON, rewritten atomically, 0600."""
+after a bootstrap, its PSK, session key and settings. JSON, rewritten
+atomically, 0600.
+
+A factory reset rewrites it without any key: the node then needs enrolment
+again and can never fall back to an old IK or PSK.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from keystrap.protocol import NodeStage, NodeState
+from keystrap.settings import NodeSettings, SettingsError
 from keystrap.store.atomic import write_atomic
 from keystrap.store.errors import StoreError
 
 FORMAT = "keystrap-node/1"
+RESET_FORMAT = "keystrap-node-reset/1"
 
 
 @dataclass(frozen=True)
@@ -23,6 +30,8 @@ class NodeFile:
     oob: str  # where the out-of-band channel to the controller is
     channel_up: str = "qr"  # medium of flights 1 and 5 (node -> controller)
     channel_down: str = "qr"  # medium of flight 4 (controller -> node)
+    confirmed: bool = False  # the controller said the server took PSK_i
+    settings: NodeSettings = field(default_factory=NodeSettings)
 
 
 def save_node_file(path: Path, node: NodeFile) -> None:
@@ -45,6 +54,8 @@ def save_node_file(path: Path, node: NodeFile) -> None:
         "session_key": hx(s.session_key),
         "challenge": hx(s.challenge),
         "proof": hx(s.proof),
+        "confirmed": node.confirmed,
+        "settings": node.settings.to_dict(),
     }
     write_atomic(Path(path), (json.dumps(doc, indent=2) + "\n").encode(), 0o600)
 
@@ -56,6 +67,11 @@ def load_node_file(path: Path) -> NodeFile:
         raise StoreError(f"node state file {path} does not exist") from None
     except (OSError, ValueError) as exc:
         raise StoreError(f"node state file {path} is unreadable: {exc}") from None
+    if isinstance(doc, dict) and doc.get("format") == RESET_FORMAT:
+        raise StoreError(
+            f"{path}: node was factory-reset; it needs enrolment "
+            "(keystrap admin order create, then keystrap install)"
+        )
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise StoreError(f"{path} is not a keystrap node file ({FORMAT})")
     try:
@@ -84,9 +100,21 @@ def load_node_file(path: Path) -> NodeFile:
             str(doc["oob"]),
             str(channels.get("to_controller", "qr")),
             str(channels.get("to_node", "qr")),
+            bool(doc.get("confirmed", False)),
+            NodeSettings.from_dict(doc.get("settings", {})),
         )
+    except SettingsError as exc:
+        raise StoreError(f"node state file {path} has invalid settings: {exc}") from None
     except (KeyError, TypeError, ValueError) as exc:
         raise StoreError(f"node state file {path} is malformed: {exc}") from None
     if len(state.node_id) != 8 or len(state.controller_id) != 8 or len(state.key) != 16:
         raise StoreError(f"node state file {path} has fields of the wrong size")
     return node
+
+
+def factory_reset(path: Path) -> bytes:
+    """Forget every key and setting; keep only the node's ID. Returns the ID."""
+    node_id = load_node_file(path).state.node_id
+    doc = {"format": RESET_FORMAT, "node_id": node_id.hex()}
+    write_atomic(Path(path), (json.dumps(doc, indent=2) + "\n").encode(), 0o600)
+    return node_id

@@ -50,6 +50,8 @@ CREATE TABLE IF NOT EXISTS transactions (
     status TEXT NOT NULL, created INTEGER NOT NULL,
     PRIMARY KEY (controller_id, tid));
 CREATE INDEX IF NOT EXISTS transactions_by_node ON transactions(node_id, status);
+CREATE TABLE IF NOT EXISTS revocations (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, node_id BLOB NOT NULL, at INTEGER NOT NULL);
 """
 
 SCHEMA_VERSION = "1"
@@ -356,10 +358,20 @@ class SqliteRepository:
             if updated == 0:
                 raise StoreError("no such node")
             db.execute(
+                "INSERT INTO revocations (node_id, at) VALUES (?, ?)", (node_id, int(time.time()))
+            )
+            db.execute(
                 "UPDATE transactions SET status='superseded', psk_wrapped=NULL, "
                 "grant_flight=NULL WHERE node_id=? AND status='pending'",
                 (node_id,),
             )
+
+    def revocations_after(self, after: int, limit: int) -> list[tuple[int, bytes]]:
+        rows = self._db.execute(
+            "SELECT seq, node_id FROM revocations WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after, limit),
+        )
+        return [(int(seq), bytes(node_id)) for seq, node_id in rows]
 
     def unwrapped_node_keys(self) -> Iterator[tuple[bytes, bytes]]:
         """For audits such as "no IK left": yields ``(node_id, key)``; never log the key."""

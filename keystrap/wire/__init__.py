@@ -29,6 +29,7 @@ from keystrap.wire.flights import (
     seal_flight8,
 )
 from keystrap.wire.header import VERSION, FlightType, peek_type
+from keystrap.wire.revocation import RevocationList, RevocationQuery
 from keystrap.wire.sizes import ID_SIZE, RN_SIZE, TID_MAX, TS_MAX
 
 __all__ = [
@@ -50,6 +51,8 @@ __all__ = [
     "Flight6",
     "Flight8Body",
     "FlightType",
+    "RevocationList",
+    "RevocationQuery",
     "open_flight3",
     "open_flight7",
     "open_flight8",

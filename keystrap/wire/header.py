@@ -20,6 +20,8 @@ class FlightType(IntEnum):
     F6_CONFIRM = 6  # SBR -> SBS, CoAP: sealed flight 5 (our addition: no bricked node)
     F7_CONFIRMED = 7  # SBS -> SBR, CoAP: tag only (our addition)
     F8_SEALED_GRANT = 8  # SBS -> SBR, CoAP, hardened profile: sealed PSK_i, TS, TID, flight 4
+    F9_REVOCATION_QUERY = 9  # SBR -> SBS, CoAP: "what was revoked after n?" (our addition)
+    F10_REVOCATION_LIST = 10  # SBS -> SBR, CoAP: the answer, MAC'd under SK_cs
 
 
 def header_byte(flight_type: FlightType) -> bytes:

@@ -1,0 +1,76 @@
+"""A CoAPS client to one node, authenticated with the node's PSK (DTLS 1.2 PSK,
+TLS_PSK_WITH_AES_128_CCM_8 through aiocoap's tinydtls transport).
+
+A wrong key shows up as silence: tinydtls drops a Finished it cannot verify
+and sends no alert, so the only signal is the timeout, which is reported as
+:class:`NodeUnreachable` naming both possible causes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import aiocoap
+from aiocoap.numbers.codes import Code
+
+from keystrap.coap.node_server import CONFIG_PATH, JSON, psk_identity
+
+
+class NodeUnreachable(Exception):
+    """No DTLS-protected answer in time."""
+
+
+class NodeRefused(Exception):
+    """The node answered with an error code; ``str(exc)`` carries its reason."""
+
+    def __init__(self, code: Code, reason: str) -> None:
+        super().__init__(f"{code}: {reason}")
+        self.code = code
+        self.reason = reason
+
+
+@dataclass
+class NodeClient:
+    context: aiocoap.Context
+    base: str
+    timeout: float
+
+    @classmethod
+    async def connect(
+        cls, node_id: bytes, psk: bytes, host: str, port: int, timeout: float = 10.0
+    ) -> NodeClient:
+        context = await aiocoap.Context.create_client_context(transports=["tinydtls"])
+        base = f"coaps://{_hostinfo(host)}:{port}"
+        context.client_credentials.load_from_dict(
+            {f"{base}/*": {"dtls": {"psk": psk, "client-identity": psk_identity(node_id)}}}
+        )
+        return cls(context, base, timeout)
+
+    async def close(self) -> None:
+        await self.context.shutdown()
+
+    async def request(self, code: Code, path: tuple[str, ...], payload: bytes = b"") -> bytes:
+        message = aiocoap.Message(code=code, uri=f"{self.base}/{'/'.join(path)}", payload=payload)
+        if payload:
+            message.opt.content_format = JSON
+        try:
+            response = await asyncio.wait_for(self.context.request(message).response, self.timeout)
+        except (TimeoutError, aiocoap.error.Error) as exc:
+            raise NodeUnreachable(
+                f"no DTLS answer from {self.base} within {self.timeout:g} s "
+                f"(node not serving, or it holds another key) [{type(exc).__name__}]"
+            ) from None
+        if not response.code.is_successful():
+            raise NodeRefused(response.code, response.payload.decode("utf-8", "replace"))
+        return bytes(response.payload)
+
+    async def read_config(self) -> bytes:
+        return await self.request(aiocoap.GET, CONFIG_PATH)
+
+    async def update_config(self, update: bytes) -> bytes:
+        return await self.request(aiocoap.POST, CONFIG_PATH, update)
+
+
+def _hostinfo(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
