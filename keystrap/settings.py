@@ -66,8 +66,11 @@ def _is_address(text: str) -> bool:
 
 def _bounded_int(low: int, high: int) -> Callable[[str, object], int]:
     def check(key: str, value: object) -> int:
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            value = int(value)
+        if isinstance(value, str):
+            try:
+                value = int(value, 10)
+            except ValueError:
+                pass
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
             raise SettingsError(f"{key} must be an integer from {low} to {high}, got {value!r}")
         return value

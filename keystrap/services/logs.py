@@ -23,5 +23,15 @@ def setup_logging(level: str, role: str) -> None:
     root = logging.getLogger("keystrap")
     root.handlers[:] = [handler]
     root.setLevel(LEVELS[level])
-    logging.getLogger("coap").setLevel(logging.WARNING)
-    logging.getLogger("coap-server").setLevel(logging.WARNING)
+    for name in ("coap", "coap-server"):
+        library = logging.getLogger(name)
+        library.handlers[:] = [handler]
+        library.propagate = False
+        library.setLevel(logging.WARNING)
+        library.filters[:] = [_drop_close_notify]
+
+
+def _drop_close_notify(record: logging.LogRecord) -> bool:
+    """aiocoap's DTLS server warns of every close_notify (alert level 1, code 0),
+    which is how a client politely ends its session: not worth a warning."""
+    return record.getMessage() != "Unhandled alert level 1 code 0"

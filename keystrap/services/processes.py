@@ -103,3 +103,15 @@ async def wait_for_socket(path: Path, service: Service, timeout: float = 20.0) -
                 return
         await asyncio.sleep(0.05)
     raise RuntimeError(f"{service.name} did not open {path} within {timeout} s")
+
+
+async def wait_for_log(service: Service, text: str, since: int = 0, timeout: float = 30.0) -> None:
+    """Wait until the service has written ``text`` to its log after byte ``since``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text.encode() in service.log.read_bytes()[since:]:
+            return
+        if service.process.poll() is not None:
+            raise RuntimeError(f"{service.name} exited early:\n{service.log_text()}")
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"{service.name} did not log {text!r} within {timeout} s")

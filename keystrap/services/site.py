@@ -18,6 +18,7 @@ from keystrap.services.processes import (
     free_udp_port,
     keystrap_command,
     start_service,
+    wait_for_log,
     wait_for_server,
     wait_for_socket,
 )
@@ -33,6 +34,7 @@ class Site:
     capture: bool = False  # keep every out-of-band signal in root/signals
     profile: str = "paper"  # or "hardened": flight 8, the controller never learns IK
     controller_id: str = DEFAULT_CONTROLLER_ID
+    revocation_poll: int = 5
     server_port: int = field(default_factory=free_udp_port)
     relay: UdpRelay | None = None
     server: Service | None = None
@@ -94,6 +96,7 @@ class Site:
             f'channel_to_node = "{self.channels[1]}"\n'
             f'capture_dir = "{self.signals if self.capture else ""}"\n'
             f"window = {self.window}\n"
+            f"revocation_poll = {self.revocation_poll}\n"
         )
 
     def server_keys(self) -> dict[bytes, bytes]:
@@ -121,6 +124,10 @@ class Site:
         if done.returncode != 0:
             raise RuntimeError(f"keystrap {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
         return done.stdout
+
+    def controller_cli(self, *args: str) -> str:
+        """``keystrap controller ACTION ...`` with this site's controller configuration."""
+        return self.cli("controller", "--config", str(self.controller_config), *args)
 
     def admin(self, *args: str) -> str:
         return self.cli("admin", "--config", str(self.server_config), *args)
@@ -186,6 +193,16 @@ class Site:
         )
         await wait_for_socket(self.oob_socket, self.controller)
         return self.controller
+
+    async def start_node(self, node_file: Path, port: int, *extra: str) -> Service:
+        """``keystrap node FILE --serve PORT``: bootstrap if needed, then serve CoAPS."""
+        log = self.root / f"node-{node_file.stem}.log"
+        since = log.stat().st_size if log.exists() else 0
+        service = start_service(
+            "node", ["node", str(node_file), "--serve", str(port), *extra], self.root, log
+        )
+        await wait_for_log(service, "serving coaps://", since)
+        return service
 
     async def start(self) -> None:
         await self.start_server()

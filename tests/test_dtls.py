@@ -1,0 +1,301 @@
+"""After bootstrapping: CoAPS with PSK_i, configuration, interoperability with an
+independent DTLS stack, and the node's lifecycle -- all with real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from pathlib import Path
+
+import aiocoap
+import pytest
+
+from keystrap.coap.node_client import NodeClient, NodeRefused, NodeUnreachable
+from keystrap.ids import eui64
+from keystrap.protocol import NodeStage, NodeState
+from keystrap.services.processes import free_udp_port, keystrap_command
+from keystrap.services.site import Site
+from keystrap.store.controller_store import ControllerStore
+from keystrap.store.keyfile import read_key_file
+from keystrap.store.node_file import NodeFile, load_node_file, save_node_file
+
+from .interop import coap_client_get, independent_get, KeyNotExpressible
+from .services_helpers import run, shared_ik
+
+HOST = "127.0.0.1"
+
+
+async def started_site(root: Path, count: int = 1) -> tuple[Site, list[Path]]:
+    site = Site(root, channels=("raw", "raw"), revocation_poll=1)
+    await site.prepare()
+    site.register_controller()
+    nodes = site.enrol(count)
+    await site.start()
+    return site, nodes
+
+
+def node_id_text(path: Path) -> str:
+    return eui64(load_node_file(path).state.node_id)
+
+
+def settings_of(site: Site, path: Path) -> dict[str, object]:
+    return json.loads(site.controller_cli("show", node_id_text(path)))
+
+
+async def read_with(path: Path, key: bytes, port: int) -> bytes:
+    client = await NodeClient.connect(load_node_file(path).state.node_id, key, HOST, port, 3)
+    try:
+        return await client.read_config()
+    finally:
+        await client.close()
+
+
+def test_configure_and_read_back_by_controller_and_coap_client(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        site, (path,) = await started_site(tmp_path)
+        port = free_udp_port()
+        node = await site.start_node(path, port)
+        try:
+            nid = node_id_text(path)
+            psk = load_node_file(path).state.key
+            applied = json.loads(
+                site.controller_cli(
+                    "configure",
+                    nid,
+                    "--address",
+                    f"{HOST}:{port}",
+                    "--domain",
+                    "plant.example.org",
+                    "--gateway",
+                    "2001:db8::1",
+                    "--proxy",
+                    "coap://proxy.example.org:5683",
+                    "--set",
+                    "report_interval=60",
+                    "--set",
+                    "name=boiler-3",
+                )
+            )
+            assert applied == {
+                "network": {
+                    "domain": "plant.example.org",
+                    "gateway": "2001:db8::1",
+                    "proxy": "coap://proxy.example.org:5683",
+                },
+                "application": {"name": "boiler-3", "report_interval": 60},
+            }
+            assert settings_of(site, path) == applied
+            assert load_node_file(path).settings.to_dict() == applied  # persisted on the node
+
+            # libcoap (OpenSSL) reads the same resource with the PSK...
+            body = await asyncio.to_thread(independent_get, HOST, port, nid, psk)
+            assert json.loads(body) == applied
+            # ...but gets no data with IK, or with the right key and another identity.
+            ik = shared_ik(site)
+            assert await asyncio.to_thread(independent_get, HOST, port, nid, ik) == ""
+            other = "02:00:00:00:00:00:00:99"
+            assert await asyncio.to_thread(independent_get, HOST, port, other, psk) == ""
+
+            # Bad input: 4.00 with a reason, and the previous configuration stays.
+            client = await NodeClient.connect(load_node_file(path).state.node_id, psk, HOST, port)
+            try:
+                for update, reason in [
+                    (b'{"network":{"gateway":"10.0.0.300"}}', "not an IPv4 or IPv6 address"),
+                    (b'{"application":{"colour":"red"}}', "unknown application setting"),
+                    (b'{"application":{"location":"' + b"x" * 80 + b'"}}', "at most 64"),
+                    (b'{"network":{"domain":"ok.example","proxy":"gopher://x"}}', "must be a URI"),
+                ]:
+                    with pytest.raises(NodeRefused, match=reason) as refused:
+                        await client.update_config(update)
+                    assert refused.value.code == aiocoap.BAD_REQUEST
+            finally:
+                await client.close()
+            assert settings_of(site, path) == applied
+            failed = subprocess.run(
+                keystrap_command(
+                    "controller",
+                    "--config",
+                    str(site.controller_config),
+                    "configure",
+                    nid,
+                    "--gateway",
+                    "not-an-address",
+                ),
+                cwd=site.root,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert failed.returncode == 2 and "4.00" in failed.stderr
+            assert "not an IPv4 or IPv6 address" in failed.stderr
+
+            # A restarted node serves what it persisted.
+            node.stop()
+            node = await site.start_node(path, port)
+            assert settings_of(site, path) == applied
+
+            # Nothing in plain CoAP on that port.
+            context = await aiocoap.Context.create_client_context(transports=["udp6"])
+            try:
+                request = aiocoap.Message(code=aiocoap.GET, uri=f"coap://{HOST}:{port}/config")
+                with pytest.raises((TimeoutError, aiocoap.error.Error)):
+                    await asyncio.wait_for(context.request(request).response, 3)
+            finally:
+                await context.shutdown()
+        finally:
+            node.stop()
+            site.stop()
+        for log in (node.log_text(), site.controller.log_text() if site.controller else ""):
+            assert psk.hex() not in log and psk.hex().upper() not in log
+
+    run(scenario())
+
+
+def test_reinstallation_rotates_the_psk_and_the_old_one_stops_working(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        site, (path,) = await started_site(tmp_path)
+        port = free_udp_port()
+        node = await site.start_node(path, port)
+        nid = node_id_text(path)
+        try:
+            site.controller_cli(
+                "configure", nid, "--address", f"{HOST}:{port}", "--set", "units=si"
+            )
+            old = load_node_file(path).state.key
+            node.stop()
+            node = await site.start_node(path, port, "--reinstall")
+            new = load_node_file(path).state.key
+            assert new != old and load_node_file(path).confirmed
+            assert site.server_keys()[load_node_file(path).state.node_id] == new
+            with pytest.raises(NodeUnreachable):
+                await read_with(path, old, port)
+            assert json.loads(await read_with(path, new, port))["application"] == {"units": "si"}
+            # the controller picked up the new PSK from the confirmed re-installation
+            assert settings_of(site, path)["application"] == {"units": "si"}
+        finally:
+            node.stop()
+            site.stop()
+
+    run(scenario())
+
+
+def test_revocation_reaches_server_and_controller(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        site, paths = await started_site(tmp_path, 3)
+        active, revoked, _never_bootstrapped = paths
+        port = free_udp_port()
+        other = await site.start_node(active, free_udp_port())
+        other.stop()
+        node = await site.start_node(revoked, port)
+        nid = node_id_text(revoked)
+        try:
+            site.controller_cli("configure", nid, "--address", f"{HOST}:{port}")
+            node.stop()
+            site.admin("revoke", nid)
+            controller = site.controller
+            assert controller is not None
+            for _ in range(100):
+                if "revoked by the server" in controller.log_text():
+                    break
+                await asyncio.sleep(0.1)
+            assert f"node={nid} revoked by the server" in controller.log_text()
+
+            refused = subprocess.run(
+                keystrap_command(
+                    "controller", "--config", str(site.controller_config), "show", nid
+                ),
+                cwd=site.root,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert refused.returncode == 2 and "revoked" in refused.stderr
+            listing = site.controller_cli("nodes")
+            assert f"{nid}  revoked" in listing
+            assert f"{node_id_text(active)}  active" in listing
+            store = ControllerStore(
+                site.root / "data" / "sbr.sqlite",
+                read_key_file(site.root / "data" / "sbr-master.key"),
+            )
+            try:
+                assert store.get_node(load_node_file(revoked).state.node_id).psk is None  # type: ignore[union-attr]
+            finally:
+                store.close()
+
+            admin_nodes = site.admin("nodes")
+            assert "1 active" in admin_nodes and "1 revoked" in admin_nodes
+            assert "1 enrolled" in admin_nodes
+
+            # A revoked node cannot come back by re-installing itself.
+            again = subprocess.run(
+                keystrap_command("node", str(revoked), "--reinstall", "--timeout", "5"),
+                cwd=site.root,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert again.returncode == 1 and "failed" in again.stdout
+        finally:
+            node.stop()
+            site.stop()
+
+    run(scenario())
+
+
+def test_factory_reset_returns_the_node_to_needing_enrolment(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        site, (path,) = await started_site(tmp_path)
+        node = await site.start_node(path, free_udp_port())
+        node.stop()
+        site.stop()
+        ik, psk = shared_ik(site), load_node_file(path).state.key
+        out = subprocess.run(
+            keystrap_command("node", str(path), "--factory-reset"),
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert "factory reset" in out
+        text = path.read_text()
+        assert psk.hex() not in text and ik.hex() not in text
+        assert path.stat().st_mode & 0o777 == 0o600
+        for extra in ([], ["--serve", str(free_udp_port())], ["--reinstall"]):
+            again = subprocess.run(
+                keystrap_command("node", str(path), *extra),
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert again.returncode == 2 and "needs enrolment" in again.stderr
+
+    run(scenario())
+
+
+def test_independent_peer_with_a_key_holding_zero_bytes(tmp_path: Path) -> None:
+    """A PSK libcoap cannot take on its command line still interoperates, via OpenSSL."""
+    key = bytes.fromhex("00112233445566778899aabbccddee00")
+    node_id = bytes.fromhex("0200000000000042")
+    path = tmp_path / "node.json"
+    save_node_file(
+        path,
+        NodeFile(
+            NodeState(node_id, bytes(8), key, NodeStage.KEYED), HOST, 5684, "unix:x", confirmed=True
+        ),
+    )
+
+    async def scenario() -> None:
+        port = free_udp_port()
+        site = Site(tmp_path)
+        node = await site.start_node(path, port)
+        try:
+            with pytest.raises(KeyNotExpressible):
+                coap_client_get(HOST, port, eui64(node_id), key, "config")
+            body = await asyncio.to_thread(independent_get, HOST, port, eui64(node_id), key)
+            assert json.loads(body) == {"application": {}, "network": {}}
+            wrong = bytes.fromhex("00112233445566778899aabbccddee01")
+            assert await asyncio.to_thread(independent_get, HOST, port, eui64(node_id), wrong) == ""
+        finally:
+            node.stop()
+
+    run(scenario())

@@ -1,0 +1,95 @@
+"""The revocation feed (flights 9/10) and the controller dropping a revoked node."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+
+from keystrap.protocol import Status, TransactionStage
+from keystrap.wire import DecodeError, FlightType, RevocationList, RevocationQuery
+from keystrap.wire.errors import AuthenticationError
+from keystrap.wire.revocation import MAX_ENTRIES, QUERY_SIZE
+
+from .conftest import CONTROLLER_ID, node_id
+from .stepper import NOW, Parties
+
+SK = bytes(range(16))
+
+
+def test_query_round_trip_and_size() -> None:
+    query = RevocationQuery(CONTROLLER_ID, 7, b"\x01" * 8)
+    data = query.encode(SK)
+    assert len(data) == QUERY_SIZE == 29
+    assert RevocationQuery.decode(data, SK) == query
+
+
+@pytest.mark.parametrize("position", range(QUERY_SIZE))
+def test_every_flipped_bit_of_a_query_is_refused(position: int) -> None:
+    data = bytearray(RevocationQuery(CONTROLLER_ID, 7, b"\x01" * 8).encode(SK))
+    data[position] ^= 0x04
+    with pytest.raises(DecodeError):
+        RevocationQuery.decode(bytes(data), SK)
+
+
+def test_list_binds_controller_and_challenge() -> None:
+    entries = ((3, node_id(1)), (4, node_id(2)))
+    data = RevocationList(b"\x02" * 8, 4, entries).encode(SK, CONTROLLER_ID)
+    assert len(data) == 22 + 12 * 2
+    assert RevocationList.decode(data, SK, CONTROLLER_ID, b"\x02" * 8).entries == entries
+    with pytest.raises(DecodeError, match="another query"):
+        RevocationList.decode(data, SK, CONTROLLER_ID, b"\x03" * 8)
+    with pytest.raises(AuthenticationError):
+        RevocationList.decode(data, SK, node_id(9), b"\x02" * 8)
+    with pytest.raises(AuthenticationError):
+        RevocationList.decode(data[:-1] + bytes([data[-1] ^ 1]), SK, CONTROLLER_ID, b"\x02" * 8)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", bytes([0x1A]), bytes([0x1A]) + b"\x00" * 12, bytes([0x1A]) + b"\x00" * 12 + b"\xff"],
+)
+def test_malformed_lists_raise_decode_error(data: bytes) -> None:
+    with pytest.raises(DecodeError):
+        RevocationList.decode(data + b"\x00" * 8, SK, CONTROLLER_ID, b"\x00" * 8)
+
+
+def test_server_answers_only_known_controllers_with_new_revocations() -> None:
+    parties = Parties()
+    for n in range(2, 2 + MAX_ENTRIES + 3):
+        parties.repository.enroll(node_id(n), secrets.token_bytes(16))
+        parties.repository.revoke(node_id(n))
+    challenge = secrets.token_bytes(8)
+    reply = parties.server.handle(
+        RevocationQuery(CONTROLLER_ID, 0, challenge).encode(parties.sk_cs), NOW
+    )
+    assert reply.status is Status.OK
+    first = RevocationList.decode(reply.payload, parties.sk_cs, CONTROLLER_ID, challenge)
+    assert len(first.entries) == MAX_ENTRIES and first.next_after == MAX_ENTRIES
+    reply = parties.server.handle(
+        RevocationQuery(CONTROLLER_ID, first.next_after, challenge).encode(parties.sk_cs), NOW
+    )
+    rest = RevocationList.decode(reply.payload, parties.sk_cs, CONTROLLER_ID, challenge)
+    assert [n for _, n in rest.entries] == [node_id(n) for n in range(18, 21)]
+
+    forged = RevocationQuery(CONTROLLER_ID, 0, challenge).encode(secrets.token_bytes(16))
+    assert parties.server.handle(forged, NOW).status is Status.UNAUTHORIZED
+    stranger = RevocationQuery(node_id(99), 0, challenge).encode(parties.sk_cs)
+    assert parties.server.handle(stranger, NOW).status is Status.UNAUTHORIZED
+    assert parties.server.handle(forged[:-1], NOW).status is Status.BAD_REQUEST
+
+
+def test_controller_forgets_a_revoked_node() -> None:
+    parties = Parties()
+    flights = parties.run_until()
+    assert FlightType.F7_CONFIRMED in flights
+    done = parties.controller.state.transactions[parties.tid]
+    assert done.stage is TransactionStage.DONE and done.psk is not None
+
+    parties.node.start(NOW)  # a re-installation under way when the revocation arrives
+    parties.controller.receive_from_node(parties.node.data_to_send()[0], NOW)
+    parties.controller.data_to_send()
+    parties.controller.forget_node(parties.nid)
+    transactions = parties.controller.state.transactions.values()
+    assert all(tx.psk is None for tx in transactions)
+    assert {tx.stage for tx in transactions} == {TransactionStage.DONE, TransactionStage.FAILED}
