@@ -9,6 +9,7 @@ node half-configured.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import re
@@ -67,10 +68,8 @@ def _is_address(text: str) -> bool:
 def _bounded_int(low: int, high: int) -> Callable[[str, object], int]:
     def check(key: str, value: object) -> int:
         if isinstance(value, str):
-            try:
+            with contextlib.suppress(ValueError):
                 value = int(value, 10)
-            except ValueError:
-                pass
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
             raise SettingsError(f"{key} must be an integer from {low} to {high}, got {value!r}")
         return value

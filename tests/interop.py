@@ -33,7 +33,7 @@ def coap_client_get(host: str, port: int, identity: str, key: bytes, path: str) 
     assert exe is not None, f"{COAP_CLIENT} missing: `make setup` installs libcoap3-bin"
     with tempfile.TemporaryDirectory() as tmp:
         received = Path(tmp) / "body"
-        subprocess.run(  # noqa: S603 - fixed tool, argument list
+        subprocess.run(
             [
                 exe.encode(),
                 b"-B",
@@ -65,7 +65,7 @@ def openssl_get(host: str, port: int, identity: str, key: bytes, path: str) -> s
     """The same GET over ``openssl s_client -dtls1_2 -psk HEX`` ("" = no data)."""
     exe = shutil.which("openssl")
     assert exe is not None
-    process = subprocess.Popen(  # noqa: S603 - fixed tool, argument list
+    process = subprocess.Popen(
         [
             exe,
             "s_client",

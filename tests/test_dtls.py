@@ -20,7 +20,7 @@ from keystrap.store.controller_store import ControllerStore
 from keystrap.store.keyfile import read_key_file
 from keystrap.store.node_file import NodeFile, load_node_file, save_node_file
 
-from .interop import coap_client_get, independent_get, KeyNotExpressible
+from .interop import KeyNotExpressible, coap_client_get, independent_get
 from .services_helpers import run, shared_ik
 
 HOST = "127.0.0.1"
