@@ -11,6 +11,7 @@ from pathlib import Path
 import aiocoap
 import pytest
 
+from keystrap.coap.independent import KeyNotExpressible, coap_client_get, independent_get
 from keystrap.coap.node_client import NodeClient, NodeRefused, NodeUnreachable
 from keystrap.ids import eui64
 from keystrap.protocol import NodeStage, NodeState
@@ -20,7 +21,6 @@ from keystrap.store.controller_store import ControllerStore
 from keystrap.store.keyfile import read_key_file
 from keystrap.store.node_file import NodeFile, load_node_file, save_node_file
 
-from .interop import KeyNotExpressible, coap_client_get, independent_get
 from .services_helpers import run, shared_ik
 
 HOST = "127.0.0.1"

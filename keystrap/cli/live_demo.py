@@ -4,6 +4,8 @@ An SBS and an SBR run as separate processes on 127.0.0.1; an order of nodes from
 one installer sharing one IK_N is enrolled and installed; all nodes bootstrap at
 once; then the demo shows that no IK is left and that the installer, who knows
 IK_N, can neither bootstrap as those nodes again nor open their in-band flights.
+Last, one node serves CoAPS with its new PSK: the controller configures it,
+libcoap reads it back, IK_N gets nothing, and it is re-installed and revoked.
 Keys are compared, never printed.
 """
 
@@ -16,15 +18,18 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import aiocoap
 
+from keystrap.coap.independent import independent_get
 from keystrap.coap.relay import Recording, forward_all
 from keystrap.ids import eui64, parse_eui64
 from keystrap.services.node_agent import NodeResult, bootstrap_node
+from keystrap.services.processes import free_udp_port
 from keystrap.services.site import Site
+from keystrap.store.node_file import load_node_file
 from keystrap.wire import (
     DecodeError,
     Flight2,
@@ -76,7 +81,7 @@ def _workdir(path: Path | None) -> Iterator[Path]:
 async def run_live_demo(count: int, workdir: Path | None, channel: str = "qr") -> int:
     started = time.monotonic()
     with _workdir(workdir) as root:
-        site = Site(root, channels=(channel, channel), capture=True)
+        site = Site(root, channels=(channel, channel), capture=True, revocation_poll=1)
         await site.prepare(relay_hook=forward_all)
         try:
             return await _demo(site, count, started, kept=workdir is not None)
@@ -173,11 +178,80 @@ async def _demo(site: Site, count: int, started: float, kept: bool) -> int:
     say("   (RN_c, needed for PSK = AES_IK(RN_i XOR RN_c), only ever travels sealed under")
     say("    SK_cs in flight 2 and out of band in flight 4)")
     say()
+    after_ok = await after_bootstrap(site, nodes[-1], ik_n, say)
+    say()
     ok = (
-        ok_nodes == count and with_ik == 0 and refused == len(victims) and unchanged and opened == 0
+        ok_nodes == count
+        and with_ik == 0
+        and refused == len(victims)
+        and unchanged
+        and opened == 0
+        and after_ok
     )
     say(f"demo {'succeeded' if ok else 'FAILED'} in {time.monotonic() - started:.1f} s")
     return 0 if ok else 1
+
+
+async def after_bootstrap(site: Site, path: Path, ik_n: bytes, say: Callable[..., None]) -> bool:
+    """Step 5: the new PSK at work -- DTLS, configuration, interoperability, lifecycle."""
+    nid = eui64(load_node_file(path).state.node_id)
+    port = free_udp_port()
+    where = f"127.0.0.1:{port}"
+    checks: dict[str, bool] = {}
+
+    def check(name: str, passed: bool, good: str, bad: str) -> str:
+        checks[name] = passed
+        return good if passed else bad
+
+    async def independent(key: bytes) -> str:
+        return await asyncio.to_thread(independent_get, "127.0.0.1", port, nid, key)
+
+    say("5. After bootstrapping: CoAPS (DTLS 1.2, TLS_PSK_WITH_AES_128_CCM_8) with PSK_i")
+    node = await site.start_node(path, port)
+    try:
+        say(f"   $ keystrap node nodes/{path.name} --serve {port}    (pid {node.process.pid})")
+        args = ["--domain", "plant.example.org", "--gateway", "fd00::1"]
+        args += ["--proxy", "coap://[fd00::2]:5683", "--set", "report_interval=60"]
+        say(f"   $ keystrap controller configure {nid} --address {where} {' '.join(args)}")
+        applied = json.loads(site.controller_cli("configure", nid, "--address", where, *args))
+        say(f"     node applied: {json.dumps(applied, sort_keys=True)}")
+        shown = json.loads(site.controller_cli("show", nid))
+        say(f"   $ keystrap controller show {nid}: {check('show', shown == applied, 'same', 'NO')}")
+        psk = load_node_file(path).state.key
+        tool = "coap-client" if b"\x00" not in psk else "openssl s_client: PSK has a 0 byte"
+        read = await independent(psk)
+        same = check("libcoap", bool(read) and json.loads(read) == applied, "same", "NO")
+        say(f"   independent stack ({tool}) with PSK_i reads it back: {same}")
+        with_ik = check("ik", not await independent(ik_n), "no data, handshake fails", "DATA")
+        say(f"   the same client with IK_N: {with_ik}")
+
+        node.stop()
+        say(f"   $ keystrap node nodes/{path.name} --reinstall --serve {port}")
+        node = await site.start_node(path, port, "--reinstall")
+        fresh = check("fresh", load_node_file(path).state.key != psk, "a new PSK", "SAME PSK")
+        old = check("old", not await independent(psk), "no data", "DATA")
+        kept = check("kept", json.loads(site.controller_cli("show", nid)) == applied, "yes", "NO")
+        say(f"   re-installed: {fresh}; old PSK gets {old}; controller reads settings: {kept}")
+
+        say(f"   $ keystrap admin revoke {nid}")
+        site.admin("revoke", nid)
+        dropped = await _wait_for_log(site, f"node={nid} revoked by the server")
+        refused = site.controller_refuses("show", nid)
+        outcome = check("revoked", dropped and refused, "dropped its PSK, refuses it", "KEPT IT")
+        say(f"   controller {outcome}")
+    finally:
+        node.stop()
+    return all(checks.values())
+
+
+async def _wait_for_log(site: Site, text: str, timeout: float = 15.0) -> bool:
+    assert site.controller is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in site.controller.log_text():
+            return True
+        await asyncio.sleep(0.1)
+    return False
 
 
 def _decoded(record: Recording) -> Iterator[tuple[str, int, bytes, bytes]]:

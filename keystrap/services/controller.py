@@ -102,6 +102,7 @@ class ControllerService:
             log.info("shutting down")
             timers.cancel()
             revocations.cancel()
+            await asyncio.gather(timers, revocations, return_exceptions=True)
             await listener.stop()
             for task in list(self._tasks):
                 task.cancel()
@@ -180,11 +181,18 @@ class ControllerService:
         while True:
             due = self.core.get_timer()
             delay = 1.0 if due is None else max(0.0, min(1.0, due - time.time()))
+            # asyncio.timeout, not wait_for: in Python 3.11 wait_for can turn a
+            # cancellation that races its timeout into TimeoutError, and this
+            # loop would then outlive the shutdown.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
             self._wake.clear()
             self.core.handle_timer(time.time())
             await self._flush()
+            # Our own flush set the event, but the delay is recomputed right now:
+            # left set, the next wait would return at once and the loop would spin.
+            self._wake.clear()
 
     # -- decommissioning ------------------------------------------------------------
 

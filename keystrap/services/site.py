@@ -129,6 +129,14 @@ class Site:
         """``keystrap controller ACTION ...`` with this site's controller configuration."""
         return self.cli("controller", "--config", str(self.controller_config), *args)
 
+    def controller_refuses(self, *args: str) -> bool:
+        """True if ``keystrap controller ACTION ...`` exits with an error."""
+        try:
+            self.controller_cli(*args)
+        except RuntimeError:
+            return True
+        return False
+
     def admin(self, *args: str) -> str:
         return self.cli("admin", "--config", str(self.server_config), *args)
 
