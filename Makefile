@@ -58,7 +58,7 @@ bench: setup
 	$(BIN)/python bench/core.py
 
 FUZZ_SECONDS ?= 600
-FUZZ_TARGETS := wire oob qr config
+FUZZ_TARGETS := wire oob qr config settings
 
 fuzz: setup
 	$(BIN)/python -m pip install --quiet -e '.[fuzz]'

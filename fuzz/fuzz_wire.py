@@ -1,4 +1,4 @@
-"""Fuzz the flight decoders and the three state machines' inputs."""
+"""Fuzz the flight decoders (flights 1-10) and the three state machines' inputs."""
 
 import sys
 
@@ -22,6 +22,8 @@ with atheris.instrument_imports():
         Flight4,
         Flight5,
         Flight6,
+        RevocationList,
+        RevocationQuery,
         open_flight3,
         open_flight7,
         peek_type,
@@ -53,6 +55,14 @@ def one_input(data: bytes) -> None:
             opener(data, KEY, CID, 1, NID)
         except DecodeError:
             pass
+    try:
+        RevocationQuery.decode(data, KEY)
+    except DecodeError:
+        pass
+    try:
+        RevocationList.decode(data, KEY, CID, bytes(8))
+    except DecodeError:
+        pass
     # The machines must absorb anything without raising.
     repo = InMemoryRepository()
     repo.enroll(NID, KEY)
