@@ -128,8 +128,8 @@ def main() -> None:
             samples[role].append(ns)
 
     print("Flight sizes (bytes on the wire, before any OOB framing)")
-    for kind in FlightType:
-        print(f"  flight {int(kind)}  {kind.name:<13} {FLIGHT_SIZES[kind]:>4}")
+    for kind, size in FLIGHT_SIZES.items():
+        print(f"  flight {int(kind)}  {kind.name:<13} {size:>4}")
     oob = sum(
         FLIGHT_SIZES[k] for k in (FlightType.F1_HELLO, FlightType.F4_CHALLENGE, FlightType.F5_PROOF)
     )
@@ -165,7 +165,7 @@ def main() -> None:
             {
                 "bench": "core",
                 "runs": args.runs,
-                "flight_bytes": {str(int(k)): FLIGHT_SIZES[k] for k in FlightType},
+                "flight_bytes": {str(int(k)): size for k, size in FLIGHT_SIZES.items()},
                 "oob_bytes": oob,
                 "inband_bytes": inband,
                 "cpu_us_median": {k: round(v, 1) for k, v in medians.items()},
