@@ -54,8 +54,14 @@ typecheck: setup
 unit: setup
 	$(BIN)/pytest
 
+# The quick benchmarks; bench/services.py, server_scale.py, oob.py, faults.py and
+# flood.py take longer and are run on their own (README, docs/performance.md).
 bench: setup
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/core.py
+	$(BIN)/python bench/dtls.py
+	$(BIN)/python bench/memory.py
+	$(BIN)/python bench/compare.py
 
 FUZZ_SECONDS ?= 600
 FUZZ_TARGETS := wire oob qr config settings
