@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 
 import pytest
 
 from keystrap.protocol import Status, TransactionStage
+from keystrap.store.controller_store import ControllerStore, NodeCredential
 from keystrap.wire import DecodeError, FlightType, RevocationList, RevocationQuery
 from keystrap.wire.errors import AuthenticationError
 from keystrap.wire.revocation import MAX_ENTRIES, QUERY_SIZE
@@ -93,3 +95,22 @@ def test_controller_forgets_a_revoked_node() -> None:
     transactions = parties.controller.state.transactions.values()
     assert all(tx.psk is None for tx in transactions)
     assert {tx.stage for tx in transactions} == {TransactionStage.DONE, TransactionStage.FAILED}
+
+
+def test_controller_store_forgets_only_what_it_knew(tmp_path: Path) -> None:
+    store = ControllerStore(tmp_path / "sbr.sqlite", secrets.token_bytes(16))
+    psk = secrets.token_bytes(16)
+    try:
+        store.record_node(node_id(1), 4, psk)
+        assert store.get_node(node_id(1)) == NodeCredential(node_id(1), 4, psk, None, "active")
+        assert store.revoke_node(node_id(2)) is False  # another controller's node
+        assert store.revoke_node(node_id(1)) is True
+        assert store.get_node(node_id(1)) == NodeCredential(node_id(1), 4, None, None, "revoked")
+        assert store.list_nodes() == [(node_id(1), "revoked", None)]
+        store.record_node(node_id(1), 9, psk)  # re-enrolled and bootstrapped again
+        assert store.get_node(node_id(1)).status == "active"  # type: ignore[union-attr]
+    finally:
+        store.close()
+    assert (tmp_path / "sbr.sqlite").stat().st_mode & 0o777 == 0o600
+    for stored in tmp_path.glob("sbr.sqlite*"):  # the database and its WAL
+        assert psk not in stored.read_bytes()  # wrapped under the master key

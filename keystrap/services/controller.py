@@ -231,11 +231,14 @@ class ControllerService:
     async def _drop_node(self, node_id: bytes) -> None:
         self.core.forget_node(node_id)
         await self._flush()
-        self.store.revoke_node(node_id)
+        known = self.store.revoke_node(node_id)
         link = self._links.pop(node_id, None)
         if link is not None:
             await link.close()
-        log.info("node=%s revoked by the server: sessions and PSK dropped", eui64(node_id))
+        if known or link is not None:
+            log.info("node=%s revoked by the server: sessions and PSK dropped", eui64(node_id))
+        else:
+            log.debug("node=%s revoked by the server; never seen here", eui64(node_id))
 
     # -- the persistence rule: save, then send ------------------------------------
 

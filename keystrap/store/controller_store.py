@@ -135,21 +135,23 @@ class ControllerStore:
             (node_id, tid, wrap_key(self._kek, psk), int(time.time())),
         )
 
-    def revoke_node(self, node_id: bytes) -> None:
-        """Forget the node's PSK, here and in its finished transactions."""
+    def revoke_node(self, node_id: bytes) -> bool:
+        """Forget the node's PSK, here and in its transactions; False if never seen here."""
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.execute(
-                "INSERT INTO nodes VALUES (?,0,NULL,NULL,'revoked',?) ON CONFLICT(node_id) "
-                "DO UPDATE SET psk_wrapped=NULL, status='revoked', updated=excluded.updated",
-                (node_id, int(time.time())),
-            )
-            db.execute("UPDATE transactions SET psk_wrapped=NULL WHERE node_id=?", (node_id,))
+            known = db.execute(
+                "UPDATE nodes SET psk_wrapped=NULL, status='revoked', updated=? WHERE node_id=?",
+                (int(time.time()), node_id),
+            ).rowcount
+            known += db.execute(
+                "UPDATE transactions SET psk_wrapped=NULL WHERE node_id=?", (node_id,)
+            ).rowcount
         except BaseException:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+        return known > 0
 
     def set_node_address(self, node_id: bytes, address: str) -> None:
         self._db.execute("UPDATE nodes SET address=? WHERE node_id=?", (address, node_id))
