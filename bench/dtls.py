@@ -136,7 +136,7 @@ def main() -> None:
     args = parser.parse_args()
     result = asyncio.run(run(args.trials))
     r = result
-    print(f"DTLS 1.2 PSK ({r['cipher_suite']}) with the new PSK, loopback, {r['trials']} trials")
+    print(f"DTLS 1.2, {r['cipher_suite']}, loopback, {r['trials']} trials")
     print(f"  {'measure':<44} {'median':>9} {'p95':>9}")
     print(
         f"  {'handshake (first GET minus a GET)':<44} {r['handshake_ms_median']:>7} ms "

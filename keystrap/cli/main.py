@@ -304,7 +304,7 @@ def _run(args: argparse.Namespace) -> int:
             from keystrap.store.node_file import factory_reset
 
             node_id = factory_reset(args.state)
-            print(f"node {eui64(node_id)}: factory reset; every key erased, needs enrolment")
+            print(f"node {eui64(node_id)}: factory reset, all credentials erased: needs enrolment")
             return 0
         setup_logging("info", "sbi")
         channels = None

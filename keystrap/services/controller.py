@@ -236,7 +236,9 @@ class ControllerService:
         if link is not None:
             await link.close()
         if known or link is not None:
-            log.info("node=%s revoked by the server: sessions and PSK dropped", eui64(node_id))
+            log.info(
+                "node=%s revoked by the server: dropped its sessions and credential", eui64(node_id)
+            )
         else:
             log.debug("node=%s revoked by the server; never seen here", eui64(node_id))
 
