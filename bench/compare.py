@@ -48,12 +48,11 @@ from keystrap.coap.node_client import NodeClient, NodeUnreachable
 from keystrap.coap.relay import UdpRelay
 from keystrap.link import LINK_PROFILES, LowpanLink, frame_sizes
 from keystrap.link.lowpan import PHY_OVERHEAD
-from keystrap.protocol import Controller, ControllerState, InMemoryRepository, NodeStage, NodeState
+from keystrap.protocol import Controller, ControllerState, InMemoryRepository
 from keystrap.protocol import Server as SbsCore
 from keystrap.services.node_agent import bootstrap_node
 from keystrap.services.processes import free_udp_port
 from keystrap.services.site import Site
-from keystrap.store.node_file import NodeFile, save_node_file
 from keystrap.wire import FLIGHT_SIZES, FlightType
 
 TIMEOUT = 45.0  # per exchange; CoAP gives up on a request after 45 s (4 retransmissions)
@@ -274,11 +273,8 @@ async def run_keystrap(root: Path, setting: Setting, trials: int, seed: int) -> 
 async def run_dtls(root: Path, setting: Setting, trials: int, seed: int) -> Outcome:
     link = LowpanLink(LINK_PROFILES[setting.rate], loss=setting.loss, seed=seed)
     node_id, psk = bytes.fromhex("02000000000000d7"), secrets.token_bytes(16)
-    path = root / "dtls-node.json"
-    state = NodeState(node_id, bytes(8), psk, NodeStage.KEYED)
-    save_node_file(path, NodeFile(state, "127.0.0.1", 5684, "unix:none", confirmed=True))
     port = free_udp_port()
-    node = await Site(root).start_node(path, port)
+    node = await Site(root).start_keyed_node(node_id, psk, port)
     relay = await UdpRelay.start("127.0.0.1", free_udp_port(), ("127.0.0.1", port), link)
     get_times: list[float] = []
 

@@ -27,10 +27,8 @@ from typing import Any
 
 from keystrap.coap.node_client import NodeClient
 from keystrap.coap.relay import UdpRelay
-from keystrap.protocol import NodeStage, NodeState
 from keystrap.services.processes import free_udp_port
 from keystrap.services.site import Site
-from keystrap.store.node_file import NodeFile, save_node_file
 
 HANDSHAKE_TYPES = {20, 22}  # ChangeCipherSpec, Handshake
 ALERT = 21  # close_notify when the client ends its session
@@ -74,11 +72,8 @@ async def run(trials: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="keystrap-dtls-") as tmp:
         root = Path(tmp)
         node_id, psk = bytes.fromhex("02000000000000d1"), secrets.token_bytes(16)
-        path = root / "node.json"
-        state = NodeState(node_id, bytes(8), psk, NodeStage.KEYED)
-        save_node_file(path, NodeFile(state, "127.0.0.1", 5684, "unix:none", confirmed=True))
         port = free_udp_port()
-        node = await Site(root).start_node(path, port)
+        node = await Site(root).start_keyed_node(node_id, psk, port)
         relay = await UdpRelay.start("127.0.0.1", free_udp_port(), ("127.0.0.1", port))
         rows: list[dict[str, float]] = []
         try:

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,35 +47,31 @@ from keystrap.services.site import Site
 from keystrap.store.keyfile import read_key_file
 
 
-def generator(
-    uri: str,
-    controller: str,
-    key_file: str,
-    ik_hex: str,
-    node_ids: list[str],
-    conc: int,
-    first_tid: int,
-    out: Any,
-) -> None:
-    """One controller: bootstrap ``node_ids`` against the server, ``conc`` at a time."""
-    out.put(asyncio.run(_generate(uri, controller, key_file, ik_hex, node_ids, conc, first_tid)))
+@dataclass(frozen=True)
+class Job:
+    """What one load-generating controller process does (picklable, for spawn)."""
+
+    uri: str
+    controller: str
+    key_file: str
+    ik: bytes
+    node_ids: list[str]
+    concurrency: int
+    first_tid: int
 
 
-async def _generate(
-    uri: str,
-    controller: str,
-    key_file: str,
-    ik_hex: str,
-    node_ids: list[str],
-    conc: int,
-    first_tid: int,
-) -> tuple[int, int]:
+def generator(job: Job, out: Any) -> None:
+    """One controller: bootstrap ``job.node_ids`` against the server."""
+    out.put(asyncio.run(_generate(job)))
+
+
+async def _generate(job: Job) -> tuple[int, int]:
+    controller, conc, ik = job.controller, job.concurrency, job.ik
     cid = parse_eui64(controller)
-    state = ControllerState(cid, read_key_file(Path(key_file)), next_tid=first_tid)
+    state = ControllerState(cid, read_key_file(Path(job.key_file)), next_tid=job.first_tid)
     core = Controller(state, secrets.token_bytes)
-    client = await SbsClient.create(uri, endpoints=conc)
+    client = await SbsClient.create(job.uri, endpoints=conc)
     gate = asyncio.Semaphore(conc)
-    ik = bytes.fromhex(ik_hex)
 
     async def post(out: ToServer) -> bool:
         reply = await client.post(out.data, lane=out.tid)
@@ -100,7 +97,7 @@ async def _generate(
             core.receive_from_node(node.data_to_send()[0], time.time())
             return await post(take(ToServer))
 
-    results = await asyncio.gather(*(one(t) for t in node_ids))
+    results = await asyncio.gather(*(one(t) for t in job.node_ids))
     await client.shutdown()
     return sum(results), len(results)
 
@@ -120,13 +117,7 @@ def run_load(
         multiprocessing.get_context("spawn").Process(
             target=generator,
             args=(
-                uri,
-                cid,
-                str(key),
-                ik.hex(),
-                ids[i * per : (i + 1) * per],
-                conc,
-                first_tid,
+                Job(uri, cid, str(key), ik, ids[i * per : (i + 1) * per], conc, first_tid),
                 queue,
             ),
         )
@@ -164,32 +155,10 @@ async def measure(args: argparse.Namespace, profile: str, root: Path) -> list[di
         controllers.append((cid, key))
     measured = args.per * sum(levels)
     t0 = time.monotonic()
-    site.admin(
-        "order",
-        "create",
-        "--installer",
-        "bulk",
-        "--controller",
-        controllers[0][0],
-        "--count",
-        str(max(0, args.enrolled - measured)),
-        "--out",
-        str(root / "bulk.json"),
-    )
-    site.admin(
-        "order",
-        "create",
-        "--installer",
-        "load",
-        "--controller",
-        controllers[0][0],
-        "--count",
-        str(measured),
-        "--out",
-        str(root / "load.json"),
-    )
+    site.order(max(0, args.enrolled - measured), "bulk", name="bulk", controller=controllers[0][0])
+    site.order(measured, "load", name="load", controller=controllers[0][0])
     enrol_s = time.monotonic() - t0
-    bundle = json.loads((root / "load.json").read_text())
+    bundle = json.loads((root / "load-bundle.json").read_text())
     ik, ids = bytes.fromhex(bundle["shared_key"]), [n["id"] for n in bundle["nodes"]]
     command = ["server", "--config", str(site.server_config)]
     if args.profile_server:

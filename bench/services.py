@@ -32,18 +32,7 @@ async def measure(size: int, batch: int, concurrency: int, channel: str) -> dict
         site.register_controller()
         t0 = time.monotonic()
         if size > batch:
-            site.admin(
-                "order",
-                "create",
-                "--installer",
-                "bulk",
-                "--controller",
-                site.controller_id,
-                "--count",
-                str(size - batch),
-                "--out",
-                "bulk.json",
-            )
+            site.order(size - batch, installer="bulk", name="bulk")
         nodes = site.enrol(batch)
         enrol_s = time.monotonic() - t0
         await site.start()

@@ -106,7 +106,8 @@ def load_config(cls: type[C], path: Path | None, overrides: dict[str, Any]) -> C
     unknown = set(values) - set(known)
     if unknown:
         raise ConfigError(f"{path}: unknown option(s) {sorted(unknown)} in [{section}]")
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}  # flags the user typed
+    values.update(given)
     if values.get("profile", "paper") not in ("paper", "hardened"):
         raise ConfigError(f'[{section}] profile must be "paper" or "hardened"')
     converted: dict[str, Any] = {}
@@ -116,7 +117,7 @@ def load_config(cls: type[C], path: Path | None, overrides: dict[str, Any]) -> C
             if not isinstance(value, str | Path):
                 raise ConfigError(f"[{section}] {name} must be a path, got {value!r}")
             p = Path(value)
-            converted[name] = p if p.is_absolute() or name in overrides else base / p
+            converted[name] = p if p.is_absolute() or name in given else base / p
         elif isinstance(default, int) and not isinstance(value, bool):
             if not isinstance(value, int):
                 raise ConfigError(f"[{section}] {name} must be an integer, got {value!r}")

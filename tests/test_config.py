@@ -22,6 +22,16 @@ def test_file_values_paths_relative_to_file_and_overrides(tmp_path: Path) -> Non
     assert config.database == tmp_path / "db" / "x.sqlite"
 
 
+def test_flags_not_given_leave_file_paths_relative_to_the_file(tmp_path: Path) -> None:
+    """The CLI passes every option, None where no flag was typed."""
+    path = tmp_path / "server.toml"
+    path.write_text('[server]\ndatabase = "db/x.sqlite"\n')
+    config = load_config(ServerConfig, path, {"database": None, "master_key": None})
+    assert config.database == tmp_path / "db" / "x.sqlite"
+    typed = load_config(ServerConfig, path, {"database": "other.sqlite"})
+    assert typed.database == Path("other.sqlite")  # a typed flag is relative to where one is
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

@@ -14,12 +14,11 @@ import pytest
 from keystrap.coap.independent import KeyNotExpressible, coap_client_get, independent_get
 from keystrap.coap.node_client import NodeClient, NodeRefused, NodeUnreachable
 from keystrap.ids import eui64
-from keystrap.protocol import NodeStage, NodeState
 from keystrap.services.processes import free_udp_port, keystrap_command
 from keystrap.services.site import Site
 from keystrap.store.controller_store import ControllerStore
 from keystrap.store.keyfile import read_key_file
-from keystrap.store.node_file import NodeFile, load_node_file, save_node_file
+from keystrap.store.node_file import load_node_file
 
 from .services_helpers import run, shared_ik
 
@@ -33,6 +32,13 @@ async def started_site(root: Path, count: int = 1) -> tuple[Site, list[Path]]:
     nodes = site.enrol(count)
     await site.start()
     return site, nodes
+
+
+def keystrap(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as an operator would; the caller checks the exit status."""
+    return subprocess.run(
+        keystrap_command(*args), cwd=cwd, capture_output=True, text=True, check=False
+    )
 
 
 def node_id_text(path: Path) -> str:
@@ -112,21 +118,8 @@ def test_configure_and_read_back_by_controller_and_coap_client(tmp_path: Path) -
             finally:
                 await client.close()
             assert settings_of(site, path) == applied
-            failed = subprocess.run(
-                keystrap_command(
-                    "controller",
-                    "--config",
-                    str(site.controller_config),
-                    "configure",
-                    nid,
-                    "--gateway",
-                    "not-an-address",
-                ),
-                cwd=site.root,
-                capture_output=True,
-                text=True,
-                check=False,
-            )
+            controller_cli = ("controller", "--config", str(site.controller_config))
+            failed = keystrap(*controller_cli, "configure", nid, "--gateway", "not-an-address")
             assert failed.returncode == 2 and "4.00" in failed.stderr
             assert "not an IPv4 or IPv6 address" in failed.stderr
 
@@ -201,15 +194,7 @@ def test_revocation_reaches_server_and_controller(tmp_path: Path) -> None:
                 await asyncio.sleep(0.1)
             assert f"node={nid} revoked by the server" in controller.log_text()
 
-            refused = subprocess.run(
-                keystrap_command(
-                    "controller", "--config", str(site.controller_config), "show", nid
-                ),
-                cwd=site.root,
-                capture_output=True,
-                text=True,
-                check=False,
-            )
+            refused = keystrap("controller", "--config", str(site.controller_config), "show", nid)
             assert refused.returncode == 2 and "revoked" in refused.stderr
             listing = site.controller_cli("nodes")
             assert f"{nid}  revoked" in listing
@@ -228,13 +213,7 @@ def test_revocation_reaches_server_and_controller(tmp_path: Path) -> None:
             assert "1 enrolled" in admin_nodes
 
             # A revoked node cannot come back by re-installing itself.
-            again = subprocess.run(
-                keystrap_command("node", str(revoked), "--reinstall", "--timeout", "5"),
-                cwd=site.root,
-                capture_output=True,
-                text=True,
-                check=False,
-            )
+            again = keystrap("node", str(revoked), "--reinstall", "--timeout", "5", cwd=site.root)
             assert again.returncode == 1 and "failed" in again.stdout
         finally:
             node.stop()
@@ -250,23 +229,13 @@ def test_factory_reset_returns_the_node_to_needing_enrolment(tmp_path: Path) -> 
         node.stop()
         site.stop()
         ik, psk = shared_ik(site), load_node_file(path).state.key
-        out = subprocess.run(
-            keystrap_command("node", str(path), "--factory-reset"),
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        assert "factory reset" in out
+        reset = keystrap("node", str(path), "--factory-reset")
+        assert reset.returncode == 0 and "factory reset" in reset.stdout
         text = path.read_text()
         assert psk.hex() not in text and ik.hex() not in text
         assert path.stat().st_mode & 0o777 == 0o600
         for extra in ([], ["--serve", str(free_udp_port())], ["--reinstall"]):
-            again = subprocess.run(
-                keystrap_command("node", str(path), *extra),
-                capture_output=True,
-                text=True,
-                check=False,
-            )
+            again = keystrap("node", str(path), *extra)
             assert again.returncode == 2 and "needs enrolment" in again.stderr
 
     run(scenario())
@@ -276,18 +245,10 @@ def test_independent_peer_with_a_key_holding_zero_bytes(tmp_path: Path) -> None:
     """A PSK libcoap cannot take on its command line still interoperates, via OpenSSL."""
     key = bytes.fromhex("00112233445566778899aabbccddee00")
     node_id = bytes.fromhex("0200000000000042")
-    path = tmp_path / "node.json"
-    save_node_file(
-        path,
-        NodeFile(
-            NodeState(node_id, bytes(8), key, NodeStage.KEYED), HOST, 5684, "unix:x", confirmed=True
-        ),
-    )
 
     async def scenario() -> None:
         port = free_udp_port()
-        site = Site(tmp_path)
-        node = await site.start_node(path, port)
+        node = await Site(tmp_path).start_keyed_node(node_id, key, port)
         try:
             with pytest.raises(KeyNotExpressible):
                 coap_client_get(HOST, port, eui64(node_id), key, "config")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from keystrap.coap.relay import Hook, UdpRelay, forward_all
 from keystrap.config import DEFAULT_CONTROLLER_ID
+from keystrap.protocol import NodeStage, NodeState
 from keystrap.services.processes import (
     Service,
     free_udp_port,
@@ -23,6 +24,7 @@ from keystrap.services.processes import (
     wait_for_socket,
 )
 from keystrap.store.keyfile import read_key_file
+from keystrap.store.node_file import NodeFile, save_node_file
 from keystrap.store.sqlite_repository import SqliteRepository
 
 
@@ -151,28 +153,39 @@ class Site:
             str(self.root / "data" / "controller-sk.key"),
         )
 
-    def enrol(
-        self, count: int, installer: str = "acme", key_mode: str = "shared", name: str = "nodes"
-    ) -> list[Path]:
-        """Order ``count`` nodes and install them; returns the node files."""
+    def order(
+        self,
+        count: int,
+        installer: str = "acme",
+        key_mode: str = "shared",
+        name: str = "nodes",
+        controller: str | None = None,
+    ) -> Path:
+        """``keystrap admin order create``; returns the installer's bundle."""
         bundle = self.root / f"{name}-bundle.json"
-        extra = ["--key-mode", key_mode]
         self.admin(
             "order",
             "create",
             "--installer",
             installer,
             "--controller",
-            self.controller_id,
+            controller or self.controller_id,
             "--count",
             str(count),
             "--oob",
             f"unix:{self.oob_socket}",
             "--out",
             str(bundle),
-            *extra,
+            "--key-mode",
+            key_mode,
         )
-        return self.install(bundle, self.root / name)
+        return bundle
+
+    def enrol(
+        self, count: int, installer: str = "acme", key_mode: str = "shared", name: str = "nodes"
+    ) -> list[Path]:
+        """Order ``count`` nodes and install them; returns the node files."""
+        return self.install(self.order(count, installer, key_mode, name), self.root / name)
 
     def install(self, bundle: Path, out: Path) -> list[Path]:
         """The installer's step, for devices with this site's out-of-band media."""
@@ -211,6 +224,14 @@ class Site:
         )
         await wait_for_log(service, "serving coaps://", since)
         return service
+
+    async def start_keyed_node(self, node_id: bytes, key: bytes, port: int) -> Service:
+        """A node that already holds ``key`` as its PSK, serving CoAPS, with no
+        bootstrap: for DTLS measurements and for interop tests with a chosen key."""
+        path = self.root / f"{node_id.hex()}-keyed.json"
+        state = NodeState(node_id, bytes(8), key, NodeStage.KEYED)
+        save_node_file(path, NodeFile(state, "127.0.0.1", 0, "unix:none", confirmed=True))
+        return await self.start_node(path, port)
 
     async def start(self) -> None:
         await self.start_server()
