@@ -54,6 +54,7 @@ class ControllerConfig:
     coap_endpoints: int = 4
     window: int = 120
     revocation_poll: int = 5
+    keep_finished: int = 86_400
     dtls_timeout: int = 10
     log_level: str = "info"
 
@@ -77,6 +78,7 @@ HELP: dict[str, str] = {
     "capture_dir": "if set, every out-of-band signal is also written there (PNG, WAV...)",
     "coap_endpoints": "CoAP client endpoints towards the server (NSTART=1 applies to each)",
     "revocation_poll": "seconds between asking the server which nodes were revoked",
+    "keep_finished": "seconds a finished bootstrap is kept (to answer a repeated flight 5)",
     "dtls_timeout": "seconds `controller configure` waits for a node's DTLS answer",
 }
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from keystrap.protocol import Status, TransactionStage
+from keystrap.protocol import ControllerState, Status, TransactionStage
 from keystrap.store.controller_store import ControllerStore, NodeCredential
 from keystrap.wire import DecodeError, FlightType, RevocationList, RevocationQuery
 from keystrap.wire.errors import AuthenticationError
@@ -114,3 +114,24 @@ def test_controller_store_forgets_only_what_it_knew(tmp_path: Path) -> None:
     assert (tmp_path / "sbr.sqlite").stat().st_mode & 0o777 == 0o600
     for stored in tmp_path.glob("sbr.sqlite*"):  # the database and its WAL
         assert psk not in stored.read_bytes()  # wrapped under the master key
+
+
+def test_finished_transactions_are_pruned_and_deleted_from_the_store(tmp_path: Path) -> None:
+    parties = Parties()
+    parties.run_until()  # one bootstrap, done at NOW
+    done_tid = parties.tid
+    parties.node.start(NOW + 50)  # a second one, still open
+    parties.controller.receive_from_node(parties.node.data_to_send()[0], NOW + 50)
+    open_tid = parties.controller.data_to_send()[0].tid  # type: ignore[union-attr]
+    store = ControllerStore(tmp_path / "sbr.sqlite", secrets.token_bytes(16))
+    try:
+        empty = ControllerState(CONTROLLER_ID, parties.sk_cs)
+        store.save(empty, parties.controller.state)
+        before = parties.controller.state
+        assert parties.controller.prune_finished(NOW - 1) == []  # not old enough yet
+        assert parties.controller.prune_finished(NOW + 3600) == [done_tid]
+        assert set(parties.controller.state.transactions) == {open_tid}  # open ones stay
+        store.save(before, parties.controller.state)
+        assert set(store.load(CONTROLLER_ID, parties.sk_cs).transactions) == {open_tid}
+    finally:
+        store.close()

@@ -280,6 +280,24 @@ class Controller:
             elif tx.psk is not None:
                 self._store(replace(tx, psk=None))
 
+    def prune_finished(self, before: float) -> list[int]:
+        """Forget finished transactions (done or failed) whose flight 2 is older than
+        ``before``; returns their TIDs. A finished transaction is kept a while only to
+        answer a node that repeats flight 5; its PSK lives on in the node credentials."""
+        finished = (TransactionStage.DONE, TransactionStage.FAILED)
+        old = [
+            tid
+            for tid, tx in self.state.transactions.items()
+            if tx.stage in finished and tx.ts < before
+        ]
+        if old:
+            kept = dict(self.state.transactions)
+            for tid in old:
+                del kept[tid]
+                self._timers.pop(tid, None)
+            self.state = replace(self.state, transactions=kept)
+        return old
+
     # -- timers ------------------------------------------------------------------
 
     def get_timer(self) -> float | None:

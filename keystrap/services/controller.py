@@ -54,6 +54,7 @@ from keystrap.wire.revocation import MAX_ENTRIES as MAX_REVOCATIONS
 
 log = logging.getLogger("keystrap.controller")
 REVOCATION_CURSOR = "revocations_seen"
+PRUNE_EVERY = 3600.0  # seconds between sweeps of finished transactions
 
 
 class ControllerService:
@@ -178,7 +179,13 @@ class ControllerService:
         await self._flush()
 
     async def _timer_loop(self) -> None:
+        pruned_at: float | None = None
         while True:
+            if pruned_at is None or time.monotonic() - pruned_at > PRUNE_EVERY:
+                pruned_at = time.monotonic()
+                old = self.core.prune_finished(time.time() - self.config.keep_finished)
+                if old:
+                    log.info("forgot %d finished transaction(s)", len(old))
             due = self.core.get_timer()
             delay = 1.0 if due is None else max(0.0, min(1.0, due - time.time()))
             # asyncio.timeout, not wait_for: in Python 3.11 wait_for can turn a

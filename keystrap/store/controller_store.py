@@ -84,7 +84,8 @@ class ControllerStore:
             for tid, tx in current.transactions.items()
             if previous.transactions.get(tid) is not tx
         ]
-        if not changed and previous.next_tid == current.next_tid:
+        removed = [(tid,) for tid in previous.transactions.keys() - current.transactions.keys()]
+        if not changed and not removed and previous.next_tid == current.next_tid:
             return
         db = self._db
         db.execute("BEGIN IMMEDIATE")
@@ -113,6 +114,7 @@ class ControllerStore:
                     for tx in changed
                 ),
             )
+            db.executemany("DELETE FROM transactions WHERE tid=?", removed)
         except BaseException:
             db.execute("ROLLBACK")
             raise
