@@ -55,6 +55,12 @@ from keystrap.wire.revocation import MAX_ENTRIES as MAX_REVOCATIONS
 log = logging.getLogger("keystrap.controller")
 REVOCATION_CURSOR = "revocations_seen"
 PRUNE_EVERY = 3600.0  # seconds between sweeps of finished transactions
+PROGRESS: dict[type, str] = {
+    TransactionStarted: "flight 1 received, flight 2 sent",
+    ChallengeIssued: "flight 3 authenticated, flight 4 sent",
+    NodeProved: "flight 5 verified, node holds its PSK",
+    BootstrapConfirmed: "server confirmed; bootstrap complete",
+}
 
 
 class ControllerService:
@@ -286,28 +292,11 @@ class ControllerService:
 
     @staticmethod
     def _log_event(event: object) -> None:
-        if isinstance(event, TransactionStarted):
-            log.info(
-                "node=%s tid=%d: flight 1 received, flight 2 sent", eui64(event.node_id), event.tid
-            )
-        elif isinstance(event, ChallengeIssued):
-            log.info(
-                "node=%s tid=%d: flight 3 authenticated, flight 4 sent",
-                eui64(event.node_id),
-                event.tid,
-            )
-        elif isinstance(event, NodeProved):
-            log.info(
-                "node=%s tid=%d: flight 5 verified, node holds its PSK",
-                eui64(event.node_id),
-                event.tid,
-            )
-        elif isinstance(event, BootstrapConfirmed):
-            log.info(
-                "node=%s tid=%d: server confirmed; bootstrap complete",
-                eui64(event.node_id),
-                event.tid,
-            )
+        if isinstance(
+            event, TransactionStarted | ChallengeIssued | NodeProved | BootstrapConfirmed
+        ):
+            text = PROGRESS[type(event)]
+            log.info("node=%s tid=%d: %s", eui64(event.node_id), event.tid, text)
         elif isinstance(event, TransactionFailed):
             log.warning("node=%s tid=%d: failed: %s", eui64(event.node_id), event.tid, event.reason)
         elif isinstance(event, Rejected):
