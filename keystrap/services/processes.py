@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -16,11 +17,42 @@ from pathlib import Path
 
 import aiocoap
 
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+SERVICE_PORTS_FROM = 20000
+
+
+def _ephemeral_floor() -> int:
+    try:
+        return int(EPHEMERAL_RANGE_FILE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
 
 def free_udp_port() -> int:
+    """A free UDP port on loopback for a service, chosen *below* the kernel's
+    ephemeral range.
+
+    A port the kernel handed out (bind to 0) lies inside that range, so once a
+    service using it is killed, any client socket opened meanwhile may be given
+    it, and the restarted service then fails with EADDRINUSE. Real deployments
+    avoid this by serving on 5683/5684; tests and benchmarks need many ports, so
+    they draw random ones from the range below and check each is free.
+    """
+    floor = _ephemeral_floor()
+    for _ in range(200):
+        port = SERVICE_PORTS_FROM + secrets.randbelow(max(floor - SERVICE_PORTS_FROM, 1))
+        if _udp_port_free(port):
+            return port
+    raise OSError(f"no free UDP port between {SERVICE_PORTS_FROM} and {floor}")
+
+
+def _udp_port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def keystrap_command(*args: str) -> list[str]:
