@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from keystrap.protocol import ControllerState, Status, TransactionStage
+from keystrap.protocol import Status, TransactionStage
 from keystrap.store.controller_store import ControllerStore, NodeCredential
 from keystrap.wire import DecodeError, FlightType, RevocationList, RevocationQuery
 from keystrap.wire.errors import AuthenticationError
@@ -125,13 +125,11 @@ def test_finished_transactions_are_pruned_and_deleted_from_the_store(tmp_path: P
     open_tid = parties.controller.data_to_send()[0].tid  # type: ignore[union-attr]
     store = ControllerStore(tmp_path / "sbr.sqlite", secrets.token_bytes(16))
     try:
-        empty = ControllerState(CONTROLLER_ID, parties.sk_cs)
-        store.save(empty, parties.controller.state)
-        before = parties.controller.state
+        store.save(parties.controller.state, parties.controller.take_changes())
         assert parties.controller.prune_finished(NOW - 1) == []  # not old enough yet
         assert parties.controller.prune_finished(NOW + 3600) == [done_tid]
         assert set(parties.controller.state.transactions) == {open_tid}  # open ones stay
-        store.save(before, parties.controller.state)
+        store.save(parties.controller.state, parties.controller.take_changes())
         assert set(store.load(CONTROLLER_ID, parties.sk_cs).transactions) == {open_tid}
     finally:
         store.close()

@@ -197,7 +197,7 @@ def test_controller_store_round_trip_and_wrapping(tmp_path: Path) -> None:
     assert empty.next_tid == 1 and not empty.transactions
     controller = Controller(empty, secrets.token_bytes)
     controller.receive_from_node(bytes([0x11]) + node_id(1) + bytes(16), 1_700_000_000)
-    store.save(empty, controller.state)
+    store.save(controller.state, controller.take_changes())
     store.close()
     again = ControllerStore(tmp_path / "sbr.sqlite", master).load(CONTROLLER_ID, sk)
     assert again == controller.state
@@ -205,6 +205,52 @@ def test_controller_store_round_trip_and_wrapping(tmp_path: Path) -> None:
     rn_c = again.transactions[1].rn_c
     assert rn_c not in (tmp_path / "sbr.sqlite").read_bytes()
     assert mode(tmp_path / "sbr.sqlite") == 0o600
+
+
+def test_controller_store_writes_only_what_changed_and_restart_keeps_the_index(
+    tmp_path: Path,
+) -> None:
+    """Saves are driven by the core's change set; a restarted controller still
+    recognises a node repeating its flight 1 (the per-node index is rebuilt)."""
+    from keystrap.protocol import Controller, ToServer
+
+    master, sk = secrets.token_bytes(16), secrets.token_bytes(16)
+    path = tmp_path / "sbr.sqlite"
+    store = ControllerStore(path, master)
+    controller = Controller(store.load(CONTROLLER_ID, sk), secrets.token_bytes)
+    hellos = [bytes([0x11]) + node_id(n) + secrets.token_bytes(16) for n in (1, 2, 3)]
+    for hello in hellos:
+        controller.receive_from_node(hello, 1_700_000_000)
+    assert controller.take_changes() == {1, 2, 3}
+    snapshot = controller.state
+    store.save(snapshot, {1, 2, 3})
+    controller.receive_from_node(hellos[1], 1_700_000_001)  # a repeat: answered, not stored
+    assert controller.take_changes() == set()
+    assert controller.state is snapshot
+    store.close()
+
+    store = ControllerStore(path, master)
+    restarted = Controller(store.load(CONTROLLER_ID, sk), secrets.token_bytes)
+    restarted.receive_from_node(hellos[1], 1_700_000_002)
+    (out,) = restarted.data_to_send()
+    assert isinstance(out, ToServer) and out.tid == 2
+    assert out.data == snapshot.transactions[2].request
+    assert restarted.take_changes() == set() and restarted.state.next_tid == 4
+    store.close()
+
+
+def test_controller_snapshots_are_not_changed_by_later_steps() -> None:
+    """The store and the crash tests keep old states; a step must never alter one."""
+    from keystrap.protocol import Controller
+
+    controller = Controller(ControllerState(CONTROLLER_ID, bytes(16)), secrets.token_bytes)
+    controller.receive_from_node(bytes([0x11]) + node_id(1) + bytes(16), 1_700_000_000)
+    before = controller.state
+    held = dict(before.transactions)
+    controller.receive_from_node(bytes([0x11]) + node_id(2) + bytes(16), 1_700_000_000)
+    controller.prune_finished(1_800_000_000)  # nothing finished: nothing pruned
+    assert dict(before.transactions) == held and before.next_tid == 2
+    assert set(controller.state.transactions) == {1, 2}
 
 
 def test_node_file_round_trip_atomic_and_private(tmp_path: Path) -> None:

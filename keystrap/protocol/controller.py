@@ -14,9 +14,11 @@ same message (a nonce is never used for a second plaintext).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
+
+from immutables import Map
 
 from keystrap.crypto import constant_time_equal
 from keystrap.protocol.events import (
@@ -80,7 +82,33 @@ class ControllerState:
     controller_id: bytes
     sk_cs: bytes
     next_tid: int = 1
-    transactions: Mapping[int, ControllerTransaction] = field(default_factory=dict)
+    transactions: Mapping[int, ControllerTransaction] = field(default_factory=Map)
+
+    def __post_init__(self) -> None:
+        # A persistent map: a step costs O(log n) instead of copying every held
+        # transaction, and each snapshot stays valid (the store and the crash tests
+        # keep old ones).
+        if not isinstance(self.transactions, Map):
+            object.__setattr__(self, "transactions", Map(self.transactions))
+
+    def _map(self) -> Map[int, ControllerTransaction]:
+        assert isinstance(self.transactions, Map)
+        return self.transactions
+
+    def with_transaction(
+        self, tx: ControllerTransaction, next_tid: int | None = None
+    ) -> ControllerState:
+        return replace(
+            self,
+            transactions=self._map().set(tx.tid, tx),
+            next_tid=self.next_tid if next_tid is None else next_tid,
+        )
+
+    def without(self, tids: Iterable[int]) -> ControllerState:
+        kept = self._map().mutate()
+        for tid in tids:
+            del kept[tid]
+        return replace(self, transactions=kept.finish())
 
 
 @dataclass(frozen=True)
@@ -126,6 +154,11 @@ class Controller:
         self._challenge_attempts = challenge_attempts
         self._outgoing: list[Outgoing] = []
         self._events: list[Event] = []
+        self._changed: set[int] = set()
+        # A node's TIDs, so that a flight 1 or a revocation does not scan them all.
+        self._by_node: dict[bytes, set[int]] = {}
+        for tx in state.transactions.values():
+            self._by_node.setdefault(tx.node_id, set()).add(tx.tid)
         # After a restart everything still open is re-sent at the first timer.
         self._timers: dict[int, Retransmission] = {
             tid: Retransmission(due=0.0, interval=self._backoff.initial)
@@ -148,12 +181,8 @@ class Controller:
             self._reject(str(exc))
 
     def _on_hello(self, hello: Flight1, now: float) -> None:
-        for tx in self.state.transactions.values():
-            if (
-                tx.node_id == hello.node_id
-                and constant_time_equal(tx.rn_i, hello.rn_i)
-                and tx.stage is not TransactionStage.FAILED
-            ):
+        for tx in self._of_node(hello.node_id):
+            if constant_time_equal(tx.rn_i, hello.rn_i) and tx.stage is not TransactionStage.FAILED:
                 self._resend(tx)  # the node repeats itself: answer as before
                 return
         tid = self.state.next_tid
@@ -272,9 +301,7 @@ class Controller:
 
     def forget_node(self, node_id: bytes) -> None:
         """The server revoked the node: end its open bootstraps, drop every PSK of it."""
-        for tx in list(self.state.transactions.values()):
-            if tx.node_id != node_id:
-                continue
+        for tx in self._of_node(node_id):
             if tx.stage in _OPEN:
                 self._fail(tx, "node revoked")
             elif tx.psk is not None:
@@ -290,12 +317,15 @@ class Controller:
             for tid, tx in self.state.transactions.items()
             if tx.stage in finished and tx.ts < before
         ]
+        for tid in old:
+            node_id = self.state.transactions[tid].node_id
+            self._by_node[node_id].discard(tid)
+            if not self._by_node[node_id]:
+                del self._by_node[node_id]
+            self._timers.pop(tid, None)
         if old:
-            kept = dict(self.state.transactions)
-            for tid in old:
-                del kept[tid]
-                self._timers.pop(tid, None)
-            self.state = replace(self.state, transactions=kept)
+            self.state = self.state.without(old)
+            self._changed.update(old)
         return old
 
     # -- timers ------------------------------------------------------------------
@@ -323,6 +353,11 @@ class Controller:
 
     # -- outputs -----------------------------------------------------------------
 
+    def take_changes(self) -> set[int]:
+        """TIDs stored or forgotten since the last call: what the store must write."""
+        changed, self._changed = self._changed, set()
+        return changed
+
     def data_to_send(self) -> list[Outgoing]:
         out, self._outgoing = self._outgoing, []
         return out
@@ -344,14 +379,14 @@ class Controller:
         interval = self._backoff.initial
         self._timers[tid] = Retransmission(now + interval, interval)
 
+    def _of_node(self, node_id: bytes) -> list[ControllerTransaction]:
+        held = self.state.transactions
+        return [held[tid] for tid in sorted(self._by_node.get(node_id, ()))]
+
     def _store(self, tx: ControllerTransaction, next_tid: int | None = None) -> None:
-        transactions = dict(self.state.transactions)
-        transactions[tx.tid] = tx
-        self.state = replace(
-            self.state,
-            transactions=transactions,
-            next_tid=self.state.next_tid if next_tid is None else next_tid,
-        )
+        self.state = self.state.with_transaction(tx, next_tid)
+        self._changed.add(tx.tid)
+        self._by_node.setdefault(tx.node_id, set()).add(tx.tid)
 
     def _fail(self, tx: ControllerTransaction, reason: str) -> None:
         self._store(replace(tx, stage=TransactionStage.FAILED, failure=reason, psk=None))

@@ -28,7 +28,6 @@ from keystrap.protocol import (
     BootstrapConfirmed,
     ChallengeIssued,
     Controller,
-    ControllerState,
     NodeProved,
     Rejected,
     Status,
@@ -80,7 +79,6 @@ class ControllerService:
             log.info("created %s (mode 0600); it wraps what is stored", config.master_key)
         self.store = ControllerStore(config.state, master_key)
         state = self.store.load(self.controller_id, sk_cs)
-        self._saved: ControllerState = state
         self.core = Controller(state, secrets.token_bytes, window=config.window)
         open_count = sum(
             1
@@ -223,13 +221,13 @@ class ControllerService:
         while True:
             after = self.store.get_counter(REVOCATION_CURSOR)
             query = RevocationQuery(self.controller_id, after, secrets.token_bytes(8))
-            reply = await self.client.post(query.encode(self._saved.sk_cs))
+            reply = await self.client.post(query.encode(self.core.state.sk_cs))
             if reply.status is not Status.OK:
                 log.warning("revocation feed refused: %s %s", reply.status.value, reply.reason)
                 return applied
             try:
                 answer = RevocationList.decode(
-                    reply.payload, self._saved.sk_cs, self.controller_id, query.challenge
+                    reply.payload, self.core.state.sk_cs, self.controller_id, query.challenge
                 )
             except DecodeError as exc:
                 log.warning("revocation feed: answer rejected (%s)", exc)
@@ -258,8 +256,7 @@ class ControllerService:
     # -- the persistence rule: save, then send ------------------------------------
 
     async def _flush(self) -> None:
-        self.store.save(self._saved, self.core.state)
-        self._saved = self.core.state
+        self.store.save(self.core.state, self.core.take_changes())
         outgoing = self.core.data_to_send()
         closing: list[bytes] = []
         while (event := self.core.next_event()) is not None:

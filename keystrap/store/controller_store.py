@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,15 +79,15 @@ class ControllerStore:
             transactions[tx.tid] = tx
         return ControllerState(controller_id, sk_cs, next_tid, transactions)
 
-    def save(self, previous: ControllerState, current: ControllerState) -> None:
-        changed = [
-            tx
-            for tid, tx in current.transactions.items()
-            if previous.transactions.get(tid) is not tx
-        ]
-        removed = [(tid,) for tid in previous.transactions.keys() - current.transactions.keys()]
-        if not changed and not removed and previous.next_tid == current.next_tid:
+    def save(self, current: ControllerState, changed_tids: Collection[int]) -> None:
+        """Write the transactions named in ``changed_tids`` (the core's
+        ``take_changes()``): those still held are written, the others deleted. The
+        work is proportional to the change, not to what the controller holds."""
+        if not changed_tids:
             return
+        held = current.transactions
+        changed = [held[tid] for tid in changed_tids if tid in held]
+        removed = [(tid,) for tid in changed_tids if tid not in held]
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
