@@ -125,11 +125,11 @@ def test_finished_transactions_are_pruned_and_deleted_from_the_store(tmp_path: P
     open_tid = parties.controller.data_to_send()[0].tid  # type: ignore[union-attr]
     store = ControllerStore(tmp_path / "sbr.sqlite", secrets.token_bytes(16))
     try:
-        store.save(parties.controller.state, parties.controller.take_changes())
+        store.save(parties.controller.state, parties.controller.unsaved())
         assert parties.controller.prune_finished(NOW - 1) == []  # not old enough yet
         assert parties.controller.prune_finished(NOW + 3600) == [done_tid]
         assert set(parties.controller.state.transactions) == {open_tid}  # open ones stay
-        store.save(parties.controller.state, parties.controller.take_changes())
+        store.save(parties.controller.state, parties.controller.unsaved())
         assert set(store.load(CONTROLLER_ID, parties.sk_cs).transactions) == {open_tid}
     finally:
         store.close()

@@ -197,7 +197,7 @@ def test_controller_store_round_trip_and_wrapping(tmp_path: Path) -> None:
     assert empty.next_tid == 1 and not empty.transactions
     controller = Controller(empty, secrets.token_bytes)
     controller.receive_from_node(bytes([0x11]) + node_id(1) + bytes(16), 1_700_000_000)
-    store.save(controller.state, controller.take_changes())
+    store.save(controller.state, controller.unsaved())
     store.close()
     again = ControllerStore(tmp_path / "sbr.sqlite", master).load(CONTROLLER_ID, sk)
     assert again == controller.state
@@ -218,15 +218,17 @@ def test_controller_store_writes_only_what_changed_and_restart_keeps_the_index(
     path = tmp_path / "sbr.sqlite"
     store = ControllerStore(path, master)
     controller = Controller(store.load(CONTROLLER_ID, sk), secrets.token_bytes)
-    hellos = [bytes([0x11]) + node_id(n) + secrets.token_bytes(16) for n in (1, 2, 3)]
-    for hello in hellos:
+    hellos = [bytes([0x11]) + node_id(n) + secrets.token_bytes(16) for n in (1, 2, 3, 4)]
+    for hello in hellos[:3]:
         controller.receive_from_node(hello, 1_700_000_000)
-    assert controller.take_changes() == {1, 2, 3}
+    saving = controller.unsaved()
+    assert saving == {1, 2, 3}
     snapshot = controller.state
-    store.save(snapshot, {1, 2, 3})
+    store.save(snapshot, saving)
+    controller.receive_from_node(hellos[3], 1_700_000_000)  # while the save ran
+    controller.mark_saved(saving)
     controller.receive_from_node(hellos[1], 1_700_000_001)  # a repeat: answered, not stored
-    assert controller.take_changes() == set()
-    assert controller.state is snapshot
+    assert controller.unsaved() == {4}  # listed until its own save succeeds
     store.close()
 
     store = ControllerStore(path, master)
@@ -235,7 +237,7 @@ def test_controller_store_writes_only_what_changed_and_restart_keeps_the_index(
     (out,) = restarted.data_to_send()
     assert isinstance(out, ToServer) and out.tid == 2
     assert out.data == snapshot.transactions[2].request
-    assert restarted.take_changes() == set() and restarted.state.next_tid == 4
+    assert restarted.unsaved() == set() and restarted.state.next_tid == 4
     store.close()
 
 

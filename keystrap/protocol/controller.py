@@ -353,10 +353,15 @@ class Controller:
 
     # -- outputs -----------------------------------------------------------------
 
-    def take_changes(self) -> set[int]:
-        """TIDs stored or forgotten since the last call: what the store must write."""
-        changed, self._changed = self._changed, set()
-        return changed
+    def unsaved(self) -> frozenset[int]:
+        """TIDs stored or forgotten since the last :meth:`mark_saved`: what the store
+        must write. They stay listed until a save succeeds, so a failed save is
+        retried whole by the next one (a TID sent before it is stored could be
+        handed out again after a crash)."""
+        return frozenset(self._changed)
+
+    def mark_saved(self, tids: Iterable[int]) -> None:
+        self._changed.difference_update(tids)
 
     def data_to_send(self) -> list[Outgoing]:
         out, self._outgoing = self._outgoing, []

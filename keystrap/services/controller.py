@@ -256,7 +256,9 @@ class ControllerService:
     # -- the persistence rule: save, then send ------------------------------------
 
     async def _flush(self) -> None:
-        self.store.save(self.core.state, self.core.take_changes())
+        changes = self.core.unsaved()
+        self.store.save(self.core.state, changes)
+        self.core.mark_saved(changes)
         outgoing = self.core.data_to_send()
         closing: list[bytes] = []
         while (event := self.core.next_event()) is not None:

@@ -81,8 +81,8 @@ class ControllerStore:
 
     def save(self, current: ControllerState, changed_tids: Collection[int]) -> None:
         """Write the transactions named in ``changed_tids`` (the core's
-        ``take_changes()``): those still held are written, the others deleted. The
-        work is proportional to the change, not to what the controller holds."""
+        ``unsaved()``): those still held are written, the others deleted. The work
+        is proportional to the change, not to what the controller holds."""
         if not changed_tids:
             return
         held = current.transactions
