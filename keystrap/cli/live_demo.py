@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import sys
 import tempfile
 import time
@@ -150,9 +149,7 @@ async def _demo(site: Site, count: int, started: float, kept: bool) -> int:
     say("4. What is left of IK_N, and what the installer can still do")
     keys = site.server_keys()
     with_ik = sum(1 for k in keys.values() if k == ik_n)
-    summary = site.admin("nodes").strip().splitlines()[-1]  # "20 node(s): 20 active"
-    found = re.search(r"(\d+) active", summary)
-    active = int(found.group(1)) if found else 0
+    active = site.node_statuses().count("active")
     say(f"   repository: {with_ik} of {len(keys)} node keys equal IK_N; {active} nodes active")
 
     victims = nodes[:3]

@@ -14,6 +14,7 @@ from keystrap import __version__
 from keystrap.cli import admin, oob
 from keystrap.coap.node_client import NodeRefused, NodeUnreachable
 from keystrap.config import ConfigError, ControllerConfig, ServerConfig, load_config, render_config
+from keystrap.hostport import format_host_port, parse_host_port
 from keystrap.ids import eui64
 from keystrap.oob import OobError
 from keystrap.oob.medium import MEDIA
@@ -215,15 +216,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def parse_listen(text: str) -> tuple[str, int]:
-    """``PORT`` or ``HOST:PORT`` (``[v6]:PORT`` for IPv6), defaulting to 127.0.0.1."""
-    host, _, port = text.rpartition(":")
-    host = host.strip("[]") or "127.0.0.1"
-    if not port.isdigit() or not 2 <= int(port) <= 65535:
-        raise ValueError(f"need [HOST:]PORT with a port from 2 to 65535, got {text!r}")
-    return host, int(port)
-
-
 def _controller_action(args: argparse.Namespace, config: ControllerConfig) -> int:
     from keystrap.ids import parse_eui64
     from keystrap.services.configure import (
@@ -248,10 +240,7 @@ def _controller_action(args: argparse.Namespace, config: ControllerConfig) -> in
             update.set(*parse_assignment(text))
         for key in args.unset:
             update.set(key, None)
-    address = None
-    if args.address is not None:
-        host, port = parse_listen(args.address)
-        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    address = None if args.address is None else format_host_port(*parse_host_port(args.address))
     settings = asyncio.run(configure_node(config, parse_eui64(args.node), update, address))
     print(json.dumps(settings, indent=2, sort_keys=True))
     return 0
@@ -324,7 +313,7 @@ def _run(args: argparse.Namespace) -> int:
                 args.linger,
                 channels,
                 args.capture_dir,
-                None if args.serve is None else parse_listen(args.serve),
+                None if args.serve is None else parse_host_port(args.serve),
             )
         )
     if args.command == "install":

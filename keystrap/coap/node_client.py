@@ -15,6 +15,7 @@ import aiocoap
 from aiocoap.numbers.codes import Code
 
 from keystrap.coap.node_server import CONFIG_PATH, JSON, psk_identity
+from keystrap.hostport import format_host_port
 
 
 class NodeUnreachable(Exception):
@@ -41,7 +42,7 @@ class NodeClient:
         cls, node_id: bytes, psk: bytes, host: str, port: int, timeout: float = 10.0
     ) -> NodeClient:
         context = await aiocoap.Context.create_client_context(transports=["tinydtls"])
-        base = f"coaps://{_hostinfo(host)}:{port}"
+        base = f"coaps://{format_host_port(host, port)}"
         context.client_credentials.load_from_dict(
             {f"{base}/*": {"dtls": {"psk": psk, "client-identity": psk_identity(node_id)}}}
         )
@@ -70,7 +71,3 @@ class NodeClient:
 
     async def update_config(self, update: bytes) -> bytes:
         return await self.request(aiocoap.POST, CONFIG_PATH, update)
-
-
-def _hostinfo(host: str) -> str:
-    return f"[{host}]" if ":" in host else host

@@ -23,6 +23,7 @@ import aiocoap
 import aiocoap.resource as resource
 from aiocoap.credentials import CredentialsMap
 
+from keystrap.hostport import format_host_port
 from keystrap.ids import eui64
 from keystrap.settings import NodeSettings, SettingsError, apply_update, parse_update
 
@@ -77,7 +78,7 @@ class NodeCoapsServer:
 
     @property
     def uri(self) -> str:
-        return f"coaps://{self.host}:{self.port}"
+        return f"coaps://{format_host_port(self.host, self.port)}"
 
     async def shutdown(self) -> None:
         await self.context.shutdown()

@@ -15,6 +15,7 @@ from typing import Any
 
 from keystrap.coap.node_client import NodeClient
 from keystrap.config import ControllerConfig
+from keystrap.hostport import parse_host_port
 from keystrap.ids import eui64
 from keystrap.settings import NETWORK_KEYS
 from keystrap.store.controller_store import ControllerStore
@@ -79,10 +80,8 @@ async def configure_node(
         psk = node.psk
     finally:
         store.close()
-    host, _, port = where.rpartition(":")
-    client = await NodeClient.connect(
-        node_id, psk, host.strip("[]"), int(port), config.dtls_timeout
-    )
+    host, port = parse_host_port(where)
+    client = await NodeClient.connect(node_id, psk, host, port, config.dtls_timeout)
     try:
         payload = await client.update_config(update.to_json()) if update else None
         if payload is None:

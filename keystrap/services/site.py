@@ -7,7 +7,9 @@ drives the same commands an operator would type.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,22 +103,29 @@ class Site:
             f"revocation_poll = {self.revocation_poll}\n"
         )
 
-    def server_keys(self) -> dict[bytes, bytes]:
-        """Each node's current key at the server, read as the administrator would
-        (for audits such as "no IK left"; never print them)."""
+    @contextlib.contextmanager
+    def repository(self) -> Iterator[SqliteRepository]:
+        """The server's repository, opened as the administrator would."""
         repository = SqliteRepository(self.database, read_key_file(self.master_key))
         try:
-            return dict(repository.unwrapped_node_keys())
+            yield repository
         finally:
             repository.close()
 
+    def server_keys(self) -> dict[bytes, bytes]:
+        """Each node's current key at the server (for audits such as "no IK left";
+        never print them)."""
+        with self.repository() as repository:
+            return dict(repository.unwrapped_node_keys())
+
     def pending_candidates(self) -> int:
         """Unfinished bootstraps the server still holds a candidate PSK for."""
-        repository = SqliteRepository(self.database, read_key_file(self.master_key))
-        try:
+        with self.repository() as repository:
             return repository.count_all_pending()
-        finally:
-            repository.close()
+
+    def node_statuses(self) -> list[str]:
+        with self.repository() as repository:
+            return [node.status for node in repository.list_nodes()]
 
     def cli(self, *args: str) -> str:
         """Run a ``keystrap`` command in the site directory; return its output."""

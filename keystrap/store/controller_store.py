@@ -13,7 +13,6 @@ CoAPS endpoint is, and whether the server has revoked it (then the PSK is gone).
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 from keystrap.crypto import KeyUnwrapError, unwrap_key, wrap_key
 from keystrap.protocol import ControllerState, ControllerTransaction, TransactionStage
 from keystrap.store.errors import StoreError
+from keystrap.store.sqlite import open_database, write_transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -48,13 +48,7 @@ class ControllerStore:
     def __init__(self, path: Path, master_key: bytes) -> None:
         self.path = Path(path)
         self._kek = master_key
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=10000")
-        self._db.executescript(SCHEMA)
-        self.path.chmod(0o600)
+        self._db = open_database(self.path, SCHEMA)
 
     def close(self) -> None:
         self._db.close()
@@ -88,14 +82,8 @@ class ControllerStore:
         held = current.transactions
         changed = [held[tid] for tid in changed_tids if tid in held]
         removed = [(tid,) for tid in changed_tids if tid not in held]
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.execute(
-                "INSERT INTO meta VALUES ('next_tid', ?) "
-                "ON CONFLICT(name) DO UPDATE SET value=excluded.value",
-                (current.next_tid,),
-            )
+        with write_transaction(self._db) as db:
+            self.set_counter("next_tid", current.next_tid)
             db.executemany(
                 "INSERT OR REPLACE INTO transactions VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
@@ -116,10 +104,6 @@ class ControllerStore:
                 ),
             )
             db.executemany("DELETE FROM transactions WHERE tid=?", removed)
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
 
     def _unwrap(self, wrapped: bytes) -> bytes:
         try:
@@ -140,9 +124,7 @@ class ControllerStore:
 
     def revoke_node(self, node_id: bytes) -> bool:
         """Forget the node's PSK, here and in its transactions; False if never seen here."""
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(self._db) as db:
             known = db.execute(
                 "UPDATE nodes SET psk_wrapped=NULL, status='revoked', updated=? WHERE node_id=?",
                 (int(time.time()), node_id),
@@ -150,10 +132,6 @@ class ControllerStore:
             known += db.execute(
                 "UPDATE transactions SET psk_wrapped=NULL WHERE node_id=?", (node_id,)
             ).rowcount
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
         return known > 0
 
     def set_node_address(self, node_id: bytes, address: str) -> None:

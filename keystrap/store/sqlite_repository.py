@@ -14,7 +14,6 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from keystrap.protocol.repository import (
     UnknownTransaction,
 )
 from keystrap.store.errors import StoreError
+from keystrap.store.sqlite import open_database, write_transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -86,32 +86,14 @@ class SqliteRepository:
     def __init__(self, path: Path, master_key: bytes) -> None:
         self.path = Path(path)
         self._kek = master_key
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA busy_timeout=10000")
-        self._db.executescript(SCHEMA)
+        self._db = open_database(self.path, SCHEMA, foreign_keys=True)
         self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
         self._check_master_key()
-        self.path.chmod(0o600)
 
     def close(self) -> None:
         self._db.close()
 
     # -- helpers ------------------------------------------------------------------
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One atomic write transaction (taken immediately, so writers queue up)."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
 
     def _wrap(self, key: bytes) -> bytes:
         return wrap_key(self._kek, key)
@@ -182,7 +164,7 @@ class SqliteRepository:
 
     def add_transaction(self, record: TransactionRecord) -> None:
         try:
-            with self._write() as db:
+            with write_transaction(self._db) as db:
                 db.execute(
                     "INSERT INTO transactions VALUES (?,?,?,?,?,?,?,?,?)",
                     (
@@ -201,7 +183,7 @@ class SqliteRepository:
             raise TransactionExists(f"TID {record.tid} already recorded") from None
 
     def confirm(self, controller_id: bytes, tid: int) -> None:
-        with self._write() as db:
+        with write_transaction(self._db) as db:
             row = db.execute(
                 "SELECT node_id, psk_wrapped FROM transactions "
                 "WHERE controller_id=? AND tid=? AND status='pending'",
@@ -229,7 +211,7 @@ class SqliteRepository:
 
     def add_controller(self, info: ControllerInfo, sk_cs: bytes) -> None:
         try:
-            with self._write() as db:
+            with write_transaction(self._db) as db:
                 db.execute(
                     "INSERT INTO controllers VALUES (?,?,?,?,?,?)",
                     (
@@ -259,7 +241,7 @@ class SqliteRepository:
         return None if row is None else ControllerInfo(*row)
 
     def remove_controller(self, controller_id: bytes) -> None:
-        with self._write() as db:
+        with write_transaction(self._db) as db:
             used = db.execute(
                 "SELECT COUNT(*) FROM orders WHERE controller_id=?", (controller_id,)
             ).fetchone()[0]
@@ -279,7 +261,7 @@ class SqliteRepository:
     ) -> int:
         """Enrol nodes ``(node_id, initial_key)`` for one installer in one transaction."""
         now = int(time.time())
-        with self._write() as db:
+        with write_transaction(self._db) as db:
             if (
                 db.execute("SELECT 1 FROM controllers WHERE id=?", (controller_id,)).fetchone()
                 is None
@@ -311,7 +293,7 @@ class SqliteRepository:
 
     def remove_order(self, order_id: int) -> int:
         """Remove an order and its nodes; returns how many nodes went with it."""
-        with self._write() as db:
+        with write_transaction(self._db) as db:
             nodes = [r[0] for r in db.execute("SELECT id FROM nodes WHERE order_id=?", (order_id,))]
             db.executemany("DELETE FROM transactions WHERE node_id=?", ((n,) for n in nodes))
             db.execute("DELETE FROM nodes WHERE order_id=?", (order_id,))
@@ -327,7 +309,7 @@ class SqliteRepository:
         return [(row[0], row[1]) for row in rows]
 
     def remove_installer(self, name: str) -> None:
-        with self._write() as db:
+        with write_transaction(self._db) as db:
             used = db.execute("SELECT COUNT(*) FROM orders WHERE installer=?", (name,)).fetchone()[
                 0
             ]
@@ -350,7 +332,7 @@ class SqliteRepository:
         return out
 
     def revoke(self, node_id: bytes) -> None:
-        with self._write() as db:
+        with write_transaction(self._db) as db:
             updated = db.execute(
                 "UPDATE nodes SET status='revoked', updated=? WHERE id=?",
                 (int(time.time()), node_id),

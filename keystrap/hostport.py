@@ -1,0 +1,19 @@
+"""``[HOST:]PORT`` as typed on a command line and kept in the controller's
+store: one parser and one printer, so what is stored reads back the same."""
+
+from __future__ import annotations
+
+DEFAULT_HOST = "127.0.0.1"
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """``PORT`` or ``HOST:PORT`` (``[v6]:PORT`` for IPv6), defaulting to 127.0.0.1."""
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]") or DEFAULT_HOST
+    if not port.isdigit() or not 2 <= int(port) <= 65535:
+        raise ValueError(f"need [HOST:]PORT with a port from 2 to 65535, got {text!r}")
+    return host, int(port)
+
+
+def format_host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
