@@ -152,6 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="qr",
         help="the devices' medium from the controller (default qr)",
     )
+    install.add_argument(
+        "--force",
+        action="store_true",
+        help="replace existing node files that hold no PSK (one that does is never replaced)",
+    )
 
     admin.add_parser(sub)
     oob.add_parser(sub)
@@ -180,7 +185,7 @@ def _add_controller_actions(ctl: argparse.ArgumentParser) -> None:
         action.add_argument(
             "--address",
             metavar="HOST:PORT",
-            help="the node's CoAPS endpoint (remembered for next time)",
+            help="the node's CoAPS endpoint (remembered once the node answered on it)",
         )
         action.add_argument(
             "--config", type=Path, default=argparse.SUPPRESS, help="controller TOML file"
@@ -319,7 +324,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "install":
         from keystrap.enrolment import install_bundle
 
-        written = install_bundle(args.bundle, args.out, args.channel_up, args.channel_down)
+        written = install_bundle(
+            args.bundle, args.out, args.channel_up, args.channel_down, force=args.force
+        )
         print(f"{len(written)} node file(s) written to {args.out} (mode 0600)")
         return 0
     if args.command == "admin":
