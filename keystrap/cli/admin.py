@@ -162,8 +162,17 @@ def open_repository(config: ServerConfig, create: bool) -> SqliteRepository:
             )
         master_key, _ = load_or_create_key_file(config.master_key, secrets.token_bytes)
     else:
-        master_key = read_key_file(config.master_key)
+        master_key = read_master_key(config)
     return SqliteRepository(config.database, master_key)
+
+
+def read_master_key(config: ServerConfig) -> bytes:
+    if not config.master_key.exists():
+        raise StoreError(
+            f"master key file {config.master_key} does not exist: the keys in "
+            f"{config.database} cannot be unwrapped without it; put it back (or give --master-key)"
+        )
+    return read_key_file(config.master_key)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -320,7 +329,7 @@ def _restore(config: ServerConfig, args: argparse.Namespace) -> None:
     refuse_existing(config.database, args.force)
     if not args.file.is_file():
         raise StoreError(f"backup file {args.file} does not exist")
-    master_key = read_key_file(config.master_key)
+    master_key = read_master_key(config)
     config.database.parent.mkdir(parents=True, exist_ok=True)
     trial = config.database.with_name(f".{config.database.name}.restoring")
     for stale in trial.parent.glob(trial.name + "*"):
