@@ -352,7 +352,7 @@ def _restore(config: ServerConfig, args: argparse.Namespace) -> None:
                         else ""
                     )
                 )
-            repo.backup(config.database)
+            repo.restore_into(config.database)
         finally:
             repo.close()
     finally:

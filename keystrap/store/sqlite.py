@@ -99,15 +99,17 @@ def integrity_problems(db: sqlite3.Connection) -> list[str]:
     return [] if [r[0] for r in rows] == ["ok"] else [str(r[0]) for r in rows]
 
 
-def copy_database(source: sqlite3.Connection, target: Path) -> None:
+def copy_database(source: sqlite3.Connection, target: Path, *, standalone: bool = True) -> None:
     """A consistent copy of ``source`` into ``target`` (SQLite's online backup
-    API: one read snapshot, writers carry on), as one self-contained 0600 file
-    without a WAL, fsynced. An existing ``target`` is replaced in one transaction."""
+    API: one read snapshot, writers carry on), 0600 and fsynced; ``standalone``:
+    one self-contained file without a WAL. An existing ``target`` (a store being
+    restored) is replaced in one transaction."""
     with private_files():
         copy = sqlite3.connect(target, isolation_level=None)
     try:
         source.backup(copy)
-        copy.execute("PRAGMA journal_mode=DELETE")
+        if standalone:
+            copy.execute("PRAGMA journal_mode=DELETE")
     except sqlite3.Error as exc:
         raise StoreError(f"cannot copy the database into {target}: {exc}") from None
     finally:

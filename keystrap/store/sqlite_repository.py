@@ -132,7 +132,10 @@ class SqliteRepository:
                 "INSERT INTO meta VALUES ('kek_check', ?)", (self._wrap(bytes(16)).hex(),)
             )
         elif self._unwrap(bytes.fromhex(row[0])) != bytes(16):
-            raise StoreError(f"{self.path}: master key check failed")
+            raise StoreError(
+                f"{self.path}: master key check failed: its keys were not wrapped under "
+                "this master key file"
+            )
 
     def data_version(self) -> int:
         """Changes whenever another connection commits (used to reload controllers)."""
@@ -504,9 +507,13 @@ class SqliteRepository:
         return report
 
     def backup(self, target: Path) -> None:
-        """A consistent copy of the live repository into ``target`` (a new file, or
-        the store a restore replaces); the keys in it stay wrapped."""
+        """A consistent copy of the live repository into the new file ``target``;
+        the keys in it stay wrapped under the master key."""
         copy_database(self._db, target)
+
+    def restore_into(self, store: Path) -> None:
+        """Make ``store`` (a server's database, possibly existing) a copy of this one."""
+        copy_database(self._db, store, standalone=False)
 
 
 WRAPPED_NODE_KEYS = "SELECT id, key_wrapped FROM nodes"
