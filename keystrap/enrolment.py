@@ -65,7 +65,11 @@ def ids_from_range(spec: str) -> list[bytes]:
 def ids_from_csv(path: Path) -> list[bytes]:
     """First column of each non-empty row; a header row is skipped if it is not an EUI-64."""
     ids: list[bytes] = []
-    with open(path, newline="") as handle:
+    try:
+        handle = open(path, newline="")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise StoreError(f"cannot read --csv file {path}: {exc.strerror or exc}") from None
+    with handle:
         for number, row in enumerate(csv.reader(handle), 1):
             if not row or not row[0].strip() or row[0].startswith("#"):
                 continue

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from keystrap.cli.main import main
+from keystrap.ids import eui64
 from keystrap.oob import OobError
 from keystrap.oob.unix import UnixListener
 from keystrap.protocol import NodeStage
@@ -24,6 +26,7 @@ from keystrap.store.keyfile import key_file_bytes, read_key_file
 from keystrap.store.node_file import load_node_file, save_node_file
 from keystrap.store.sqlite_repository import ControllerInfo, SqliteRepository
 
+from .conftest import load_vectors
 from .services_helpers import run
 
 CONTROLLER = "02:00:00:00:00:00:00:c0"
@@ -108,8 +111,6 @@ def test_nothing_is_overwritten_without_force(tmp_path: Path) -> None:
 
 
 def node_id(path: Path) -> str:
-    from keystrap.ids import eui64
-
     return eui64(load_node_file(path).state.node_id)
 
 
@@ -171,3 +172,22 @@ def test_typed_errors_from_the_store(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match=r"bad\.sqlite: file is not a database"):
         SqliteRepository(tmp_path / "bad.sqlite", bytes(16))
     assert (tmp_path / "bad.sqlite").read_bytes() == b"\x00" * 5000
+
+
+def test_other_outputs_are_not_overwritten_either(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    precious = tmp_path / "precious"
+    precious.write_text("keep me\n")
+    flight5 = load_vectors("bootstrap.json")[1]["flights"]["5"]
+    encode = ["oob", "encode", "--channel", "raw", "--hex", flight5, "--out", str(precious)]
+    assert main(encode) == 2
+    assert "--force" in capsys.readouterr().err
+    for command in (["demo", "--workdir", str(tmp_path)], ["attack", "--workdir", str(tmp_path)]):
+        assert main(command) == 2
+    assert "not an empty directory" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["precious"]
+    assert precious.read_text() == "keep me\n"
+    assert main(["install", str(precious), "--out", str(tmp_path / "n"), "--force"]) == 2
+    assert main(["admin", "--database", str(precious), "nodes"]) == 2
+    assert precious.read_text() == "keep me\n"

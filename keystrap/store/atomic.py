@@ -40,6 +40,15 @@ def refuse_existing(path: Path, force: bool) -> None:
         )
 
 
+def refuse_non_empty_dir(path: Path, option: str) -> None:
+    """For commands that write a whole site into a directory: only a new or empty one."""
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise ExistingFile(
+            f"{option} {path} exists and is not an empty directory; "
+            "give a new or empty one (nothing there is overwritten)"
+        )
+
+
 def write_new(path: Path, data: bytes, *, force: bool = False, mode: int = 0o600) -> None:
     """Write ``path`` (fsynced, ``mode``), which must not exist unless ``force``.
 
