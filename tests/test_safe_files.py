@@ -21,6 +21,7 @@ from keystrap.protocol import NodeStage
 from keystrap.services.processes import keystrap_command
 from keystrap.services.site import Site
 from keystrap.store.atomic import new_output
+from keystrap.store.controller_store import ControllerStore
 from keystrap.store.errors import StoreError
 from keystrap.store.keyfile import key_file_bytes, read_key_file
 from keystrap.store.node_file import load_node_file, save_node_file
@@ -172,6 +173,16 @@ def test_typed_errors_from_the_store(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match=r"bad\.sqlite: file is not a database"):
         SqliteRepository(tmp_path / "bad.sqlite", bytes(16))
     assert (tmp_path / "bad.sqlite").read_bytes() == b"\x00" * 5000
+
+    # One store given for the other by mistake is refused and left as it was.
+    ControllerStore(tmp_path / "sbr.sqlite", bytes(16)).close()
+    SqliteRepository(tmp_path / "sbs.sqlite", bytes(16)).close()
+    before = snapshot(tmp_path)
+    with pytest.raises(StoreError, match="not a keystrap server store"):
+        SqliteRepository(tmp_path / "sbr.sqlite", bytes(16))
+    with pytest.raises(StoreError, match="not a keystrap controller state"):
+        ControllerStore(tmp_path / "sbs.sqlite", bytes(16))
+    assert snapshot(tmp_path) == before
 
 
 def test_other_outputs_are_not_overwritten_either(

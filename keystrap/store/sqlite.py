@@ -9,11 +9,26 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from keystrap.store.errors import StoreError
 
 SIDECARS = ("-wal", "-shm", "-journal")
+
+
+@dataclass(frozen=True)
+class StoreKind:
+    """Which keystrap store a database file is, told by its tables, so that a
+    path given by mistake (the controller's state as the server's store, an
+    application's database) is refused before the schema is added to it."""
+
+    name: str
+    has: str  # a table every store of this kind holds
+    lacks: str | None = None  # a table only another kind holds
+
+    def recognises(self, tables: set[str]) -> bool:
+        return self.has in tables and self.lacks not in tables
 
 
 @contextmanager
@@ -51,8 +66,10 @@ def connect(path: Path) -> sqlite3.Connection:
     return db
 
 
-def open_database(path: Path, schema: str, *, foreign_keys: bool = False) -> sqlite3.Connection:
-    """Open (or create) a private database file.
+def open_database(
+    path: Path, schema: str, *, kind: StoreKind | None = None, foreign_keys: bool = False
+) -> sqlite3.Connection:
+    """Open (or create) a private database file (of this ``kind``, if given).
 
     WAL with ``synchronous=FULL``: a commit is on disk before anything that
     depends on it is sent, which the no-brick rule needs. Autocommit mode, so that
@@ -60,6 +77,10 @@ def open_database(path: Path, schema: str, *, foreign_keys: bool = False) -> sql
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     db = connect(path)
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_schema WHERE type='table'")}
+    if kind is not None and tables and not kind.recognises(tables):
+        db.close()
+        raise StoreError(f"{path} is a SQLite database, but not {kind.name}; left untouched")
     try:
         with private_files():
             db.execute("PRAGMA journal_mode=WAL")

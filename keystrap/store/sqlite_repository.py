@@ -29,6 +29,7 @@ from keystrap.protocol.repository import (
 )
 from keystrap.store.errors import StoreError
 from keystrap.store.sqlite import (
+    StoreKind,
     copy_database,
     integrity_problems,
     open_database,
@@ -61,6 +62,7 @@ CREATE TABLE IF NOT EXISTS revocations (
 """
 
 SCHEMA_VERSION = "1"
+SERVER_STORE = StoreKind("a keystrap server store", has="controllers")
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,7 @@ class SqliteRepository:
     def __init__(self, path: Path, master_key: bytes) -> None:
         self.path = Path(path)
         self._kek = master_key
-        self._db = open_database(self.path, SCHEMA, foreign_keys=True)
+        self._db = open_database(self.path, SCHEMA, kind=SERVER_STORE, foreign_keys=True)
         self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
         self._check_master_key()
 
