@@ -127,7 +127,7 @@ def test_restore_refuses_what_does_not_unwrap_and_check_says_what_is_wrong(
     key.write_bytes(key_file_bytes(b"\x01" * 16))
     key.chmod(0o600)
     done = keystrap(other, "admin", "restore", str(tmp_path / "good.sqlite"))
-    assert refused(done, "master key")
+    assert refused(done, "backup", "good.sqlite refused", "do not unwrap", "sbs-master.key")
     assert sorted(p.name for p in (other / "keystrap-data").iterdir()) == ["sbs-master.key"]
 
     # Onto an existing store: only with --force.

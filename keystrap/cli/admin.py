@@ -21,7 +21,7 @@ from keystrap.store.atomic import new_output, place_new, refuse_existing
 from keystrap.store.errors import StoreError
 from keystrap.store.keyfile import key_file_bytes, load_or_create_key_file, read_key_file
 from keystrap.store.sqlite import connect, copy_database
-from keystrap.store.sqlite_repository import ControllerInfo, SqliteRepository
+from keystrap.store.sqlite_repository import ControllerInfo, SqliteRepository, WrongMasterKey
 
 CREATES_SITE = {"controller.add"}
 OWN_STORE = {"restore"}  # works on a backup file, then writes the configured store
@@ -297,7 +297,11 @@ def _nodes(repo: SqliteRepository, args: argparse.Namespace) -> None:
     for n in nodes:
         print(f"{eui64(n.node_id)}  order {n.order_id:<5} {n.status}")
         counts[n.status] = counts.get(n.status, 0) + 1
-    print(f"{len(nodes)} node(s): " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    print(f"{len(nodes)} node(s): {_counts(counts)}")
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
 
 
 def _revoke(repo: SqliteRepository, args: argparse.Namespace) -> None:
@@ -340,17 +344,19 @@ def _restore(config: ServerConfig, args: argparse.Namespace) -> None:
     finally:
         source.close()
     try:
-        repo = SqliteRepository(trial, master_key)
+        try:
+            repo = SqliteRepository(trial, master_key)
+        except WrongMasterKey:
+            raise StoreError(
+                f"backup {args.file} refused: its keys do not unwrap under the master key "
+                f"{config.master_key}"
+            ) from None
         try:
             report = repo.check()
             if report.problems:
                 raise StoreError(
-                    f"backup {args.file} refused: {'; '.join(report.problems[:3])}"
-                    + (
-                        f" (and {len(report.problems) - 3} more)"
-                        if len(report.problems) > 3
-                        else ""
-                    )
+                    f"backup {args.file} refused: {len(report.problems)} problem(s), "
+                    f"the first: {report.problems[0]}"
                 )
             repo.restore_into(config.database)
         finally:
@@ -358,14 +364,12 @@ def _restore(config: ServerConfig, args: argparse.Namespace) -> None:
     finally:
         for leftover in trial.parent.glob(trial.name + "*"):
             leftover.unlink()
-    counts = ", ".join(f"{v} {k}" for k, v in sorted(report.counts.items())) or "no nodes"
-    print(f"restored {args.file} into {config.database} ({counts})")
+    print(f"restored {args.file} into {config.database} ({_counts(report.counts)})")
 
 
 def _check(repo: SqliteRepository, args: argparse.Namespace) -> None:
     report = repo.check()
-    counts = ", ".join(f"{v} {k}" for k, v in sorted(report.counts.items())) or "no nodes"
-    print(f"{repo.path}: {counts}")
+    print(f"{repo.path}: {_counts(report.counts)}")
     for problem in report.problems:
         print(f"problem: {problem}")
     if report.problems:

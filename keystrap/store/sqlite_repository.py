@@ -65,6 +65,10 @@ SCHEMA_VERSION = "1"
 SERVER_STORE = StoreKind("a keystrap server store", has="controllers")
 
 
+class WrongMasterKey(StoreError):
+    """The store's keys were wrapped under another master key."""
+
+
 @dataclass(frozen=True)
 class ControllerInfo:
     controller_id: bytes
@@ -122,7 +126,7 @@ class SqliteRepository:
         try:
             return unwrap_key(self._kek, wrapped)
         except KeyUnwrapError:
-            raise StoreError(
+            raise WrongMasterKey(
                 f"{self.path}: a stored key does not unwrap -- wrong master key file?"
             ) from None
 
@@ -134,7 +138,7 @@ class SqliteRepository:
                 "INSERT INTO meta VALUES ('kek_check', ?)", (self._wrap(bytes(16)).hex(),)
             )
         elif self._unwrap(bytes.fromhex(row[0])) != bytes(16):
-            raise StoreError(
+            raise WrongMasterKey(
                 f"{self.path}: master key check failed: its keys were not wrapped under "
                 "this master key file"
             )
