@@ -57,6 +57,12 @@ def test_read_only_commands_never_create_a_site(tmp_path: Path) -> None:
         assert refused(done, "keystrap-data/sbs.sqlite", "keystrap admin controller add")
     assert refused(keystrap(tmp_path, "admin", "backup", "b.sqlite"), "no server store")
     assert list(tmp_path.iterdir()) == []
+    # The command that creates a site checks its options first: a failed one creates nothing.
+    (tmp_path / "taken.key").write_text("x\n")
+    add = ("admin", "controller", "add")
+    assert refused(keystrap(tmp_path, *add, CONTROLLER, "--key-out", "taken.key"), "--force")
+    assert refused(keystrap(tmp_path, *add, "02:00", "--key-out", "new.key"), "EUI-64")
+    assert [p.name for p in tmp_path.iterdir()] == ["taken.key"]
 
     data = tmp_path / "keystrap-data"
     data.mkdir()

@@ -24,7 +24,13 @@ from keystrap.store.sqlite import connect, copy_database
 from keystrap.store.sqlite_repository import ControllerInfo, SqliteRepository, WrongMasterKey
 
 CREATES_SITE = {"controller.add"}
-OWN_STORE = {"restore"}  # works on a backup file, then writes the configured store
+OWN_STORE = {"restore"}
+OUTPUTS = {  # the file each command hands out, never overwritten without --force
+    "controller.add": "key_out",
+    "controller.rotate-key": "key_out",
+    "order.create": "out",
+    "backup": "file",
+}  # works on a backup file, then writes the configured store
 FORCE_HELP = "replace FILE if it exists (keystrap never overwrites a file it did not create)"
 
 
@@ -181,6 +187,7 @@ def run(args: argparse.Namespace) -> int:
     if key in OWN_STORE:
         _restore(config, args)
         return 0
+    _validate(key, args)
     repo = open_repository(config, create=key in CREATES_SITE)
     try:
         COMMANDS[key](repo, args)
@@ -189,9 +196,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _validate(key: str, args: argparse.Namespace) -> None:
+    """What can be checked before the store is opened (or created): the IDs typed,
+    and that no output file would be overwritten."""
+    for name in ("id", "controller", "node"):
+        if getattr(args, name, None) is not None:
+            parse_eui64(getattr(args, name))
+    if key in OUTPUTS:
+        refuse_existing(getattr(args, OUTPUTS[key]), args.force)
+
+
 def _controller_add(repo: SqliteRepository, args: argparse.Namespace) -> None:
     controller_id = parse_eui64(args.id)
-    refuse_existing(args.key_out, args.force)
     sk_cs = secrets.token_bytes(16)
     info = ControllerInfo(controller_id, args.name, args.host, args.port)
     with new_output(args.key_out, args.force) as write:
@@ -201,7 +217,6 @@ def _controller_add(repo: SqliteRepository, args: argparse.Namespace) -> None:
 
 def _controller_rotate_key(repo: SqliteRepository, args: argparse.Namespace) -> None:
     controller_id = parse_eui64(args.id)
-    refuse_existing(args.key_out, args.force)
     pending = repo.pending_of_controller(controller_id)
     if pending and not args.force:
         raise StoreError(
@@ -234,7 +249,6 @@ def _controller_remove(repo: SqliteRepository, args: argparse.Namespace) -> None
 
 
 def _order_create(repo: SqliteRepository, args: argparse.Namespace) -> None:
-    refuse_existing(args.out, args.force)
     if args.count is not None:
         node_ids = ids_from_count(args.count)
     elif args.id_range is not None:
@@ -314,7 +328,6 @@ def _revoke(repo: SqliteRepository, args: argparse.Namespace) -> None:
 
 
 def _backup(repo: SqliteRepository, args: argparse.Namespace) -> None:
-    refuse_existing(args.file, args.force)
     tmp = args.file.with_name(f".{args.file.name}.partial")
     try:
         tmp.unlink(missing_ok=True)
