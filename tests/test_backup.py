@@ -140,6 +140,13 @@ def test_restore_refuses_what_does_not_unwrap_and_check_says_what_is_wrong(
     done = keystrap(tmp_path, "admin", "check")
     assert done.returncode == 2 and "1 problem(s)" in done.stderr
     assert "does not unwrap" in done.stdout and "3 enrolled" in done.stdout
+    # check: a damaged page is found by SQLite's integrity check and listed.
+    damaged = bytearray((tmp_path / "good.sqlite").read_bytes())
+    damaged[4096 : 4096 + 400] = b"garbage!" * 50  # page 2, its header included
+    (tmp_path / "damaged.sqlite").write_bytes(bytes(damaged))
+    done = keystrap(tmp_path, "admin", "--database", "damaged.sqlite", "check")
+    assert refused(done, "damaged.sqlite", "integrity check")
+    assert "problem: " in done.stdout
     restored = keystrap(tmp_path, "admin", "restore", "good.sqlite", "--force")
     assert restored.returncode == 0, restored.stderr
     assert "integrity ok" in keystrap(tmp_path, "admin", "check").stdout

@@ -20,7 +20,7 @@ from keystrap.ids import eui64, parse_eui64
 from keystrap.store.atomic import new_output, place_new, refuse_existing
 from keystrap.store.errors import StoreError
 from keystrap.store.keyfile import key_file_bytes, load_or_create_key_file, read_key_file
-from keystrap.store.sqlite import connect, copy_database
+from keystrap.store.sqlite import connect, copy_database, integrity_problems
 from keystrap.store.sqlite_repository import ControllerInfo, SqliteRepository, WrongMasterKey
 
 CREATES_SITE = {"controller.add"}
@@ -184,9 +184,11 @@ def read_master_key(config: ServerConfig) -> bytes:
 def run(args: argparse.Namespace) -> int:
     key = args.admin_command + ("." + args.action if getattr(args, "action", None) else "")
     config = server_config(args)
-    if key in OWN_STORE:
+    if key == "restore":
         _restore(config, args)
         return 0
+    if key == "check":
+        _check_integrity(config)
     _validate(key, args)
     repo = open_repository(config, create=key in CREATES_SITE)
     try:
@@ -328,13 +330,25 @@ def _revoke(repo: SqliteRepository, args: argparse.Namespace) -> None:
 
 
 def _backup(repo: SqliteRepository, args: argparse.Namespace) -> None:
+    if not args.file.parent.is_dir():
+        raise StoreError(f"cannot write {args.file}: no directory {args.file.parent}")
     tmp = args.file.with_name(f".{args.file.name}.partial")
     try:
         tmp.unlink(missing_ok=True)
         repo.backup(tmp)
+        copy = connect(tmp)
+        try:
+            problems = integrity_problems(copy)
+        finally:
+            copy.close()
         place_new(tmp, args.file, force=args.force)
     finally:
         tmp.unlink(missing_ok=True)
+    if problems:
+        raise StoreError(
+            f"backup written to {args.file}, but the store fails SQLite's integrity check "
+            f"({problems[0]}); run keystrap admin check"
+        )
     print(
         f"backup of {repo.path} written to {args.file} (mode 0600, keys wrapped); "
         "keep the master key file safe separately: the backup is useless without it"
@@ -378,6 +392,24 @@ def _restore(config: ServerConfig, args: argparse.Namespace) -> None:
         for leftover in trial.parent.glob(trial.name + "*"):
             leftover.unlink()
     print(f"restored {args.file} into {config.database} ({_counts(report.counts)})")
+
+
+def _check_integrity(config: ServerConfig) -> None:
+    """SQLite's own check first, on a bare connection: a damaged store may not
+    even open as a repository, and the check says where it is damaged."""
+    if not config.database.exists():
+        open_repository(config, create=False)  # the error that says how to make one
+    db = connect(config.database)
+    try:
+        problems = integrity_problems(db)
+    finally:
+        db.close()
+    for problem in problems:
+        print(f"problem: {problem}")
+    if problems:
+        raise StoreError(
+            f"{config.database}: {len(problems)} problem(s) found by SQLite's integrity check"
+        )
 
 
 def _check(repo: SqliteRepository, args: argparse.Namespace) -> None:

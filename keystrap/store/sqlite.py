@@ -117,7 +117,8 @@ def integrity_problems(db: sqlite3.Connection) -> list[str]:
         rows = db.execute("PRAGMA integrity_check").fetchall()
     except sqlite3.Error as exc:
         return [str(exc)]
-    return [] if [r[0] for r in rows] == ["ok"] else [str(r[0]) for r in rows]
+    lines = [line for row in rows for line in str(row[0]).splitlines()]
+    return [line for line in lines if line != "ok" and not line.startswith("*** in database")]
 
 
 def copy_database(source: sqlite3.Connection, target: Path, *, standalone: bool = True) -> None:
@@ -125,8 +126,11 @@ def copy_database(source: sqlite3.Connection, target: Path, *, standalone: bool 
     API: one read snapshot, writers carry on), 0600 and fsynced; ``standalone``:
     one self-contained file without a WAL. An existing ``target`` (a store being
     restored) is replaced in one transaction."""
-    with private_files():
-        copy = sqlite3.connect(target, isolation_level=None)
+    try:
+        with private_files():
+            copy = sqlite3.connect(target, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot write {target}: {exc}") from None
     try:
         source.backup(copy)
         if standalone:

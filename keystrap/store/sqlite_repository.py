@@ -111,8 +111,15 @@ class SqliteRepository:
         self.path = Path(path)
         self._kek = master_key
         self._db = open_database(self.path, SCHEMA, kind=SERVER_STORE, foreign_keys=True)
-        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
-        self._check_master_key()
+        try:
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+            self._check_master_key()
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise StoreError(f"{self.path}: {exc} (keystrap admin check says more)") from None
+        except StoreError:
+            self._db.close()
+            raise
 
     def close(self) -> None:
         self._db.close()
@@ -492,6 +499,13 @@ class SqliteRepository:
     def check(self) -> CheckReport:
         """SQLite's integrity check, every wrapped key unwrapped, nodes counted by state."""
         report = CheckReport(problems=integrity_problems(self._db))
+        try:
+            self._check_keys(report)
+        except sqlite3.Error as exc:
+            report.problems.append(f"reading the store failed: {exc}")
+        return report
+
+    def _check_keys(self, report: CheckReport) -> None:
         wrapped = [
             (f"controller {eui64(cid)}", w)
             for cid, w in self._db.execute("SELECT id, sk_wrapped FROM controllers")
@@ -510,7 +524,6 @@ class SqliteRepository:
                 report.problems.append(f"the key of {owner} does not unwrap under the master key")
         for node in self.list_nodes():
             report.counts[node.status] = report.counts.get(node.status, 0) + 1
-        return report
 
     def backup(self, target: Path) -> None:
         """A consistent copy of the live repository into the new file ``target``;
