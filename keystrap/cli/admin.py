@@ -17,11 +17,17 @@ from keystrap.enrolment import (
     ids_from_range,
 )
 from keystrap.ids import eui64, parse_eui64
+from keystrap.services.instance import InstanceLock
 from keystrap.store.atomic import new_output, place_new, refuse_existing
 from keystrap.store.errors import StoreError
 from keystrap.store.keyfile import key_file_bytes, load_or_create_key_file, read_key_file
 from keystrap.store.sqlite import connect, copy_database, integrity_problems
-from keystrap.store.sqlite_repository import ControllerInfo, SqliteRepository, WrongMasterKey
+from keystrap.store.sqlite_repository import (
+    CheckReport,
+    ControllerInfo,
+    SqliteRepository,
+    WrongMasterKey,
+)
 
 CREATES_SITE = {"controller.add"}
 OWN_STORE = {"restore"}
@@ -356,42 +362,52 @@ def _backup(repo: SqliteRepository, args: argparse.Namespace) -> None:
 
 
 def _restore(config: ServerConfig, args: argparse.Namespace) -> None:
-    """Verify the backup on a private copy first; only then replace the store."""
+    """Verify the backup on a private copy first; only then replace the store,
+    holding the server's lock so that no server runs on it meanwhile."""
     refuse_existing(config.database, args.force)
     if not args.file.is_file():
         raise StoreError(f"backup file {args.file} does not exist")
     master_key = read_master_key(config)
     config.database.parent.mkdir(parents=True, exist_ok=True)
+    lock = InstanceLock.acquire(config.database, "server")
     trial = config.database.with_name(f".{config.database.name}.restoring")
-    for stale in trial.parent.glob(trial.name + "*"):
-        stale.unlink()
-    source = connect(args.file)
+    try:
+        for stale in trial.parent.glob(trial.name + "*"):
+            stale.unlink()
+        report = _restore_through(trial, config, args.file, master_key)
+    finally:
+        for leftover in trial.parent.glob(trial.name + "*"):
+            leftover.unlink()
+        lock.release()
+    print(f"restored {args.file} into {config.database} ({_counts(report.counts)})")
+
+
+def _restore_through(
+    trial: Path, config: ServerConfig, backup: Path, master_key: bytes
+) -> CheckReport:
+    source = connect(backup)
     try:
         copy_database(source, trial)
     finally:
         source.close()
     try:
-        try:
-            repo = SqliteRepository(trial, master_key)
-        except WrongMasterKey:
+        repo = SqliteRepository(trial, master_key)
+    except WrongMasterKey:
+        raise StoreError(
+            f"backup {backup} refused: its keys do not unwrap under the master key "
+            f"{config.master_key}"
+        ) from None
+    try:
+        report = repo.check()
+        if report.problems:
             raise StoreError(
-                f"backup {args.file} refused: its keys do not unwrap under the master key "
-                f"{config.master_key}"
-            ) from None
-        try:
-            report = repo.check()
-            if report.problems:
-                raise StoreError(
-                    f"backup {args.file} refused: {len(report.problems)} problem(s), "
-                    f"the first: {report.problems[0]}"
-                )
-            repo.restore_into(config.database)
-        finally:
-            repo.close()
+                f"backup {backup} refused: {len(report.problems)} problem(s), "
+                f"the first: {report.problems[0]}"
+            )
+        repo.restore_into(config.database)
     finally:
-        for leftover in trial.parent.glob(trial.name + "*"):
-            leftover.unlink()
-    print(f"restored {args.file} into {config.database} ({_counts(report.counts)})")
+        repo.close()
+    return report
 
 
 def _check_integrity(config: ServerConfig) -> None:
