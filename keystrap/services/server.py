@@ -16,7 +16,7 @@ from keystrap.config import ServerConfig
 from keystrap.protocol import Server, ServerPolicy
 from keystrap.services.instance import InstanceLock
 from keystrap.services.lifetime import wait_for_signal
-from keystrap.store.keyfile import load_or_create_key_file
+from keystrap.store.keyfile import load_master_key
 from keystrap.store.sqlite_repository import SqliteRepository
 
 log = logging.getLogger("keystrap.server")
@@ -73,7 +73,7 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
 async def _serve(
     config: ServerConfig, site: aiocoap.resource.Site, ready: asyncio.Event | None
 ) -> None:
-    master_key, created = load_or_create_key_file(config.master_key, secrets.token_bytes)
+    master_key, created = load_master_key(config.database, config.master_key, secrets.token_bytes)
     if created:
         log.info("created %s (mode 0600); it wraps what is stored", config.master_key)
     repository = SqliteRepository(config.database, master_key)
