@@ -3,7 +3,9 @@ pure-Python AES block function it uses there."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -15,7 +17,10 @@ from keystrap.nodecore.host_link import handle
 from keystrap.protocol import NodeStage, NodeState, NodeStatus
 from keystrap.protocol.node import local_core
 from keystrap.runtime import MicroPython
+from keystrap.services.site import Site
 from keystrap.simulation import Fault
+from keystrap.store.node_file import load_node_file
+from keystrap.wire import seal_flight11
 
 from .conftest import load_vectors, make_simulation, node_id
 
@@ -88,6 +93,9 @@ def run_vector(ask: Callable[[str], str], v: dict[str, object]) -> None:
     assert (key, sk) == (v["PSK"], v["SK_i"]) and h(stored4) == f4 and stored5 == f5
     keyed = fields(nid, cid, h(key), b"", h(sk), f4, h(f5))
     assert ask(f"answer {keyed} {fields(f4)}").split()[-1] == f5  # the same flight 5 again
+    flight11 = seal_flight11(h(sk), cid, int.from_bytes(f4[1:5], "big"), nid)
+    assert ask(f"confirm {keyed} {fields(flight11)}").split()[0] == "ok"
+    assert ask(f"confirm {keyed} {fields(flight11[:-1] + b'x')}").split()[0] == "refused"
 
 
 @pytest.mark.parametrize("v", VECTORS, ids=lambda v: v["ID_i"])
@@ -134,3 +142,31 @@ def test_micropython_core_matches_the_local_core(micropython: MicroPython) -> No
     for core in (micropython.core(state), local_core(state)):
         assert core.answer(h(v["flights"]["4"])).hex() == v["flights"]["5"]
         assert (core.key.hex(), core.session_key.hex()) == (v["PSK"], v["SK_i"])
+
+
+# -- against the real services -----------------------------------------------------------
+
+
+def test_micropython_node_bootstraps_against_the_services(tmp_path: Path) -> None:
+    """``keystrap node --runtime micropython``, real server and controller processes."""
+
+    async def scenario() -> None:
+        site = Site(tmp_path, channels=("raw", "raw"))
+        await site.prepare()
+        site.register_controller()
+        [path] = site.enrol(1)
+        ik = load_node_file(path).state.key
+        await site.start()
+        try:
+            args = ("--runtime", "micropython", "--timeout", "30", "--linger", "5")
+            out = await asyncio.to_thread(site.cli, "node", str(path), *args)
+            assert ": confirmed in" in out and "node core in MicroPython v1.27" in out
+            state = load_node_file(path).state
+            assert state.stage is NodeStage.KEYED and state.rn_i is None
+            assert site.server_keys()[state.node_id] == state.key != ik
+            assert site.admin("nodes").strip().endswith("1 node(s): 1 active")
+            assert load_node_file(path).confirmed
+        finally:
+            site.stop()
+
+    asyncio.run(scenario())

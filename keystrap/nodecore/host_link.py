@@ -7,7 +7,8 @@ and a restart of either side loses nothing. Fields are hex, ``-`` for empty::
 
     request:  hello  ID_i ID_c KEY RN_i SK_i FLIGHT4 FLIGHT5 RN
               answer ID_i ID_c KEY RN_i SK_i FLIGHT4 FLIGHT5 RECEIVED_FLIGHT4
-    reply:    ok       KEY RN_i SK_i FLIGHT4 FLIGHT5 FLIGHT_1_OR_5
+              confirm ID_i ID_c KEY RN_i SK_i FLIGHT4 FLIGHT5 RECEIVED_FLIGHT11
+    reply:    ok       KEY RN_i SK_i FLIGHT4 FLIGHT5 FLIGHT_1_OR_5 (- for confirm)
               refused  KEY RN_i SK_i FLIGHT4 FLIGHT5 REASON...
 
 The state returned with ``refused`` lets a host check that a refused flight 4
@@ -39,8 +40,8 @@ def _state(node: MinimalNode) -> str:
 def handle(line: str, block: "BlockFunction | None" = None) -> str:
     """Answer one request line; ``block`` overrides the platform's block function."""
     words = line.split()
-    if len(words) != 9 or words[0] not in ("hello", "answer"):
-        return "error expected: hello|answer and 8 fields"
+    if len(words) != 9 or words[0] not in ("hello", "answer", "confirm"):
+        return "error expected: hello|answer|confirm and 8 fields"
     try:
         values = [_field(w) for w in words[1:]]
     except ValueError:
@@ -56,7 +57,13 @@ def handle(line: str, block: "BlockFunction | None" = None) -> str:
         values[6],
     )
     try:
-        out = node.hello(values[7]) if words[0] == "hello" else node.answer(values[7])
+        if words[0] == "hello":
+            out = node.hello(values[7])
+        elif words[0] == "answer":
+            out = node.answer(values[7])
+        else:
+            node.confirm(values[7])
+            out = b""
     except NodeCoreError as exc:
         return "refused " + _state(node) + " " + str(exc)
     return "ok " + _state(node) + " " + _hex(out)

@@ -58,21 +58,35 @@ class MicroPython:
             text=True,
             bufsize=1,
         )
+        ready = self._read_line()
+        if not ready.startswith("ready "):
+            self.close()
+            raise RuntimeUnavailable(f"MicroPython did not start: {ready.strip()[:120]}")
+        self.version = ready.removeprefix("ready ").strip()
+        """For example ``MicroPython v1.27.0``."""
+
+    def _read_line(self) -> str:
+        process = self._process
+        assert process.stdout is not None and process.stderr is not None
+        try:
+            line = process.stdout.readline()
+        except OSError as exc:
+            raise RuntimeUnavailable(f"MicroPython stopped: {exc}") from exc
+        if not line:
+            detail = process.stderr.read().strip().splitlines()
+            raise RuntimeUnavailable("MicroPython stopped" + (f": {detail[-1]}" if detail else ""))
+        return line
 
     def request(self, line: str) -> list[str]:
         """Send one request line, return the reply's words."""
         process = self._process
-        assert process.stdin is not None and process.stdout is not None
+        assert process.stdin is not None
         try:
             process.stdin.write(line + "\n")
             process.stdin.flush()
-            reply = process.stdout.readline()
         except OSError as exc:
             raise RuntimeUnavailable(f"MicroPython stopped: {exc}") from exc
-        if not reply:
-            assert process.stderr is not None
-            detail = process.stderr.read().strip().splitlines()
-            raise RuntimeUnavailable("MicroPython stopped" + (f": {detail[-1]}" if detail else ""))
+        reply = self._read_line()
         words = reply.split()
         if not words or words[0] == "error":
             raise RuntimeUnavailable(f"MicroPython answered: {reply.strip()}")
@@ -123,6 +137,9 @@ class MicroPythonCore:
 
     def answer(self, flight4: bytes) -> bytes:
         return self._call("answer", flight4)
+
+    def confirm(self, flight11: bytes) -> None:
+        self._call("confirm", flight11)
 
     def _call(self, verb: str, argument: bytes) -> bytes:
         state = (self.key, self.rn_i, self.session_key, self.flight4, self.flight5)

@@ -4,7 +4,8 @@
 // interpreter's filesystem as the package `nodecore`. Then either
 //
 //   node micropython_host.mjs serve
-//       answers each request line on stdin with one line on stdout, through
+//       writes "ready" and the interpreter's version on one line, then answers
+//       each request line on stdin with one line on stdout, through
 //       nodecore.host_link.handle (the protocol is described there); or
 //   node micropython_host.mjs run FILE...
 //       executes each file in its own call into the interpreter, so that a
@@ -58,6 +59,8 @@ if (mode === "run") {
   } catch (error) {
     fail(error);
   }
+  const version = mp.pyimport("sys").version.split("; ").pop().split(" on ")[0];
+  process.stdout.write(`ready ${version}\n`);
   const lines = createInterface({ input: process.stdin, crlfDelay: Infinity });
   for await (const line of lines) {
     let reply;
