@@ -39,8 +39,8 @@ from keystrap.vectors import VectorInputs, run_vector
 # RFC 7228, Table 1 (orders of magnitude, KiB): data size (RAM), code size (flash).
 RFC7228 = {"class 0": (10, 100), "class 1": (10, 100), "class 2": (50, 250)}
 # What a node keeps across a bootstrap: ID_i, ID_c, key (IK or PSK_i), RN_i, TID,
-# SK_i, and the flight 5 it may have to repeat.
-NODE_STATE_BYTES = 8 + 8 + 16 + 16 + 4 + 16 + 29
+# SK_i, and the flight 4 it answered with the flight 5 it may have to repeat.
+NODE_STATE_BYTES = 8 + 8 + 16 + 16 + 4 + 16 + 45 + 29
 
 
 # Runs a module or nothing, then reports its own high-water RSS. (wait4's
