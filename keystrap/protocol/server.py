@@ -109,11 +109,13 @@ class Server:
         node_id = body.flight1.node_id
         node = repo.get_node(node_id)
         if node is None:
-            return Reply(Status.NOT_FOUND, reason="unknown node")
+            return Reply(Status.NOT_FOUND, reason="unknown node", node_id=node_id)
         if node.status is NodeStatus.REVOKED:
-            return Reply(Status.FORBIDDEN, reason="node revoked")
+            return Reply(Status.FORBIDDEN, reason="node revoked", node_id=node_id)
         if repo.count_pending(node_id) >= self.policy.max_pending:
-            return Reply(Status.TOO_MANY_REQUESTS, reason="too many unfinished bootstraps")
+            return Reply(
+                Status.TOO_MANY_REQUESTS, reason="too many unfinished bootstraps", node_id=node_id
+            )
 
         # The current key (IK_i, or the PSK of a previous bootstrap on
         # re-installation) stays in place; the new PSK is only a candidate.
@@ -188,15 +190,19 @@ class Server:
             return Reply(Status.CONFLICT, reason="another bootstrap of this node completed")
         node = repo.get_node(record.node_id)
         if node is None or node.status is NodeStatus.REVOKED:
-            return Reply(Status.FORBIDDEN, reason="node revoked")
+            return Reply(Status.FORBIDDEN, reason="node revoked", node_id=record.node_id)
         # The server checks the node's proof itself rather than trusting the
         # controller's word: only a holder of PSK_i can have sealed RN_c.
         try:
             seen_rn_c = proof.open(record.psk, confirm.controller_id, record.node_id)
         except AuthenticationError:
-            return Reply(Status.UNAUTHORIZED, reason="node proof (flight 5) failed")
+            return Reply(
+                Status.UNAUTHORIZED, reason="node proof (flight 5) failed", node_id=record.node_id
+            )
         if not constant_time_equal(seen_rn_c, record.rn_c):
-            return Reply(Status.FORBIDDEN, reason="node proof carries another RN_c")
+            return Reply(
+                Status.FORBIDDEN, reason="node proof carries another RN_c", node_id=record.node_id
+            )
         repo.confirm(confirm.controller_id, confirm.tid)
         event = NodeActivated(record.node_id, confirm.controller_id, confirm.tid)
         return Reply(Status.OK, ack, event=event)

@@ -202,6 +202,8 @@ class ControllerService:
             reply = await self.client.post(data, lane=tid)
         except ServerUnreachable as exc:
             log.warning("tid=%d: server unreachable (%s); will retry", tid, exc)
+            self.core.server_unreachable(tid)
+            await self._flush()
             return
         finally:
             self._inflight.discard(tid)
