@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint typecheck unit bench fuzz clean
+.PHONY: setup demo test lint typecheck unit bench fuzz fuzz-seeds clean
 
 setup: $(STAMP)
 
@@ -70,14 +70,19 @@ bench: setup
 FUZZ_SECONDS ?= 600
 FUZZ_TARGETS := wire oob qr config settings
 
+# Each target starts from the committed seeds (fuzz/seeds/TARGET, made by
+# fuzz/make_seeds.py); what it finds goes to fuzz/corpus/TARGET (not committed).
 fuzz: setup
 	$(BIN)/python -m pip install --quiet -e '.[fuzz]'
 	@for target in $(FUZZ_TARGETS); do \
 	  mkdir -p fuzz/corpus/$$target; \
 	  echo "fuzzing $$target for $(FUZZ_SECONDS) s"; \
-	  $(BIN)/python fuzz/fuzz_$$target.py fuzz/corpus/$$target \
+	  $(BIN)/python fuzz/fuzz_$$target.py fuzz/corpus/$$target fuzz/seeds/$$target \
 	    -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 2>&1 | tail -n 12 || exit 1; \
 	done
+
+fuzz-seeds: setup
+	$(BIN)/python fuzz/make_seeds.py
 
 clean:
 	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis
