@@ -16,7 +16,7 @@ from keystrap.config import ControllerConfig, ServerConfig, load_config
 from keystrap.enrolment import install_bundle
 from keystrap.oob.audio import from_wav
 from keystrap.oob.base45 import b45decode
-from keystrap.oob.frame import unframe
+from keystrap.oob.frame import OobDecodeError, unframe
 from keystrap.oob.light import LightMedium, parse_schedule
 from keystrap.oob.medium import decode_flight
 from keystrap.oob.nfc import NfcMedium
@@ -121,3 +121,16 @@ def test_config_and_settings_seeds_load(tmp_path: Path) -> None:
     assert len(install_bundle(seeds / "config" / "bundle", tmp_path / "out")) == 1
     update = parse_update((seeds / "settings" / "update").read_bytes())
     assert apply_update(NodeSettings(), update).network["domain"] == "example.org"
+
+
+def test_a_png_claiming_a_huge_chunk_is_refused_before_opencv() -> None:
+    """What fuzzing from the QR seeds found: a 375-byte PNG whose IDAT length
+    field says 2.6 GB made OpenCV allocate 2.5 GB before failing."""
+    png = bytearray((FUZZ / "seeds" / "qr" / "png-1").read_bytes())
+    idat = png.index(b"IDAT") - 4
+    png[idat : idat + 4] = (2_634_023_230).to_bytes(4, "big")
+    with pytest.raises(OobDecodeError, match="malformed PNG"):
+        QrMedium().demodulate(bytes(png))
+    assert peek_type(decode_flight(QrMedium(), (FUZZ / "seeds" / "qr" / "png-1").read_bytes()))
+    trailing = (FUZZ / "seeds" / "qr" / "png-4").read_bytes() + b"trailing bytes"
+    assert peek_type(decode_flight(QrMedium(), trailing)) is FlightType.F4_CHALLENGE
