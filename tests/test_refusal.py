@@ -106,3 +106,30 @@ def test_a_node_hears_the_reason_within_seconds(
     server_log = (tmp_path / "server.log").read_text()
     assert "WARNING refused node=02:00:00:00:00:00:00:09" in server_log
     assert "unknown node" in server_log and "node revoked" in server_log
+
+
+def test_a_node_hears_that_the_server_is_unreachable(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A real controller process whose server is not running."""
+
+    async def scenario() -> float:
+        site = Site(tmp_path, channels=("raw", "raw"))
+        await site.prepare()
+        site.register_controller()
+        [node] = site.enrol(1)
+        await site.start_controller()
+        try:
+            start = time.time()
+            result = await bootstrap_node(node, timeout=6, linger=0)
+            assert not result.ok and "server unreachable" in result.outcome
+            return start
+        finally:
+            site.stop()
+
+    caplog.set_level(logging.WARNING, logger="keystrap.node")
+    start = asyncio.run(scenario())
+    hits = [
+        r.created for r in caplog.records if "server unreachable (unverified)" in r.getMessage()
+    ]
+    assert hits and min(hits) - start < 4.0

@@ -252,6 +252,7 @@ TYPED_ERRORS = (
     ServerUnresolvable,
 )
 EXIT_ERROR = 2
+DAY_SECONDS = 86_400
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # what a shell reports for a reader that went away
 EXIT_INTERRUPTED = 128 + signal.SIGINT
 
@@ -377,6 +378,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "node":
         from keystrap.services.node_agent import run_node_cli
 
+        for option, value in (("--timeout", args.timeout), ("--linger", args.linger)):
+            if not 0 <= value <= DAY_SECONDS:
+                raise ValueError(f"{option} must be from 0 to {DAY_SECONDS} seconds, got {value}")
         if args.factory_reset:
             from keystrap.store.node_file import factory_reset
 
