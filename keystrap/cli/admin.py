@@ -20,7 +20,7 @@ from keystrap.ids import eui64, parse_eui64
 from keystrap.services.instance import InstanceLock
 from keystrap.store.atomic import new_output, place_new, refuse_existing
 from keystrap.store.errors import StoreError
-from keystrap.store.keyfile import key_file_bytes, load_or_create_key_file, read_key_file
+from keystrap.store.keyfile import key_file_bytes, load_master_key
 from keystrap.store.sqlite import connect, copy_database, integrity_problems
 from keystrap.store.sqlite_repository import (
     CheckReport,
@@ -166,25 +166,13 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
 
 def open_repository(config: ServerConfig, create: bool) -> SqliteRepository:
     """The configured store; only a command that sets up a site may create it."""
-    if not config.database.exists():
-        if not create:
-            raise StoreError(
-                f"no server store at {config.database}: create one with "
-                "`keystrap admin controller add`, or give --config/--database"
-            )
-        master_key, _ = load_or_create_key_file(config.master_key, secrets.token_bytes)
-    else:
-        master_key = read_master_key(config)
-    return SqliteRepository(config.database, master_key)
-
-
-def read_master_key(config: ServerConfig) -> bytes:
-    if not config.master_key.exists():
+    if not create and not config.database.exists():
         raise StoreError(
-            f"master key file {config.master_key} does not exist: the keys in "
-            f"{config.database} cannot be unwrapped without it; put it back (or give --master-key)"
+            f"no server store at {config.database}: create one with "
+            "`keystrap admin controller add`, or give --config/--database"
         )
-    return read_key_file(config.master_key)
+    master_key, _ = load_master_key(config.database, config.master_key, secrets.token_bytes)
+    return SqliteRepository(config.database, master_key)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -367,7 +355,7 @@ def _restore(config: ServerConfig, args: argparse.Namespace) -> None:
     refuse_existing(config.database, args.force)
     if not args.file.is_file():
         raise StoreError(f"backup file {args.file} does not exist")
-    master_key = read_master_key(config)
+    master_key, _ = load_master_key(args.file, config.master_key, secrets.token_bytes)
     config.database.parent.mkdir(parents=True, exist_ok=True)
     lock = InstanceLock.acquire(config.database, "server")
     trial = config.database.with_name(f".{config.database.name}.restoring")
