@@ -1,9 +1,16 @@
-"""CCM (RFC 3610, M = 8, L = 2) and CMAC (RFC 4493) on a bare block function."""
+"""CCM (RFC 3610, M = 8, L = 2) and CMAC (RFC 4493) on a bare block function.
 
-from collections.abc import Callable
+MicroPython runs this file as it is: it never evaluates annotations, so the
+type names below only need to exist for CPython and mypy.
+"""
 
-BlockFunction = Callable[[bytes, bytes], bytes]
-"""``E(key, block)``: AES-128 encryption of one 16-byte block."""
+try:
+    from collections.abc import Callable
+
+    BlockFunction = Callable[[bytes, bytes], bytes]
+    """``E(key, block)``: AES-128 encryption of one 16-byte block."""
+except ImportError:  # MicroPython has no collections.abc
+    pass
 
 TAG = 8
 
