@@ -32,7 +32,7 @@ from keystrap.protocol.events import (
 )
 from keystrap.protocol.keys import RandomSource, derive_psk
 from keystrap.protocol.replies import Reply, Status
-from keystrap.protocol.timers import Backoff, Retransmission
+from keystrap.protocol.timers import IN_BAND, Backoff, Retransmission
 from keystrap.wire import (
     RN_SIZE,
     TID_MAX,
@@ -142,15 +142,18 @@ class Controller:
         window: int = 120,
         backoff: Backoff | None = None,
         challenge_attempts: int = 8,
+        server_backoff: Backoff = IN_BAND,
     ) -> None:
         """``window`` is how long a transaction waits for flight 3 (match the server's
         timestamp window: after it, the server would refuse the flight 2 anyway).
         ``challenge_attempts`` bounds retransmissions of flight 4; the transaction
-        still accepts a late flight 5 after that."""
+        still accepts a late flight 5 after that. ``backoff`` paces flight 4 (out of
+        band), ``server_backoff`` flights 2 and 6 (in band)."""
         self.state = state
         self._rng = rng
         self._window = window
         self._backoff = backoff or Backoff()
+        self._server_backoff = server_backoff
         self._challenge_attempts = challenge_attempts
         self._outgoing: list[Outgoing] = []
         self._events: list[Event] = []
@@ -161,7 +164,7 @@ class Controller:
             self._by_node.setdefault(tx.node_id, set()).add(tx.tid)
         # After a restart everything still open is re-sent at the first timer.
         self._timers: dict[int, Retransmission] = {
-            tid: Retransmission(due=0.0, interval=self._backoff.initial)
+            tid: Retransmission(due=0.0, interval=self._pace(tx.stage).initial)
             for tid, tx in state.transactions.items()
             if tx.stage in _OPEN
         }
@@ -348,7 +351,7 @@ class Controller:
                 del self._timers[tid]  # stop repeating; a late flight 5 is still accepted
                 continue
             self._resend(tx)
-            interval = self._backoff.after(timer.interval)
+            interval = self._pace(tx.stage).after(timer.interval)
             self._timers[tid] = Retransmission(now + interval, interval, timer.attempts + 1)
 
     # -- outputs -----------------------------------------------------------------
@@ -380,8 +383,11 @@ class Controller:
         elif tx.stage is TransactionStage.CONFIRMING and tx.confirm is not None:
             self._outgoing.append(ToServer(tx.tid, tx.confirm))
 
+    def _pace(self, stage: TransactionStage) -> Backoff:
+        return self._backoff if stage is TransactionStage.AWAITING_PROOF else self._server_backoff
+
     def _arm(self, tid: int, now: float) -> None:
-        interval = self._backoff.initial
+        interval = self._pace(self.state.transactions[tid].stage).initial
         self._timers[tid] = Retransmission(now + interval, interval)
 
     def _of_node(self, node_id: bytes) -> list[ControllerTransaction]:
