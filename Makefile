@@ -14,7 +14,8 @@ setup: $(STAMP)
 # zbarimg is the independent QR decoder the tests check our PNGs against;
 # libcoap3-bin, whose coap-client is the independent DTLS-PSK peer; openssl,
 # for a DTLS handshake with any PSK bytes; and autoconf, automake and libtool,
-# which DTLSSocket (tinydtls, aiocoap's DTLS server) needs to build from source.
+# which DTLSSocket (tinydtls, aiocoap's DTLS server) needs to build from source;
+# nodejs and npm, which run MicroPython's WebAssembly port (package-lock.json).
 SYSTEM_STAMP := $(VENV)/.system-stamp
 
 $(SYSTEM_STAMP):
@@ -26,17 +27,20 @@ $(SYSTEM_STAMP):
 	command -v autoreconf >/dev/null || missing="$$missing autoconf"; \
 	command -v automake >/dev/null || missing="$$missing automake"; \
 	command -v libtoolize >/dev/null || missing="$$missing libtool"; \
+	command -v node >/dev/null || missing="$$missing nodejs"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 	@mkdir -p $(VENV) && touch $@
 
-$(STAMP): pyproject.toml $(SYSTEM_STAMP)
+$(STAMP): pyproject.toml package-lock.json $(SYSTEM_STAMP)
 	$(PYTHON) -m venv --clear $(VENV)
 	@touch $(SYSTEM_STAMP)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	npm ci --no-audit --no-fund --silent
 	@touch $@
 
 demo: setup
@@ -76,4 +80,4 @@ fuzz: setup
 	done
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis

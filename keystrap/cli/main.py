@@ -126,6 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--capture-dir", type=Path, help="also write every out-of-band signal (PNG, WAV...) here"
     )
     node.add_argument(
+        "--runtime",
+        choices=("python", "micropython"),
+        default="python",
+        help="where the node core runs: in this process, or inside MicroPython 1.27 "
+        "(WebAssembly, under Node.js; this process only carries its bytes)",
+    )
+    node.add_argument(
         "--serve",
         metavar="[HOST:]PORT",
         help="after bootstrapping (or at once, if already confirmed), serve the node's "
@@ -314,6 +321,7 @@ def _run(args: argparse.Namespace) -> int:
                 channels,
                 args.capture_dir,
                 None if args.serve is None else parse_host_port(args.serve),
+                args.runtime,
             )
         )
     if args.command == "install":

@@ -16,8 +16,9 @@ try:  # noqa: SIM105 (MicroPython has no contextlib.suppress)
 except ImportError:  # MicroPython: only annotations name it
     pass
 
-VERSION_TYPE = {1: 0x11, 4: 0x14, 5: 0x15}
+VERSION_TYPE = {1: 0x11, 4: 0x14, 5: 0x15, 11: 0x1B}
 FLIGHT4_SIZE = 45  # header, TID, RN_i || RN_c sealed (32 + 8-byte tag)
+FLIGHT11_SIZE = 13  # header, TID, tag
 
 
 class NodeCoreError(Exception):
@@ -104,3 +105,21 @@ class MinimalNode:
         self.key, self.rn_i = psk, b""
         self.flight4, self.flight5 = bytes(flight4), header + tid + sealed
         return self.flight5
+
+    def confirm(self, flight11: bytes) -> None:
+        """Check the controller's flight 11: the server has confirmed this node's PSK_i.
+
+        Raises :class:`NodeCoreError` unless it is sealed under this bootstrap's
+        SK_i for its TID; it changes nothing either way.
+        """
+        header = flight11[:1]
+        if not self.flight5 or len(flight11) != FLIGHT11_SIZE or header[0] != VERSION_TYPE[11]:
+            raise NodeCoreError("not a flight 11 for this node")
+        tid = self.flight4[1:5]
+        aad = header + self.controller_id + tid + self.node_id
+        nonce = bytes([11]) + self.controller_id + tid
+        if (
+            _differ(flight11[1:5], tid)
+            or ccm_open(self._e, self.session_key, nonce, flight11[5:], aad) is None
+        ):
+            raise NodeCoreError("flight 11 failed authentication")

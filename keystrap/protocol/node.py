@@ -24,10 +24,13 @@ from typing import Protocol
 
 from keystrap.crypto import aes_encrypt_block
 from keystrap.nodecore import MinimalNode, NodeCoreError
-from keystrap.protocol.events import Event, NodeKeyed, Rejected
+from keystrap.protocol.events import Event, NodeConfirmed, NodeKeyed, Rejected
 from keystrap.protocol.keys import RandomSource
 from keystrap.protocol.timers import Backoff, Retransmission
-from keystrap.wire import RN_SIZE, Flight4
+from keystrap.wire import RN_SIZE, Flight4, FlightType
+from keystrap.wire.header import header_byte
+
+_FLIGHT11 = header_byte(FlightType.F11_NODE_CONFIRMED)
 
 
 class NodeStage(Enum):
@@ -67,6 +70,8 @@ class NodeCore(Protocol):
     def hello(self, rn_i: bytes) -> bytes: ...
 
     def answer(self, flight4: bytes) -> bytes: ...
+
+    def confirm(self, flight11: bytes) -> None: ...
 
 
 CoreFactory = Callable[[NodeState], NodeCore]
@@ -134,8 +139,11 @@ class Node:
             self._outgoing.append(self.state.proof)
 
     def receive(self, data: bytes, now: float) -> None:
-        """Take one flight from the out-of-band channel."""
+        """Take one flight from the out-of-band channel: flight 4, or flight 11."""
         core = self._core(self.state)
+        if data[:1] == _FLIGHT11:
+            self._confirm(core, data)
+            return
         try:
             proof = core.answer(data)
         except NodeCoreError as exc:
@@ -179,6 +187,15 @@ class Node:
         return self._events.pop(0) if self._events else None
 
     # -- helpers -----------------------------------------------------------------
+
+    def _confirm(self, core: NodeCore, data: bytes) -> None:
+        try:
+            core.confirm(data)
+        except NodeCoreError as exc:
+            self._events.append(Rejected(self.ROLE, str(exc)))
+            return
+        assert self.state.tid is not None  # only a keyed node accepts flight 11
+        self._events.append(NodeConfirmed(self.state.node_id, self.state.tid))
 
     def _send_hello(self, now: float) -> None:
         assert self.state.rn_i is not None

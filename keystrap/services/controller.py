@@ -19,8 +19,9 @@ from pathlib import Path
 
 from keystrap.coap.client import SbsClient, ServerUnreachable
 from keystrap.config import ControllerConfig
+from keystrap.crypto import derive_session_key
 from keystrap.ids import eui64, parse_eui64
-from keystrap.oob import DONE, OobClosed, OobLink, OobListener, parse_endpoint
+from keystrap.oob import OobClosed, OobLink, OobListener, parse_endpoint
 from keystrap.oob.link import MediumLink
 from keystrap.oob.medium import get_medium
 from keystrap.oob.unix import UnixListener
@@ -48,6 +49,7 @@ from keystrap.wire import (
     RevocationList,
     RevocationQuery,
     peek_type,
+    seal_flight11,
 )
 from keystrap.wire.revocation import MAX_ENTRIES as MAX_REVOCATIONS
 
@@ -139,9 +141,8 @@ class ControllerService:
                 self._links[node_id] = link
             self.core.receive_from_node(data, time.time())
             await self._flush()
-            if node_id is not None and self._finished(node_id, data):
-                with contextlib.suppress(OobClosed):
-                    await link.send(DONE)
+            if node_id is not None and (tid := self._finished(node_id, data)) is not None:
+                await self._say_confirmed(link, node_id, tid)
                 break
         if node_id is not None and self._links.get(node_id) is link:
             del self._links[node_id]
@@ -159,15 +160,29 @@ class ControllerService:
             pass
         return None
 
-    def _finished(self, node_id: bytes, data: bytes) -> bool:
-        """A proof for a transaction that is already done: nothing more to say."""
+    def _finished(self, node_id: bytes, data: bytes) -> int | None:
+        """The TID, if ``data`` is a proof for a transaction already done."""
         try:
             if peek_type(data) is not FlightType.F5_PROOF:
-                return False
+                return None
             tx = self.core.state.transactions.get(Flight5.decode(data).tid)
         except DecodeError:
-            return False
-        return tx is not None and tx.node_id == node_id and tx.stage is TransactionStage.DONE
+            return None
+        done = tx is not None and tx.node_id == node_id and tx.stage is TransactionStage.DONE
+        return tx.tid if done and tx is not None else None
+
+    async def _say_confirmed(self, link: OobLink, node_id: bytes, tid: int) -> None:
+        """Flight 11 tells the node, verifiably, that the server holds its PSK_i.
+
+        Sent here rather than by the protocol core: it ends the out-of-band
+        session, which the core knows nothing of, and asks nothing back.
+        """
+        psk = self.core.state.transactions[tid].psk
+        if psk is None:  # revoked meanwhile: nothing to confirm
+            return
+        sk_i = derive_session_key(psk, node_id, self.controller_id)
+        with contextlib.suppress(OobClosed):
+            await link.send(seal_flight11(sk_i, self.controller_id, tid, node_id))
 
     # -- in band ------------------------------------------------------------------
 
@@ -260,11 +275,11 @@ class ControllerService:
         self.store.save(self.core.state, changes)
         self.core.mark_saved(changes)
         outgoing = self.core.data_to_send()
-        closing: list[bytes] = []
+        closing: list[tuple[bytes, int]] = []
         while (event := self.core.next_event()) is not None:
             self._log_event(event)
             if isinstance(event, BootstrapConfirmed):
-                closing.append(event.node_id)
+                closing.append((event.node_id, event.tid))
                 psk = self.core.state.transactions[event.tid].psk
                 if psk is not None:
                     self.store.record_node(event.node_id, event.tid, psk)
@@ -281,11 +296,10 @@ class ControllerService:
                 if link is not None:
                     with contextlib.suppress(OobClosed):
                         await link.send(out.data)
-        for node_id in closing:
+        for node_id, tid in closing:
             link = self._links.pop(node_id, None)
             if link is not None:
-                with contextlib.suppress(OobClosed):
-                    await link.send(DONE)
+                await self._say_confirmed(link, node_id, tid)
                 await link.close()
         self._wake.set()
 

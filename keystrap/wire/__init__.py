@@ -27,6 +27,7 @@ from keystrap.wire.flights import (
     seal_flight6,
     seal_flight7,
     seal_flight8,
+    seal_flight11,
 )
 from keystrap.wire.header import COMPACT, VERSION, FlightType, peek_type, peek_version
 from keystrap.wire.revocation import RevocationList, RevocationQuery
@@ -66,4 +67,5 @@ __all__ = [
     "seal_flight6",
     "seal_flight7",
     "seal_flight8",
+    "seal_flight11",
 ]
