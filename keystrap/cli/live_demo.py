@@ -28,6 +28,7 @@ from keystrap.ids import eui64, parse_eui64
 from keystrap.services.node_agent import NodeResult, bootstrap_node
 from keystrap.services.processes import free_udp_port
 from keystrap.services.site import Site
+from keystrap.store.atomic import refuse_non_empty_dir
 from keystrap.store.node_file import load_node_file
 from keystrap.wire import (
     DecodeError,
@@ -70,6 +71,7 @@ class Progress:
 @contextlib.contextmanager
 def _workdir(path: Path | None) -> Iterator[Path]:
     if path is not None:
+        refuse_non_empty_dir(path, "--workdir")
         path.mkdir(parents=True, exist_ok=True)
         yield path
     else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import stat
 import struct
 from pathlib import Path
 
@@ -58,8 +59,7 @@ class UnixListener:
 
     async def start(self, handler: SessionHandler) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()  # left over from a killed run
+        await remove_stale_socket(self.path)
 
         async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             link = UnixLink(reader, writer)
@@ -79,7 +79,32 @@ class UnixListener:
             self._server.close()
             await self._server.wait_closed()
         with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+            if self.path.is_socket():
+                self.path.unlink()
+
+
+async def remove_stale_socket(path: Path) -> None:
+    """Unlink ``path`` only if it is a socket left over from a killed run: any
+    other file is refused (it may be an operator's data), and so is a socket
+    some process still listens on."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(info.st_mode):
+        raise OobError(
+            f"{path} exists and is not a socket; refusing to replace it "
+            "(choose another out-of-band path, or move the file away)"
+        )
+    try:
+        _, writer = await asyncio.open_unix_connection(str(path))
+    except (ConnectionRefusedError, FileNotFoundError):
+        path.unlink(missing_ok=True)
+        return
+    except OSError as exc:
+        raise OobError(f"cannot tell whether {path} is in use: {exc}") from None
+    writer.close()
+    raise OobError(f"{path} is in use by a running process (another controller?)")
 
 
 async def connect(path: Path, timeout: float = 10.0) -> UnixLink:

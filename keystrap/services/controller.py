@@ -38,6 +38,7 @@ from keystrap.protocol import (
     TransactionStage,
     TransactionStarted,
 )
+from keystrap.services.instance import InstanceLock
 from keystrap.services.lifetime import wait_for_signal
 from keystrap.store.controller_store import ControllerStore
 from keystrap.store.keyfile import load_or_create_key_file, read_key_file
@@ -74,8 +75,18 @@ class ControllerService:
         self._wake = asyncio.Event()
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
+        """The lock on the state comes first: a second controller stops before
+        anything is written."""
+        lock = InstanceLock.acquire(self.config.state, "controller")
+        try:
+            await self._run(ready)
+        finally:
+            lock.release()
+
+    async def _run(self, ready: asyncio.Event | None) -> None:
         config = self.config
         sk_cs = read_key_file(config.key_file)
+        self.client = await SbsClient.create(config.server, config.coap_endpoints)
         master_key, created = load_or_create_key_file(config.master_key, secrets.token_bytes)
         if created:
             log.info("created %s (mode 0600); it wraps what is stored", config.master_key)
@@ -87,10 +98,7 @@ class ControllerService:
             for tx in state.transactions.values()
             if tx.stage not in (TransactionStage.DONE, TransactionStage.FAILED)
         )
-        self.client = await SbsClient.create(config.server, config.coap_endpoints)
         _, where = parse_endpoint(config.oob)
-        get_medium(config.channel_from_node)  # an unknown medium fails here, at start
-        get_medium(config.channel_to_node)
         listener: OobListener = UnixListener(Path(where))
         await listener.start(self._session)
         log.info(

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
 from collections.abc import Iterator, Mapping
 
-import aiocoap
+import aiocoap.resource
 
-from keystrap.coap.server import build_site
+from keystrap.coap.server import open_server_context, serve_core
 from keystrap.config import ServerConfig
 from keystrap.protocol import Server, ServerPolicy
+from keystrap.services.instance import InstanceLock
 from keystrap.services.lifetime import wait_for_signal
 from keystrap.store.keyfile import load_or_create_key_file
 from keystrap.store.sqlite_repository import SqliteRepository
@@ -57,6 +59,20 @@ class LiveControllers(Mapping[bytes, bytes]):
 
 
 async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> None:
+    """The port and the lock on the database are taken first: a port in use, or
+    a second instance, stops here before any file is written."""
+    async with contextlib.AsyncExitStack() as held:
+        site = aiocoap.resource.Site()
+        held.push_async_callback(
+            (await open_server_context(site, config.host, config.port)).shutdown
+        )
+        held.callback(InstanceLock.acquire(config.database, "server").release)
+        await _serve(config, site, ready)
+
+
+async def _serve(
+    config: ServerConfig, site: aiocoap.resource.Site, ready: asyncio.Event | None
+) -> None:
     master_key, created = load_or_create_key_file(config.master_key, secrets.token_bytes)
     if created:
         log.info("created %s (mode 0600); it wraps what is stored", config.master_key)
@@ -64,8 +80,7 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
     controllers = LiveControllers(repository)
     policy = ServerPolicy(config.window, config.max_pending, config.profile == "hardened")
     core = Server(repository, controllers, policy)
-    site, resource = build_site(core)
-    context = await aiocoap.Context.create_server_context(site, bind=(config.host, config.port))
+    resource = serve_core(site, core)
     log.info(
         "listening on coap://%s:%d/bs (database %s, %s profile, %d controller(s))",
         config.host,
@@ -79,5 +94,4 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
     finally:
         served = ", ".join(f"{k}={v}" for k, v in sorted(resource.counters.items()))
         log.info("shutting down; replies sent: %s", served or "none")
-        await context.shutdown()
         repository.close()
