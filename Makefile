@@ -14,7 +14,8 @@ setup: $(STAMP)
 # zbarimg is the independent QR decoder the tests check our PNGs against;
 # libcoap3-bin, whose coap-client is the independent DTLS-PSK peer; openssl,
 # for a DTLS handshake with any PSK bytes; and autoconf, automake and libtool,
-# which DTLSSocket (tinydtls, aiocoap's DTLS server) needs to build from source.
+# which DTLSSocket (tinydtls, aiocoap's DTLS server) needs to build from source;
+# chromium, the browser Playwright drives in the console's tests (never downloaded).
 SYSTEM_STAMP := $(VENV)/.system-stamp
 
 $(SYSTEM_STAMP):
@@ -26,6 +27,7 @@ $(SYSTEM_STAMP):
 	command -v autoreconf >/dev/null || missing="$$missing autoconf"; \
 	command -v automake >/dev/null || missing="$$missing automake"; \
 	command -v libtoolize >/dev/null || missing="$$missing libtool"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \

@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="hardened: controllers get PSK_i and a sealed flight 4, never IK",
     )
     server.add_argument("--log-level", help="debug, info, warning, error")
+    server.add_argument("--metrics", metavar="[HOST:]PORT", help="serve GET /metrics there")
     server.add_argument(
         "--print-config",
         action="store_true",
@@ -88,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument("--capture-dir", help="also write every out-of-band signal here")
     ctl.add_argument("--window", type=int, help="seconds to wait for flight 3 (default 120)")
     ctl.add_argument("--log-level", help="debug, info, warning, error")
+    ctl.add_argument("--metrics", metavar="[HOST:]PORT", help="serve GET /metrics there")
     ctl.add_argument(
         "--print-config",
         action="store_true",
