@@ -7,6 +7,7 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 
+from keystrap.cli.console import add_user_parser, user_command
 from keystrap.config import ServerConfig, load_config
 from keystrap.enrolment import (
     KEY_MODES,
@@ -91,6 +92,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     what.add_parser("nodes", help="list nodes and their state")
     revoke = what.add_parser("revoke", help="make the server refuse a node from now on")
     revoke.add_argument("node")
+    add_user_parser(what)
 
 
 def open_repository(args: argparse.Namespace) -> SqliteRepository:
@@ -216,4 +218,7 @@ COMMANDS: dict[str, Callable[[SqliteRepository, argparse.Namespace], None]] = {
     "installer.remove": _installer_remove,
     "nodes": _nodes,
     "revoke": _revoke,
+    "user.add": user_command,
+    "user.list": user_command,
+    "user.remove": user_command,
 }

@@ -11,7 +11,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from keystrap import __version__
-from keystrap.cli import admin, oob
+from keystrap.cli import admin, console, oob
 from keystrap.coap.node_client import NodeRefused, NodeUnreachable
 from keystrap.config import ConfigError, ControllerConfig, ServerConfig, load_config, render_config
 from keystrap.hostport import format_host_port, parse_host_port
@@ -156,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     admin.add_parser(sub)
+    console.add_parser(sub)
     oob.add_parser(sub)
     attack = sub.add_parser(
         "attack",
@@ -328,6 +329,8 @@ def _run(args: argparse.Namespace) -> int:
         return admin.run(args)
     if args.command == "oob":
         return oob.run(args)
+    if args.command == "console":
+        return console.run(args)
     if args.command == "attack":
         from keystrap.attack.runner import main as attack_main
 
