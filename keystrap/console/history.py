@@ -68,7 +68,6 @@ def attempts(
             (controller_id, tid), Attempt(controller_id, tid, at, [], "in progress")
         )
         if outcome == activity.REFUSED:
-            attempt.steps.append(plain(flight, cause))
             attempt.outcome, attempt.cause = "failed", plain(flight, cause)
         elif outcome == activity.GRANTED:
             attempt.steps.append("flight 2 accepted: the server granted the node's key (flight 3)")
