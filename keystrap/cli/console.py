@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import socket
 import sys
 from pathlib import Path
 
-from keystrap.config import ServerConfig, load_config
+from keystrap.config import ConfigError, ServerConfig, load_config
 from keystrap.store.errors import StoreError
 from keystrap.store.keyfile import read_key_file
 from keystrap.store.sqlite_repository import SqliteRepository
 
-DEFAULT_PORT = 8443
+DEFAULT_PORT = 8080
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -26,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     console.add_argument("--database", type=Path, help="SQLite repository (overrides --config)")
     console.add_argument("--master-key", type=Path, help="master key file (overrides --config)")
     console.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    console.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port (default 8443)")
+    console.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port (default 8080)")
     console.add_argument("--certfile", type=Path, help="TLS certificate (PEM): serve HTTPS")
     console.add_argument("--keyfile", type=Path, help="TLS private key (PEM) for --certfile")
 
@@ -101,17 +102,33 @@ def run(args: argparse.Namespace) -> int:
         )
     store = ConsoleStore(repository, users, config.window, secure_cookie=args.certfile is not None)
     scheme = "https" if args.certfile else "http"
-    print(f"console on {scheme}://{args.host}:{args.port}/ (store {config.database})", flush=True)
     try:
-        uvicorn.run(
-            build_app(store),
-            host=args.host,
-            port=args.port,
-            ssl_certfile=None if args.certfile is None else str(args.certfile),
-            ssl_keyfile=None if args.keyfile is None else str(args.keyfile),
-            log_level="warning",
-            server_header=False,
+        listening = listen(args.host, args.port)
+        server = uvicorn.Server(
+            uvicorn.Config(
+                build_app(store),
+                ssl_certfile=None if args.certfile is None else str(args.certfile),
+                ssl_keyfile=None if args.keyfile is None else str(args.keyfile),
+                log_level="warning",
+                server_header=False,
+                timeout_graceful_shutdown=2,  # live views never end on their own
+            )
         )
+        print(f"console on {scheme}://{args.host}:{args.port}/ (store {config.database})", flush=True)
+        server.run(sockets=[listening])
     finally:
         store.close()
     return 0
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """Bound here rather than by uvicorn, so a taken port is one clear error line."""
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listening = socket.socket(family, socket.SOCK_STREAM)
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listening.bind((host, port))
+        listening.listen(128)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return listening
