@@ -114,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
                 timeout_graceful_shutdown=2,  # live views never end on their own
             )
         )
-        print(f"console on {scheme}://{args.host}:{args.port}/ (store {config.database})", flush=True)
+        where = f"{scheme}://{args.host}:{args.port}/"
+        print(f"console on {where} (store {config.database})", flush=True)
         server.run(sockets=[listening])
     finally:
         store.close()
