@@ -66,12 +66,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--enrolled", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument(
+        "--workdir", type=Path, help="keep the store here, and reuse it if it is there"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        site, enrol_s = make_store(Path(tmp), args.enrolled)
+        root = args.workdir or Path(tmp)
+        if (root / "data" / "sbs.sqlite").exists():
+            site, enrol_s = Site(root), 0.0
+        else:
+            site, enrol_s = make_store(root, args.enrolled)
         repository = SqliteRepository(site.database, read_key_file(site.master_key))
         users = Users(site.database)
-        users.add("bench", PASSWORD)
+        if "bench" not in users.names():
+            users.add("bench", PASSWORD)
         t0 = time.monotonic()
         store = ConsoleStore(repository, users, window=120, secure_cookie=False)
         index_s = time.monotonic() - t0

@@ -217,6 +217,9 @@ def test_nodes_are_paged_by_key_and_filtered(store: ConsoleStore) -> None:
     assert [row.node_id[-1] for row in prefix] == list(range(0x10, 0x20))
     board = queries.dashboard(db, 0.0, 120)
     assert board.states == {"enrolled": 149, "bootstrapping": 0, "active": 0, "revoked": 1}
+    store.repository.remove_order(2)  # the counts follow every write, whoever makes it
+    board = queries.dashboard(db, 0.0, 120)
+    assert board.states == {"enrolled": 119, "bootstrapping": 0, "active": 0, "revoked": 1}
 
 
 def test_history_tells_each_attempt_in_plain_words(store: ConsoleStore) -> None:

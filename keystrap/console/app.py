@@ -185,7 +185,7 @@ def build_app(store: ConsoleStore) -> Starlette:
             args=args,
             following=following,
             states=queries.STATES,
-            orders=store.repository.list_orders(),
+            orders=queries.order_choices(store.db),
             installers=store.repository.list_installers(),
             controllers=store.repository.list_controllers(),
         )

@@ -13,13 +13,31 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from keystrap.store import activity
-from keystrap.store.sqlite import open_database
+from keystrap.store.sqlite import open_database, write_transaction
 
 INDEXES = """
 CREATE INDEX IF NOT EXISTS nodes_by_status ON nodes(status, id);
 CREATE INDEX IF NOT EXISTS nodes_by_order_id ON nodes(order_id, id);
 CREATE INDEX IF NOT EXISTS transactions_by_status ON transactions(status, created);
+CREATE TABLE IF NOT EXISTS node_counts (status TEXT PRIMARY KEY, n INTEGER NOT NULL);
 """
+# Counting 10^6 index entries takes longer than a page may; these keep the count
+# of nodes per state up to date with every write instead (one row update each).
+COUNTERS = (
+    """CREATE TRIGGER node_counts_insert AFTER INSERT ON nodes BEGIN
+    INSERT INTO node_counts VALUES (NEW.status, 1)
+        ON CONFLICT(status) DO UPDATE SET n = n + 1;
+    END""",
+    """CREATE TRIGGER node_counts_delete AFTER DELETE ON nodes BEGIN
+    UPDATE node_counts SET n = n - 1 WHERE status = OLD.status;
+    END""",
+    """CREATE TRIGGER node_counts_update AFTER UPDATE OF status ON nodes
+    WHEN OLD.status != NEW.status BEGIN
+    UPDATE node_counts SET n = n - 1 WHERE status = OLD.status;
+    INSERT INTO node_counts VALUES (NEW.status, 1)
+        ON CONFLICT(status) DO UPDATE SET n = n + 1;
+    END""",
+)
 PAGE = 50
 STATES = ("enrolled", "bootstrapping", "active", "revoked")
 
@@ -27,7 +45,17 @@ STATES = ("enrolled", "bootstrapping", "active", "revoked")
 def open_store(path: Path) -> sqlite3.Connection:
     """The console's own connection to the server's database. Creating the indexes
     takes a few seconds once on a large existing store; the server keeps them."""
-    return open_database(Path(path), activity.SCHEMA + INDEXES, foreign_keys=True)
+    db = open_database(Path(path), activity.SCHEMA + INDEXES, foreign_keys=True)
+    with write_transaction(db):
+        installed = db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='trigger' AND name='node_counts_insert'"
+        ).fetchone()
+        if installed is None:
+            for trigger in COUNTERS:
+                db.execute(trigger)
+            db.execute("DELETE FROM node_counts")
+            db.execute("INSERT INTO node_counts SELECT status, COUNT(*) FROM nodes GROUP BY status")
+    return db
 
 
 def id_range(search: str) -> tuple[bytes, bytes] | None:
@@ -63,12 +91,16 @@ def page_nodes(
     db: sqlite3.Connection, where: NodeFilter, after: bytes = b"", limit: int = PAGE
 ) -> list[NodeRow]:
     """One page of nodes in EUI-64 order, starting after ``after``."""
-    clauses = ["n.id > ?"]
+    # One lower and one upper bound, so that SQLite's range on the key is the tight one.
+    clauses: list[str] = ["n.id > ?"]
     params: list[object] = [after]
     found = id_range(where.search)
     if found is not None:
-        clauses.append("n.id >= ? AND n.id < ?")
-        params += found
+        low, high = found
+        if after < low:
+            clauses, params = ["n.id >= ?"], [low]
+        clauses.append("n.id < ?")
+        params.append(high)
     pending = "EXISTS(SELECT 1 FROM transactions t WHERE t.node_id=n.id AND t.status='pending')"
     if where.state == "bootstrapping":
         clauses.append(f"n.status IN ('enrolled', 'active') AND {pending}")
@@ -98,6 +130,12 @@ def page_nodes(
     ]
 
 
+def order_choices(db: sqlite3.Connection) -> list[tuple[int, str]]:
+    """``(order, installer)`` for the filter menu (without the node counts, which
+    cost a count over each order's nodes)."""
+    return db.execute("SELECT id, installer FROM orders ORDER BY id").fetchall()
+
+
 @dataclass(frozen=True)
 class Dashboard:
     states: dict[str, int]
@@ -109,7 +147,7 @@ class Dashboard:
 
 def dashboard(db: sqlite3.Connection, now: float, window: int, minutes: int = 30) -> Dashboard:
     states = dict.fromkeys(STATES, 0)
-    for status, count in db.execute("SELECT status, COUNT(*) FROM nodes GROUP BY status"):
+    for status, count in db.execute("SELECT status, n FROM node_counts"):
         states[status] = count
     busy = db.execute(
         "SELECT n.status, COUNT(DISTINCT t.node_id) FROM transactions t "
