@@ -39,6 +39,7 @@ class ServerConfig:
     max_pending: int = 8
     profile: str = "paper"
     log_level: str = "info"
+    metrics: str = ""
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class ControllerConfig:
     keep_finished: int = 86_400
     dtls_timeout: int = 10
     log_level: str = "info"
+    metrics: str = ""
 
 
 HELP: dict[str, str] = {
@@ -85,6 +87,7 @@ HELP: dict[str, str] = {
     "revocation_poll": "seconds between asking the server which nodes were revoked",
     "keep_finished": "seconds a finished bootstrap is kept (to answer a repeated flight 5)",
     "dtls_timeout": "seconds `controller configure` waits for a node's DTLS answer",
+    "metrics": "[HOST:]PORT for Prometheus' GET /metrics (HOST defaults to 127.0.0.1; empty: off)",
 }
 
 C = TypeVar("C", ServerConfig, ControllerConfig)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from keystrap.crypto import constant_time_equal
-from keystrap.protocol.events import BootstrapGranted, NodeActivated
+from keystrap.protocol.events import BootstrapGranted, BootstrapRefused, NodeActivated
 from keystrap.protocol.keys import derive_psk
 from keystrap.protocol.replies import Reply, Status
 from keystrap.protocol.repository import (
@@ -166,12 +166,17 @@ class Server:
             return self._retransmitted_request(previous, data)
         node_id = request.node_id
         node = repo.get_node(node_id)
+
+        def refuse(status: Status, reason: str) -> Reply:
+            event = BootstrapRefused(node_id, request.controller_id, request.tid, 2, reason)
+            return Reply(status, reason=reason, event=event)
+
         if node is None:
-            return Reply(Status.NOT_FOUND, reason="unknown node")
+            return refuse(Status.NOT_FOUND, "unknown node")
         if node.status is NodeStatus.REVOKED:
-            return Reply(Status.FORBIDDEN, reason="node revoked")
+            return refuse(Status.FORBIDDEN, "node revoked")
         if repo.count_pending(node_id) >= self.policy.max_pending:
-            return Reply(Status.TOO_MANY_REQUESTS, reason="too many unfinished bootstraps")
+            return refuse(Status.TOO_MANY_REQUESTS, "too many unfinished bootstraps")
 
         # The current key (IK_i, or the PSK of a previous bootstrap on
         # re-installation) stays in place; the new PSK is only a candidate.
@@ -252,13 +257,18 @@ class Server:
             ack = seal_compact_confirmed(sk_cs, controller_id, tid, record.node_id)
         else:
             ack = seal_flight7(sk_cs, controller_id, tid, record.node_id)
+
+        def refuse(status: Status, reason: str) -> Reply:
+            event = BootstrapRefused(record.node_id, controller_id, tid, 6, reason)
+            return Reply(status, reason=reason, event=event)
+
         if record.status is TransactionStatus.CONFIRMED:
             return Reply(Status.OK, ack)
         if record.status is TransactionStatus.SUPERSEDED or record.psk is None:
-            return Reply(Status.CONFLICT, reason="another bootstrap of this node completed")
+            return refuse(Status.CONFLICT, "another bootstrap of this node completed")
         node = repo.get_node(record.node_id)
         if node is None or node.status is NodeStatus.REVOKED:
-            return Reply(Status.FORBIDDEN, reason="node revoked")
+            return refuse(Status.FORBIDDEN, "node revoked")
         # The server checks the node's proof itself rather than trusting the
         # controller's word: only a holder of PSK_i can have sealed RN_c.
         try:
@@ -269,9 +279,9 @@ class Server:
             elif not constant_time_equal(
                 proof.open(record.psk, controller_id, record.node_id), record.rn_c
             ):
-                return Reply(Status.FORBIDDEN, reason="node proof carries another RN_c")
+                return refuse(Status.FORBIDDEN, "node proof carries another RN_c")
         except AuthenticationError:
-            return Reply(Status.UNAUTHORIZED, reason="node proof (flight 5) failed")
+            return refuse(Status.UNAUTHORIZED, "node proof (flight 5) failed")
         repo.confirm(controller_id, tid)
         event = NodeActivated(record.node_id, controller_id, tid)
         return Reply(Status.OK, ack, event=event)
