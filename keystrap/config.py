@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from keystrap.hostport import parse_host_port
 from keystrap.ids import parse_eui64
 from keystrap.oob.channel import OobError, parse_endpoint
 from keystrap.oob.medium import MEDIA
@@ -161,7 +162,7 @@ def _check(section: str, name: str, value: object) -> None:
     """One option's value against its range or choices, before any of it is used:
     a bad value ends the start, never a running service."""
     text = str(value)
-    optional = name == "capture_dir"
+    optional = name in ("capture_dir", "metrics")
     if isinstance(value, str | Path) and (not text.isprintable() or not (text or optional)):
         raise ConfigError(f"[{section}] {name} must be printable text, got {text!r}")
     if name in RANGES and isinstance(value, int):
@@ -177,6 +178,8 @@ def _check(section: str, name: str, value: object) -> None:
             _check_coap_uri(text)
         elif name == "oob":
             parse_endpoint(text)
+        elif name == "metrics" and text:
+            parse_host_port(text)
     except (ValueError, OobError) as exc:
         raise ConfigError(f"[{section}] {name}: {exc}") from None
 
