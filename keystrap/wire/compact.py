@@ -84,6 +84,27 @@ def _tid(data: bytes, at: int) -> int:
     return int(tid)
 
 
+def _to_server(
+    kind: FlightType, sk_cs: bytes, controller_id: bytes, tid: int, plaintext: bytes
+) -> bytes:
+    """Flights 2 and 6: ``ID_c`` and ``TID`` in the clear, the rest sealed under SK_cs."""
+    _check(controller_id, ID_SIZE, "ID_c")
+    _check_u32(tid, TID_MAX, "TID")
+    sealed = _seal(kind, sk_cs, controller_id, tid, plaintext, version=COMPACT)
+    return _hdr(kind) + controller_id + struct.pack(">I", tid) + sealed
+
+
+def peek_to_server(data: bytes, kind: FlightType) -> tuple[bytes, int]:
+    """``(ID_c, TID)`` of a flight 2 or 6, to pick ``SK_cs`` before anything else."""
+    check_frame(data, kind, COMPACT_SIZES[kind], COMPACT)
+    return data[1:9], _tid(data, 9)
+
+
+def _from_controller(data: bytes, kind: FlightType, sk_cs: bytes) -> tuple[int, bytes]:
+    controller_id, tid = peek_to_server(data, kind)
+    return tid, _open(kind, sk_cs, controller_id, tid, data[13:], version=COMPACT)
+
+
 # --- flight 1 -------------------------------------------------------------------
 
 
@@ -120,27 +141,17 @@ class CompactRequest:
 def seal_compact_request(
     sk_cs: bytes, controller_id: bytes, tid: int, ts: int, node_id: bytes, rn_i: bytes
 ) -> bytes:
-    _check(controller_id, ID_SIZE, "ID_c")
     _check(node_id, ID_SIZE, "ID_i")
     _check(rn_i, RN_SIZE, "RN_i")
-    _check_u32(tid, TID_MAX, "TID")
     _check_u32(ts, TS_MAX, "TS")
     plaintext = struct.pack(">I", ts) + node_id + rn_i
-    sealed = _seal(FlightType.F2_REQUEST, sk_cs, controller_id, tid, plaintext, version=COMPACT)
-    return _hdr(FlightType.F2_REQUEST) + controller_id + struct.pack(">I", tid) + sealed
-
-
-def peek_compact_request(data: bytes) -> tuple[bytes, int]:
-    """``(ID_c, TID)`` from the clear part, to pick ``SK_cs`` before anything else."""
-    check_frame(data, FlightType.F2_REQUEST, C2_SIZE, COMPACT)
-    return data[1:9], _tid(data, 9)
+    return _to_server(FlightType.F2_REQUEST, sk_cs, controller_id, tid, plaintext)
 
 
 def open_compact_request(data: bytes, sk_cs: bytes) -> CompactRequest:
-    controller_id, tid = peek_compact_request(data)
-    pt = _open(FlightType.F2_REQUEST, sk_cs, controller_id, tid, data[13:], version=COMPACT)
+    tid, pt = _from_controller(data, FlightType.F2_REQUEST, sk_cs)
     (ts,) = struct.unpack(">I", pt[:4])
-    return CompactRequest(controller_id, tid, int(ts), pt[4:12], pt[12:28])
+    return CompactRequest(data[1:9], tid, int(ts), pt[4:12], pt[12:28])
 
 
 # --- flight 3 -------------------------------------------------------------------
@@ -226,22 +237,13 @@ def check_compact_proof(
 
 def seal_compact_confirm(sk_cs: bytes, controller_id: bytes, tid: int, proof: bytes) -> bytes:
     """Forwards flight 5's tag (its header and TID are flight 6's own)."""
-    _check(controller_id, ID_SIZE, "ID_c")
     compact_proof_tid(proof)
-    tag = proof[5:]
-    sealed = _seal(FlightType.F6_CONFIRM, sk_cs, controller_id, tid, tag, version=COMPACT)
-    return _hdr(FlightType.F6_CONFIRM) + controller_id + struct.pack(">I", tid) + sealed
-
-
-def peek_compact_confirm(data: bytes) -> tuple[bytes, int]:
-    check_frame(data, FlightType.F6_CONFIRM, C6_SIZE, COMPACT)
-    return data[1:9], _tid(data, 9)
+    return _to_server(FlightType.F6_CONFIRM, sk_cs, controller_id, tid, proof[5:])
 
 
 def open_compact_confirm(data: bytes, sk_cs: bytes) -> bytes:
     """Flight 5 as the node sent it, rebuilt from flight 6."""
-    controller_id, tid = peek_compact_confirm(data)
-    tag = _open(FlightType.F6_CONFIRM, sk_cs, controller_id, tid, data[13:], version=COMPACT)
+    tid, tag = _from_controller(data, FlightType.F6_CONFIRM, sk_cs)
     return _hdr(FlightType.F5_PROOF) + struct.pack(">I", tid) + tag
 
 
