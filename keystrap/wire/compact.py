@@ -9,7 +9,7 @@ profile"; vectors in tests/vectors/compact.json.
 =====  ===========  ==========================================================  =====
 flight path         layout (AAD after ``|``; never sent)                        bytes
 =====  ===========  ==========================================================  =====
-1      SBI->SBR OOB hdr ID_i RN_i                                               25
+1      SBI->SBR OOB hdr ID_i RN_i  (``Flight1`` with ``version=COMPACT``)           25
 2      SBR->SBS     hdr ID_c TID seal_SKcs(TS ID_i RN_i)                        49
 3      SBS->SBR     hdr seal_SKcs(IK_i | ID_i TS)                               25
 4      SBR->SBI OOB hdr TID seal_IKi(RN_c | ID_i RN_i)                          29
@@ -103,25 +103,6 @@ def peek_to_server(data: bytes, kind: FlightType) -> tuple[bytes, int]:
 def _from_controller(data: bytes, kind: FlightType, sk_cs: bytes) -> tuple[int, bytes]:
     controller_id, tid = peek_to_server(data, kind)
     return tid, _open(kind, sk_cs, controller_id, tid, data[13:], version=COMPACT)
-
-
-# --- flight 1 -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CompactHello:
-    node_id: bytes
-    rn_i: bytes
-
-    def encode(self) -> bytes:
-        _check(self.node_id, ID_SIZE, "ID_i")
-        _check(self.rn_i, RN_SIZE, "RN_i")
-        return _hdr(FlightType.F1_HELLO) + self.node_id + self.rn_i
-
-    @classmethod
-    def decode(cls, data: bytes) -> CompactHello:
-        check_frame(data, FlightType.F1_HELLO, C1_SIZE, COMPACT)
-        return cls(node_id=data[1:9], rn_i=data[9:25])
 
 
 # --- flight 2 -------------------------------------------------------------------
