@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from keystrap.crypto import TAG_SIZE, kbkdf_cmac
 from keystrap.wire.errors import DecodeError, DecodeReason
-from keystrap.wire.flights import _open, _seal
+from keystrap.wire.flights import _open, _require, _require_u32, _seal
 from keystrap.wire.header import COMPACT, FlightType, check_frame, header_byte
 from keystrap.wire.sizes import ID_SIZE, KEY_SIZE, RN_SIZE, TID_MAX, TID_SIZE, TS_MAX, TS_SIZE
 
@@ -60,19 +60,9 @@ RN_C_LABEL = b"keystrap RN_c\x00"
 
 def derive_rn_c(sk_cs: bytes, controller_id: bytes, tid: int) -> bytes:
     """The controller's random of transaction ``tid``, which the server computes too."""
-    _check(controller_id, ID_SIZE, "ID_c")
-    _check_u32(tid, TID_MAX, "TID")
+    _require("ID_c", controller_id, ID_SIZE)
+    _require_u32("TID", tid, TID_MAX)
     return kbkdf_cmac(sk_cs, RN_C_LABEL + controller_id + struct.pack(">I", tid), RN_SIZE)
-
-
-def _check(value: bytes, size: int, name: str) -> None:
-    if len(value) != size:
-        raise ValueError(f"{name} must be {size} bytes, got {len(value)}")
-
-
-def _check_u32(value: int, maximum: int, name: str) -> None:
-    if not 0 <= value <= maximum:
-        raise ValueError(f"{name} {value} out of range 0..{maximum}")
 
 
 def _hdr(kind: FlightType) -> bytes:
@@ -88,8 +78,8 @@ def _to_server(
     kind: FlightType, sk_cs: bytes, controller_id: bytes, tid: int, plaintext: bytes
 ) -> bytes:
     """Flights 2 and 6: ``ID_c`` and ``TID`` in the clear, the rest sealed under SK_cs."""
-    _check(controller_id, ID_SIZE, "ID_c")
-    _check_u32(tid, TID_MAX, "TID")
+    _require("ID_c", controller_id, ID_SIZE)
+    _require_u32("TID", tid, TID_MAX)
     sealed = _seal(kind, sk_cs, controller_id, tid, plaintext, version=COMPACT)
     return _hdr(kind) + controller_id + struct.pack(">I", tid) + sealed
 
@@ -122,9 +112,9 @@ class CompactRequest:
 def seal_compact_request(
     sk_cs: bytes, controller_id: bytes, tid: int, ts: int, node_id: bytes, rn_i: bytes
 ) -> bytes:
-    _check(node_id, ID_SIZE, "ID_i")
-    _check(rn_i, RN_SIZE, "RN_i")
-    _check_u32(ts, TS_MAX, "TS")
+    _require("ID_i", node_id, ID_SIZE)
+    _require("RN_i", rn_i, RN_SIZE)
+    _require_u32("TS", ts, TS_MAX)
     plaintext = struct.pack(">I", ts) + node_id + rn_i
     return _to_server(FlightType.F2_REQUEST, sk_cs, controller_id, tid, plaintext)
 
@@ -142,8 +132,8 @@ def seal_compact_grant(
     sk_cs: bytes, controller_id: bytes, tid: int, node_id: bytes, ts: int, ik: bytes
 ) -> bytes:
     """``TS`` and ``TID`` are authenticated, not echoed: the controller knows both."""
-    _check(ik, KEY_SIZE, "IK")
-    _check(node_id, ID_SIZE, "ID_i")
+    _require("IK", ik, KEY_SIZE)
+    _require("ID_i", node_id, ID_SIZE)
     context = node_id + struct.pack(">I", ts)
     sealed = _seal(FlightType.F3_GRANT, sk_cs, controller_id, tid, ik, context, COMPACT)
     return _hdr(FlightType.F3_GRANT) + sealed
@@ -166,9 +156,9 @@ def seal_compact_challenge(
 ) -> bytes:
     """``RN_i`` is authenticated, not sent: only a flight 4 for the node's own
     ``RN_i`` opens, as the paper's equality check demands."""
-    _check(rn_i, RN_SIZE, "RN_i")
-    _check(rn_c, RN_SIZE, "RN_c")
-    _check(node_id, ID_SIZE, "ID_i")
+    _require("RN_i", rn_i, RN_SIZE)
+    _require("RN_c", rn_c, RN_SIZE)
+    _require("ID_i", node_id, ID_SIZE)
     kind = FlightType.F4_CHALLENGE
     sealed = _seal(kind, ik, controller_id, tid, rn_c, node_id + rn_i, COMPACT)
     return _hdr(kind) + struct.pack(">I", tid) + sealed
@@ -192,8 +182,8 @@ def seal_compact_proof(
 ) -> bytes:
     """A tag alone: ``RN_c`` is known to the controller and the server, so the proof
     authenticates it instead of carrying it."""
-    _check(rn_c, RN_SIZE, "RN_c")
-    _check(node_id, ID_SIZE, "ID_i")
+    _require("RN_c", rn_c, RN_SIZE)
+    _require("ID_i", node_id, ID_SIZE)
     tag = _seal(FlightType.F5_PROOF, psk, controller_id, tid, b"", node_id + rn_c, COMPACT)
     return _hdr(FlightType.F5_PROOF) + struct.pack(">I", tid) + tag
 
