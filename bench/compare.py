@@ -77,6 +77,7 @@ from keystrap.services.node_agent import bootstrap_node
 from keystrap.services.processes import free_udp_port
 from keystrap.services.site import Site
 from keystrap.wire import FLIGHT_SIZES, FlightType
+from keystrap.wire.compact import COMPACT_SIZES
 
 TIMEOUT = 45.0  # per exchange; CoAP gives up on a request after 45 s (4 retransmissions)
 T = TypeVar("T")
@@ -155,6 +156,17 @@ class Wire:
     @property
     def air(self) -> int:
         return sum(air_bytes(len(d)) for _, d in self.datagrams)
+
+
+def compact_wire(paper: Wire) -> Wire:
+    """The same datagrams with each paper flight replaced by its compact-profile
+    size: CoAP and lower layers as measured, flights as specified (computed)."""
+    datagrams = []
+    for direction, datagram in paper.datagrams:
+        payload = aiocoap.Message.decode(datagram).payload
+        flight = COMPACT_SIZES[FlightType(payload[0] & 0x0F)] if payload else 0
+        datagrams.append((direction, bytes(len(datagram) - len(payload) + flight)))
+    return Wire(datagrams)
 
 
 # -- CPU per exchange, engines only ---------------------------------------------------
@@ -623,6 +635,7 @@ def summarise(
     authz_cpu = [statistics.median(r[i] for r in authz_runs) for i in range(3)]
     clean = settings[0].label
     oob_sizes = [FLIGHT_SIZES[k] for k in OOB_FLIGHTS]
+    compact_oob = [COMPACT_SIZES[k] for k in OOB_FLIGHTS]
     device_sent = FLIGHT_SIZES[FlightType.F1_HELLO] + FLIGHT_SIZES[FlightType.F5_PROOF]
     device_received = FLIGHT_SIZES[FlightType.F4_CHALLENGE]
 
@@ -682,6 +695,32 @@ def summarise(
             },
             **keystrap_common,
         },
+        "keystrap compact deployed": {
+            **keystrap_common,
+            "constrained_link": "out of band",
+            "messages": len(compact_oob),
+            "payload_bytes": sum(compact_oob),
+            "air_bytes": None,
+            "backbone_bytes": compact_wire(deployed).payload,
+            "backbone_messages": deployed.messages,
+            "device_sent": compact_oob[0] + compact_oob[2],
+            "device_received": compact_oob[1],
+            "round_trips": 1.5,
+            "source": None,
+        },
+        "keystrap compact in-band": {
+            **keystrap_common,
+            "constrained_link": "6LoWPAN (controller-server)",
+            "messages": in_band.messages,
+            "payload_bytes": compact_wire(in_band).payload,
+            "air_bytes": compact_wire(in_band).air,
+            "backbone_bytes": 0,
+            "backbone_messages": 0,
+            "device_sent": compact_oob[0] + compact_oob[2],
+            "device_received": compact_oob[1],
+            "round_trips": 2,
+            "source": None,
+        },
     }
     for name, label, trips, cpu in (
         ("dtls", "DTLS 1.2 PSK CCM_8", 3, [dtls_cpu[0], None, dtls_cpu[1]]),
@@ -707,9 +746,11 @@ def summarise(
             "source": name,
         }
     for row in rows.values():
+        row["time"] = {}
+        if row["source"] is None:
+            continue  # computed from another row's datagrams: no exchange of its own
         outcomes = results[row["source"]]
         extra = row.get("extra_air_seconds", {})
-        row["time"] = {}
         for setting in settings:
             outcome = outcomes[setting.label]
             shift = extra.get(setting.rate, 0.0)
@@ -766,16 +807,19 @@ def print_table(summary: dict[str, Any], settings: list[Setting]) -> None:
         )
     print("  relay = keystrap's controller / lake-authz's V; server = SBS / W / the responder")
     print("  keystrap deployed: the constrained bytes are flights 1, 4, 5 out of band")
+    print("  compact rows: the compact profile's flights in the measured CoAP datagrams (computed)")
     print()
     print("Primitives the device needs")
     for label, r in rows.items():
-        if label != "keystrap in-band 6LoWPAN" and label != "keystrap all flights":
+        if not label.startswith("keystrap") or label == "keystrap deployed":
             print(f"  {label:<26} {r['primitives']}")
     print()
     print("Time to complete, median / p99 in ms (completed of trials)")
     header = "".join(f" {s.label:>19}" for s in settings)
     print(f"  {'protocol':<26}{header}")
     for label, r in rows.items():
+        if not r["time"]:
+            continue
         cells = ""
         for s in settings:
             t = r["time"][s.label]
@@ -795,13 +839,19 @@ def print_table(summary: dict[str, Any], settings: list[Setting]) -> None:
         ("keystrap in-band 6LoWPAN", "EDHOC (lakers)"),
         ("keystrap in-band 6LoWPAN", "DTLS 1.2 PSK CCM_8"),
         ("keystrap all flights", "EDHOC (lakers)"),
+        ("keystrap compact deployed", "lake-authz (lakers)"),
+        ("keystrap compact in-band", "EDHOC (lakers)"),
     ]
     for ours_label, label in pairs:
         ours, peer = rows[ours_label], rows[label]
-        times = ", ".join(
-            f"{s.label} "
-            + ratio(ours["time"][s.label]["median_ms"], peer["time"][s.label]["median_ms"])
-            for s in settings
+        times = (
+            ", ".join(
+                f"{s.label} "
+                + ratio(ours["time"][s.label]["median_ms"], peer["time"][s.label]["median_ms"])
+                for s in settings
+                if ours["time"]
+            )
+            or "not measured (computed row)"
         )
         device = ratio(
             ours["device_sent"] + ours["device_received"],

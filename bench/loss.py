@@ -27,7 +27,8 @@ A bootstrap counts as completed when it has finished within ``--deadline``
 (60 s) of simulated time: keystrap's controller has flight 7 (every party holds
 the key and knows it), lake-authz's device has the 2.04 to message_3.
 
-    python bench/loss.py [--runs 10000] [--losses 0,0.1,0.3,0.5] [--plot docs/loss.png]
+    python bench/loss.py [--runs 10000] [--losses 0,0.1,0.3,0.5] [--profile paper|compact]
+                         [--medium light|audio] [--plot docs/loss-curves.png]
 
 Prints a table, then one JSON line; ``--plot`` draws the loss curves from that JSON.
 """
@@ -53,6 +54,7 @@ from keystrap.oob.frame import frame
 from keystrap.protocol import ControllerState, InMemoryRepository, NodeState
 from keystrap.protocol.events import BootstrapConfirmed
 from keystrap.simulation import Fault, Message, Simulation
+from keystrap.wire import COMPACT, VERSION
 
 CONTROLLER_ID = bytes.fromhex("02000000000000c0")
 START = 1_800_000_000.0
@@ -104,8 +106,9 @@ class Channel:
         return self.rng.random() < self.oob_loss, self.oob_time(size)
 
 
-def keystrap_bootstrap(n: int, channel: Channel, deadline: float) -> float | None:
-    """One bootstrap in its own simulation; seconds to flight 7, or None."""
+def keystrap_bootstrap(n: int, channel: Channel, deadline: float, version: int) -> float | None:
+    """One bootstrap in its own simulation (wire profile ``version``); seconds to
+    flight 7, or None."""
     node_id = n.to_bytes(8, "big")
     sk_cs, ik = secrets.token_bytes(16), secrets.token_bytes(16)
     repository = InMemoryRepository()
@@ -114,7 +117,7 @@ def keystrap_bootstrap(n: int, channel: Channel, deadline: float) -> float | Non
         repository,
         {CONTROLLER_ID: sk_cs},
         ControllerState(CONTROLLER_ID, sk_cs),
-        [NodeState(node_id, CONTROLLER_ID, ik)],
+        [NodeState(node_id, CONTROLLER_ID, ik, version=version)],
         secrets.token_bytes,
         now=START,
     )
@@ -197,7 +200,8 @@ def run_setting(
         seconds = []
         for n in range(args.runs):
             if name == "keystrap":
-                done = keystrap_bootstrap(n + 1, channel, args.deadline)
+                version = COMPACT if args.profile == "compact" else VERSION
+                done = keystrap_bootstrap(n + 1, channel, args.deadline, version)
             else:
                 done = authz_bootstrap(sizes, channel, args.deadline)
             if done is not None:
@@ -215,7 +219,8 @@ def run_setting(
 def print_table(results: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespace) -> None:
     print(
         f"Completion within {args.deadline:.0f} s simulated, {args.runs} bootstraps per cell "
-        f"(in-band 6LoWPAN {args.rate}, out of band: {args.medium}, {args.oob_loss:.0%} lost)"
+        f"(in-band 6LoWPAN {args.rate}, out of band: {args.medium}, {args.oob_loss:.0%} lost; "
+        f"keystrap's {args.profile} profile)"
     )
     print(
         f"  {'loss':>5} {'protocol':<11} {'completed':>10} {'mean s':>7} {'p50 s':>6} "
@@ -259,7 +264,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     axis.set_ylabel("% of bootstraps completed")
     axis.set_title(
         f"{report['runs']} bootstraps per curve; in band 6LoWPAN {report['rate']}, "
-        f"out of band {report['medium']} ({report['oob_loss']:.0%} lost)"
+        f"out of band {report['medium']} ({report['oob_loss']:.0%} lost), {report['profile']}"
     )
     axis.set_ylim(0, 100.5)
     axis.set_xlim(0, report["deadline"])
@@ -277,6 +282,7 @@ def main() -> None:
     parser.add_argument("--medium", choices=("light", "audio"), default="light")
     parser.add_argument("--rate", choices=sorted(LINK_PROFILES), default="20k")
     parser.add_argument("--deadline", type=float, default=60.0)
+    parser.add_argument("--profile", choices=("paper", "compact"), default="paper")
     parser.add_argument("--plot", type=Path, help="write the loss curves (PNG) here")
     args = parser.parse_args()
     authz_sizes = dict(
@@ -296,6 +302,7 @@ def main() -> None:
         "runs": args.runs,
         "rate": args.rate,
         "medium": args.medium,
+        "profile": args.profile,
         "oob_loss": args.oob_loss,
         "deadline": args.deadline,
         "authz_sizes": authz_sizes,

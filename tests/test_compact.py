@@ -4,6 +4,7 @@ outside AES-CCM library against the spec, and clear refusals where it is not spo
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
@@ -21,8 +22,14 @@ from keystrap.protocol import (
 from keystrap.protocol.events import BootstrapConfirmed, TransactionFailed
 from keystrap.simulation import Simulation
 from keystrap.vectors import inputs_from_vector, run_vector
-from keystrap.wire import COMPACT, FLIGHT_SIZES, VERSION, FlightType
-from keystrap.wire.compact import COMPACT_SIZES
+from keystrap.wire import COMPACT, FLIGHT_SIZES, VERSION, DecodeError, FlightType
+from keystrap.wire.compact import (
+    COMPACT_SIZES,
+    check_compact_proof,
+    open_compact_challenge,
+    open_compact_confirmed,
+    open_compact_grant,
+)
 
 from .conftest import CONTROLLER_ID, load_vectors, node_id
 
@@ -142,3 +149,31 @@ def test_every_bit_flip_of_compact_flights_2_and_6_is_refused() -> None:
             reply = server.handle(bytes(flipped), float(inputs.ts))
             assert reply.status is not Status.OK, (number, bit)
             assert repository.transactions == {}
+
+
+def _openers(vector: dict[str, object]) -> dict[str, Callable[[bytes], object]]:
+    h = {k: bytes.fromhex(str(vector[k])) for k in ("IK", "SK_cs", "PSK", "ID_i", "ID_c")}
+    rn_i, rn_c = bytes.fromhex(str(vector["RN_i"])), bytes.fromhex(str(vector["RN_c"]))
+    tid, ts = int(str(vector["TID"])), int(str(vector["TS"]))
+    cid, nid = h["ID_c"], h["ID_i"]
+    return {
+        "3": lambda d: open_compact_grant(d, h["SK_cs"], cid, tid, nid, ts),
+        "4": lambda d: open_compact_challenge(d, h["IK"], cid, nid, rn_i),
+        "5": lambda d: check_compact_proof(d, h["PSK"], cid, tid, nid, rn_c),
+        "7": lambda d: open_compact_confirmed(d, h["SK_cs"], cid, tid, nid),
+    }
+
+
+@pytest.mark.parametrize("number", ["3", "4", "5", "7"])
+def test_every_bit_flip_of_the_other_compact_flights_is_refused(number: str) -> None:
+    vector = VECTORS[1]
+    flights = vector["flights"]
+    assert isinstance(flights, dict)
+    opener = _openers(vector)[number]
+    original = bytes.fromhex(flights[number])
+    opener(original)
+    for bit in range(len(original) * 8):
+        flipped = bytearray(original)
+        flipped[bit // 8] ^= 1 << (bit % 8)
+        with pytest.raises(DecodeError):
+            opener(bytes(flipped))

@@ -52,7 +52,6 @@ from keystrap.wire import (
     seal_flight6,
 )
 from keystrap.wire.compact import (
-    CompactHello,
     check_compact_proof,
     compact_proof_tid,
     derive_rn_c,
@@ -198,7 +197,7 @@ class Controller:
             kind = peek_type(data, version)
             compact = version == COMPACT
             if kind is FlightType.F1_HELLO:
-                hello = CompactHello.decode(data) if compact else Flight1.decode(data)
+                hello = Flight1.decode(data, version)
                 self._on_hello(hello.node_id, hello.rn_i, compact, now)
             elif kind is FlightType.F5_PROOF:
                 tid = compact_proof_tid(data) if compact else Flight5.decode(data).tid

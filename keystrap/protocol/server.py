@@ -42,8 +42,7 @@ from keystrap.wire.compact import (
     derive_rn_c,
     open_compact_confirm,
     open_compact_request,
-    peek_compact_confirm,
-    peek_compact_request,
+    peek_to_server,
     seal_compact_confirmed,
     seal_compact_grant,
 )
@@ -129,7 +128,7 @@ class Server:
         compact = data[0] >> 4 == COMPACT
         try:
             if compact:
-                controller_id, tid = peek_compact_request(data)
+                controller_id, tid = peek_to_server(data, FlightType.F2_REQUEST)
             else:
                 request = Flight2.decode(data)
                 controller_id, tid = request.controller_id, request.tid
@@ -230,7 +229,7 @@ class Server:
         compact = data[0] >> 4 == COMPACT
         try:
             if compact:
-                controller_id, tid = peek_compact_confirm(data)
+                controller_id, tid = peek_to_server(data, FlightType.F6_CONFIRM)
             else:
                 confirm = Flight6.decode(data)
                 controller_id, tid = confirm.controller_id, confirm.tid

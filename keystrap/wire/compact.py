@@ -9,7 +9,7 @@ profile"; vectors in tests/vectors/compact.json.
 =====  ===========  ==========================================================  =====
 flight path         layout (AAD after ``|``; never sent)                        bytes
 =====  ===========  ==========================================================  =====
-1      SBI->SBR OOB hdr ID_i RN_i                                               25
+1      SBI->SBR OOB hdr ID_i RN_i  (``Flight1`` with ``version=COMPACT``)           25
 2      SBR->SBS     hdr ID_c TID seal_SKcs(TS ID_i RN_i)                        49
 3      SBS->SBR     hdr seal_SKcs(IK_i | ID_i TS)                               25
 4      SBR->SBI OOB hdr TID seal_IKi(RN_c | ID_i RN_i)                          29
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from keystrap.crypto import TAG_SIZE, kbkdf_cmac
 from keystrap.wire.errors import DecodeError, DecodeReason
-from keystrap.wire.flights import _open, _seal
+from keystrap.wire.flights import _open, _require, _require_u32, _seal
 from keystrap.wire.header import COMPACT, FlightType, check_frame, header_byte
 from keystrap.wire.sizes import ID_SIZE, KEY_SIZE, RN_SIZE, TID_MAX, TID_SIZE, TS_MAX, TS_SIZE
 
@@ -60,19 +60,9 @@ RN_C_LABEL = b"keystrap RN_c\x00"
 
 def derive_rn_c(sk_cs: bytes, controller_id: bytes, tid: int) -> bytes:
     """The controller's random of transaction ``tid``, which the server computes too."""
-    _check(controller_id, ID_SIZE, "ID_c")
-    _check_u32(tid, TID_MAX, "TID")
+    _require("ID_c", controller_id, ID_SIZE)
+    _require_u32("TID", tid, TID_MAX)
     return kbkdf_cmac(sk_cs, RN_C_LABEL + controller_id + struct.pack(">I", tid), RN_SIZE)
-
-
-def _check(value: bytes, size: int, name: str) -> None:
-    if len(value) != size:
-        raise ValueError(f"{name} must be {size} bytes, got {len(value)}")
-
-
-def _check_u32(value: int, maximum: int, name: str) -> None:
-    if not 0 <= value <= maximum:
-        raise ValueError(f"{name} {value} out of range 0..{maximum}")
 
 
 def _hdr(kind: FlightType) -> bytes:
@@ -84,23 +74,25 @@ def _tid(data: bytes, at: int) -> int:
     return int(tid)
 
 
-# --- flight 1 -------------------------------------------------------------------
+def _to_server(
+    kind: FlightType, sk_cs: bytes, controller_id: bytes, tid: int, plaintext: bytes
+) -> bytes:
+    """Flights 2 and 6: ``ID_c`` and ``TID`` in the clear, the rest sealed under SK_cs."""
+    _require("ID_c", controller_id, ID_SIZE)
+    _require_u32("TID", tid, TID_MAX)
+    sealed = _seal(kind, sk_cs, controller_id, tid, plaintext, version=COMPACT)
+    return _hdr(kind) + controller_id + struct.pack(">I", tid) + sealed
 
 
-@dataclass(frozen=True)
-class CompactHello:
-    node_id: bytes
-    rn_i: bytes
+def peek_to_server(data: bytes, kind: FlightType) -> tuple[bytes, int]:
+    """``(ID_c, TID)`` of a flight 2 or 6, to pick ``SK_cs`` before anything else."""
+    check_frame(data, kind, COMPACT_SIZES[kind], COMPACT)
+    return data[1:9], _tid(data, 9)
 
-    def encode(self) -> bytes:
-        _check(self.node_id, ID_SIZE, "ID_i")
-        _check(self.rn_i, RN_SIZE, "RN_i")
-        return _hdr(FlightType.F1_HELLO) + self.node_id + self.rn_i
 
-    @classmethod
-    def decode(cls, data: bytes) -> CompactHello:
-        check_frame(data, FlightType.F1_HELLO, C1_SIZE, COMPACT)
-        return cls(node_id=data[1:9], rn_i=data[9:25])
+def _from_controller(data: bytes, kind: FlightType, sk_cs: bytes) -> tuple[int, bytes]:
+    controller_id, tid = peek_to_server(data, kind)
+    return tid, _open(kind, sk_cs, controller_id, tid, data[13:], version=COMPACT)
 
 
 # --- flight 2 -------------------------------------------------------------------
@@ -120,27 +112,17 @@ class CompactRequest:
 def seal_compact_request(
     sk_cs: bytes, controller_id: bytes, tid: int, ts: int, node_id: bytes, rn_i: bytes
 ) -> bytes:
-    _check(controller_id, ID_SIZE, "ID_c")
-    _check(node_id, ID_SIZE, "ID_i")
-    _check(rn_i, RN_SIZE, "RN_i")
-    _check_u32(tid, TID_MAX, "TID")
-    _check_u32(ts, TS_MAX, "TS")
+    _require("ID_i", node_id, ID_SIZE)
+    _require("RN_i", rn_i, RN_SIZE)
+    _require_u32("TS", ts, TS_MAX)
     plaintext = struct.pack(">I", ts) + node_id + rn_i
-    sealed = _seal(FlightType.F2_REQUEST, sk_cs, controller_id, tid, plaintext, version=COMPACT)
-    return _hdr(FlightType.F2_REQUEST) + controller_id + struct.pack(">I", tid) + sealed
-
-
-def peek_compact_request(data: bytes) -> tuple[bytes, int]:
-    """``(ID_c, TID)`` from the clear part, to pick ``SK_cs`` before anything else."""
-    check_frame(data, FlightType.F2_REQUEST, C2_SIZE, COMPACT)
-    return data[1:9], _tid(data, 9)
+    return _to_server(FlightType.F2_REQUEST, sk_cs, controller_id, tid, plaintext)
 
 
 def open_compact_request(data: bytes, sk_cs: bytes) -> CompactRequest:
-    controller_id, tid = peek_compact_request(data)
-    pt = _open(FlightType.F2_REQUEST, sk_cs, controller_id, tid, data[13:], version=COMPACT)
+    tid, pt = _from_controller(data, FlightType.F2_REQUEST, sk_cs)
     (ts,) = struct.unpack(">I", pt[:4])
-    return CompactRequest(controller_id, tid, int(ts), pt[4:12], pt[12:28])
+    return CompactRequest(data[1:9], tid, int(ts), pt[4:12], pt[12:28])
 
 
 # --- flight 3 -------------------------------------------------------------------
@@ -150,8 +132,8 @@ def seal_compact_grant(
     sk_cs: bytes, controller_id: bytes, tid: int, node_id: bytes, ts: int, ik: bytes
 ) -> bytes:
     """``TS`` and ``TID`` are authenticated, not echoed: the controller knows both."""
-    _check(ik, KEY_SIZE, "IK")
-    _check(node_id, ID_SIZE, "ID_i")
+    _require("IK", ik, KEY_SIZE)
+    _require("ID_i", node_id, ID_SIZE)
     context = node_id + struct.pack(">I", ts)
     sealed = _seal(FlightType.F3_GRANT, sk_cs, controller_id, tid, ik, context, COMPACT)
     return _hdr(FlightType.F3_GRANT) + sealed
@@ -174,9 +156,9 @@ def seal_compact_challenge(
 ) -> bytes:
     """``RN_i`` is authenticated, not sent: only a flight 4 for the node's own
     ``RN_i`` opens, as the paper's equality check demands."""
-    _check(rn_i, RN_SIZE, "RN_i")
-    _check(rn_c, RN_SIZE, "RN_c")
-    _check(node_id, ID_SIZE, "ID_i")
+    _require("RN_i", rn_i, RN_SIZE)
+    _require("RN_c", rn_c, RN_SIZE)
+    _require("ID_i", node_id, ID_SIZE)
     kind = FlightType.F4_CHALLENGE
     sealed = _seal(kind, ik, controller_id, tid, rn_c, node_id + rn_i, COMPACT)
     return _hdr(kind) + struct.pack(">I", tid) + sealed
@@ -200,8 +182,8 @@ def seal_compact_proof(
 ) -> bytes:
     """A tag alone: ``RN_c`` is known to the controller and the server, so the proof
     authenticates it instead of carrying it."""
-    _check(rn_c, RN_SIZE, "RN_c")
-    _check(node_id, ID_SIZE, "ID_i")
+    _require("RN_c", rn_c, RN_SIZE)
+    _require("ID_i", node_id, ID_SIZE)
     tag = _seal(FlightType.F5_PROOF, psk, controller_id, tid, b"", node_id + rn_c, COMPACT)
     return _hdr(FlightType.F5_PROOF) + struct.pack(">I", tid) + tag
 
@@ -226,22 +208,13 @@ def check_compact_proof(
 
 def seal_compact_confirm(sk_cs: bytes, controller_id: bytes, tid: int, proof: bytes) -> bytes:
     """Forwards flight 5's tag (its header and TID are flight 6's own)."""
-    _check(controller_id, ID_SIZE, "ID_c")
     compact_proof_tid(proof)
-    tag = proof[5:]
-    sealed = _seal(FlightType.F6_CONFIRM, sk_cs, controller_id, tid, tag, version=COMPACT)
-    return _hdr(FlightType.F6_CONFIRM) + controller_id + struct.pack(">I", tid) + sealed
-
-
-def peek_compact_confirm(data: bytes) -> tuple[bytes, int]:
-    check_frame(data, FlightType.F6_CONFIRM, C6_SIZE, COMPACT)
-    return data[1:9], _tid(data, 9)
+    return _to_server(FlightType.F6_CONFIRM, sk_cs, controller_id, tid, proof[5:])
 
 
 def open_compact_confirm(data: bytes, sk_cs: bytes) -> bytes:
     """Flight 5 as the node sent it, rebuilt from flight 6."""
-    controller_id, tid = peek_compact_confirm(data)
-    tag = _open(FlightType.F6_CONFIRM, sk_cs, controller_id, tid, data[13:], version=COMPACT)
+    tid, tag = _from_controller(data, FlightType.F6_CONFIRM, sk_cs)
     return _hdr(FlightType.F5_PROOF) + struct.pack(">I", tid) + tag
 
 

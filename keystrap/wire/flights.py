@@ -110,21 +110,23 @@ def _open(
 class Flight1:
     """SBI -> SBR over the out-of-band channel, in the clear (paper: AE or plaintext).
 
-    It carries no secret: ``RN_i`` alone gives nothing without ``IK_i``.
+    It carries no secret: ``RN_i`` alone gives nothing without ``IK_i``. The same
+    layout in both profiles; ``version`` is the node's.
     """
 
     node_id: bytes
     rn_i: bytes
+    version: int = VERSION
 
     def encode(self) -> bytes:
         _require("ID_i", self.node_id, ID_SIZE)
         _require("RN_i", self.rn_i, RN_SIZE)
-        return header_byte(FlightType.F1_HELLO) + self.node_id + self.rn_i
+        return header_byte(FlightType.F1_HELLO, self.version) + self.node_id + self.rn_i
 
     @classmethod
-    def decode(cls, data: bytes) -> Flight1:
-        check_frame(data, FlightType.F1_HELLO, F1_SIZE)
-        return cls(node_id=data[1:9], rn_i=data[9:25])
+    def decode(cls, data: bytes, version: int = VERSION) -> Flight1:
+        check_frame(data, FlightType.F1_HELLO, F1_SIZE, version)
+        return cls(node_id=data[1:9], rn_i=data[9:25], version=version)
 
 
 # --- flight 2 -------------------------------------------------------------------
