@@ -70,7 +70,11 @@ def ids_from_csv(path: Path) -> list[bytes]:
     except OSError as exc:
         raise StoreError(f"cannot read --csv file {path}: {exc.strerror or exc}") from None
     with handle:
-        for number, row in enumerate(csv.reader(handle), 1):
+        try:
+            rows = list(csv.reader(handle))
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise ValueError(f"--csv file {path} is not a CSV text file: {exc}") from None
+        for number, row in enumerate(rows, 1):
             if not row or not row[0].strip() or row[0].startswith("#"):
                 continue
             try:

@@ -270,7 +270,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         command = f"keystrap {args.command}"
-        return _run(args)
+        status = _run(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
+        return status
     except BrokenPipeError:
         _discard_stdout()
         return EXIT_BROKEN_PIPE

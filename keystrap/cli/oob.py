@@ -53,7 +53,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _encode(medium: Medium, args: argparse.Namespace) -> int:
-    flight = bytes.fromhex(args.hex) if args.hex is not None else args.infile.read_bytes()
+    if args.hex is None:
+        flight = args.infile.read_bytes()
+    else:
+        try:
+            flight = bytes.fromhex(args.hex)
+        except ValueError as exc:
+            raise ValueError(f"--hex: {exc}") from None
     _check_flight(flight)
     if args.format != "png" and medium.name != "qr":
         raise ValueError("--format applies to the qr channel only")

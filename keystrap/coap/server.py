@@ -68,7 +68,10 @@ class BootstrapResource(resource.Resource):
                 event.tid,
             )
         elif reply.status is not Status.OK:
-            log.debug("refused %s from %s: %s", reply.status.value, remote, reply.reason)
+            node = "?" if reply.node_id is None else eui64(reply.node_id)
+            log.warning(
+                "refused node=%s from %s: %s %s", node, remote, reply.status.value, reply.reason
+            )
         if reply.status is Status.OK:
             return aiocoap.Message(
                 code=TO_COAP[reply.status], payload=reply.payload, content_format=OCTET_STREAM

@@ -21,19 +21,21 @@ from keystrap.oob.medium import Medium, decode_flight, encode_flight
 from keystrap.wire import FlightType
 from keystrap.wire.flights import F11_SIZE
 from keystrap.wire.header import header_byte
+from keystrap.wire.refusal import is_refusal
 
 log = logging.getLogger("keystrap.oob")
 _FLIGHT11 = header_byte(FlightType.F11_NODE_CONFIRMED)
 
 
 def travels_raw(frame: bytes) -> bool:
-    """Flight 11 is carried on the session as it is, never through the medium.
+    """Flights 11 and 12 are carried on the session as they are, never through
+    the medium.
 
     It tells the node's host that the server confirmed; the node itself acts on
     nothing but flight 4, so a device whose medium has no room for it loses
     nothing. No medium's signal is 13 bytes starting with 0x1B.
     """
-    return len(frame) == F11_SIZE and frame[:1] == _FLIGHT11
+    return (len(frame) == F11_SIZE and frame[:1] == _FLIGHT11) or is_refusal(frame)
 
 
 _serial = itertools.count(1)

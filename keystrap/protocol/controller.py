@@ -61,6 +61,18 @@ from keystrap.wire.compact import (
     seal_compact_confirm,
     seal_compact_request,
 )
+from keystrap.wire.refusal import Refusal, RefusalReason
+
+# The server's refusals of a flight 2 or 6 (keystrap.protocol.server) as flight 12 codes.
+REFUSALS: dict[str, RefusalReason] = {
+    "unknown node": RefusalReason.UNKNOWN_NODE,
+    "node revoked": RefusalReason.REVOKED,
+    "node proof (flight 5) failed": RefusalReason.WRONG_KEY,
+    "node proof carries another RN_c": RefusalReason.WRONG_KEY,
+    "unknown controller": RefusalReason.CONTROLLER_REFUSED,
+    "flight 2 failed authentication": RefusalReason.CONTROLLER_REFUSED,
+    "flight 6 failed authentication": RefusalReason.CONTROLLER_REFUSED,
+}
 
 
 class TransactionStage(Enum):
@@ -281,6 +293,7 @@ class Controller:
         if reply.status is not Status.OK:
             if not reply.status.transient:
                 self._fail(tx, f"server refused: {reply.status.value} {reply.reason}")
+                self._tell_node(tx, REFUSALS.get(reply.reason, RefusalReason.OTHER))
             return
         if tx.stage is TransactionStage.AWAITING_GRANT:
             self._on_grant(tx, reply.payload, now)
@@ -335,6 +348,17 @@ class Controller:
         self._store(replace(tx, stage=TransactionStage.DONE))
         self._timers.pop(tx.tid, None)
         self._events.append(BootstrapConfirmed(tx.node_id, tx.tid))
+
+    def server_unreachable(self, tid: int) -> None:
+        """No CoAP answer for ``tid``'s request: the node hears of it at once, and the
+        transaction stays open (the timer re-sends, the window still applies)."""
+        tx = self.state.transactions.get(tid)
+        if tx is not None and tx.stage is TransactionStage.AWAITING_GRANT:
+            self._tell_node(tx, RefusalReason.SERVER_UNREACHABLE)
+
+    def _tell_node(self, tx: ControllerTransaction, reason: RefusalReason) -> None:
+        """Flight 12: why the bootstrap cannot go on, as advice for the node."""
+        self._outgoing.append(ToNode(tx.node_id, Refusal(tx.node_id, reason).encode()))
 
     # -- decommissioning ---------------------------------------------------------
 

@@ -34,3 +34,4 @@ class Reply:
     payload: bytes = b""
     reason: str = ""
     event: Event | None = None
+    node_id: bytes | None = None  # whom a refusal is about, once the server knows

@@ -168,7 +168,7 @@ class Server:
 
         def refuse(status: Status, reason: str) -> Reply:
             event = BootstrapRefused(node_id, request.controller_id, request.tid, 2, reason)
-            return Reply(status, reason=reason, event=event)
+            return Reply(status, reason=reason, event=event, node_id=event.node_id)
 
         if node is None:
             return refuse(Status.NOT_FOUND, "unknown node")
@@ -259,7 +259,7 @@ class Server:
 
         def refuse(status: Status, reason: str) -> Reply:
             event = BootstrapRefused(record.node_id, controller_id, tid, 6, reason)
-            return Reply(status, reason=reason, event=event)
+            return Reply(status, reason=reason, event=event, node_id=event.node_id)
 
         if record.status is TransactionStatus.CONFIRMED:
             return Reply(Status.OK, ack)

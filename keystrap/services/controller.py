@@ -42,7 +42,7 @@ from keystrap.protocol import (
 from keystrap.services.instance import InstanceLock
 from keystrap.services.lifetime import wait_for_signal
 from keystrap.store.controller_store import ControllerStore
-from keystrap.store.keyfile import load_or_create_key_file, read_key_file
+from keystrap.store.keyfile import load_master_key, read_key_file
 from keystrap.wire import (
     DecodeError,
     Flight1,
@@ -77,19 +77,23 @@ class ControllerService:
         self.metrics = Metrics("controller")
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
-        """The lock on the state comes first: a second controller stops before
-        anything is written."""
-        lock = InstanceLock.acquire(self.config.state, "controller")
+        """The server's name is resolved and the state locked first: a server that
+        cannot be found, or a second controller, stops here before anything is
+        written."""
+        self.client = await SbsClient.create(self.config.server, self.config.coap_endpoints)
         try:
-            await self._run(ready)
+            lock = InstanceLock.acquire(self.config.state, "controller")
+            try:
+                await self._run(ready)
+            finally:
+                lock.release()
         finally:
-            lock.release()
+            await self.client.shutdown()
 
     async def _run(self, ready: asyncio.Event | None) -> None:
         config = self.config
         sk_cs = read_key_file(config.key_file)
-        self.client = await SbsClient.create(config.server, config.coap_endpoints)
-        master_key, created = load_or_create_key_file(config.master_key, secrets.token_bytes)
+        master_key, created = load_master_key(config.state, config.master_key, secrets.token_bytes)
         if created:
             log.info("created %s (mode 0600); it wraps what is stored", config.master_key)
         self.store = ControllerStore(config.state, master_key)
@@ -127,7 +131,6 @@ class ControllerService:
             await listener.stop()
             for task in list(self._tasks):
                 task.cancel()
-            await self.client.shutdown()
             self.store.close()
 
     # -- out of band --------------------------------------------------------------
@@ -210,6 +213,8 @@ class ControllerService:
             reply = await self.client.post(data, lane=tid)
         except ServerUnreachable as exc:
             log.warning("tid=%d: server unreachable (%s); will retry", tid, exc)
+            self.core.server_unreachable(tid)
+            await self._flush()
             return
         finally:
             self._inflight.discard(tid)

@@ -36,6 +36,7 @@ from keystrap.settings import NodeSettings
 from keystrap.store.errors import StoreError
 from keystrap.store.node_file import NodeFile, load_node_file, save_node_file
 from keystrap.wire import DecodeError, peek_type
+from keystrap.wire.refusal import Refusal, is_refusal
 
 log = logging.getLogger("keystrap.node")
 
@@ -147,6 +148,12 @@ async def _converse(
             return "keyed" if keyed_at is not None else "failed: controller closed the session"
         if data is None:
             node.handle_timer(time.time())
+        elif is_refusal(data):
+            advice = _advice(data)
+            log.warning(
+                "node=%s: the controller says: %s (unverified)", eui64(result.node_id), advice
+            )
+            rejected = f" (the controller said: {advice})"
         else:
             _count(result, data)
             node.receive(data, time.time())
@@ -159,8 +166,17 @@ async def _converse(
                 return "confirmed"
             elif isinstance(event, Rejected):
                 rejected = f" (last rejected: {event.reason})"
-                log.debug("node=%s: rejected: %s", eui64(node.state.node_id), event.reason)
+                log.warning("node=%s: rejected: %s", eui64(node.state.node_id), event.reason)
         await _flush(node, node_file, path, link, result)
+
+
+def _advice(data: bytes) -> str:
+    """Flight 12, as text: logged and kept in the outcome, never acted on (it is
+    unauthenticated: the node's retry policy goes on as before)."""
+    try:
+        return Refusal.decode(data).reason.text
+    except DecodeError as exc:
+        return f"an unreadable refusal ({exc})"
 
 
 async def _flush(

@@ -18,7 +18,7 @@ from keystrap.protocol import Reply, Server, ServerPolicy, Status
 from keystrap.services.instance import InstanceLock
 from keystrap.services.lifetime import wait_for_signal
 from keystrap.store.activity import ActivityLog
-from keystrap.store.keyfile import load_or_create_key_file
+from keystrap.store.keyfile import load_master_key
 from keystrap.store.sqlite_repository import SqliteRepository
 from keystrap.wire import FlightType, RevocationQuery, peek_type
 
@@ -76,7 +76,7 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
 async def _serve(
     config: ServerConfig, site: aiocoap.resource.Site, ready: asyncio.Event | None
 ) -> None:
-    master_key, created = load_or_create_key_file(config.master_key, secrets.token_bytes)
+    master_key, created = load_master_key(config.database, config.master_key, secrets.token_bytes)
     if created:
         log.info("created %s (mode 0600); it wraps what is stored", config.master_key)
     repository = SqliteRepository(config.database, master_key)

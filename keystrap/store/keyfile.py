@@ -53,3 +53,17 @@ def load_or_create_key_file(path: Path, rng: Callable[[int], bytes]) -> tuple[by
     key = rng(KEY_SIZE)
     write_new(path, key_file_bytes(key))
     return key, True
+
+
+def load_master_key(store: Path, path: Path, rng: Callable[[int], bytes]) -> tuple[bytes, bool]:
+    """The master key wrapping ``store``'s keys: made with a new store only. An
+    existing store without its key is an error, and a store that turns out to be
+    unusable leaves no new key behind."""
+    if not store.exists():
+        return load_or_create_key_file(path, rng)
+    if not path.exists():
+        raise StoreError(
+            f"master key file {path} does not exist: the keys in {store} cannot be "
+            "unwrapped without it; put it back (or give --master-key)"
+        )
+    return read_key_file(path), False

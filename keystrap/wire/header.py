@@ -25,6 +25,7 @@ class FlightType(IntEnum):
     F9_REVOCATION_QUERY = 9  # SBR -> SBS, CoAP: "what was revoked after n?" (our addition)
     F10_REVOCATION_LIST = 10  # SBS -> SBR, CoAP: the answer, MAC'd under SK_cs
     F11_NODE_CONFIRMED = 11  # SBR -> SBI, out of band, after flight 7: TID, tag under SK_i
+    F12_REFUSED = 12  # SBR -> SBI, out of band: ID_i, why the server refused (unauthenticated)
 
 
 def header_byte(flight_type: FlightType, version: int = VERSION) -> bytes:
