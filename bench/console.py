@@ -98,6 +98,10 @@ def main() -> None:
         t0 = time.monotonic()
         store = ConsoleStore(repository, users, window=120, secure_cookie=False)
         index_s = time.monotonic() - t0
+        t0 = time.monotonic()
+        late = args.enrolled // 10
+        site.order(late, "late", name="late")  # an order placed once the indexes exist
+        late_s = time.monotonic() - t0
         client = TestClient(build_app(store))
         client.post("/login", data={"user": "bench", "password": PASSWORD})
         middle = eui64(bytes.fromhex("02") + bytes.fromhex("80") + bytes(6))
@@ -132,9 +136,11 @@ def main() -> None:
                 }
             )
         store.close()
+    first_rate = args.enrolled / max(enrol_s, 1e-9)
     print(
-        f"{args.enrolled} nodes enrolled in {enrol_s:.0f} s; console indexes built in "
-        f"{index_s:.1f} s"
+        f"{args.enrolled} nodes enrolled in {enrol_s:.0f} s ({first_rate:.0f}/s); console "
+        f"indexes built in {index_s:.1f} s; then {late} more in {late_s:.0f} s "
+        f"({late / late_s:.0f}/s, with the console's indexes and counters)"
     )
     print(f"{'page':<24} {'median ms':>10} {'max ms':>8}  under {TARGET_MS:.0f} ms")
     for row in rows:
@@ -147,6 +153,8 @@ def main() -> None:
                 "enrolled": args.enrolled,
                 "enrol_seconds": round(enrol_s, 1),
                 "index_seconds": round(index_s, 1),
+                "late_order": late,
+                "late_order_seconds": round(late_s, 1),
                 "pages": rows,
                 "all_under_target": all(r["max_ms"] < TARGET_MS for r in rows),
             }
