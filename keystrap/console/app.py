@@ -88,7 +88,7 @@ def build_app(store: ConsoleStore) -> Starlette:
         response.headers.update(HEADERS)
         return response
 
-    def back(path: str, session: Session | None = None) -> Response:
+    def back(path: str) -> Response:
         response = RedirectResponse(path, status_code=303)
         response.headers.update(HEADERS)
         return response
