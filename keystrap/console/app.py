@@ -244,7 +244,7 @@ def build_app(store: ConsoleStore) -> Starlette:
             path = Path(private) / "bundle.json"
             write_bundle(path, order)
             data = path.read_bytes()
-        filename = f"order-{order.order_id}-{installer}-bundle.json"
+        filename = f"order-{order.order_id}-bundle.json"
         token = sessions.offer(session.user, filename, data, time.time())
         return back(f"/orders?download={token}")
 
@@ -304,9 +304,9 @@ def build_app(store: ConsoleStore) -> Starlette:
 
     async def live_events(request: Request, session: Session) -> Response:
         async def stream() -> AsyncIterator[str]:
-            seq = int(request.query_params.get("since", "-1"))
-            if seq < 0:
-                seq = queries.last_seq(store.db)
+            # A reconnecting EventSource says where it stopped; a new one starts now.
+            resumed = request.headers.get("last-event-id", "")
+            seq = int(resumed) if resumed.isdigit() else queries.last_seq(store.db)
             yield "retry: 1000\n\n"
             while not await request.is_disconnected():
                 for row in queries.log_after(store.db, seq):
