@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import statistics
 import tempfile
 import time
@@ -25,8 +26,14 @@ from starlette.testclient import TestClient
 
 from keystrap.console.app import ConsoleStore, build_app
 from keystrap.console.users import Users
-from keystrap.ids import eui64
-from keystrap.protocol import BootstrapGranted, BootstrapRefused, NodeActivated
+from keystrap.ids import eui64, parse_eui64
+from keystrap.protocol import (
+    BootstrapGranted,
+    BootstrapRefused,
+    NodeActivated,
+    TransactionRecord,
+    TransactionStatus,
+)
 from keystrap.services.site import Site
 from keystrap.store.activity import ActivityLog
 from keystrap.store.keyfile import read_key_file
@@ -34,6 +41,7 @@ from keystrap.store.sqlite_repository import SqliteRepository
 
 PASSWORD = "benchmark password"
 TARGET_MS = 200.0
+PENDING = TransactionStatus.PENDING
 
 
 def make_store(root: Path, enrolled: int) -> tuple[Site, float]:
@@ -44,12 +52,19 @@ def make_store(root: Path, enrolled: int) -> tuple[Site, float]:
     site.order(enrolled - enrolled // 10, "bulk", name="bulk")
     site.order(enrolled // 10, "field", name="field")
     enrol_s = time.monotonic() - t0
+    site.order(20, "spares", name="spares")  # a small installer among 10^6 nodes
     with site.repository() as repository:
-        ids = [n.node_id for n, _ in zip(repository.list_nodes(), range(2000), strict=False)]
+        ids = random.sample([n.node_id for n in repository.list_nodes()], 2000)
         for node_id in ids[:200]:
             repository.revoke(node_id)
+        cid = parse_eui64(site.controller_id)
+        for tid, node_id in enumerate(ids[1000:1010], 1):  # bootstrapping right now
+            repository.add_transaction(
+                TransactionRecord(
+                    cid, tid, node_id, bytes(40), None, bytes(16), None, PENDING, int(time.time())
+                )
+            )
     log = ActivityLog(site.database)
-    cid = bytes.fromhex(site.controller_id.replace(":", ""))
     now = time.time()
     for n, node_id in enumerate(ids):
         at = now - 1800 + n
@@ -83,6 +98,10 @@ def main() -> None:
         t0 = time.monotonic()
         store = ConsoleStore(repository, users, window=120, secure_cookie=False)
         index_s = time.monotonic() - t0
+        t0 = time.monotonic()
+        late = args.enrolled // 10
+        site.order(late, "late", name="late")  # an order placed once the indexes exist
+        late_s = time.monotonic() - t0
         client = TestClient(build_app(store))
         client.post("/login", data={"user": "bench", "password": PASSWORD})
         middle = eui64(bytes.fromhex("02") + bytes.fromhex("80") + bytes(6))
@@ -94,8 +113,11 @@ def main() -> None:
             "search, one EUI-64": "/nodes?q=" + middle,
             "search, a prefix": "/nodes?q=02:80:00",
             "filter: revoked": "/nodes?state=revoked",
+            "filter: bootstrapping": "/nodes?state=bootstrapping",
             "filter: installer": "/nodes?installer=field",
+            "filter: small installer": "/nodes?installer=spares",
             "filter: controller": f"/nodes?controller={eui64(some)}",
+            "controller + revoked": f"/nodes?controller={eui64(some)}&state=revoked",
             "filter: order 2": "/nodes?order=2",
         }
         rows = []
@@ -114,14 +136,16 @@ def main() -> None:
                 }
             )
         store.close()
+    first_rate = args.enrolled / max(enrol_s, 1e-9)
     print(
-        f"{args.enrolled} nodes enrolled in {enrol_s:.0f} s; console indexes built in "
-        f"{index_s:.1f} s"
+        f"{args.enrolled} nodes enrolled in {enrol_s:.0f} s ({first_rate:.0f}/s); console "
+        f"indexes built in {index_s:.1f} s; then {late} more in {late_s:.0f} s "
+        f"({late / late_s:.0f}/s, with the console's indexes and counters)"
     )
-    print(f"{'page':<22} {'median ms':>10} {'max ms':>8}  under {TARGET_MS:.0f} ms")
+    print(f"{'page':<24} {'median ms':>10} {'max ms':>8}  under {TARGET_MS:.0f} ms")
     for row in rows:
         ok = "yes" if row["max_ms"] < TARGET_MS else "NO"
-        print(f"{row['page']:<22} {row['median_ms']:>10} {row['max_ms']:>8}  {ok}")
+        print(f"{row['page']:<24} {row['median_ms']:>10} {row['max_ms']:>8}  {ok}")
     print(
         json.dumps(
             {
@@ -129,6 +153,8 @@ def main() -> None:
                 "enrolled": args.enrolled,
                 "enrol_seconds": round(enrol_s, 1),
                 "index_seconds": round(index_s, 1),
+                "late_order": late,
+                "late_order_seconds": round(late_s, 1),
                 "pages": rows,
                 "all_under_target": all(r["max_ms"] < TARGET_MS for r in rows),
             }

@@ -138,8 +138,9 @@ class Metrics:
         elif isinstance(event, Rejected):
             self.rejected.labels(label(event.reason)).inc()
 
-    def flight_handled(self, data: bytes, seconds: float) -> None:
-        flight = flight_label(data)
+    def flight_handled(self, data: bytes, seconds: float, flight: str = "") -> None:
+        """``flight`` names what ``data`` is when its first byte does not (a refusal's text)."""
+        flight = flight or flight_label(data)
         self.flights.labels(flight).inc()
         self.flight_seconds.labels(flight).observe(seconds)
 

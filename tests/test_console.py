@@ -75,7 +75,10 @@ def test_user_rules(tmp_path: Path) -> None:
 
 def test_admin_user_add_reads_the_password_from_stdin(tmp_path: Path) -> None:
     db, key = tmp_path / "sbs.sqlite", tmp_path / "master.key"
-    base = ["admin", "--database", str(db), "--master-key", str(key), "user"]
+    admin = ["admin", "--database", str(db), "--master-key", str(key)]
+    site = keystrap_command(*admin, "controller", "add", eui64(CONTROLLER), "--key-out")
+    subprocess.run([*site, str(tmp_path / "sk.key")], check=True, capture_output=True)
+    base = [*admin, "user"]
     added = subprocess.run(
         keystrap_command(*base, "add", "carol"),
         input=PASSWORD + "\n",

@@ -85,6 +85,9 @@ def test_metrics_follow_bootstraps(tmp_path: Path) -> None:
         assert value(server, "keystrap_flight_seconds_count", flight="6") == 5
         assert value(controller, "keystrap_flights_received_total", flight="1") >= 5 + refusals
         assert value(controller, "keystrap_flights_received_total", flight="5") >= 5
+        assert value(controller, "keystrap_flights_received_total", flight="3") == 5
+        assert value(controller, "keystrap_flights_received_total", flight="7") == 5
+        assert value(controller, "keystrap_flights_received_total", flight="refusal") == refusals
 
     run(scenario())
 

@@ -94,7 +94,7 @@ def build_app(store: ConsoleStore) -> Starlette:
         response.headers.update(HEADERS)
         return response
 
-    def back(path: str, session: Session | None = None) -> Response:
+    def back(path: str) -> Response:
         response = RedirectResponse(path, status_code=303)
         response.headers.update(HEADERS)
         return response
@@ -242,7 +242,7 @@ def build_app(store: ConsoleStore) -> Starlette:
 
         def offer(order: Order) -> None:
             """The bundle is offered before the order commits, as the CLI writes its file."""
-            filename = f"order-{order.order_id}-{installer}-bundle.json"
+            filename = f"order-{order.order_id}-bundle.json"
             tokens.append(sessions.offer(session.user, filename, bundle_bytes(order), time.time()))
 
         create_order(
@@ -313,9 +313,9 @@ def build_app(store: ConsoleStore) -> Starlette:
 
     async def live_events(request: Request, session: Session) -> Response:
         async def stream() -> AsyncIterator[str]:
-            seq = int(request.query_params.get("since", "-1"))
-            if seq < 0:
-                seq = queries.last_seq(store.db)
+            # A reconnecting EventSource says where it stopped; a new one starts now.
+            resumed = request.headers.get("last-event-id", "")
+            seq = int(resumed) if resumed.isdigit() else queries.last_seq(store.db)
             yield "retry: 1000\n\n"
             while not await request.is_disconnected():
                 for row in queries.log_after(store.db, seq):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from keystrap.store import activity
@@ -90,7 +90,29 @@ class NodeRow:
 def page_nodes(
     db: sqlite3.Connection, where: NodeFilter, after: bytes = b"", limit: int = PAGE
 ) -> list[NodeRow]:
-    """One page of nodes in EUI-64 order, starting after ``after``."""
+    """One page of nodes in EUI-64 order, starting after ``after``.
+
+    Each query walks one index in key order and stops after ``limit`` rows: the
+    primary key, ``nodes(status, id)`` or ``nodes(order_id, id)``. An installer
+    or a controller is a set of orders, so its page is merged from one such walk
+    per order (a walk over all nodes would read 10^6 rows to find a small
+    installer's twenty)."""
+    if not where.installer and where.controller is None:
+        return _page(db, where, after, limit)
+    orders = db.execute(
+        "SELECT id FROM orders WHERE (? = '' OR installer = ?) "
+        "AND (? IS NULL OR controller_id = ?)",
+        (where.installer, where.installer, where.controller, where.controller),
+    ).fetchall()
+    rows = []
+    for (order,) in orders:
+        if where.order in (None, order):
+            one = replace(where, order=order, installer="", controller=None)
+            rows += _page(db, one, after, limit)
+    return sorted(rows, key=lambda row: row.node_id)[:limit]
+
+
+def _page(db: sqlite3.Connection, where: NodeFilter, after: bytes, limit: int) -> list[NodeRow]:
     # One lower and one upper bound, so that SQLite's range on the key is the tight one.
     clauses: list[str] = ["n.id > ?"]
     params: list[object] = [after]
@@ -103,7 +125,11 @@ def page_nodes(
         params.append(high)
     pending = "EXISTS(SELECT 1 FROM transactions t WHERE t.node_id=n.id AND t.status='pending')"
     if where.state == "bootstrapping":
-        clauses.append(f"n.status IN ('enrolled', 'active') AND {pending}")
+        # Few nodes are bootstrapping at a time: start from the pending transactions.
+        clauses.append(
+            "n.status != 'revoked' AND n.id IN "
+            "(SELECT node_id FROM transactions WHERE status = 'pending')"
+        )
     elif where.state in STATES:
         clauses.append("n.status = ?")
         params.append(where.state)
@@ -112,15 +138,15 @@ def page_nodes(
     if where.order is not None:
         clauses.append("n.order_id = ?")
         params.append(where.order)
-    if where.installer:
-        clauses.append("o.installer = ?")
-        params.append(where.installer)
-    if where.controller is not None:
-        clauses.append("o.controller_id = ?")
-        params.append(where.controller)
+    index = ""
+    if where.order is not None and where.state in ("enrolled", "active", "revoked"):
+        # Walk whichever of the two is smaller; SQLite cannot know which that is.
+        counts = dict(db.execute("SELECT status, n FROM node_counts").fetchall())
+        rare = counts.get(where.state, 0) * 10 < sum(counts.values())
+        index = f"INDEXED BY {'nodes_by_status' if rare else 'nodes_by_order_id'}"
     rows = db.execute(
         f"SELECT n.id, n.order_id, o.installer, o.controller_id, n.status, {pending} "  # noqa: S608 - fixed fragments
-        "FROM nodes n JOIN orders o ON o.id = n.order_id "
+        f"FROM nodes n {index} JOIN orders o ON o.id = n.order_id "
         f"WHERE {' AND '.join(clauses)} ORDER BY n.id LIMIT ?",
         (*params, limit),
     )

@@ -221,7 +221,8 @@ class ControllerService:
         begun = time.perf_counter()
         self.core.receive_from_server(tid, reply, time.time())
         await self._flush()
-        self.metrics.flight_handled(reply.payload, time.perf_counter() - begun)
+        refusal = "" if reply.status is Status.OK else "refusal"
+        self.metrics.flight_handled(reply.payload, time.perf_counter() - begun, refusal)
 
     async def _timer_loop(self) -> None:
         pruned_at: float | None = None
