@@ -15,7 +15,8 @@ setup: $(STAMP)
 # libcoap3-bin, whose coap-client is the independent DTLS-PSK peer; openssl,
 # for a DTLS handshake with any PSK bytes; and autoconf, automake and libtool,
 # which DTLSSocket (tinydtls, aiocoap's DTLS server) needs to build from source;
-# nodejs and npm, which run MicroPython's WebAssembly port (package-lock.json).
+# nodejs and npm, which run MicroPython's WebAssembly port (package-lock.json);
+# and chromium, the browser Playwright drives in the console's tests (never downloaded).
 SYSTEM_STAMP := $(VENV)/.system-stamp
 
 $(SYSTEM_STAMP):
@@ -29,6 +30,7 @@ $(SYSTEM_STAMP):
 	command -v libtoolize >/dev/null || missing="$$missing libtool"; \
 	command -v node >/dev/null || missing="$$missing nodejs"; \
 	command -v npm >/dev/null || missing="$$missing npm"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from keystrap.hostport import parse_host_port
 from keystrap.ids import parse_eui64
 from keystrap.oob.channel import OobError, parse_endpoint
 from keystrap.oob.medium import MEDIA
@@ -39,6 +40,7 @@ class ServerConfig:
     max_pending: int = 8
     profile: str = "paper"
     log_level: str = "info"
+    metrics: str = ""
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class ControllerConfig:
     keep_finished: int = 86_400
     dtls_timeout: int = 10
     log_level: str = "info"
+    metrics: str = ""
 
 
 HELP: dict[str, str] = {
@@ -85,6 +88,7 @@ HELP: dict[str, str] = {
     "revocation_poll": "seconds between asking the server which nodes were revoked",
     "keep_finished": "seconds a finished bootstrap is kept (to answer a repeated flight 5)",
     "dtls_timeout": "seconds `controller configure` waits for a node's DTLS answer",
+    "metrics": "[HOST:]PORT for Prometheus' GET /metrics (HOST defaults to 127.0.0.1; empty: off)",
 }
 
 C = TypeVar("C", ServerConfig, ControllerConfig)
@@ -158,7 +162,7 @@ def _check(section: str, name: str, value: object) -> None:
     """One option's value against its range or choices, before any of it is used:
     a bad value ends the start, never a running service."""
     text = str(value)
-    optional = name == "capture_dir"
+    optional = name in ("capture_dir", "metrics")
     if isinstance(value, str | Path) and (not text.isprintable() or not (text or optional)):
         raise ConfigError(f"[{section}] {name} must be printable text, got {text!r}")
     if name in RANGES and isinstance(value, int):
@@ -174,6 +178,8 @@ def _check(section: str, name: str, value: object) -> None:
             _check_coap_uri(text)
         elif name == "oob":
             parse_endpoint(text)
+        elif name == "metrics" and text:
+            parse_host_port(text)
     except (ValueError, OobError) as exc:
         raise ConfigError(f"[{section}] {name}: {exc}") from None
 

@@ -115,7 +115,8 @@ def test_every_vector_under_micropython(micropython: MicroPython) -> None:
 
 
 def test_line_protocol_rejects_garbage(micropython: MicroPython) -> None:
-    for line in ("", "hello", "answer " + "zz " * 8, "reset " + "- " * 8):
+    short_key = "hello 0200000000000001 02000000000000c0 00ff - - - - " + "00" * 16
+    for line in ("", "hello", "answer " + "zz " * 8, "reset " + "- " * 8, short_key):
         assert handle(line).startswith("error")
         with pytest.raises(Exception, match="error"):
             micropython.request(line)

@@ -7,6 +7,7 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 
+from keystrap.cli.console import add_user_parser, user_command
 from keystrap.config import ServerConfig, load_config
 from keystrap.enrolment import (
     KEY_MODES,
@@ -156,6 +157,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "check",
         help="verify the store: SQLite integrity, every key unwraps, nodes per state",
     )
+    add_user_parser(what)
 
 
 def server_config(args: argparse.Namespace) -> ServerConfig:
@@ -440,4 +442,7 @@ COMMANDS: dict[str, Callable[[SqliteRepository, argparse.Namespace], None]] = {
     "revoke": _revoke,
     "backup": _backup,
     "check": _check,
+    "user.add": user_command,
+    "user.list": user_command,
+    "user.remove": user_command,
 }

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from keystrap import __version__
-from keystrap.cli import admin, oob
+from keystrap.cli import admin, console, oob
 from keystrap.coap.client import ServerUnresolvable
 from keystrap.coap.node_client import NodeRefused, NodeUnreachable
 from keystrap.coap.server import BindError
@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="hardened: controllers get PSK_i and a sealed flight 4, never IK",
     )
     server.add_argument("--log-level", help="debug, info, warning, error")
+    server.add_argument("--metrics", metavar="[HOST:]PORT", help="serve GET /metrics there")
     server.add_argument(
         "--print-config",
         action="store_true",
@@ -110,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument("--capture-dir", help="also write every out-of-band signal here")
     ctl.add_argument("--window", type=int, help="seconds to wait for flight 3 (default 120)")
     ctl.add_argument("--log-level", help="debug, info, warning, error")
+    ctl.add_argument("--metrics", metavar="[HOST:]PORT", help="serve GET /metrics there")
     ctl.add_argument(
         "--print-config",
         action="store_true",
@@ -188,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     admin.add_parser(sub)
+    console.add_parser(sub)
     oob.add_parser(sub)
     attack = sub.add_parser(
         "attack",
@@ -421,6 +424,8 @@ def _run(args: argparse.Namespace) -> int:
         return admin.run(args)
     if args.command == "oob":
         return oob.run(args)
+    if args.command == "console":
+        return console.run(args)
     if args.command == "attack":
         from keystrap.attack.runner import main as attack_main
 

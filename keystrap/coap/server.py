@@ -12,15 +12,19 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 
 import aiocoap
 import aiocoap.resource as resource
 
 from keystrap.coap.codes import BOOTSTRAP_PATH, HEALTH_PATH, OCTET_STREAM, TO_COAP
 from keystrap.ids import eui64
-from keystrap.protocol import BootstrapGranted, NodeActivated, Server, Status
+from keystrap.protocol import BootstrapGranted, NodeActivated, Reply, Server, Status
 
 log = logging.getLogger("keystrap.server")
+
+Observer = Callable[[bytes, Reply, float], None]
+"""Told of each request the core answered, with the reply and the seconds it took."""
 
 MAX_PAYLOAD = 256
 
@@ -30,10 +34,11 @@ class BindError(Exception):
 
 
 class BootstrapResource(resource.Resource):
-    def __init__(self, core: Server) -> None:
+    def __init__(self, core: Server, observe: Observer | None = None) -> None:
         super().__init__()
         self.core = core
         self.counters: dict[str, int] = {}
+        self._observe = observe
 
     async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
         remote = request.remote.hostinfo
@@ -42,7 +47,10 @@ class BootstrapResource(resource.Resource):
             return self._refuse(aiocoap.UNSUPPORTED_CONTENT_FORMAT, "use application/octet-stream")
         if len(request.payload) > MAX_PAYLOAD:
             return self._refuse(aiocoap.REQUEST_ENTITY_TOO_LARGE, "payload too large")
+        begun = time.perf_counter()
         reply = self.core.handle(request.payload, time.time())
+        if self._observe is not None:
+            self._observe(request.payload, reply, time.perf_counter() - begun)
         self.counters[reply.status.name] = self.counters.get(reply.status.name, 0) + 1
         event = reply.event
         if isinstance(event, BootstrapGranted):
@@ -94,9 +102,11 @@ class StatsResource(resource.Resource):
         return aiocoap.Message(code=aiocoap.CONTENT, payload=body, content_format=50)
 
 
-def serve_core(site: resource.Site, core: Server) -> BootstrapResource:
+def serve_core(
+    site: resource.Site, core: Server, observe: Observer | None = None
+) -> BootstrapResource:
     """Put the server's resources into ``site`` (bound already, see below)."""
-    bootstrap = BootstrapResource(core)
+    bootstrap = BootstrapResource(core, observe)
     site.add_resource(list(BOOTSTRAP_PATH), bootstrap)
     site.add_resource(list(HEALTH_PATH), HealthResource())
     site.add_resource(["stats"], StatsResource(bootstrap))

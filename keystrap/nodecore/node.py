@@ -16,8 +16,8 @@ try:  # noqa: SIM105 (MicroPython has no contextlib.suppress)
 except ImportError:  # MicroPython: only annotations name it
     pass
 
-VERSION_TYPE = {1: 0x11, 4: 0x14, 5: 0x15, 11: 0x1B}
-FLIGHT4_SIZE = 45  # header, TID, RN_i || RN_c sealed (32 + 8-byte tag)
+PAPER, COMPACT = 1, 2  # wire versions: the paper's flights, the compact profile
+FLIGHT4_SIZE = {PAPER: 45, COMPACT: 29}  # header, TID, (RN_i ||) RN_c sealed, 8-byte tag
 FLIGHT11_SIZE = 13  # header, TID, tag
 
 
@@ -45,7 +45,10 @@ class MinimalNode:
         session_key: bytes = b"",
         flight4: bytes = b"",
         flight5: bytes = b"",
+        version: int = PAPER,
     ) -> None:
+        """``version`` is the profile the node was ordered with; it speaks no other."""
+        self.version = version
         self.node_id = node_id
         self.controller_id = controller_id
         self.key = key  # IK, replaced by PSK_i on a valid flight 4
@@ -63,7 +66,10 @@ class MinimalNode:
         """
         if rn_i != self.rn_i:
             self.rn_i, self.session_key, self.flight4, self.flight5 = bytes(rn_i), b"", b"", b""
-        return bytes([VERSION_TYPE[1]]) + self.node_id + self.rn_i
+        return self._header(1) + self.node_id + self.rn_i
+
+    def _header(self, kind: int) -> bytes:
+        return bytes([self.version << 4 | kind])
 
     def answer(self, flight4: bytes) -> bytes:
         """Check flight 4, switch to PSK_i and SK_i, and return flight 5.
@@ -75,31 +81,36 @@ class MinimalNode:
             if _differ(flight4, self.flight4):
                 raise NodeCoreError("already keyed; flight 4 ignored")
             return self.flight5
-        if len(flight4) != FLIGHT4_SIZE or flight4[0] != VERSION_TYPE[4]:
-            raise NodeCoreError("not a flight 4")
+        compact = self.version == COMPACT
+        if len(flight4) != FLIGHT4_SIZE.get(self.version) or flight4[:1] != self._header(4):
+            raise NodeCoreError(f"not a flight 4 of profile version {self.version}")
         if not self.rn_i:
             raise NodeCoreError("no bootstrap in progress")
         tid = flight4[1:5]
         aad = flight4[:1] + self.controller_id + tid + self.node_id
         nonce = bytes([4]) + self.controller_id + tid
-        opened = ccm_open(self._e, self.key, nonce, flight4[5:], aad)
+        # Compact: RN_i is authenticated, not sent back; the paper: sent and compared.
+        context = aad + (self.rn_i if compact else b"")
+        opened = ccm_open(self._e, self.key, nonce, flight4[5:], context)
         if opened is None:
             raise NodeCoreError("flight 4 failed authentication")
-        if _differ(opened[:16], self.rn_i):
+        if not compact and _differ(opened[:16], self.rn_i):
             raise NodeCoreError("flight 4 answers another RN_i")
-        rn_c = opened[16:]
+        rn_c = opened[-16:]
         block = bytearray(self.rn_i)
         for i in range(16):
             block[i] ^= rn_c[i]
         psk = self._e(self.key, bytes(block))
         fixed = b"keystrap SK_i\x00" + self.node_id + self.controller_id + b"\x00\x00\x00\x80"
-        header = bytes([VERSION_TYPE[5]])
+        header = self._header(5)
+        context = header + self.controller_id + tid + self.node_id
+        # Compact: a tag alone, over RN_c as context; the paper: RN_c sealed.
         sealed = ccm_seal(
             self._e,
             psk,
             bytes([5]) + self.controller_id + tid,
-            rn_c,
-            header + self.controller_id + tid + self.node_id,
+            b"" if compact else rn_c,
+            context + (rn_c if compact else b""),
         )
         self.session_key = cmac(self._e, psk, b"\x00\x00\x00\x01" + fixed)
         self.key, self.rn_i = psk, b""
@@ -113,7 +124,7 @@ class MinimalNode:
         SK_i for its TID; it changes nothing either way.
         """
         header = flight11[:1]
-        if not self.flight5 or len(flight11) != FLIGHT11_SIZE or header[0] != VERSION_TYPE[11]:
+        if not self.flight5 or len(flight11) != FLIGHT11_SIZE or header != self._header(11):
             raise NodeCoreError("not a flight 11 for this node")
         tid = self.flight4[1:5]
         aad = header + self.controller_id + tid + self.node_id

@@ -21,6 +21,7 @@ from keystrap.protocol.controller import (
 from keystrap.protocol.events import (
     BootstrapConfirmed,
     BootstrapGranted,
+    BootstrapRefused,
     ChallengeIssued,
     Event,
     NodeActivated,
@@ -48,6 +49,7 @@ from keystrap.protocol.server import Server, ServerPolicy
 __all__ = [
     "BootstrapConfirmed",
     "BootstrapGranted",
+    "BootstrapRefused",
     "ChallengeIssued",
     "Controller",
     "ControllerState",

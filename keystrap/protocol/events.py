@@ -85,6 +85,18 @@ class NodeActivated:
     tid: int
 
 
+@dataclass(frozen=True)
+class BootstrapRefused:
+    """The server refused an authenticated flight 2 or 6 of a known controller; the
+    operator's console shows ``reason`` in the node's history."""
+
+    node_id: bytes
+    controller_id: bytes
+    tid: int
+    flight: int
+    reason: str
+
+
 Event = (
     Rejected
     | TransactionStarted
@@ -96,4 +108,5 @@ Event = (
     | TransactionFailed
     | BootstrapGranted
     | NodeActivated
+    | BootstrapRefused
 )

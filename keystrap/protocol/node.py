@@ -27,10 +27,8 @@ from keystrap.nodecore import MinimalNode, NodeCoreError
 from keystrap.protocol.events import Event, NodeConfirmed, NodeKeyed, Rejected
 from keystrap.protocol.keys import RandomSource
 from keystrap.protocol.timers import Backoff, Retransmission
-from keystrap.wire import RN_SIZE, Flight4, FlightType
+from keystrap.wire import RN_SIZE, VERSION, FlightType
 from keystrap.wire.header import header_byte
-
-_FLIGHT11 = header_byte(FlightType.F11_NODE_CONFIRMED)
 
 
 class NodeStage(Enum):
@@ -52,6 +50,7 @@ class NodeState:
     session_key: bytes | None = None
     challenge: bytes | None = None  # the flight 4 answered, to recognise a duplicate
     proof: bytes | None = None  # our flight 5, re-sent on a duplicate flight 4
+    version: int = VERSION  # the wire profile the node was ordered with (2: compact)
 
 
 class NodeCore(Protocol):
@@ -89,6 +88,7 @@ def local_core(state: NodeState) -> NodeCore:
         session_key=state.session_key or b"",
         flight4=state.challenge or b"",
         flight5=state.proof or b"",
+        version=state.version,
     )
 
 
@@ -127,6 +127,7 @@ class Node:
                 key=self.state.key,
                 stage=NodeStage.AWAITING_CHALLENGE,
                 rn_i=self._rng(RN_SIZE),
+                version=self.state.version,
             )
         self._send_hello(now)
 
@@ -141,7 +142,7 @@ class Node:
     def receive(self, data: bytes, now: float) -> None:
         """Take one flight from the out-of-band channel: flight 4, or flight 11."""
         core = self._core(self.state)
-        if data[:1] == _FLIGHT11:
+        if data[:1] == header_byte(FlightType.F11_NODE_CONFIRMED, self.state.version):
             self._confirm(core, data)
             return
         try:
@@ -153,7 +154,7 @@ class Node:
         if self.state.stage is NodeStage.KEYED:
             return  # the identical flight 4 again: the stored flight 5 is re-sent
         state = self.state
-        tid = Flight4.decode(core.flight4).tid
+        tid = int.from_bytes(core.flight4[1:5], "big")  # both profiles: header, TID
         self.state = NodeState(
             node_id=state.node_id,
             controller_id=state.controller_id,
@@ -163,6 +164,7 @@ class Node:
             session_key=core.session_key,
             challenge=core.flight4,
             proof=core.flight5,
+            version=state.version,
         )
         self._timer = None
         self._events.append(NodeKeyed(state.node_id, tid))

@@ -21,7 +21,8 @@ from keystrap.coap.client import SbsClient, ServerUnreachable
 from keystrap.config import ControllerConfig
 from keystrap.crypto import derive_session_key
 from keystrap.ids import eui64, parse_eui64
-from keystrap.oob import OobClosed, OobLink, OobListener, parse_endpoint
+from keystrap.metrics import Metrics, serve_metrics
+from keystrap.oob import OobClosed, OobError, OobLink, OobListener, parse_endpoint
 from keystrap.oob.link import MediumLink
 from keystrap.oob.medium import get_medium
 from keystrap.oob.unix import UnixListener
@@ -73,6 +74,7 @@ class ControllerService:
         self._inflight: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
+        self.metrics = Metrics("controller")
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """The server's name is resolved and the state locked first: a server that
@@ -105,6 +107,8 @@ class ControllerService:
         _, where = parse_endpoint(config.oob)
         listener: OobListener = UnixListener(Path(where))
         await listener.start(self._session)
+        self.metrics.open_transactions.set(open_count)
+        exporter = await serve_metrics(self.metrics, config.metrics) if config.metrics else None
         log.info(
             "controller %s: out-of-band on %s, server %s, next TID %d, %d open transaction(s)",
             config.id,
@@ -122,6 +126,8 @@ class ControllerService:
             timers.cancel()
             revocations.cancel()
             await asyncio.gather(timers, revocations, return_exceptions=True)
+            if exporter is not None:
+                exporter.close()
             await listener.stop()
             for task in list(self._tasks):
                 task.cancel()
@@ -144,14 +150,19 @@ class ControllerService:
                 data = await link.receive()
             except OobClosed:
                 break
+            except OobError as exc:  # an oversized or incomplete message ends the session
+                log.warning("out-of-band session ended: %s", exc)
+                break
             if data is None:
                 continue
             sender = self._sender_of(data)
             if sender is not None and node_id != sender:
                 node_id = sender
                 self._links[node_id] = link
+            begun = time.perf_counter()
             self.core.receive_from_node(data, time.time())
             await self._flush()
+            self.metrics.flight_handled(data, time.perf_counter() - begun)
             if node_id is not None and (tid := self._finished(node_id, data)) is not None:
                 await self._say_confirmed(link, node_id, tid)
                 break
@@ -207,8 +218,11 @@ class ControllerService:
             return
         finally:
             self._inflight.discard(tid)
+        begun = time.perf_counter()
         self.core.receive_from_server(tid, reply, time.time())
         await self._flush()
+        refusal = "" if reply.status is Status.OK else "refusal"
+        self.metrics.flight_handled(reply.payload, time.perf_counter() - begun, refusal)
 
     async def _timer_loop(self) -> None:
         pruned_at: float | None = None
@@ -285,12 +299,14 @@ class ControllerService:
 
     async def _flush(self) -> None:
         changes = self.core.unsaved()
-        self.store.save(self.core.state, changes)
+        with self.metrics.timed_store("save"):
+            self.store.save(self.core.state, changes)
         self.core.mark_saved(changes)
         outgoing = self.core.data_to_send()
         closing: list[tuple[bytes, int]] = []
         while (event := self.core.next_event()) is not None:
             self._log_event(event)
+            self.metrics.controller_event(self.controller_id, event)
             if isinstance(event, BootstrapConfirmed):
                 closing.append((event.node_id, event.tid))
                 psk = self.core.state.transactions[event.tid].psk

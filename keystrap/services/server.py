@@ -13,11 +13,14 @@ import aiocoap.resource
 
 from keystrap.coap.server import open_server_context, serve_core
 from keystrap.config import ServerConfig
-from keystrap.protocol import Server, ServerPolicy
+from keystrap.metrics import Metrics, TimedRepository, serve_metrics
+from keystrap.protocol import Reply, Server, ServerPolicy, Status
 from keystrap.services.instance import InstanceLock
 from keystrap.services.lifetime import wait_for_signal
+from keystrap.store.activity import ActivityLog
 from keystrap.store.keyfile import load_master_key
 from keystrap.store.sqlite_repository import SqliteRepository
+from keystrap.wire import FlightType, RevocationQuery, peek_type
 
 log = logging.getLogger("keystrap.server")
 
@@ -79,8 +82,21 @@ async def _serve(
     repository = SqliteRepository(config.database, master_key)
     controllers = LiveControllers(repository)
     policy = ServerPolicy(config.window, config.max_pending, config.profile == "hardened")
-    core = Server(repository, controllers, policy)
-    resource = serve_core(site, core)
+    metrics = Metrics("server")
+    metrics.open_transactions.set_function(repository.count_all_pending)
+    activity = ActivityLog(config.database)
+
+    def observe(data: bytes, reply: Reply, seconds: float) -> None:
+        metrics.server_reply(data, reply, seconds)
+        if reply.event is not None:
+            activity.record(reply.event, time.time())
+        elif reply.status is Status.OK and peek_type(data) is FlightType.F9_REVOCATION_QUERY:
+            activity.heard_from(RevocationQuery.peek_controller(data), time.time())
+
+    core = Server(TimedRepository(repository, metrics), controllers, policy)
+    resource = serve_core(site, core, observe)
+    exporter = await serve_metrics(metrics, config.metrics) if config.metrics else None
+    flusher = asyncio.create_task(_flush_loop(activity))
     log.info(
         "listening on coap://%s:%d/bs (database %s, %s profile, %d controller(s))",
         config.host,
@@ -94,4 +110,14 @@ async def _serve(
     finally:
         served = ", ".join(f"{k}={v}" for k, v in sorted(resource.counters.items()))
         log.info("shutting down; replies sent: %s", served or "none")
+        flusher.cancel()
+        if exporter is not None:
+            exporter.close()
+        activity.close()
         repository.close()
+
+
+async def _flush_loop(activity: ActivityLog) -> None:
+    while True:
+        await asyncio.sleep(0.5)
+        activity.flush()

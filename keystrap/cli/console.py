@@ -1,0 +1,135 @@
+"""``keystrap console`` (the web console) and ``keystrap admin user`` (its accounts)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import socket
+import sys
+from pathlib import Path
+
+from keystrap.config import ConfigError, ServerConfig, load_config
+from keystrap.store.errors import StoreError
+from keystrap.store.keyfile import read_key_file
+from keystrap.store.sqlite_repository import SqliteRepository
+
+DEFAULT_PORT = 8080
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    console = sub.add_parser(
+        "console",
+        help="serve the operator's web console (127.0.0.1 by default)",
+        description="A web console over the server's store: dashboard, nodes, orders, "
+        "controllers and a live view. Log in with an account from `keystrap admin user add`.",
+    )
+    console.add_argument("--config", type=Path, help="the server's TOML configuration")
+    console.add_argument("--database", type=Path, help="SQLite repository (overrides --config)")
+    console.add_argument("--master-key", type=Path, help="master key file (overrides --config)")
+    console.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    console.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port (default 8080)")
+    console.add_argument("--certfile", type=Path, help="TLS certificate (PEM): serve HTTPS")
+    console.add_argument("--keyfile", type=Path, help="TLS private key (PEM) for --certfile")
+
+
+def add_user_parser(what: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    user = what.add_parser("user", help="add, list or remove the console's administrators")
+    uwhat = user.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = uwhat.add_parser(
+        "add", help="add an account; the password is asked for (or read from stdin)"
+    )
+    add.add_argument("name")
+    uwhat.add_parser("list", help="list accounts")
+    rm = uwhat.add_parser("remove", help="remove an account")
+    rm.add_argument("name")
+
+
+def user_command(repo: SqliteRepository, args: argparse.Namespace) -> None:
+    from keystrap.console.users import Users
+
+    users = Users(repo.path)
+    try:
+        if args.action == "add":
+            users.add(args.name, read_password())
+            print(f"user {args.name!r} added")
+        elif args.action == "remove":
+            users.remove(args.name)
+            print(f"user {args.name!r} removed")
+        else:
+            names = users.names()
+            for name in names:
+                print(name)
+            print(f"{len(names)} user(s)")
+    finally:
+        users.close()
+
+
+def read_password() -> str:
+    """Twice from the terminal, or one line from a pipe (for scripts)."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise ValueError("the two passwords differ")
+    return first
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from keystrap.console.app import ConsoleStore, build_app
+        from keystrap.console.users import Users
+    except ImportError as exc:
+        raise StoreError(
+            f"the console needs its extra dependencies ({exc.name}): "
+            "pip install 'keystrap[console]'"
+        ) from None
+    if (args.certfile is None) != (args.keyfile is None):
+        raise ValueError("give both --certfile and --keyfile, or neither")
+    if not 1 <= args.port <= 65535:
+        raise ValueError(f"--port must be from 1 to 65535, got {args.port}")
+    config = load_config(
+        ServerConfig, args.config, {"database": args.database, "master_key": args.master_key}
+    )
+    if not config.database.exists():
+        raise StoreError(f"no server store at {config.database}; give --config or --database")
+    repository = SqliteRepository(config.database, read_key_file(config.master_key))
+    users = Users(config.database)
+    if not users.names():
+        print(
+            "no console account yet: add one with `keystrap admin user add NAME`", file=sys.stderr
+        )
+    store = ConsoleStore(repository, users, config.window, secure_cookie=args.certfile is not None)
+    scheme = "https" if args.certfile else "http"
+    try:
+        listening = listen(args.host, args.port)
+        server = uvicorn.Server(
+            uvicorn.Config(
+                build_app(store),
+                ssl_certfile=None if args.certfile is None else str(args.certfile),
+                ssl_keyfile=None if args.keyfile is None else str(args.keyfile),
+                log_level="warning",
+                server_header=False,
+                timeout_graceful_shutdown=2,  # live views never end on their own
+            )
+        )
+        where = f"{scheme}://{args.host}:{args.port}/"
+        print(f"console on {where} (store {config.database})", flush=True)
+        server.run(sockets=[listening])
+    finally:
+        store.close()
+    return 0
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """Bound here rather than by uvicorn, so a taken port is one clear error line."""
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listening = socket.socket(family, socket.SOCK_STREAM)
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listening.bind((host, port))
+        listening.listen(128)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return listening

@@ -1,0 +1,372 @@
+"""The console's ASGI application (Starlette): one handler per page or form.
+
+Every route but ``/login`` requires a session; every POST requires the session's
+CSRF token besides its SameSite=Strict cookie. The handlers are coroutines that
+query SQLite directly: each query is a few milliseconds (bench/console.py), and
+one thread for all of them keeps the single connection safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import (
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
+from starlette.routing import Route
+from starlette.templating import Jinja2Templates
+
+from keystrap.console import history, queries
+from keystrap.console.sessions import SESSION_SECONDS, Session, Sessions
+from keystrap.console.users import Users
+from keystrap.enrolment import (
+    KEY_MODES,
+    Order,
+    bundle_bytes,
+    create_order,
+    ids_from_count,
+    ids_from_range,
+)
+from keystrap.ids import eui64, parse_eui64
+from keystrap.store.errors import StoreError
+from keystrap.store.keyfile import write_key_file
+from keystrap.store.sqlite_repository import ControllerInfo, SqliteRepository
+
+HERE = Path(__file__).parent
+COOKIE = "keystrap_session"
+HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+LIVE_POLL = 0.5  # seconds between reads of the bootstrap log for the live view
+
+Handler = Callable[[Request, Session], Awaitable[Response]]
+
+
+@dataclass
+class ConsoleStore:
+    """What the console acts on: the server's repository (writes, through the same
+    functions as ``keystrap admin``), a read connection, the accounts."""
+
+    repository: SqliteRepository
+    users: Users
+    window: int
+    secure_cookie: bool
+
+    def __post_init__(self) -> None:
+        self.db = queries.open_store(self.repository.path)
+
+    def close(self) -> None:
+        self.db.close()
+        self.users.close()
+        self.repository.close()
+
+
+def build_app(store: ConsoleStore) -> Starlette:
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.filters["eui64"] = eui64
+    templates.env.filters["when"] = lambda t: (
+        "never" if t is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+    )
+    sessions = Sessions()
+
+    def render(
+        request: Request, session: Session | None, name: str, status: int = 200, **context: Any
+    ) -> Response:
+        context.update(request=request, session=session)
+        response = templates.TemplateResponse(request, name, context, status_code=status)
+        response.headers.update(HEADERS)
+        return response
+
+    def back(path: str) -> Response:
+        response = RedirectResponse(path, status_code=303)
+        response.headers.update(HEADERS)
+        return response
+
+    def guarded(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            session = sessions.get(request.cookies.get(COOKIE), time.time())
+            if session is None:
+                if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
+                    return back("/login")
+                return PlainTextResponse("login required", 401, headers=HEADERS)
+            if request.method == "POST":
+                form = await request.form()
+                sent = form.get("csrf")
+                if not Sessions.csrf_ok(session, sent if isinstance(sent, str) else None):
+                    return PlainTextResponse("missing or wrong CSRF token", 403, headers=HEADERS)
+            try:
+                return await handler(request, session)
+            except (StoreError, ValueError) as exc:
+                return render(request, session, "error.html", 400, message=str(exc))
+
+        return endpoint
+
+    # -- login ---------------------------------------------------------------------
+
+    async def login_page(request: Request) -> Response:
+        return render(request, None, "login.html")
+
+    async def login(request: Request) -> Response:
+        now = time.time()
+        client = request.client.host if request.client else "?"
+        if sessions.login_blocked(client, now):
+            return render(
+                request, None, "login.html", 429, error="too many failed logins; wait a minute"
+            )
+        form = await request.form()
+        name, password = str(form.get("user", "")), str(form.get("password", ""))
+        if not await asyncio.to_thread(store.users.authenticate, name, password):
+            sessions.login_failed(client, now)
+            return render(request, None, "login.html", 401, error="wrong user name or password")
+        response = back("/")
+        response.set_cookie(
+            COOKIE,
+            sessions.open(name, now),
+            max_age=SESSION_SECONDS,
+            httponly=True,
+            samesite="strict",
+            secure=store.secure_cookie,
+        )
+        return response
+
+    async def logout(request: Request, session: Session) -> Response:
+        sessions.close(request.cookies.get(COOKIE))
+        response = back("/login")
+        response.delete_cookie(COOKIE)
+        return response
+
+    # -- pages ---------------------------------------------------------------------
+
+    async def dashboard(request: Request, session: Session) -> Response:
+        board = queries.dashboard(store.db, time.time(), store.window)
+        peak = max((count for _, count in board.per_minute), default=0)
+        return render(
+            request,
+            session,
+            "dashboard.html",
+            board=board,
+            peak=max(peak, 1),
+            controllers=store.repository.list_controllers(),
+            plain=history.PLAIN,
+        )
+
+    async def nodes(request: Request, session: Session) -> Response:
+        args = request.query_params
+        order = args.get("order", "")
+        controller = args.get("controller", "")
+        where = queries.NodeFilter(
+            search=args.get("q", ""),
+            state=args.get("state", ""),
+            order=int(order) if order.isdigit() else None,
+            installer=args.get("installer", ""),
+            controller=parse_eui64(controller) if controller else None,
+        )
+        after = args.get("after", "")
+        rows = queries.page_nodes(store.db, where, bytes.fromhex(after) if after else b"")
+        following = (
+            dict(args) | {"after": rows[-1].node_id.hex()} if len(rows) == queries.PAGE else None
+        )
+        return render(
+            request,
+            session,
+            "nodes.html",
+            rows=rows,
+            args=args,
+            following=following,
+            states=queries.STATES,
+            orders=queries.order_choices(store.db),
+            installers=store.repository.list_installers(),
+            controllers=store.repository.list_controllers(),
+        )
+
+    async def node(request: Request, session: Session) -> Response:
+        node_id = parse_eui64(request.path_params["eui"])
+        row = queries.node_summary(store.db, node_id)
+        if row is None:
+            return render(request, session, "error.html", 404, message="no such node")
+        log = [
+            (e.at, e.controller_id, e.tid, e.flight, e.outcome, e.cause)
+            for e in queries.node_log(store.db, node_id)
+        ]
+        granted = queries.node_transactions(store.db, node_id)
+        tries = history.attempts(log, granted, time.time(), store.window)
+        confirm = request.query_params.get("confirm") == "revoke"
+        return render(request, session, "node.html", node=row, attempts=tries, confirm=confirm)
+
+    async def revoke(request: Request, session: Session) -> Response:
+        eui = request.path_params["eui"]
+        form = await request.form()
+        if form.get("confirmed") != "yes":
+            return back(f"/nodes/{eui}?confirm=revoke")
+        store.repository.revoke(parse_eui64(eui))
+        return back(f"/nodes/{eui}")
+
+    async def orders(request: Request, session: Session) -> Response:
+        return render(
+            request,
+            session,
+            "orders.html",
+            orders=store.repository.list_orders(),
+            installers=store.repository.list_installers(),
+            controllers=store.repository.list_controllers(),
+            key_modes=KEY_MODES,
+            download=request.query_params.get("download"),
+        )
+
+    async def order_create(request: Request, session: Session) -> Response:
+        form = await request.form()
+        installer = text(form, "installer")
+        if not installer:
+            raise ValueError("name the installer")
+        id_range = text(form, "range")
+        count = text(form, "count")
+        node_ids = ids_from_range(id_range) if id_range else ids_from_count(int(count or "0"))
+        tokens: list[str] = []
+
+        def offer(order: Order) -> None:
+            """The bundle is offered before the order commits, as the CLI writes its file."""
+            filename = f"order-{order.order_id}-bundle.json"
+            tokens.append(sessions.offer(session.user, filename, bundle_bytes(order), time.time()))
+
+        create_order(
+            store.repository,
+            installer,
+            parse_eui64(text(form, "controller")),
+            node_ids,
+            key_mode=text(form, "key_mode") or "shared",
+            oob=text(form, "oob") or "unix:keystrap-data/oob.sock",
+            publish=offer,
+        )
+        token = tokens[0]
+        return back(f"/orders?download={token}")
+
+    async def bundle(request: Request, session: Session) -> Response:
+        download = sessions.take(session.user, request.path_params["token"], time.time())
+        if download is None:
+            return render(
+                request,
+                session,
+                "error.html",
+                410,
+                message="this bundle was already downloaded, or has expired: it is never "
+                "shown twice",
+            )
+        return Response(
+            download.data,
+            media_type="application/json",
+            headers=HEADERS
+            | {"Content-Disposition": f'attachment; filename="{download.filename}"'},
+        )
+
+    async def order_remove(request: Request, session: Session) -> Response:
+        store.repository.remove_order(int(request.path_params["order"]))
+        return back("/orders")
+
+    async def installer_remove(request: Request, session: Session) -> Response:
+        store.repository.remove_installer(request.path_params["name"])
+        return back("/orders")
+
+    async def controllers(request: Request, session: Session) -> Response:
+        return render(
+            request, session, "controllers.html", controllers=store.repository.list_controllers()
+        )
+
+    async def controller_add(request: Request, session: Session) -> Response:
+        form = await request.form()
+        key_out = Path(text(form, "key_out"))
+        if not text(form, "key_out") or key_out.exists():
+            raise ValueError("name a new file for the controller's key (an existing one is kept)")
+        info = ControllerInfo(
+            parse_eui64(text(form, "id")),
+            text(form, "name"),
+            text(form, "host") or "127.0.0.1",
+            int(text(form, "port") or "5684"),
+        )
+        sk_cs = secrets.token_bytes(16)
+        store.repository.add_controller(info, sk_cs)
+        write_key_file(key_out, sk_cs)
+        return back("/controllers")
+
+    async def controller_remove(request: Request, session: Session) -> Response:
+        store.repository.remove_controller(parse_eui64(request.path_params["eui"]))
+        return back("/controllers")
+
+    async def live(request: Request, session: Session) -> Response:
+        return render(request, session, "live.html")
+
+    async def live_events(request: Request, session: Session) -> Response:
+        async def stream() -> AsyncIterator[str]:
+            # A reconnecting EventSource says where it stopped; a new one starts now.
+            resumed = request.headers.get("last-event-id", "")
+            seq = int(resumed) if resumed.isdigit() else queries.last_seq(store.db)
+            yield "retry: 1000\n\n"
+            while not await request.is_disconnected():
+                for row in queries.log_after(store.db, seq):
+                    seq = row.seq
+                    event = {
+                        "seq": row.seq,
+                        "at": row.at,
+                        "node": eui64(row.node_id),
+                        "controller": eui64(row.controller_id),
+                        "tid": row.tid,
+                        "flight": row.flight,
+                        "outcome": row.outcome,
+                        "cause": history.plain(row.flight, row.cause) if row.cause else "",
+                    }
+                    yield f"id: {row.seq}\ndata: {json.dumps(event)}\n\n"
+                await asyncio.sleep(LIVE_POLL)
+
+        return StreamingResponse(
+            stream(), media_type="text/event-stream", headers=HEADERS | {"X-Accel-Buffering": "no"}
+        )
+
+    async def script(request: Request, session: Session) -> Response:
+        return Response(
+            (HERE / "static" / "live.js").read_bytes(),
+            media_type="text/javascript",
+            headers=HEADERS,
+        )
+
+    routes = [
+        Route("/login", login_page, methods=["GET"]),
+        Route("/login", login, methods=["POST"]),
+        Route("/logout", guarded(logout), methods=["POST"]),
+        Route("/", guarded(dashboard)),
+        Route("/nodes", guarded(nodes)),
+        Route("/nodes/{eui}", guarded(node)),
+        Route("/nodes/{eui}/revoke", guarded(revoke), methods=["POST"]),
+        Route("/orders", guarded(orders)),
+        Route("/orders", guarded(order_create), methods=["POST"]),
+        Route("/orders/{order:int}/remove", guarded(order_remove), methods=["POST"]),
+        Route("/bundles/{token}", guarded(bundle)),
+        Route("/installers/{name}/remove", guarded(installer_remove), methods=["POST"]),
+        Route("/controllers", guarded(controllers)),
+        Route("/controllers", guarded(controller_add), methods=["POST"]),
+        Route("/controllers/{eui}/remove", guarded(controller_remove), methods=["POST"]),
+        Route("/live", guarded(live)),
+        Route("/live/events", guarded(live_events)),
+        Route("/static/live.js", guarded(script)),
+    ]
+    return Starlette(routes=routes)
+
+
+def text(form: FormData, name: str) -> str:
+    value = form.get(name, "")
+    return value.strip() if isinstance(value, str) else ""

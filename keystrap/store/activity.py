@@ -1,0 +1,97 @@
+"""What the server saw, for the operator's console: each bootstrap step it took or
+refused, and when each controller was last heard from.
+
+It lives in the server's database, next to the keys, but holds no key and is no
+part of the no-brick rule: the server buffers rows in memory and writes them in
+one transaction twice a second, so the log costs two unsynced commits a second
+however busy the server is (a crash loses at most that second of
+history, never a key). Only authenticated requests are logged, so a flood of
+forged packets cannot fill it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from keystrap.protocol import BootstrapGranted, BootstrapRefused, Event, NodeActivated
+from keystrap.store.sqlite import open_database, write_transaction
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS bootstrap_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, node_id BLOB NOT NULL,
+    controller_id BLOB NOT NULL, tid INTEGER NOT NULL, flight INTEGER NOT NULL,
+    outcome TEXT NOT NULL, cause TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS bootstrap_log_by_node ON bootstrap_log(node_id, seq);
+CREATE INDEX IF NOT EXISTS bootstrap_log_by_time ON bootstrap_log(at);
+CREATE TABLE IF NOT EXISTS controller_seen (id BLOB PRIMARY KEY, at REAL NOT NULL);
+"""
+
+GRANTED = "granted"
+ACTIVATED = "activated"
+REFUSED = "refused"
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    at: float
+    node_id: bytes
+    controller_id: bytes
+    tid: int
+    flight: int  # the request: 2 (asking for the node's key) or 6 (confirming)
+    outcome: str  # granted, activated or refused
+    cause: str  # the server's reason for a refusal, else ""
+
+
+def entry_for(event: Event, now: float) -> LogEntry | None:
+    """The log row for a server event, or None for events the log does not keep."""
+    if isinstance(event, BootstrapGranted):
+        return LogEntry(now, event.node_id, event.controller_id, event.tid, 2, GRANTED, "")
+    if isinstance(event, NodeActivated):
+        return LogEntry(now, event.node_id, event.controller_id, event.tid, 6, ACTIVATED, "")
+    if isinstance(event, BootstrapRefused):
+        return LogEntry(
+            now, event.node_id, event.controller_id, event.tid, event.flight, REFUSED, event.reason
+        )
+    return None
+
+
+class ActivityLog:
+    def __init__(self, path: Path) -> None:
+        self._db = open_database(Path(path), SCHEMA)
+        self._db.execute("PRAGMA synchronous=NORMAL")  # history, not keys: no fsync per commit
+        self._pending: list[LogEntry] = []
+        self._seen: dict[bytes, float] = {}
+
+    def record(self, event: Event, now: float) -> None:
+        entry = entry_for(event, now)
+        if entry is not None:
+            self._pending.append(entry)
+            self._seen[entry.controller_id] = now
+
+    def heard_from(self, controller_id: bytes, now: float) -> None:
+        self._seen[controller_id] = now
+
+    def flush(self) -> None:
+        if not self._pending and not self._seen:
+            return
+        rows, self._pending = self._pending, []
+        seen, self._seen = self._seen, {}
+        with write_transaction(self._db) as db:
+            db.executemany(
+                "INSERT INTO bootstrap_log (at, node_id, controller_id, tid, flight, outcome, "
+                "cause) VALUES (?,?,?,?,?,?,?)",
+                [
+                    (e.at, e.node_id, e.controller_id, e.tid, e.flight, e.outcome, e.cause)
+                    for e in rows
+                ],
+            )
+            db.executemany(
+                "INSERT INTO controller_seen VALUES (?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET at=MAX(at, excluded.at)",
+                seen.items(),
+            )
+
+    def close(self) -> None:
+        self.flush()
+        self._db.close()

@@ -1,0 +1,249 @@
+"""The console's rules, through its ASGI app (no browser): accounts, sessions, CSRF,
+one-time bundles, paging and the node history's plain words."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from keystrap.console import history, queries
+from keystrap.console.app import ConsoleStore, build_app
+from keystrap.console.sessions import FAILURES_ALLOWED
+from keystrap.console.users import Users, check_password, hash_password
+from keystrap.enrolment import create_order
+from keystrap.ids import eui64
+from keystrap.protocol import BootstrapGranted, BootstrapRefused, NodeActivated
+from keystrap.services.processes import keystrap_command
+from keystrap.store.activity import ActivityLog
+from keystrap.store.errors import StoreError
+from keystrap.store.sqlite_repository import ControllerInfo, SqliteRepository
+
+CONTROLLER = bytes.fromhex("02000000000000c0")
+PASSWORD = "a long enough password"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[ConsoleStore]:
+    repository = SqliteRepository(tmp_path / "sbs.sqlite", secrets.token_bytes(16))
+    repository.add_controller(ControllerInfo(CONTROLLER, "demo", "127.0.0.1", 5684), bytes(16))
+    users = Users(repository.path)
+    users.add("alice", PASSWORD)
+    console = ConsoleStore(repository, users, window=120, secure_cookie=False)
+    yield console
+    console.close()
+
+
+def logged_in(store: ConsoleStore) -> tuple[TestClient, str]:
+    client = TestClient(build_app(store))
+    answer = client.post("/login", data={"user": "alice", "password": PASSWORD})
+    assert answer.status_code == 200
+    token = re.search(r'name="csrf" value="([^"]+)"', answer.text)
+    assert token is not None
+    return client, token.group(1)
+
+
+def test_passwords_are_scrypt_hashes() -> None:
+    stored = hash_password(PASSWORD)
+    assert stored.startswith("scrypt$16384$8$1$") and PASSWORD not in stored
+    assert check_password(PASSWORD, stored)
+    assert not check_password(PASSWORD + "x", stored)
+    assert hash_password(PASSWORD) != stored  # salted
+
+
+def test_user_rules(tmp_path: Path) -> None:
+    users = Users(tmp_path / "sbs.sqlite")
+    with pytest.raises(ValueError, match="at least"):
+        users.add("bob", "short")
+    with pytest.raises(ValueError, match="user name"):
+        users.add("bob smith", PASSWORD)
+    users.add("bob", PASSWORD)
+    with pytest.raises(StoreError, match="already exists"):
+        users.add("bob", PASSWORD)
+    assert users.authenticate("bob", PASSWORD)
+    assert not users.authenticate("bob", "wrong password!")
+    assert not users.authenticate("nobody", PASSWORD)
+    users.remove("bob")
+    assert not users.authenticate("bob", PASSWORD)
+
+
+def test_admin_user_add_reads_the_password_from_stdin(tmp_path: Path) -> None:
+    db, key = tmp_path / "sbs.sqlite", tmp_path / "master.key"
+    admin = ["admin", "--database", str(db), "--master-key", str(key)]
+    site = keystrap_command(*admin, "controller", "add", eui64(CONTROLLER), "--key-out")
+    subprocess.run([*site, str(tmp_path / "sk.key")], check=True, capture_output=True)
+    base = [*admin, "user"]
+    added = subprocess.run(
+        keystrap_command(*base, "add", "carol"),
+        input=PASSWORD + "\n",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert added.returncode == 0, added.stderr
+    short = subprocess.run(
+        keystrap_command(*base, "add", "dave"), input="short\n", capture_output=True, text=True
+    )
+    assert short.returncode == 2 and "at least" in short.stderr
+    assert "Traceback" not in short.stderr
+    assert Users(db).authenticate("carol", PASSWORD)
+    assert PASSWORD not in db.read_bytes().decode("latin-1")
+
+
+def test_nothing_without_a_login(store: ConsoleStore) -> None:
+    client = TestClient(build_app(store))
+    for path in ("/", "/nodes", "/orders", "/controllers", "/live", "/live/events"):
+        answer = client.get(path, follow_redirects=False)
+        assert answer.status_code == 401 and "nodes" not in answer.text.lower(), path
+    page = client.get("/nodes", headers={"accept": "text/html"}, follow_redirects=False)
+    assert page.status_code == 303 and page.headers["location"] == "/login"
+    sneaky = client.post("/orders", data={"installer": "x", "count": "1"})
+    assert sneaky.status_code == 401
+    assert store.repository.list_orders() == []
+    assert client.get("/login").status_code == 200
+
+
+def test_every_form_needs_its_csrf_token(store: ConsoleStore) -> None:
+    client, token = logged_in(store)
+    forms = [
+        "/orders",
+        "/orders/1/remove",
+        "/installers/acme/remove",
+        "/controllers",
+        "/controllers/02:00:00:00:00:00:00:c0/remove",
+        "/nodes/02:00:00:00:00:00:00:01/revoke",
+        "/logout",
+    ]
+    for path in forms:
+        for sent in ({}, {"csrf": "forged"}):
+            answer = client.post(path, data={"installer": "x", "count": "1", **sent})
+            assert answer.status_code == 403, path
+    assert store.repository.list_orders() == []
+    assert len(store.repository.list_controllers()) == 1
+    html = client.get("/orders").text
+    posts = html.count('method="post"')
+    assert posts >= 2 and html.count(f'name="csrf" value="{token}"') == posts
+
+
+def test_login_is_rate_limited(store: ConsoleStore) -> None:
+    client = TestClient(build_app(store))
+    for _ in range(FAILURES_ALLOWED):
+        answer = client.post("/login", data={"user": "alice", "password": "guess guess"})
+        assert answer.status_code == 401
+    blocked = client.post("/login", data={"user": "alice", "password": PASSWORD})
+    assert blocked.status_code == 429 and "keystrap_session" not in blocked.headers.get(
+        "set-cookie", ""
+    )
+
+
+def test_cookie_flags_and_logout(store: ConsoleStore) -> None:
+    client = TestClient(build_app(store))
+    answer = client.post(
+        "/login", data={"user": "alice", "password": PASSWORD}, follow_redirects=False
+    )
+    cookie = answer.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie
+    token = re.search(r'name="csrf" value="([^"]+)"', client.get("/").text)
+    assert token is not None
+    client.post("/logout", data={"csrf": token.group(1)})
+    assert client.get("/nodes").status_code == 401
+
+
+def test_bundle_is_offered_once_and_no_page_shows_a_key(store: ConsoleStore) -> None:
+    client, token = logged_in(store)
+    created = client.post(
+        "/orders",
+        data={
+            "csrf": token,
+            "installer": "acme",
+            "controller": eui64(CONTROLLER),
+            "count": "3",
+            "key_mode": "shared",
+            "oob": "unix:oob.sock",
+        },
+    )
+    link = re.search(r'href="(/bundles/[^"]+)"', created.text)
+    assert link is not None
+    bundle = client.get(link.group(1))
+    assert bundle.status_code == 200 and "attachment" in bundle.headers["content-disposition"]
+    doc = json.loads(bundle.content)
+    assert len(doc["nodes"]) == 3
+    assert client.get(link.group(1)).status_code == 410
+    ik = doc["shared_key"]
+    pages = ["/", "/nodes", "/orders", "/controllers", "/live"]
+    pages += [f"/nodes/{node['id']}" for node in doc["nodes"]]
+    for path in pages:
+        answer = client.get(path)
+        assert answer.status_code == 200, path
+        assert ik not in answer.text.lower() and ik.upper() not in answer.text, path
+
+
+def test_order_remove_and_errors_are_pages_not_tracebacks(store: ConsoleStore) -> None:
+    client, token = logged_in(store)
+    answer = client.post("/orders/99/remove", data={"csrf": token})
+    assert answer.status_code == 400 and "no order 99" in answer.text
+    answer = client.post(
+        "/orders", data={"csrf": token, "installer": "x", "controller": "nonsense", "count": "1"}
+    )
+    assert answer.status_code == 400 and "EUI-64" in answer.text
+    assert client.get("/nodes/not-an-id").status_code == 400
+
+
+def enrol(repository: SqliteRepository, start: int, count: int, installer: str) -> list[bytes]:
+    ids = [(0x0200000000000000 + n).to_bytes(8, "big") for n in range(start, start + count)]
+    create_order(repository, installer, CONTROLLER, ids, oob="unix:x")
+    return ids
+
+
+def test_nodes_are_paged_by_key_and_filtered(store: ConsoleStore) -> None:
+    first = enrol(store.repository, 0, 120, "acme")
+    enrol(store.repository, 120, 30, "globex")
+    store.repository.revoke(first[5])
+    db = store.db
+    seen: list[bytes] = []
+    after = b""
+    while page := queries.page_nodes(db, queries.NodeFilter(installer="acme"), after):
+        seen += [row.node_id for row in page]
+        after = page[-1].node_id
+    assert seen == sorted(first)
+    revoked = queries.page_nodes(db, queries.NodeFilter(state="revoked"))
+    assert [row.node_id for row in revoked] == [first[5]]
+    search = queries.page_nodes(db, queries.NodeFilter(search=eui64(first[7])))
+    assert [row.node_id for row in search] == [first[7]]
+    prefix = queries.page_nodes(db, queries.NodeFilter(search="02:00:00:00:00:00:00:1"))
+    assert [row.node_id[-1] for row in prefix] == list(range(0x10, 0x20))
+    board = queries.dashboard(db, 0.0, 120)
+    assert board.states == {"enrolled": 149, "bootstrapping": 0, "active": 0, "revoked": 1}
+    store.repository.remove_order(2)  # the counts follow every write, whoever makes it
+    board = queries.dashboard(db, 0.0, 120)
+    assert board.states == {"enrolled": 119, "bootstrapping": 0, "active": 0, "revoked": 1}
+
+
+def test_history_tells_each_attempt_in_plain_words(store: ConsoleStore) -> None:
+    node = enrol(store.repository, 0, 1, "acme")[0]
+    log = ActivityLog(store.repository.path)
+    log.record(BootstrapGranted(node, CONTROLLER, 1), 100.0)
+    log.record(BootstrapRefused(node, CONTROLLER, 2, 2, "node revoked"), 200.0)
+    log.record(BootstrapGranted(node, CONTROLLER, 3), 300.0)
+    log.record(NodeActivated(node, CONTROLLER, 3), 301.0)
+    log.close()
+    rows = [
+        (e.at, e.controller_id, e.tid, e.flight, e.outcome, e.cause)
+        for e in queries.node_log(store.db, node)
+    ]
+    assert len(rows) == 4
+    granted = [(CONTROLLER, 1, "pending", 100), (CONTROLLER, 3, "confirmed", 300)]
+    tries = history.attempts(rows, granted, now=1000.0, window=120)
+    assert [(a.tid, a.outcome) for a in tries] == [(3, "confirmed"), (2, "failed"), (1, "failed")]
+    assert tries[1].cause == (
+        "flight 2 (key request) refused: the node is revoked; re-enrol it to let it bootstrap again"
+    )
+    assert "initial key does not match the order" in tries[2].cause
+    recent = history.attempts(rows[:1], granted[:1], now=150.0, window=120)
+    assert recent[0].outcome == "in progress"

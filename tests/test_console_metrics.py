@@ -1,0 +1,110 @@
+"""``GET /metrics`` of the real server and controller processes, scraped before and
+after nodes bootstrap."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.request
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from keystrap.ids import eui64
+from keystrap.services.node_agent import bootstrap_node
+from keystrap.services.processes import free_udp_port
+from keystrap.services.site import Site
+from keystrap.store.node_file import load_node_file
+
+from .services_helpers import run
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(port: int) -> Samples:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        assert answer.headers["Content-Type"].startswith("text/plain")
+        text = answer.read().decode()
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def with_metrics(config: Path, port: int) -> None:
+    config.write_text(config.read_text() + f'metrics = "{port}"\n')
+
+
+def test_metrics_follow_bootstraps(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        site = Site(tmp_path, channels=("raw", "raw"))
+        await site.prepare()
+        server_port, controller_port = free_udp_port(), free_udp_port()
+        with_metrics(site.server_config, server_port)
+        with_metrics(site.controller_config, controller_port)
+        site.register_controller()
+        nodes = site.enrol(6)
+        revoked = nodes.pop()
+        site.admin("revoke", eui64(load_node_file(revoked).state.node_id))
+        await site.start()
+        try:
+            before = scrape(server_port), scrape(controller_port)
+            for samples in before:
+                assert value(samples, "keystrap_bootstraps_started_total") == 0
+                assert value(samples, "keystrap_open_transactions") == 0
+            results = await asyncio.gather(
+                *(bootstrap_node(p, timeout=30, linger=1) for p in nodes),
+                bootstrap_node(revoked, timeout=3, linger=0),
+            )
+            assert [r.outcome for r in results[:5]] == ["confirmed"] * 5
+            server, controller = scrape(server_port), scrape(controller_port)
+        finally:
+            site.stop()
+        failed = "server refused: N.N node revoked"
+        refusals = value(controller, "keystrap_bootstraps_failed_total", cause=failed)
+        assert refusals >= 1  # the revoked node tries again until its timeout
+        assert value(controller, "keystrap_bootstraps_started_total") == 5 + refusals
+        assert value(server, "keystrap_bootstraps_started_total") == 5
+        assert value(server, "keystrap_bootstraps_failed_total", cause="node revoked") == refusals
+        assert value(server, "keystrap_flights_rejected_total", reason="node revoked") == refusals
+        assert value(server, "keystrap_flights_received_total", flight="2") == 5 + refusals
+        for samples in (server, controller):
+            assert value(samples, "keystrap_bootstraps_confirmed_total") == 5
+            assert value(samples, "keystrap_bootstrap_seconds_count") == 5
+            assert value(samples, "keystrap_open_transactions") == 0
+            assert (
+                value(samples, "keystrap_store_seconds_count", operation="save")
+                + value(samples, "keystrap_store_seconds_count", operation="confirm")
+                >= 5
+            )
+        assert value(server, "keystrap_flights_received_total", flight="6") == 5
+        assert value(server, "keystrap_flight_seconds_count", flight="6") == 5
+        assert value(controller, "keystrap_flights_received_total", flight="1") >= 5 + refusals
+        assert value(controller, "keystrap_flights_received_total", flight="5") >= 5
+        assert value(controller, "keystrap_flights_received_total", flight="3") == 5
+        assert value(controller, "keystrap_flights_received_total", flight="7") == 5
+        assert value(controller, "keystrap_flights_received_total", flight="refusal") == refusals
+
+    run(scenario())
+
+
+def test_metrics_answer_nothing_else(tmp_path: Path) -> None:
+    from keystrap.metrics import Metrics, serve_metrics
+
+    async def scenario() -> None:
+        port = free_udp_port()
+        server = await serve_metrics(Metrics("server"), str(port))
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /secrets HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = await reader.read()
+            writer.close()
+            assert answer.startswith(b"HTTP/1.1 404 ")
+        finally:
+            server.close()
+
+    run(scenario())
