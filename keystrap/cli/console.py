@@ -10,7 +10,6 @@ from pathlib import Path
 
 from keystrap.config import ConfigError, ServerConfig, load_config
 from keystrap.store.errors import StoreError
-from keystrap.store.keyfile import read_key_file
 from keystrap.store.sqlite_repository import SqliteRepository
 
 DEFAULT_PORT = 8080
@@ -92,9 +91,9 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(
         ServerConfig, args.config, {"database": args.database, "master_key": args.master_key}
     )
-    if not config.database.exists():
-        raise StoreError(f"no server store at {config.database}; give --config or --database")
-    repository = SqliteRepository(config.database, read_key_file(config.master_key))
+    from keystrap.cli.admin import open_repository  # admin imports this module
+
+    repository = open_repository(config, create=False)
     users = Users(config.database)
     if not users.names():
         print(

@@ -53,14 +53,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _encode(medium: Medium, args: argparse.Namespace) -> int:
-    if args.hex is None:
-        flight = args.infile.read_bytes()
-    else:
-        try:
-            flight = bytes.fromhex(args.hex)
-        except ValueError as exc:
-            raise ValueError(f"--hex: {exc}") from None
-    _check_flight(flight)
+    source = "--hex" if args.infile is None else str(args.infile)
+    try:
+        flight = bytes.fromhex(args.hex) if args.infile is None else args.infile.read_bytes()
+        _check_flight(flight)
+    except ValueError as exc:
+        raise ValueError(f"{source}: {exc}") from None
     if args.format != "png" and medium.name != "qr":
         raise ValueError("--format applies to the qr channel only")
     if args.format == "terminal":

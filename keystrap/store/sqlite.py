@@ -60,7 +60,7 @@ def connect(path: Path) -> sqlite3.Connection:
             db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA busy_timeout=10000")
             db.execute("SELECT COUNT(*) FROM sqlite_schema").fetchone()
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, UnicodeDecodeError) as exc:  # a damaged file's message may not decode
         raise StoreError(f"cannot open database {path}: {exc}") from None
     make_private(path)
     return db
@@ -77,7 +77,11 @@ def open_database(
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     db = connect(path)
-    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_schema WHERE type='table'")}
+    try:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_schema WHERE type='table'")}
+    except (sqlite3.Error, UnicodeDecodeError) as exc:
+        db.close()
+        raise StoreError(f"cannot read database {path}: {exc}") from None
     if kind is not None and tables and not kind.recognises(tables):
         db.close()
         raise StoreError(f"{path} is a SQLite database, but not {kind.name}; left untouched")
