@@ -27,10 +27,10 @@ from keystrap.console.app import ConsoleStore, build_app
 from keystrap.console.users import Users
 from keystrap.ids import eui64
 from keystrap.protocol import BootstrapGranted, BootstrapRefused, NodeActivated
-from keystrap.services.site import Site
 from keystrap.store.activity import ActivityLog
 from keystrap.store.keyfile import read_key_file
 from keystrap.store.sqlite_repository import SqliteRepository
+from keystrap_lab.site import Site
 
 PASSWORD = "benchmark password"
 TARGET_MS = 200.0

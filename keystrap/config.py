@@ -9,6 +9,7 @@ default.
 from __future__ import annotations
 
 import dataclasses
+import json
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -200,7 +201,7 @@ def render_config(config: ServerConfig | ControllerConfig) -> str:
     lines = [f"[{section}]"]
     for f in fields(config):
         value = getattr(config, f.name)
-        text = str(value) if isinstance(value, int) else f'"{value}"'
+        text = str(value) if isinstance(value, int) else json.dumps(str(value))
         lines.append(f"# {HELP.get(f.name, '')}")
         lines.append(f"{f.name} = {text}")
     return "\n".join(lines) + "\n"

@@ -19,10 +19,10 @@ from keystrap.protocol import (
     Status,
 )
 from keystrap.protocol.events import BootstrapConfirmed, TransactionFailed
-from keystrap.simulation import Simulation
-from keystrap.vectors import inputs_from_vector, run_vector
 from keystrap.wire import COMPACT, FLIGHT_SIZES, VERSION, FlightType
 from keystrap.wire.compact import COMPACT_SIZES
+from keystrap_lab.simulation import Simulation
+from keystrap_lab.vectors import inputs_from_vector, run_vector
 
 from .conftest import CONTROLLER_ID, load_vectors, node_id
 

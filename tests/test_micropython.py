@@ -17,10 +17,10 @@ from keystrap.nodecore.host_link import handle
 from keystrap.protocol import NodeStage, NodeState, NodeStatus
 from keystrap.protocol.node import local_core
 from keystrap.runtime import MicroPython
-from keystrap.services.site import Site
-from keystrap.simulation import Fault
 from keystrap.store.node_file import load_node_file
 from keystrap.wire import seal_flight11
+from keystrap_lab.simulation import Fault
+from keystrap_lab.site import Site
 
 from .conftest import load_vectors, make_simulation, node_id
 

@@ -16,6 +16,7 @@ import logging
 import secrets
 import time
 from pathlib import Path
+from typing import Protocol
 
 from keystrap.coap.client import SbsClient, ServerUnreachable
 from keystrap.config import ControllerConfig
@@ -32,6 +33,7 @@ from keystrap.protocol import (
     Controller,
     NodeProved,
     Rejected,
+    Reply,
     Status,
     ToNode,
     ToServer,
@@ -66,9 +68,20 @@ PROGRESS: dict[type, str] = {
 }
 
 
+class InBand(Protocol):
+    """Where flights 2, 6 and 9 go and their answers come from: the server over
+    CoAP (:class:`SbsClient`), or its core in this process (small network)."""
+
+    async def post(self, data: bytes, lane: int = 0) -> Reply: ...
+
+    async def shutdown(self) -> None: ...
+
+
 class ControllerService:
-    def __init__(self, config: ControllerConfig) -> None:
+    def __init__(self, config: ControllerConfig, in_band: InBand | None = None) -> None:
+        """Without ``in_band``, the server named by ``config.server`` is asked over CoAP."""
         self.config = config
+        self._in_band = in_band
         self.controller_id = parse_eui64(config.id)
         self._links: dict[bytes, OobLink] = {}
         self._inflight: set[int] = set()
@@ -88,7 +101,9 @@ class ControllerService:
     async def _run(self, ready: asyncio.Event | None) -> None:
         config = self.config
         sk_cs = read_key_file(config.key_file)
-        self.client = await SbsClient.create(config.server, config.coap_endpoints)
+        self.client: InBand = self._in_band or await SbsClient.create(
+            config.server, config.coap_endpoints
+        )
         master_key, created = load_or_create_key_file(config.master_key, secrets.token_bytes)
         if created:
             log.info("created %s (mode 0600); it wraps what is stored", config.master_key)
