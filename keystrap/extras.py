@@ -4,9 +4,9 @@
 need. Each out-of-band medium's libraries come with an extra of its own
 (``keystrap[qr]``, ``[audio]``, ``[light]``, ``[nfc]``; ``[all]`` for every
 one), and the demo and attack harness with the second distribution
-``keystrap-lab``: a server never loads NumPy, OpenCV or ggwave. Asking for
-what is not installed is a :class:`MissingExtra` naming the package to
-install, before anything has started.
+``keystrap-lab`` (``lab/`` in the repository): a server never loads NumPy,
+OpenCV or ggwave. Asking for what is not installed is a :class:`MissingExtra`
+naming the package to install, before anything has started.
 """
 
 from __future__ import annotations
@@ -51,6 +51,6 @@ def require_lab(command: str) -> None:
     """Raise :class:`MissingExtra` unless the lab package is installed."""
     if _missing((LAB,)):
         raise MissingExtra(
-            f"keystrap {command} needs the lab package: pip install keystrap-lab "
-            "(in a clone of the repository: make demo)"
+            f"keystrap {command} needs the lab package (keystrap-lab): "
+            "pip install ./lab in keystrap's repository, as make setup does"
         )

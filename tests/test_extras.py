@@ -74,3 +74,17 @@ def test_a_missing_medium_is_one_line_naming_its_extra(tmp_path: Path) -> None:
         assert f"the {extra} medium needs" in lines[0]
         assert f"pip install 'keystrap[{extra}]'" in lines[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hook"]  # nothing was created
+
+
+def test_demo_and_attack_without_the_lab_name_it(tmp_path: Path) -> None:
+    for command in ("demo", "attack"):
+        code = (
+            "import sys\nsys.modules['keystrap_lab'] = None  # not installed\n"
+            f"from keystrap.cli.main import main\nsys.exit(main([{command!r}]))"
+        )
+        done = bare_python(tmp_path, code)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.splitlines() == [
+            f"keystrap {command}: error: keystrap {command} needs the lab package "
+            "(keystrap-lab): pip install ./lab in keystrap's repository, as make setup does"
+        ]
