@@ -2,7 +2,8 @@
 and the server and controller as separate processes on 127.0.0.1.
 
 The configuration files are rendered from :mod:`keystrap.config`'s schema, as
-``keystrap server --print-config`` renders them, never written by hand.
+``keystrap server --print-config`` renders them (only the options the site
+sets: a test may append another), never written by hand.
 
 The demo, the multi-process tests and the benchmarks all use it, so each of them
 drives the same commands an operator would type.
@@ -96,7 +97,7 @@ class Site:
             window=self.window,
             profile=self.profile,
         )
-        self.server_config.write_text(render_config(server))
+        self.server_config.write_text(render_config(server, full=False))
         controller = ControllerConfig(
             id=self.controller_id,
             server=f"coap://127.0.0.1:{server_uri_port}",
@@ -110,7 +111,7 @@ class Site:
             window=self.window,
             revocation_poll=self.revocation_poll,
         )
-        self.controller_config.write_text(render_config(controller))
+        self.controller_config.write_text(render_config(controller, full=False))
 
     @contextlib.contextmanager
     def repository(self) -> Iterator[SqliteRepository]:
