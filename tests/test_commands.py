@@ -56,3 +56,15 @@ def test_a_flag_outside_its_choices_is_one_line(capsys: pytest.CaptureFixture[st
     assert main(["controller", "--channel-to-node", "smoke", "--print-config"]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and "--channel-to-node" in err[0]
+
+
+def test_with_server_takes_no_action_and_server_config_needs_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["controller", "--with-server", "nodes"]) == 2
+    assert main(["controller", "--server-config", "server.toml"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "keystrap controller: error: --with-server runs the service; it takes no nodes",
+        "keystrap controller: error: --server-config needs --with-server",
+    ]

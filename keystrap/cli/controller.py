@@ -24,13 +24,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     add_config_flags(ctl, ControllerConfig)
     ctl.add_argument(
         "--with-server",
-        nargs="?",
-        const=True,
-        type=Path,
-        metavar="SERVER_TOML",
+        action="store_true",
         help="the paper's small network: also be the server, in this process over its "
-        "store (the [server] table of SERVER_TOML, or the server's defaults); "
-        "flights 2, 3, 6 and 7 never leave the process",
+        "store; flights 2, 3, 6 and 7 never leave the process",
+    )
+    ctl.add_argument(
+        "--server-config",
+        type=Path,
+        metavar="FILE",
+        help="with --with-server: the server's TOML file (default: the server's defaults)",
     )
     _add_actions(ctl)
 
@@ -79,19 +81,20 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         return print_config(config)
     if args.action is not None:
-        if args.with_server is not None:
+        if args.with_server:
             raise ValueError(f"--with-server runs the service; it takes no {args.action}")
         return _action(args, config)
+    if args.server_config is not None and not args.with_server:
+        raise ValueError("--server-config needs --with-server")
     require_medium(config.channel_from_node)
     require_medium(config.channel_to_node)
     from keystrap.services.logs import setup_logging
 
     setup_logging(config.log_level, "sbr")
-    if args.with_server is not None:
+    if args.with_server:
         from keystrap.services.small_network import run_small_network
 
-        server_file = None if args.with_server is True else args.with_server
-        server = load_config(ServerConfig, server_file, {})
+        server = load_config(ServerConfig, args.server_config, {})
         asyncio.run(run_small_network(config, server))
         return 0
     from keystrap.services.controller import ControllerService

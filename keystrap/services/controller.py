@@ -124,7 +124,7 @@ class ControllerService:
             "controller %s: out-of-band on %s, server %s, next TID %d, %d open transaction(s)",
             config.id,
             config.oob,
-            config.server,
+            config.server if self._in_band is None else "in this process (small network)",
             state.next_tid,
             open_count,
         )

@@ -129,10 +129,8 @@ async def _demo(site: Site, count: int, started: float, kept: bool) -> int:
             f"{site.oob_socket.name}, in band via a recording relay on port {site.relay.address[1]}"
         )
     else:
-        say(
-            f"   SBR+SBS pid {site.controller.process.pid:<7} small network: "
-            "keystrap controller --with-server server.toml"
-        )
+        say("   $ keystrap controller --with-server --server-config server.toml")
+        say(f"   SBR+SBS pid {site.controller.process.pid:<7} the paper's small network")
         say(
             f"   out-of-band channel {site.oob_socket.name}; flights 2, 3, 6 and 7 are "
             "handed across in memory, never on a network"

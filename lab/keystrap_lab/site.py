@@ -225,10 +225,11 @@ class Site:
         return self.server
 
     async def start_controller(self) -> Service:
-        with_server = ["--with-server", str(self.server_config)] if self.small_network else []
+        with_server = ["--with-server", "--server-config", str(self.server_config)]
         self.controller = start_service(
             "controller",
-            ["controller", "--config", str(self.controller_config), *with_server],
+            ["controller", "--config", str(self.controller_config)]
+            + (with_server if self.small_network else []),
             self.root,
             self.root / "controller.log",
         )
