@@ -37,11 +37,11 @@ $(SYSTEM_STAMP):
 	fi
 	@mkdir -p $(VENV) && touch $@
 
-$(STAMP): pyproject.toml package-lock.json $(SYSTEM_STAMP)
+$(STAMP): pyproject.toml lab/pyproject.toml package-lock.json $(SYSTEM_STAMP)
 	$(PYTHON) -m venv --clear $(VENV)
 	@touch $(SYSTEM_STAMP)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]' -e ./lab
 	npm ci --no-audit --no-fund --silent
 	@touch $@
 
@@ -51,11 +51,11 @@ demo: setup
 test: setup lint typecheck unit
 
 lint: setup
-	$(BIN)/ruff check keystrap tests bench
-	$(BIN)/ruff format --check keystrap tests bench
+	$(BIN)/ruff check keystrap lab tests bench
+	$(BIN)/ruff format --check keystrap lab tests bench
 
 typecheck: setup
-	$(BIN)/mypy --strict keystrap
+	$(BIN)/mypy --strict keystrap lab/keystrap_lab
 
 unit: setup
 	$(BIN)/pytest

@@ -1,5 +1,5 @@
 """Side by side: three ways a node could get a fresh key, on the same emulated
-IEEE 802.15.4 / 6LoWPAN link (``keystrap.link``), in one run on one machine.
+IEEE 802.15.4 / 6LoWPAN link (``keystrap_lab.link``), in one run on one machine.
 
 - keystrap: Kang's scheme through the real SBS and SBR processes; the link sits
   on the in-band path (flights 2, 3, 6, 7 as CoAP); flights 1, 4, 5 go out of
@@ -68,16 +68,16 @@ from core import CONTROLLER_ID, one_bootstrap
 from DTLSSocket import dtls
 
 from keystrap.coap.node_client import NodeClient, NodeUnreachable
-from keystrap.coap.relay import Delayed, Outgoing, UdpRelay
-from keystrap.link import LINK_PROFILES, LowpanLink, frame_sizes
-from keystrap.link.lowpan import PHY_OVERHEAD
 from keystrap.protocol import Controller, ControllerState, InMemoryRepository
 from keystrap.protocol import Server as SbsCore
 from keystrap.services.node_agent import bootstrap_node
-from keystrap.services.processes import free_udp_port
-from keystrap.services.site import Site
 from keystrap.wire import FLIGHT_SIZES, FlightType
 from keystrap.wire.compact import COMPACT_SIZES
+from keystrap_lab.link import LINK_PROFILES, LowpanLink, frame_sizes
+from keystrap_lab.link.lowpan import PHY_OVERHEAD
+from keystrap_lab.processes import free_udp_port
+from keystrap_lab.relay import Delayed, Outgoing, UdpRelay
+from keystrap_lab.site import Site
 
 TIMEOUT = 45.0  # per exchange; CoAP gives up on a request after 45 s (4 retransmissions)
 T = TypeVar("T")

@@ -34,10 +34,10 @@ from keystrap.protocol import (
     TransactionRecord,
     TransactionStatus,
 )
-from keystrap.services.site import Site
 from keystrap.store.activity import ActivityLog
 from keystrap.store.keyfile import read_key_file
 from keystrap.store.sqlite_repository import SqliteRepository
+from keystrap_lab.site import Site
 
 PASSWORD = "benchmark password"
 TARGET_MS = 200.0

@@ -94,7 +94,7 @@ def node_core_block_calls() -> int:
     """AES block calls the minimal node core makes for one whole bootstrap."""
     from keystrap.crypto import aes_encrypt_block
     from keystrap.nodecore import CountingBlock, MinimalNode
-    from keystrap.vectors import VectorInputs, run_vector
+    from keystrap_lab.vectors import VectorInputs, run_vector
 
     inputs = VectorInputs(
         bytes(16),

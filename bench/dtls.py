@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from keystrap.coap.node_client import NodeClient
-from keystrap.coap.relay import UdpRelay
-from keystrap.services.processes import free_udp_port
-from keystrap.services.site import Site
+from keystrap_lab.processes import free_udp_port
+from keystrap_lab.relay import UdpRelay
+from keystrap_lab.site import Site
 
 HANDSHAKE_TYPES = {20, 22}  # ChangeCipherSpec, Handshake
 ALERT = 21  # close_notify when the client ends its session

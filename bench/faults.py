@@ -14,9 +14,9 @@ import json
 import tempfile
 from pathlib import Path
 
-from keystrap.attack.faults import kill_at, lossy_run
-from keystrap.attack.netem import Netem
 from keystrap.wire import FlightType
+from keystrap_lab.attack.faults import kill_at, lossy_run
+from keystrap_lab.attack.netem import Netem
 
 
 async def main_async(nodes: int, kill_runs: int, losses: list[float]) -> dict[str, object]:

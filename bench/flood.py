@@ -27,8 +27,8 @@ import aiocoap
 
 from keystrap.ids import parse_eui64
 from keystrap.services.node_agent import bootstrap_node
-from keystrap.services.site import Site
 from keystrap.wire import Flight1, seal_flight2
+from keystrap_lab.site import Site
 
 
 def cpu_seconds(pid: int) -> float:

@@ -1,6 +1,6 @@
 """Completion under loss at scale: 10^4 bootstraps per loss setting on a virtual clock.
 
-keystrap: each bootstrap is one :class:`keystrap.simulation.Simulation` (the real
+keystrap: each bootstrap is one :class:`keystrap_lab.simulation.Simulation` (the real
 node, controller and server cores, their own retransmission timers, a fresh
 ``IK`` and ``SK_cs``), driven through its public API. Every delivery first takes
 its time on the channel (the fault plan advances the virtual clock by the
@@ -8,7 +8,7 @@ message's air time, so one message is in flight at a time, as on one half-duplex
 medium), then is dropped or not:
 
 - in band (controller <-> server): an IEEE 802.15.4 / 6LoWPAN path at ``--rate``
-  (``keystrap.link.lowpan``'s framing and air time; CoAP headers as measured by
+  (``keystrap_lab.link.lowpan``'s framing and air time; CoAP headers as measured by
   bench/compare.py); each frame is lost with the setting's probability;
 - out of band (flights 1, 4, 5): the light medium's air time per flight
   (``keystrap.oob.light``; ``--medium audio`` for the audio modem), each flight
@@ -49,12 +49,12 @@ from typing import Any
 
 from compare import BACKBONE_DELAY, CRED_V, KID_I, W_KEY, authz_exchange
 
-from keystrap.link import LINK_PROFILES, LinkProfile, frame_sizes
 from keystrap.oob.frame import frame
 from keystrap.protocol import ControllerState, InMemoryRepository, NodeState
 from keystrap.protocol.events import BootstrapConfirmed
-from keystrap.simulation import Fault, Message, Simulation
 from keystrap.wire import COMPACT, VERSION
+from keystrap_lab.link import LINK_PROFILES, LinkProfile, frame_sizes
+from keystrap_lab.simulation import Fault, Message, Simulation
 
 CONTROLLER_ID = bytes.fromhex("02000000000000c0")
 START = 1_800_000_000.0

@@ -33,8 +33,8 @@ import keystrap.nodecore
 from keystrap.crypto import aes_encrypt_block
 from keystrap.nodecore import CountingBlock, MinimalNode
 from keystrap.runtime.micropython import node_command
-from keystrap.services.site import Site
-from keystrap.vectors import VectorInputs, run_vector
+from keystrap_lab.site import Site
+from keystrap_lab.vectors import VectorInputs, run_vector
 
 # RFC 7228, Table 1 (orders of magnitude, KiB): data size (RAM), code size (flash).
 RFC7228 = {"class 0": (10, 100), "class 1": (10, 100), "class 2": (50, 250)}

@@ -20,14 +20,14 @@ import numpy as np
 
 from keystrap.oob.audio import SAMPLE_RATE, AudioMedium, from_wav
 from keystrap.oob.frame import OobDecodeError, frame
-from keystrap.oob.impair import QR_IMPAIRMENTS, impair_audio, impair_qr
 from keystrap.oob.light import LightMedium, chips_for, sample_schedule, write_trace
 from keystrap.oob.medium import decode_flight, encode_flight
 from keystrap.oob.nfc import NfcMedium
 from keystrap.oob.qr import QrMedium
-from keystrap.vectors import VectorInputs, run_vector
 from keystrap.wire import COMPACT, VERSION
 from keystrap.wire.compact import derive_rn_c
+from keystrap_lab.impair import QR_IMPAIRMENTS, impair_audio, impair_qr
+from keystrap_lab.vectors import VectorInputs, run_vector
 
 NFC_BITRATE = 106_000  # ISO 14443-A, bits per second
 

@@ -42,9 +42,9 @@ from keystrap.protocol import (
     ToNode,
     ToServer,
 )
-from keystrap.services.processes import Service, start_service, wait_for_server
-from keystrap.services.site import Site
 from keystrap.store.keyfile import read_key_file
+from keystrap_lab.processes import Service, start_service, wait_for_server
+from keystrap_lab.site import Site
 
 
 @dataclass(frozen=True)

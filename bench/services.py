@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from keystrap.services.node_agent import bootstrap_node
-from keystrap.services.site import Site
+from keystrap_lab.site import Site
 
 
 async def measure(size: int, batch: int, concurrency: int, channel: str) -> dict[str, Any]:

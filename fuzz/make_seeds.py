@@ -28,7 +28,7 @@ from keystrap.oob.nfc import NfcMedium
 from keystrap.oob.qr import QrMedium
 from keystrap.protocol import NodeState
 from keystrap.store.node_file import NodeFile, encode_node_file
-from keystrap.vectors import VectorInputs, run_vector
+from keystrap_lab.vectors import VectorInputs, run_vector
 from keystrap.wire import RevocationQuery
 from keystrap.wire.refusal import Refusal, RefusalReason
 

@@ -9,6 +9,7 @@ default.
 from __future__ import annotations
 
 import dataclasses
+import json
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -194,13 +195,17 @@ def _check_coap_uri(uri: str) -> None:
         raise ValueError(f"port must be from 1 to 65535, got {uri!r}")
 
 
-def render_config(config: ServerConfig | ControllerConfig) -> str:
-    """The effective configuration as TOML, each option with its explanation."""
+def render_config(config: ServerConfig | ControllerConfig, full: bool = True) -> str:
+    """The effective configuration as TOML, each option with its explanation;
+    without ``full``, only the options that differ from their defaults."""
     section = "server" if isinstance(config, ServerConfig) else "controller"
+    defaults = type(config)()
     lines = [f"[{section}]"]
     for f in fields(config):
         value = getattr(config, f.name)
-        text = str(value) if isinstance(value, int) else f'"{value}"'
+        if not full and value == getattr(defaults, f.name):
+            continue
+        text = str(value) if isinstance(value, int) else json.dumps(str(value))
         lines.append(f"# {HELP.get(f.name, '')}")
         lines.append(f"{f.name} = {text}")
     return "\n".join(lines) + "\n"

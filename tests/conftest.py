@@ -8,7 +8,7 @@ import pytest
 
 from keystrap.protocol import ControllerState, InMemoryRepository, NodeState, ServerPolicy
 from keystrap.protocol.node import CoreFactory, local_core
-from keystrap.simulation import Simulation
+from keystrap_lab.simulation import Simulation
 
 VECTORS = Path(__file__).parent / "vectors"
 

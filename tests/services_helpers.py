@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 import aiocoap
 
 from keystrap.services.node_agent import NodeResult, bootstrap_node
-from keystrap.services.site import Site
 from keystrap.store.node_file import load_node_file
+from keystrap_lab.site import Site
 
 T = TypeVar("T")
 

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from keystrap.attack.baselines import baseline_rows
-from keystrap.attack.report import FALLS, HOLDS, RESIDUAL, render
-from keystrap.attack.runner import run_all, verdict_ok
-from keystrap.attack.scenarios import SCHEME
+from keystrap_lab.attack.baselines import baseline_rows
+from keystrap_lab.attack.report import FALLS, HOLDS, RESIDUAL, render
+from keystrap_lab.attack.runner import run_all, verdict_ok
+from keystrap_lab.attack.scenarios import SCHEME
 
 from .services_helpers import run
 

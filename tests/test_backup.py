@@ -16,10 +16,10 @@ from pathlib import Path
 from keystrap.config import ControllerConfig, load_config
 from keystrap.services.configure import ConfigUpdate, configure_node
 from keystrap.services.node_agent import bootstrap_node, start_coaps
-from keystrap.services.processes import free_udp_port
-from keystrap.services.site import Site
 from keystrap.store.keyfile import key_file_bytes
 from keystrap.store.node_file import load_node_file, save_node_file
+from keystrap_lab.processes import free_udp_port
+from keystrap_lab.site import Site
 
 from .services_helpers import run
 from .test_safe_files import CONTROLLER, keystrap, refused

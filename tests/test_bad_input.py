@@ -9,7 +9,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from keystrap.protocol import NodeStage, Reply, Status
-from keystrap.simulation import Fault
 from keystrap.wire import (
     DecodeError,
     Flight1,
@@ -22,6 +21,7 @@ from keystrap.wire import (
     open_flight7,
     peek_type,
 )
+from keystrap_lab.simulation import Fault
 
 from .conftest import CONTROLLER_ID, make_simulation, node_id
 from .stepper import Parties

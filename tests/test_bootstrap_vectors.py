@@ -4,7 +4,7 @@ import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.cmac import CMAC
 
-from keystrap.vectors import inputs_from_vector, run_vector
+from keystrap_lab.vectors import inputs_from_vector, run_vector
 
 from .conftest import load_vectors
 

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from keystrap.services.processes import (
+from keystrap.store.keyfile import write_key_file
+from keystrap_lab.processes import (
     Service,
     free_udp_port,
     keystrap_command,
@@ -16,7 +17,6 @@ from keystrap.services.processes import (
     wait_for_server,
     wait_for_socket,
 )
-from keystrap.store.keyfile import write_key_file
 
 from .services_helpers import run
 

@@ -20,8 +20,6 @@ from keystrap.protocol import (
     Status,
 )
 from keystrap.protocol.events import BootstrapConfirmed, TransactionFailed
-from keystrap.simulation import Simulation
-from keystrap.vectors import inputs_from_vector, run_vector
 from keystrap.wire import COMPACT, FLIGHT_SIZES, VERSION, DecodeError, FlightType
 from keystrap.wire.compact import (
     COMPACT_SIZES,
@@ -30,6 +28,8 @@ from keystrap.wire.compact import (
     open_compact_confirmed,
     open_compact_grant,
 )
+from keystrap_lab.simulation import Simulation
+from keystrap_lab.vectors import inputs_from_vector, run_vector
 
 from .conftest import CONTROLLER_ID, load_vectors, node_id
 

@@ -20,10 +20,10 @@ from keystrap.console.users import Users, check_password, hash_password
 from keystrap.enrolment import create_order
 from keystrap.ids import eui64
 from keystrap.protocol import BootstrapGranted, BootstrapRefused, NodeActivated
-from keystrap.services.processes import keystrap_command
 from keystrap.store.activity import ActivityLog
 from keystrap.store.errors import StoreError
 from keystrap.store.sqlite_repository import ControllerInfo, SqliteRepository
+from keystrap_lab.processes import keystrap_command
 
 CONTROLLER = bytes.fromhex("02000000000000c0")
 PASSWORD = "a long enough password"

@@ -19,9 +19,9 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from keystrap.ids import eui64
 from keystrap.services.node_agent import NodeResult, bootstrap_node
-from keystrap.services.processes import Service, free_udp_port, keystrap_command, start_service
-from keystrap.services.site import Site
 from keystrap.store.node_file import load_node_file
+from keystrap_lab.processes import Service, free_udp_port, keystrap_command, start_service
+from keystrap_lab.site import Site
 
 from .services_helpers import bootstrap_all
 

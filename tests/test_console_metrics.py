@@ -11,9 +11,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from keystrap.ids import eui64
 from keystrap.services.node_agent import bootstrap_node
-from keystrap.services.processes import free_udp_port
-from keystrap.services.site import Site
 from keystrap.store.node_file import load_node_file
+from keystrap_lab.processes import free_udp_port
+from keystrap_lab.site import Site
 
 from .services_helpers import run
 

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from keystrap.services.processes import free_udp_port, keystrap_command, start_service
+from keystrap_lab.processes import free_udp_port, keystrap_command, start_service
 
 PASSWORD = "a long enough password"
 

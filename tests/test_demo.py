@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from keystrap.services.processes import keystrap_command
+from keystrap_lab.processes import keystrap_command
 
 
 def test_demo_bootstraps_configures_reinstalls_and_revokes() -> None:

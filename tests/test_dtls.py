@@ -11,14 +11,14 @@ from pathlib import Path
 import aiocoap
 import pytest
 
-from keystrap.coap.independent import KeyNotExpressible, coap_client_get, independent_get
 from keystrap.coap.node_client import NodeClient, NodeRefused, NodeUnreachable
 from keystrap.ids import eui64
-from keystrap.services.processes import free_udp_port, keystrap_command
-from keystrap.services.site import Site
 from keystrap.store.controller_store import ControllerStore
 from keystrap.store.keyfile import read_key_file
 from keystrap.store.node_file import load_node_file
+from keystrap_lab.independent import KeyNotExpressible, coap_client_get, independent_get
+from keystrap_lab.processes import free_udp_port, keystrap_command
+from keystrap_lab.site import Site
 
 from .services_helpers import run, shared_ik
 

@@ -8,7 +8,7 @@ import pytest
 
 from keystrap.cli.main import main
 from keystrap.enrolment import ids_from_csv, ids_from_range
-from keystrap.services.site import Site
+from keystrap_lab.site import Site
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from keystrap.protocol import (
     TransactionStage,
     TransactionStatus,
 )
-from keystrap.simulation import Fault, Message, Simulation
+from keystrap_lab.simulation import Fault, Message, Simulation
 
 from .conftest import make_simulation, node_id
 

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from keystrap.attack.faults import kill_at, lossy_run
-from keystrap.attack.netem import Netem
 from keystrap.wire import FlightType
+from keystrap_lab.attack.faults import kill_at, lossy_run
+from keystrap_lab.attack.netem import Netem
 
 from .services_helpers import run
 

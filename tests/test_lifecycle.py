@@ -11,10 +11,10 @@ from pathlib import Path
 
 from keystrap.ids import parse_eui64
 from keystrap.services.node_agent import bootstrap_node, start_coaps
-from keystrap.services.processes import free_udp_port
-from keystrap.services.site import Site
 from keystrap.store.keyfile import read_key_file
 from keystrap.store.node_file import load_node_file
+from keystrap_lab.processes import free_udp_port
+from keystrap_lab.site import Site
 
 from .services_helpers import bootstrap_all, run
 from .test_dtls import HOST, keystrap, node_id_text, started_site

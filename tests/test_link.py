@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from keystrap.coap.relay import Delayed
-from keystrap.link import LINK_PROFILES, LowpanLink, frame_sizes
-from keystrap.link.lowpan import MAX_FRAME, PHY_OVERHEAD
+from keystrap_lab.link import LINK_PROFILES, LowpanLink, frame_sizes
+from keystrap_lab.link.lowpan import MAX_FRAME, PHY_OVERHEAD
+from keystrap_lab.relay import Delayed
 
 
 def test_small_datagrams_fit_one_frame() -> None:

@@ -19,11 +19,11 @@ from keystrap.nodecore.host_link import handle
 from keystrap.protocol import NodeStage, NodeState, NodeStatus
 from keystrap.protocol.node import local_core
 from keystrap.runtime import MicroPython, RuntimeUnavailable
-from keystrap.services.processes import keystrap_command
-from keystrap.services.site import Site
-from keystrap.simulation import Fault
 from keystrap.store.node_file import NodeFile, load_node_file, save_node_file
 from keystrap.wire import seal_flight11
+from keystrap_lab.processes import keystrap_command
+from keystrap_lab.simulation import Fault
+from keystrap_lab.site import Site
 
 from .conftest import load_vectors, make_simulation, node_id
 

@@ -10,7 +10,7 @@ import pytest
 from keystrap.cli.main import main
 from keystrap.oob.unix import connect
 from keystrap.services.node_agent import bootstrap_node
-from keystrap.services.site import Site
+from keystrap_lab.site import Site
 
 from .conftest import load_vectors
 from .services_helpers import assert_all_rekeyed, bootstrap_all, run, server_keys, shared_ik
@@ -122,7 +122,7 @@ def test_oob_cli_refuses_clearly(tmp_path: Path, capsys: pytest.CaptureFixture[s
 def _impairment(channel: str):  # type: ignore[no-untyped-def]
     import numpy as np
 
-    from keystrap.oob.impair import impair_audio, impair_light, impair_qr
+    from keystrap_lab.impair import impair_audio, impair_light, impair_qr
 
     rng = np.random.default_rng(11)
     if channel == "qr":

@@ -18,11 +18,11 @@ from hypothesis import strategies as st
 from keystrap.oob.audio import SAMPLE_RATE, AudioMedium, from_wav, to_wav
 from keystrap.oob.base45 import Base45Error, b45decode, b45encode
 from keystrap.oob.frame import OobDecodeError, frame, unframe
-from keystrap.oob.impair import QR_IMPAIRMENTS, impair_audio, impair_qr
 from keystrap.oob.light import LightMedium, chips_for, decode_trace, sample_schedule, write_trace
 from keystrap.oob.medium import decode_flight, encode_flight
 from keystrap.oob.nfc import NfcMedium
 from keystrap.oob.qr import PREFIX, QrMedium
+from keystrap_lab.impair import QR_IMPAIRMENTS, impair_audio, impair_qr
 
 from .conftest import load_vectors
 

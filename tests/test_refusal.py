@@ -13,10 +13,10 @@ import pytest
 
 from keystrap.protocol import Reply, Status, ToNode, TransactionStage
 from keystrap.services.node_agent import bootstrap_node
-from keystrap.services.site import Site
 from keystrap.store.node_file import load_node_file, save_node_file
 from keystrap.wire import DecodeError, FlightType
 from keystrap.wire.refusal import F12_SIZE, Refusal, RefusalReason
+from keystrap_lab.site import Site
 
 from .conftest import node_id
 from .stepper import NOW, Parties

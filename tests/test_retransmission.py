@@ -5,8 +5,8 @@ from __future__ import annotations
 import itertools
 
 from keystrap.protocol.timers import IN_BAND, Backoff
-from keystrap.simulation import Fault, Message
 from keystrap.wire import FlightType, peek_type
+from keystrap_lab.simulation import Fault, Message
 
 from .conftest import make_simulation, node_id
 

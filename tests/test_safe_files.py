@@ -18,14 +18,14 @@ from keystrap.ids import eui64
 from keystrap.oob import OobError
 from keystrap.oob.unix import UnixListener
 from keystrap.protocol import NodeStage
-from keystrap.services.processes import keystrap_command
-from keystrap.services.site import Site
 from keystrap.store.atomic import new_output
 from keystrap.store.controller_store import ControllerStore
 from keystrap.store.errors import StoreError
 from keystrap.store.keyfile import key_file_bytes, read_key_file
 from keystrap.store.node_file import load_node_file, save_node_file
 from keystrap.store.sqlite_repository import ControllerInfo, SqliteRepository
+from keystrap_lab.processes import keystrap_command
+from keystrap_lab.site import Site
 
 from .conftest import load_vectors
 from .services_helpers import run

@@ -14,10 +14,10 @@ import pytest
 
 from keystrap.ids import parse_eui64
 from keystrap.services.node_agent import bootstrap_node
-from keystrap.services.site import Site
 from keystrap.store.keyfile import read_key_file
 from keystrap.store.node_file import load_node_file
 from keystrap.wire import Flight1, seal_flight2
+from keystrap_lab.site import Site
 
 from .services_helpers import (
     assert_all_rekeyed,

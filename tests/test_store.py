@@ -17,12 +17,12 @@ from keystrap.protocol import (
     TransactionStage,
     TransactionStatus,
 )
-from keystrap.simulation import Fault, Simulation
 from keystrap.store.controller_store import ControllerStore
 from keystrap.store.errors import StoreError
 from keystrap.store.keyfile import load_or_create_key_file, read_key_file, write_key_file
 from keystrap.store.node_file import NodeFile, load_node_file, save_node_file
 from keystrap.store.sqlite_repository import ControllerInfo, SqliteRepository
+from keystrap_lab.simulation import Fault, Simulation
 
 from .conftest import CONTROLLER_ID, node_id
 

@@ -40,17 +40,14 @@ class BootstrapResource(resource.Resource):
         self.counters: dict[str, int] = {}
         self._observe = observe
 
-    async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
-        remote = request.remote.hostinfo
-        fmt = request.opt.content_format
-        if fmt is not None and int(fmt) != OCTET_STREAM:
-            return self._refuse(aiocoap.UNSUPPORTED_CONTENT_FORMAT, "use application/octet-stream")
-        if len(request.payload) > MAX_PAYLOAD:
-            return self._refuse(aiocoap.REQUEST_ENTITY_TOO_LARGE, "payload too large")
+    def answer(self, payload: bytes, remote: str) -> Reply:
+        """The core's reply to one request, counted, observed and logged; the CoAP
+        face above, and the controller's in-process handover in a small network
+        (:mod:`keystrap.services.small_network`), both answer through here."""
         begun = time.perf_counter()
-        reply = self.core.handle(request.payload, time.time())
+        reply = self.core.handle(payload, time.time())
         if self._observe is not None:
-            self._observe(request.payload, reply, time.perf_counter() - begun)
+            self._observe(payload, reply, time.perf_counter() - begun)
         self.counters[reply.status.name] = self.counters.get(reply.status.name, 0) + 1
         event = reply.event
         if isinstance(event, BootstrapGranted):
@@ -72,6 +69,16 @@ class BootstrapResource(resource.Resource):
             log.warning(
                 "refused node=%s from %s: %s %s", node, remote, reply.status.value, reply.reason
             )
+        return reply
+
+    async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
+        remote = request.remote.hostinfo
+        fmt = request.opt.content_format
+        if fmt is not None and int(fmt) != OCTET_STREAM:
+            return self._refuse(aiocoap.UNSUPPORTED_CONTENT_FORMAT, "use application/octet-stream")
+        if len(request.payload) > MAX_PAYLOAD:
+            return self._refuse(aiocoap.REQUEST_ENTITY_TOO_LARGE, "payload too large")
+        reply = self.answer(request.payload, remote)
         if reply.status is Status.OK:
             return aiocoap.Message(
                 code=TO_COAP[reply.status], payload=reply.payload, content_format=OCTET_STREAM

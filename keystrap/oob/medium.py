@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from keystrap.extras import require_medium
 from keystrap.oob.frame import frame, unframe
 
 
@@ -52,7 +53,9 @@ class RawMedium:
 
 
 def get_medium(name: str) -> Medium:
-    """The medium called ``name`` (qr, nfc, audio, light, raw), imported on demand."""
+    """The medium called ``name`` (qr, nfc, audio, light, raw), imported on demand;
+    :class:`keystrap.extras.MissingExtra` if its libraries are not installed."""
+    require_medium(name)
     if name == "raw":
         return RawMedium()
     if name == "qr":

@@ -16,6 +16,7 @@ import logging
 import secrets
 import time
 from pathlib import Path
+from typing import Protocol
 
 from keystrap.coap.client import SbsClient, ServerUnreachable
 from keystrap.config import ControllerConfig
@@ -32,6 +33,7 @@ from keystrap.protocol import (
     Controller,
     NodeProved,
     Rejected,
+    Reply,
     Status,
     ToNode,
     ToServer,
@@ -66,9 +68,20 @@ PROGRESS: dict[type, str] = {
 }
 
 
+class InBand(Protocol):
+    """Where flights 2, 6 and 9 go and their answers come from: the server over
+    CoAP (:class:`SbsClient`), or its core in this process (small network)."""
+
+    async def post(self, data: bytes, lane: int = 0) -> Reply: ...
+
+    async def shutdown(self) -> None: ...
+
+
 class ControllerService:
-    def __init__(self, config: ControllerConfig) -> None:
+    def __init__(self, config: ControllerConfig, in_band: InBand | None = None) -> None:
+        """Without ``in_band``, the server named by ``config.server`` is asked over CoAP."""
         self.config = config
+        self._in_band = in_band
         self.controller_id = parse_eui64(config.id)
         self._links: dict[bytes, OobLink] = {}
         self._inflight: set[int] = set()
@@ -80,7 +93,9 @@ class ControllerService:
         """The server's name is resolved and the state locked first: a server that
         cannot be found, or a second controller, stops here before anything is
         written."""
-        self.client = await SbsClient.create(self.config.server, self.config.coap_endpoints)
+        self.client: InBand = self._in_band or await SbsClient.create(
+            self.config.server, self.config.coap_endpoints
+        )
         try:
             lock = InstanceLock.acquire(self.config.state, "controller")
             try:
@@ -113,7 +128,7 @@ class ControllerService:
             "controller %s: out-of-band on %s, server %s, next TID %d, %d open transaction(s)",
             config.id,
             config.oob,
-            config.server,
+            config.server if self._in_band is None else "in this process (small network)",
             state.next_tid,
             open_count,
         )

@@ -7,11 +7,11 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 
 import aiocoap.resource
 
-from keystrap.coap.server import open_server_context, serve_core
+from keystrap.coap.server import Observer, open_server_context, serve_core
 from keystrap.config import ServerConfig
 from keystrap.metrics import Metrics, TimedRepository, serve_metrics
 from keystrap.protocol import Reply, Server, ServerPolicy, Status
@@ -76,6 +76,29 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
 async def _serve(
     config: ServerConfig, site: aiocoap.resource.Site, ready: asyncio.Event | None
 ) -> None:
+    async with server_core(config) as (core, observe):
+        resource = serve_core(site, core, observe)
+        log.info(
+            "listening on coap://%s:%d/bs (database %s, %s profile, %d controller(s))",
+            config.host,
+            config.port,
+            config.database,
+            config.profile,
+            len(core.controllers),
+        )
+        try:
+            await wait_for_signal(ready)
+        finally:
+            served = ", ".join(f"{k}={v}" for k, v in sorted(resource.counters.items()))
+            log.info("shutting down; replies sent: %s", served or "none")
+
+
+@contextlib.asynccontextmanager
+async def server_core(config: ServerConfig) -> AsyncIterator[tuple[Server, Observer]]:
+    """The SBS's core over its store, with its metrics and activity log: what the
+    CoAP face serves, and what a controller that includes the server
+    (:mod:`keystrap.services.small_network`) calls in memory. The caller holds
+    the instance lock on ``config.database``."""
     master_key, created = load_master_key(config.database, config.master_key, secrets.token_bytes)
     if created:
         log.info("created %s (mode 0600); it wraps what is stored", config.master_key)
@@ -94,22 +117,11 @@ async def _serve(
             activity.heard_from(RevocationQuery.peek_controller(data), time.time())
 
     core = Server(TimedRepository(repository, metrics), controllers, policy)
-    resource = serve_core(site, core, observe)
     exporter = await serve_metrics(metrics, config.metrics) if config.metrics else None
     flusher = asyncio.create_task(_flush_loop(activity))
-    log.info(
-        "listening on coap://%s:%d/bs (database %s, %s profile, %d controller(s))",
-        config.host,
-        config.port,
-        config.database,
-        config.profile,
-        len(controllers),
-    )
     try:
-        await wait_for_signal(ready)
+        yield core, observe
     finally:
-        served = ", ".join(f"{k}={v}" for k, v in sorted(resource.counters.items()))
-        log.info("shutting down; replies sent: %s", served or "none")
         flusher.cancel()
         if exporter is not None:
             exporter.close()

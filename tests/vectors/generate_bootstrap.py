@@ -7,7 +7,7 @@ TID near the top of its range); only the code computes the outputs.
 import json
 from pathlib import Path
 
-from keystrap.vectors import VectorInputs, run_vector
+from keystrap_lab.vectors import VectorInputs, run_vector
 
 INPUTS = [
     VectorInputs(

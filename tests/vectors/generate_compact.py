@@ -11,9 +11,9 @@ from pathlib import Path
 
 from generate_bootstrap import INPUTS
 
-from keystrap.vectors import run_vector
 from keystrap.wire import COMPACT
 from keystrap.wire.compact import derive_rn_c
+from keystrap_lab.vectors import run_vector
 
 if __name__ == "__main__":
     out = Path(__file__).with_name("compact.json")

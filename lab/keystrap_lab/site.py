@@ -1,6 +1,10 @@
 """A complete deployment in one directory: configuration files, an enrolled order,
 and the server and controller as separate processes on 127.0.0.1.
 
+The configuration files are rendered from :mod:`keystrap.config`'s schema, as
+``keystrap server --print-config`` renders them (only the options the site
+sets: a test may append another), never written by hand.
+
 The demo, the multi-process tests and the benchmarks all use it, so each of them
 drives the same commands an operator would type.
 """
@@ -13,10 +17,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from keystrap.coap.relay import Hook, UdpRelay, forward_all
-from keystrap.config import DEFAULT_CONTROLLER_ID
+from keystrap.config import (
+    DEFAULT_CONTROLLER_ID,
+    ControllerConfig,
+    ServerConfig,
+    render_config,
+)
 from keystrap.protocol import NodeStage, NodeState
-from keystrap.services.processes import (
+from keystrap.store.keyfile import read_key_file
+from keystrap.store.node_file import NodeFile, save_node_file
+from keystrap.store.sqlite_repository import SqliteRepository
+from keystrap_lab.processes import (
     Service,
     free_udp_port,
     keystrap_command,
@@ -25,9 +36,7 @@ from keystrap.services.processes import (
     wait_for_server,
     wait_for_socket,
 )
-from keystrap.store.keyfile import read_key_file
-from keystrap.store.node_file import NodeFile, save_node_file
-from keystrap.store.sqlite_repository import SqliteRepository
+from keystrap_lab.relay import Hook, UdpRelay, forward_all
 
 
 @dataclass
@@ -39,6 +48,7 @@ class Site:
     profile: str = "paper"  # or "hardened": flight 8, the controller never learns IK
     controller_id: str = DEFAULT_CONTROLLER_ID
     revocation_poll: int = 5
+    small_network: bool = False  # the controller includes the server (--with-server)
     server_port: int = field(default_factory=free_udp_port)
     relay: UdpRelay | None = None
     server: Service | None = None
@@ -79,29 +89,29 @@ class Site:
                 "127.0.0.1", free_udp_port(), ("127.0.0.1", self.server_port), relay_hook
             )
             server_uri_port = self.relay.address[1]
-        self.server_config.write_text(
-            "[server]\n"
-            'host = "127.0.0.1"\n'
-            f"port = {self.server_port}\n"
-            'database = "data/sbs.sqlite"\n'
-            'master_key = "data/sbs-master.key"\n'
-            f"window = {self.window}\n"
-            f'profile = "{self.profile}"\n'
+        server = ServerConfig(
+            host="127.0.0.1",
+            port=self.server_port,
+            database=Path("data/sbs.sqlite"),
+            master_key=Path("data/sbs-master.key"),
+            window=self.window,
+            profile=self.profile,
         )
-        self.controller_config.write_text(
-            "[controller]\n"
-            f'id = "{self.controller_id}"\n'
-            f'server = "coap://127.0.0.1:{server_uri_port}"\n'
-            'key_file = "data/controller-sk.key"\n'
-            'state = "data/sbr.sqlite"\n'
-            'master_key = "data/sbr-master.key"\n'
-            f'oob = "unix:{self.oob_socket}"\n'
-            f'channel_from_node = "{self.channels[0]}"\n'
-            f'channel_to_node = "{self.channels[1]}"\n'
-            f'capture_dir = "{self.signals if self.capture else ""}"\n'
-            f"window = {self.window}\n"
-            f"revocation_poll = {self.revocation_poll}\n"
+        self.server_config.write_text(render_config(server, full=False))
+        controller = ControllerConfig(
+            id=self.controller_id,
+            server=f"coap://127.0.0.1:{server_uri_port}",
+            key_file=Path("data/controller-sk.key"),
+            state=Path("data/sbr.sqlite"),
+            master_key=Path("data/sbr-master.key"),
+            oob=f"unix:{self.oob_socket}",
+            channel_from_node=self.channels[0],
+            channel_to_node=self.channels[1],
+            capture_dir=str(self.signals) if self.capture else "",
+            window=self.window,
+            revocation_poll=self.revocation_poll,
         )
+        self.controller_config.write_text(render_config(controller, full=False))
 
     @contextlib.contextmanager
     def repository(self) -> Iterator[SqliteRepository]:
@@ -215,9 +225,11 @@ class Site:
         return self.server
 
     async def start_controller(self) -> Service:
+        with_server = ["--with-server", "--server-config", str(self.server_config)]
         self.controller = start_service(
             "controller",
-            ["controller", "--config", str(self.controller_config)],
+            ["controller", "--config", str(self.controller_config)]
+            + (with_server if self.small_network else []),
             self.root,
             self.root / "controller.log",
         )
@@ -243,7 +255,9 @@ class Site:
         return await self.start_node(path, port)
 
     async def start(self) -> None:
-        await self.start_server()
+        """The server, then the controller; in a small network, one process for both."""
+        if not self.small_network:
+            await self.start_server()
         await self.start_controller()
 
     def stop(self) -> None:

@@ -19,14 +19,10 @@ from pathlib import Path
 
 import aiocoap
 
-from keystrap.attack.coapview import Captured, flip_bit, view, with_payload
-from keystrap.attack.report import HOLDS, RESIDUAL, Row
-from keystrap.coap.relay import Outgoing
 from keystrap.crypto import aes_encrypt_block, xor_bytes
 from keystrap.ids import parse_eui64
 from keystrap.protocol import Node
 from keystrap.services.node_agent import NodeResult, bootstrap_node
-from keystrap.services.site import Site
 from keystrap.store.keyfile import read_key_file
 from keystrap.store.node_file import load_node_file, save_node_file
 from keystrap.wire import (
@@ -38,6 +34,10 @@ from keystrap.wire import (
     seal_flight2,
     seal_flight4,
 )
+from keystrap_lab.attack.coapview import Captured, flip_bit, view, with_payload
+from keystrap_lab.attack.report import HOLDS, RESIDUAL, Row
+from keystrap_lab.relay import Outgoing
+from keystrap_lab.site import Site
 
 Rule = Callable[[str, bytes], list[Outgoing] | None]
 SCHEME = "keystrap"

@@ -1,4 +1,4 @@
-"""An IEEE 802.15.4 / 6LoWPAN path, emulated as a :class:`keystrap.coap.relay.UdpRelay`
+"""An IEEE 802.15.4 / 6LoWPAN path, emulated as a :class:`keystrap_lab.relay.UdpRelay`
 hook: each UDP datagram is cut into 127-byte frames, the frames take their air
 time on one shared half-duplex channel, each frame may be lost, and the
 datagram arrives (whole) when its last frame has, or never if any frame is lost.
@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from keystrap.coap.relay import Delayed, Outgoing
+from keystrap_lab.relay import Delayed, Outgoing
 
 MAX_FRAME = 127
 PHY_OVERHEAD = 6

@@ -13,13 +13,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from keystrap.attack.coapview import view
-from keystrap.attack.netem import Netem
-from keystrap.attack.scenarios import Lab, bootstrap, open_lab
-from keystrap.coap.relay import Outgoing
 from keystrap.services.node_agent import NodeResult
 from keystrap.store.node_file import load_node_file
 from keystrap.wire import FlightType
+from keystrap_lab.attack.coapview import view
+from keystrap_lab.attack.netem import Netem
+from keystrap_lab.attack.scenarios import Lab, bootstrap, open_lab
+from keystrap_lab.relay import Outgoing
 
 
 @dataclass

@@ -22,12 +22,8 @@ from pathlib import Path
 
 import aiocoap
 
-from keystrap.coap.independent import independent_get
-from keystrap.coap.relay import Recording, forward_all
 from keystrap.ids import eui64, parse_eui64
 from keystrap.services.node_agent import NodeResult, bootstrap_node
-from keystrap.services.processes import free_udp_port
-from keystrap.services.site import Site
 from keystrap.store.atomic import refuse_non_empty_dir
 from keystrap.store.node_file import load_node_file
 from keystrap.wire import (
@@ -39,6 +35,10 @@ from keystrap.wire import (
     open_flight7,
     peek_type,
 )
+from keystrap_lab.independent import independent_get
+from keystrap_lab.processes import free_udp_port
+from keystrap_lab.relay import Recording, forward_all
+from keystrap_lab.site import Site
 
 MEDIUM_WORDS = {
     "qr": "QR codes (PNG images, Base45 in alphanumeric mode)",
@@ -79,11 +79,21 @@ def _workdir(path: Path | None) -> Iterator[Path]:
             yield Path(tmp)
 
 
-async def run_live_demo(count: int, workdir: Path | None, channel: str = "qr") -> int:
+async def run_live_demo(
+    count: int, workdir: Path | None, channel: str = "qr", small_network: bool = False
+) -> int:
+    """With ``small_network``, the controller includes the server (the paper's small
+    network): one process, and no in-band flight on any network to record."""
     started = time.monotonic()
     with _workdir(workdir) as root:
-        site = Site(root, channels=(channel, channel), capture=True, revocation_poll=1)
-        await site.prepare(relay_hook=forward_all)
+        site = Site(
+            root,
+            channels=(channel, channel),
+            capture=True,
+            revocation_poll=1,
+            small_network=small_network,
+        )
+        await site.prepare(relay_hook=None if small_network else forward_all)
         try:
             return await _demo(site, count, started, kept=workdir is not None)
         finally:
@@ -110,12 +120,21 @@ async def _demo(site: Site, count: int, started: float, kept: bool) -> int:
     say()
     say("2. Services")
     await site.start()
-    assert site.server is not None and site.controller is not None and site.relay is not None
-    say(f"   SBS  pid {site.server.process.pid:<7} coap://127.0.0.1:{site.server_port}/bs")
-    say(
-        f"   SBR  pid {site.controller.process.pid:<7} out-of-band channel {site.oob_socket.name}"
-        f", in band via a recording relay on port {site.relay.address[1]}"
-    )
+    assert site.controller is not None
+    record = site.relay.record if site.relay is not None else Recording()
+    if site.server is not None and site.relay is not None:
+        say(f"   SBS  pid {site.server.process.pid:<7} coap://127.0.0.1:{site.server_port}/bs")
+        say(
+            f"   SBR  pid {site.controller.process.pid:<7} out-of-band channel "
+            f"{site.oob_socket.name}, in band via a recording relay on port {site.relay.address[1]}"
+        )
+    else:
+        say("   $ keystrap controller --with-server --server-config server.toml")
+        say(f"   SBR+SBS pid {site.controller.process.pid:<7} the paper's small network")
+        say(
+            f"   out-of-band channel {site.oob_socket.name}; flights 2, 3, 6 and 7 are "
+            "handed across in memory, never on a network"
+        )
     say()
     say(f"3. Bootstrapping {count} nodes concurrently (flights 1-7)")
     progress = Progress(count)
@@ -126,7 +145,7 @@ async def _demo(site: Site, count: int, started: float, kept: bool) -> int:
         return result
 
     results = await asyncio.gather(*(one(p) for p in nodes))
-    inband = inband_sizes(site.relay.record)
+    inband = inband_sizes(record)
     say()
     say(
         f"   {'node':<24} {'outcome':<10} {'ms':>6} {'TID':>4}   bytes per flight 1..7"
@@ -173,8 +192,12 @@ async def _demo(site: Site, count: int, started: float, kept: bool) -> int:
     unchanged = all(after[a.node_id] == keys[a.node_id] for a in attempts)
     say(f"   the server's keys for those nodes are unchanged: {'yes' if unchanged else 'NO'}")
 
-    opened, tried = try_open_with(site.relay.record, ik_n, site.controller_id, node_ids)
-    say(f"   installer tries IK_N on every recorded in-band flight: {opened} of {tried} opened")
+    node_ids = [parse_eui64(n["id"]) for n in bundle["nodes"]]
+    opened, tried = try_open_with(record, ik_n, site.controller_id, node_ids)
+    if site.relay is not None:
+        say(f"   installer tries IK_N on every recorded in-band flight: {opened} of {tried} opened")
+    else:
+        say("   no in-band flight ever left the controller's process: nothing to record")
     say("   (RN_c, needed for PSK = AES_IK(RN_i XOR RN_c), only ever travels sealed under")
     say("    SK_cs in flight 2 and out of band in flight 4)")
     say()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from keystrap.attack.baselines import baseline_rows
-from keystrap.attack.report import FALLS, HOLDS, RESIDUAL, Row, render
-from keystrap.attack.scenarios import SCHEME, run_scheme
 from keystrap.store.atomic import refuse_non_empty_dir
+from keystrap_lab.attack.baselines import baseline_rows
+from keystrap_lab.attack.report import FALLS, HOLDS, RESIDUAL, Row, render
+from keystrap_lab.attack.scenarios import SCHEME, run_scheme
 
 
 async def run_all(workdir: Path | None = None) -> list[Row]:

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from keystrap.protocol import ControllerState, InMemoryRepository, NodeState
-from keystrap.simulation import Simulation
 from keystrap.wire import COMPACT, VERSION, peek_type
 from keystrap.wire.compact import derive_rn_c
+from keystrap_lab.simulation import Simulation
 
 
 @dataclass(frozen=True)

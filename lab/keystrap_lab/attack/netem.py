@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from keystrap.coap.relay import Delayed, Outgoing
+from keystrap_lab.relay import Delayed, Outgoing
 
 
 @dataclass

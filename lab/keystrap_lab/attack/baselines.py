@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import secrets
 
-from keystrap.attack.report import FALLS, HOLDS, Row
 from keystrap.crypto import InvalidTag, ccm_open, ccm_seal, derive_session_key
 from keystrap.protocol import (
     ControllerState,
@@ -22,8 +21,9 @@ from keystrap.protocol import (
     Status,
     derive_psk,
 )
-from keystrap.simulation import Simulation
 from keystrap.wire import Flight4, FlightType, peek_type
+from keystrap_lab.attack.report import FALLS, HOLDS, Row
+from keystrap_lab.simulation import Simulation
 
 KANG_2014 = "Kang 2014 draft (flight 4 in band)"
 JENNINGS = "Jennings QR enrolment"

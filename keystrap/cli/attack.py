@@ -1,0 +1,29 @@
+"""``keystrap attack``: the attack scenarios and the paper's baselines (lab package)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+from keystrap.extras import require_lab
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    attack = sub.add_parser(
+        "attack",
+        help="run the attack scenarios and the paper's baselines (needs keystrap-lab)",
+        description="Replays, bit flips, impersonation, a man in the middle, "
+        "the installer holding IK_N and a rogue node, against real "
+        "processes; and the 2014 draft and Jennings's QR enrolment.",
+    )
+    attack.add_argument("--workdir", type=Path, help="keep the sites' files here")
+
+
+def run(args: argparse.Namespace) -> int:
+    require_lab("attack")
+    from keystrap.services.logs import setup_logging
+    from keystrap_lab.attack.runner import main as attack_main
+
+    setup_logging("warning", "attack")
+    return asyncio.run(attack_main(args.workdir))

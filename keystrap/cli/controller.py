@@ -1,0 +1,133 @@
+"""``keystrap controller``: the controller (SBR), and its actions on bootstrapped nodes."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+
+from keystrap.cli.flags import add_config_flags, config_from_args, print_config
+from keystrap.config import ControllerConfig, ServerConfig, load_config
+from keystrap.extras import require_medium
+from keystrap.hostport import format_host_port, parse_host_port
+from keystrap.ids import eui64
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    ctl = sub.add_parser(
+        "controller",
+        help="run the controller (SBR)",
+        description="Take flights 1 and 5 out of band, talk to the server "
+        "over CoAP, hand flight 4 back to the node.",
+    )
+    add_config_flags(ctl, ControllerConfig)
+    ctl.add_argument(
+        "--with-server",
+        action="store_true",
+        help="the paper's small network: also be the server, in this process over its "
+        "store; flights 2, 3, 6 and 7 never leave the process",
+    )
+    ctl.add_argument(
+        "--server-config",
+        type=Path,
+        metavar="FILE",
+        help="with --with-server: the server's TOML file (default: the server's defaults)",
+    )
+    _add_actions(ctl)
+
+
+def _add_actions(ctl: argparse.ArgumentParser) -> None:
+    """``keystrap controller`` alone runs the service; these act on bootstrapped nodes."""
+    actions = ctl.add_subparsers(dest="action", metavar="ACTION")
+    configure = actions.add_parser(
+        "configure",
+        help="push settings to a node over CoAPS with its PSK; print what it applied",
+        description="Without any setting, reads the node's settings back.",
+    )
+    show = actions.add_parser("show", help="read a node's settings over CoAPS")
+    for action in (configure, show):
+        action.add_argument("node", help="the node's EUI-64")
+        action.add_argument(
+            "--address",
+            metavar="HOST:PORT",
+            help="the node's CoAPS endpoint (remembered once the node answered on it)",
+        )
+        action.add_argument(
+            "--config", type=Path, default=argparse.SUPPRESS, help="controller TOML file"
+        )
+    configure.add_argument("--domain", help="network: DNS domain name")
+    configure.add_argument("--gateway", help="network: default gateway (IPv4 or IPv6 address)")
+    configure.add_argument("--proxy", help="network: proxy URI, e.g. coap://proxy.example:5683")
+    configure.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="application setting (repeatable): name, location, sample_interval, "
+        "report_interval, units, log_level",
+    )
+    configure.add_argument(
+        "--unset", action="append", default=[], metavar="KEY", help="remove a setting"
+    )
+    nodes = actions.add_parser("nodes", help="list the nodes this controller bootstrapped")
+    nodes.add_argument(
+        "--config", type=Path, default=argparse.SUPPRESS, help="controller TOML file"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_from_args(ControllerConfig, args)
+    if args.print_config:
+        return print_config(config)
+    if args.action is not None:
+        if args.with_server:
+            raise ValueError(f"--with-server runs the service; it takes no {args.action}")
+        return _action(args, config)
+    if args.server_config is not None and not args.with_server:
+        raise ValueError("--server-config needs --with-server")
+    require_medium(config.channel_from_node)
+    require_medium(config.channel_to_node)
+    from keystrap.services.logs import setup_logging
+
+    setup_logging(config.log_level, "sbr")
+    if args.with_server:
+        from keystrap.services.small_network import run_small_network
+
+        server = load_config(ServerConfig, args.server_config, {})
+        asyncio.run(run_small_network(config, server))
+        return 0
+    from keystrap.services.controller import ControllerService
+
+    asyncio.run(ControllerService(config).run())
+    return 0
+
+
+def _action(args: argparse.Namespace, config: ControllerConfig) -> int:
+    from keystrap.ids import parse_eui64
+    from keystrap.services.configure import (
+        ConfigUpdate,
+        configure_node,
+        list_nodes,
+        parse_assignment,
+    )
+
+    if args.action == "nodes":
+        rows = list_nodes(config)
+        print(f"{'node':<24} {'status':<8} coaps endpoint")
+        for node_id, status, address in rows:
+            print(f"{eui64(node_id):<24} {status:<8} {address or '-'}")
+        return 0
+    update = ConfigUpdate()
+    if args.action == "configure":
+        for key in ("domain", "gateway", "proxy"):
+            if getattr(args, key) is not None:
+                update.set(key, getattr(args, key))
+        for text in args.set:
+            update.set(*parse_assignment(text))
+        for key in args.unset:
+            update.set(key, None)
+    address = None if args.address is None else format_host_port(*parse_host_port(args.address))
+    settings = asyncio.run(configure_node(config, parse_eui64(args.node), update, address))
+    print(json.dumps(settings, indent=2, sort_keys=True))
+    return 0

@@ -1,0 +1,50 @@
+"""``keystrap controller --with-server``: the paper's small network.
+
+The paper lets a controller include the server's functions "in case of a small
+network" (section 3, step 2; section 4). Here that is a composition of the two
+services, no new logic: the server's core runs over its store in the
+controller's process, and the controller hands it flights 2, 6 and 9 in memory
+instead of over CoAP. Everything else is unchanged: the out-of-band media,
+CoAPS to the nodes afterwards, revocation, and the admin commands, which work
+on the server's store exactly as with a separate server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from keystrap.coap.server import BootstrapResource
+from keystrap.config import ControllerConfig, ServerConfig
+from keystrap.protocol import Reply
+from keystrap.services.controller import ControllerService
+from keystrap.services.instance import InstanceLock
+from keystrap.services.server import server_core
+
+IN_PROCESS = "in-process"
+
+
+class InProcessServer:
+    """The controller's way to the server, as :class:`keystrap.coap.client.SbsClient`,
+    answered by the server's core in this process: one call, no retransmission."""
+
+    def __init__(self, bootstrap: BootstrapResource) -> None:
+        self._bootstrap = bootstrap
+
+    async def post(self, data: bytes, lane: int = 0) -> Reply:
+        return self._bootstrap.answer(data, IN_PROCESS)
+
+    async def shutdown(self) -> None:
+        """Nothing to close: the server's core is closed with its store."""
+
+
+async def run_small_network(
+    controller: ControllerConfig, server: ServerConfig, ready: asyncio.Event | None = None
+) -> None:
+    """Both roles until a signal; the server's store is locked as a server locks it,
+    so neither a separate server nor a restore can run on it meanwhile."""
+    async with contextlib.AsyncExitStack() as held:
+        held.callback(InstanceLock.acquire(server.database, "server").release)
+        core, observe = await held.enter_async_context(server_core(server))
+        in_band = InProcessServer(BootstrapResource(core, observe))
+        await ControllerService(controller, in_band).run(ready)

@@ -1,0 +1,70 @@
+"""The command table and the flags generated from the configuration schema."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from keystrap.cli.commands import COMMANDS
+from keystrap.cli.main import build_parser, main
+from keystrap.config import CHOICES, ControllerConfig, ServerConfig
+
+
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    raise AssertionError("no subcommands")
+
+
+def test_every_command_of_the_table_is_a_subcommand_and_nothing_else() -> None:
+    assert set(subcommands(build_parser())) == set(COMMANDS)
+
+
+@pytest.mark.parametrize(
+    ("command", "schema"), [("server", ServerConfig), ("controller", ControllerConfig)]
+)
+def test_every_option_of_the_schema_is_a_flag(
+    command: str, schema: type[ServerConfig] | type[ControllerConfig]
+) -> None:
+    defaults = schema()
+    for option in fields(schema):
+        default = getattr(defaults, option.name)
+        value = CHOICES[option.name][-1] if option.name in CHOICES else str(default) or "x"
+        flag = "--" + option.name.replace("_", "-")
+        args = build_parser().parse_args([command, flag, value])
+        assert getattr(args, option.name) is not None, flag
+        assert str(getattr(args, option.name)) == value
+
+
+def test_flags_override_the_file_and_only_the_flags_typed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "server.toml"
+    config.write_text('[server]\nmax_pending = 5\nwindow = 30\nprofile = "hardened"\n')
+    assert main(["server", "--config", str(config), "--window", "60", "--print-config"]) == 0
+    out = capsys.readouterr().out
+    assert "max_pending = 5\n" in out
+    assert "window = 60\n" in out
+    assert 'profile = "hardened"\n' in out
+
+
+def test_a_flag_outside_its_choices_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["controller", "--channel-to-node", "smoke", "--print-config"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "--channel-to-node" in err[0]
+
+
+def test_with_server_takes_no_action_and_server_config_needs_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["controller", "--with-server", "nodes"]) == 2
+    assert main(["controller", "--server-config", "server.toml"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "keystrap controller: error: --with-server runs the service; it takes no nodes",
+        "keystrap controller: error: --server-config needs --with-server",
+    ]

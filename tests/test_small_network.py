@@ -1,0 +1,66 @@
+"""The paper's small network: ``keystrap controller --with-server`` is the controller
+and the server in one process over the server's store, with real node processes
+bootstrapping through it, and with no media library installed (raw medium)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from keystrap.ids import eui64
+from keystrap.store.node_file import load_node_file
+from keystrap_lab.processes import keystrap_command, wait_for_log
+from keystrap_lab.site import Site
+from tests.bare_install import bare_environment
+from tests.services_helpers import assert_all_rekeyed, shared_ik
+
+
+async def bootstrap_process(path: Path) -> tuple[int, str]:
+    """``keystrap node FILE`` as its own process: its status and output."""
+    process = await asyncio.create_subprocess_exec(
+        *keystrap_command("node", str(path), "--linger", "10", "--timeout", "30"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await process.communicate()
+    return process.returncode or 0, out.decode()
+
+
+def test_controller_with_server_bootstraps_nodes_in_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTHONPATH", bare_environment(tmp_path / "hook")["PYTHONPATH"])
+    site = Site(tmp_path / "site", channels=("raw", "raw"), small_network=True, revocation_poll=1)
+
+    async def scenario() -> None:
+        await site.prepare()
+        site.register_controller()
+        nodes = site.enrol(3)
+        await site.start()
+        assert site.server is None and site.controller is not None
+        try:
+            results = await asyncio.gather(*(bootstrap_process(p) for p in nodes))
+            for status, out in results:
+                assert status == 0 and ": confirmed in " in out, out
+            assert_all_rekeyed(site, nodes, shared_ik(site))
+            assert site.node_statuses() == ["active"] * 3
+            log = site.controller.log_text()
+            assert log.count("activated node=") == 3  # the server's core, in this process
+            assert log.count("server confirmed; bootstrap complete") == 3
+
+            # The store is the server's: a separate server on it is refused, and the
+            # admin commands act on it as before (a revocation reaches the controller).
+            assert site.controller_refuses("nodes") is False
+            holder = rf"another server \(pid {site.controller.process.pid}\) is running"
+            with pytest.raises(RuntimeError, match=holder):
+                site.cli("server", "--config", str(site.server_config))
+            victim = eui64(load_node_file(nodes[0]).state.node_id)
+            site.admin("revoke", victim)
+            await wait_for_log(site.controller, f"node={victim} revoked by the server", 0, 15)
+            assert site.controller_refuses("show", victim)
+        finally:
+            site.stop()
+
+    asyncio.run(scenario())
