@@ -15,7 +15,8 @@ setup: $(STAMP)
 # libcoap3-bin, whose coap-client is the independent DTLS-PSK peer; openssl,
 # for a DTLS handshake with any PSK bytes; and autoconf, automake and libtool,
 # which DTLSSocket (tinydtls, aiocoap's DTLS server) needs to build from source;
-# chromium, the browser Playwright drives in the console's tests (never downloaded).
+# nodejs and npm, which run MicroPython's WebAssembly port (package-lock.json);
+# and chromium, the browser Playwright drives in the console's tests (never downloaded).
 SYSTEM_STAMP := $(VENV)/.system-stamp
 
 $(SYSTEM_STAMP):
@@ -27,6 +28,8 @@ $(SYSTEM_STAMP):
 	command -v autoreconf >/dev/null || missing="$$missing autoconf"; \
 	command -v automake >/dev/null || missing="$$missing automake"; \
 	command -v libtoolize >/dev/null || missing="$$missing libtool"; \
+	command -v node >/dev/null || missing="$$missing nodejs"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
@@ -34,11 +37,12 @@ $(SYSTEM_STAMP):
 	fi
 	@mkdir -p $(VENV) && touch $@
 
-$(STAMP): pyproject.toml $(SYSTEM_STAMP)
+$(STAMP): pyproject.toml package-lock.json $(SYSTEM_STAMP)
 	$(PYTHON) -m venv --clear $(VENV)
 	@touch $(SYSTEM_STAMP)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	npm ci --no-audit --no-fund --silent
 	@touch $@
 
 demo: setup
@@ -78,4 +82,4 @@ fuzz: setup
 	done
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis

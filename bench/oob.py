@@ -7,7 +7,7 @@ off by up to +-0.2 %; light with sensor noise (20 % of the swing), edge jitter
 (+-10 % of a chip) and sender clock drift up to +-3 %; NFC with one flipped bit
 (a success there means the damage was *detected*). Prints a table, then a JSON line.
 
-    python bench/oob.py [--trials 20]
+    python bench/oob.py [--trials 20] [--profile paper|compact]
 """
 
 from __future__ import annotations
@@ -26,22 +26,28 @@ from keystrap.oob.medium import decode_flight, encode_flight
 from keystrap.oob.nfc import NfcMedium
 from keystrap.oob.qr import QrMedium
 from keystrap.vectors import VectorInputs, run_vector
+from keystrap.wire import COMPACT, VERSION
+from keystrap.wire.compact import derive_rn_c
 
 NFC_BITRATE = 106_000  # ISO 14443-A, bits per second
 
 
-def sample_flights() -> dict[str, bytes]:
+def sample_flights(version: int) -> dict[str, bytes]:
+    """Flights 1, 4, 5 of one bootstrap in the profile ``version`` (2: compact)."""
+    sk_cs, controller_id = bytes(range(16, 32)), b"\1" * 8
+    rn_c = derive_rn_c(sk_cs, controller_id, 1) if version == COMPACT else bytes(range(48, 64))
     vector = run_vector(
         VectorInputs(
             ik=bytes(range(16)),
-            sk_cs=bytes(range(16, 32)),
+            sk_cs=sk_cs,
             node_id=bytes(8),
-            controller_id=b"\1" * 8,
+            controller_id=controller_id,
             rn_i=bytes(range(32, 48)),
-            rn_c=bytes(range(48, 64)),
+            rn_c=rn_c,
             tid=1,
             ts=1_800_000_000,
-        )
+        ),
+        version,
     )
     flights = vector["flights"]
     assert isinstance(flights, dict)
@@ -138,7 +144,11 @@ def _decodes(medium: object, signal: bytes, flight: bytes) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument(
+        "--profile", choices=("paper", "compact"), default="paper", help="whose flights"
+    )
     args = parser.parse_args()
+    version = COMPACT if args.profile == "compact" else VERSION
     rng = np.random.default_rng(2026)
     rows = []
     print(
@@ -151,7 +161,7 @@ def main() -> None:
         ("audio", audio_row),
         ("light", light_row),
     ):
-        for label, flight in sample_flights().items():
+        for label, flight in sample_flights(version).items():
             start = time.process_time()
             row = measure(flight, args.trials, rng)
             row.update(
@@ -173,7 +183,9 @@ def main() -> None:
         "  (QR: one static image per flight, read as soon as it is in view; NFC 'ok rate' "
         "= damaged messages detected)"
     )
-    print(json.dumps({"bench": "oob", "trials": args.trials, "rows": rows}))
+    print(
+        json.dumps({"bench": "oob", "profile": args.profile, "trials": args.trials, "rows": rows})
+    )
 
 
 if __name__ == "__main__":

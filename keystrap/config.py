@@ -13,6 +13,12 @@ import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from keystrap.hostport import parse_host_port
+from keystrap.ids import parse_eui64
+from keystrap.oob.channel import OobError, parse_endpoint
+from keystrap.oob.medium import MEDIA
 
 DATA = Path("keystrap-data")
 DEFAULT_CONTROLLER_ID = "02:00:00:00:00:00:00:c0"
@@ -87,6 +93,23 @@ HELP: dict[str, str] = {
 
 C = TypeVar("C", ServerConfig, ControllerConfig)
 
+DAY = 86_400
+RANGES: dict[str, tuple[int, int]] = {
+    "port": (1, 65535),
+    "window": (1, DAY),
+    "max_pending": (1, 10_000),
+    "coap_endpoints": (1, 64),
+    "revocation_poll": (1, DAY),
+    "keep_finished": (0, 366 * DAY),
+    "dtls_timeout": (1, 3600),
+}
+CHOICES: dict[str, tuple[str, ...]] = {
+    "profile": ("paper", "hardened"),
+    "log_level": ("debug", "info", "warning", "error"),
+    "channel_from_node": MEDIA,
+    "channel_to_node": MEDIA,
+}
+
 
 def load_config(cls: type[C], path: Path | None, overrides: dict[str, Any]) -> C:
     section = "server" if cls is ServerConfig else "controller"
@@ -113,13 +136,11 @@ def load_config(cls: type[C], path: Path | None, overrides: dict[str, Any]) -> C
         raise ConfigError(f"{path}: unknown option(s) {sorted(unknown)} in [{section}]")
     given = {k: v for k, v in overrides.items() if v is not None}  # flags the user typed
     values.update(given)
-    if values.get("profile", "paper") not in ("paper", "hardened"):
-        raise ConfigError(f'[{section}] profile must be "paper" or "hardened"')
     converted: dict[str, Any] = {}
     for name, value in values.items():
         default = getattr(cls(), name)
         if isinstance(default, Path):
-            if not isinstance(value, str | Path):
+            if not isinstance(value, str | Path) or not str(value):
                 raise ConfigError(f"[{section}] {name} must be a path, got {value!r}")
             p = Path(value)
             converted[name] = p if p.is_absolute() or name in given else base / p
@@ -131,7 +152,46 @@ def load_config(cls: type[C], path: Path | None, overrides: dict[str, Any]) -> C
             raise ConfigError(f"[{section}] {name} must be a string, got {value!r}")
         else:
             converted[name] = value
-    return dataclasses.replace(cls(), **converted)
+    config = dataclasses.replace(cls(), **converted)
+    for name in converted:
+        _check(section, name, getattr(config, name))
+    return config
+
+
+def _check(section: str, name: str, value: object) -> None:
+    """One option's value against its range or choices, before any of it is used:
+    a bad value ends the start, never a running service."""
+    text = str(value)
+    optional = name in ("capture_dir", "metrics")
+    if isinstance(value, str | Path) and (not text.isprintable() or not (text or optional)):
+        raise ConfigError(f"[{section}] {name} must be printable text, got {text!r}")
+    if name in RANGES and isinstance(value, int):
+        low, high = RANGES[name]
+        if not low <= value <= high:
+            raise ConfigError(f"[{section}] {name} must be from {low} to {high}, got {value}")
+    if name in CHOICES and value not in CHOICES[name]:
+        raise ConfigError(f"[{section}] {name} must be one of {', '.join(CHOICES[name])}")
+    try:
+        if name == "id":
+            parse_eui64(text)
+        elif name == "server":
+            _check_coap_uri(text)
+        elif name == "oob":
+            parse_endpoint(text)
+        elif name == "metrics" and text:
+            parse_host_port(text)
+    except (ValueError, OobError) as exc:
+        raise ConfigError(f"[{section}] {name}: {exc}") from None
+
+
+def _check_coap_uri(uri: str) -> None:
+    parts = urlsplit(uri)
+    if parts.scheme != "coap" or not parts.hostname:
+        raise ValueError(f"need coap://HOST[:PORT], got {uri!r}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise ValueError(f"need coap://HOST[:PORT] without path or query, got {uri!r}")
+    if parts.port is not None and parts.port == 0:
+        raise ValueError(f"port must be from 1 to 65535, got {uri!r}")
 
 
 def render_config(config: ServerConfig | ControllerConfig) -> str:

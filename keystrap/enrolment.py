@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,9 +29,9 @@ from typing import Any
 from keystrap.crypto import kbkdf_cmac
 from keystrap.ids import eui64, parse_eui64
 from keystrap.protocol import NodeState
-from keystrap.store.atomic import write_atomic
+from keystrap.store.atomic import ExistingFile, write_new
 from keystrap.store.errors import StoreError
-from keystrap.store.node_file import NodeFile, save_node_file
+from keystrap.store.node_file import NodeFile, encode_node_file, holds_psk, load_node_file
 from keystrap.store.sqlite_repository import SqliteRepository
 
 BUNDLE_FORMAT = "keystrap-bundle/1"
@@ -65,8 +65,16 @@ def ids_from_range(spec: str) -> list[bytes]:
 def ids_from_csv(path: Path) -> list[bytes]:
     """First column of each non-empty row; a header row is skipped if it is not an EUI-64."""
     ids: list[bytes] = []
-    with open(path, newline="") as handle:
-        for number, row in enumerate(csv.reader(handle), 1):
+    try:
+        handle = open(path, newline="")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise StoreError(f"cannot read --csv file {path}: {exc.strerror or exc}") from None
+    with handle:
+        try:
+            rows = list(csv.reader(handle))
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise ValueError(f"--csv file {path} is not a CSV text file: {exc}") from None
+        for number, row in enumerate(rows, 1):
             if not row or not row[0].strip() or row[0].startswith("#"):
                 continue
             try:
@@ -101,7 +109,11 @@ def create_order(
     *,
     key_mode: str = "shared",
     oob: str,
+    re_enrol: bool = False,
+    publish: Callable[[Order], None] | None = None,
 ) -> Order:
+    """Record the order at the server. ``publish`` hands the order out (writes the
+    bundle) before the store commits it: if it fails, nothing is enrolled."""
     controller = repository.get_controller(controller_id)
     if controller is None:
         raise StoreError(
@@ -120,21 +132,31 @@ def create_order(
         keys = {nid: diversify(shared, nid) for nid in ids}
     else:
         keys = dict.fromkeys(ids, shared)
-    order_id = repository.create_order(installer, controller_id, keys.items(), key_mode)
-    return Order(
-        order_id,
-        installer,
-        controller_id,
-        controller.host,
-        controller.port,
-        oob,
-        key_mode,
-        shared,
-        keys,
+
+    def made(order_id: int) -> Order:
+        return Order(
+            order_id,
+            installer,
+            controller_id,
+            controller.host,
+            controller.port,
+            oob,
+            key_mode,
+            shared,
+            keys,
+        )
+
+    def hand_out(order_id: int) -> None:
+        if publish is not None:
+            publish(made(order_id))
+
+    order_id = repository.create_order(
+        installer, controller_id, keys.items(), key_mode, re_enrol=re_enrol, publish=hand_out
     )
+    return made(order_id)
 
 
-def write_bundle(path: Path, order: Order) -> None:
+def bundle_bytes(order: Order) -> bytes:
     doc: dict[str, Any] = {
         "format": BUNDLE_FORMAT,
         "order": order.order_id,
@@ -152,15 +174,48 @@ def write_bundle(path: Path, order: Order) -> None:
         doc["nodes"] = [{"id": eui64(nid)} for nid in order.node_keys]
     else:
         doc["nodes"] = [{"id": eui64(nid), "key": k.hex()} for nid, k in order.node_keys.items()]
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(Path(path), (json.dumps(doc, indent=1) + "\n").encode(), 0o600)
+    return (json.dumps(doc, indent=1) + "\n").encode()
 
 
 def install_bundle(
-    bundle_path: Path, out_dir: Path, channel_up: str = "qr", channel_down: str = "qr"
+    bundle_path: Path,
+    out_dir: Path,
+    channel_up: str = "qr",
+    channel_down: str = "qr",
+    *,
+    force: bool = False,
 ) -> list[Path]:
     """The installer's step: one provisioning file per node, named after its EUI-64.
-    The channels are the device's out-of-band hardware (node->controller, back)."""
+    The channels are the device's out-of-band hardware (node->controller, back).
+
+    Every file is checked before the first is written: an existing file is
+    replaced only with ``force``, and never one whose node has bootstrapped (it
+    may hold the only copy of its PSK). A file already identical is left alone.
+    If a write fails, the files written so far are removed again.
+    """
+    files = [
+        (path, encode_node_file(node))
+        for path, node in _node_files(bundle_path, out_dir, channel_up, channel_down)
+    ]
+    todo = [(path, data) for path, data in files if _must_write(path, data, force)]
+    if not out_dir.exists():
+        out_dir.mkdir(parents=True)
+        out_dir.chmod(0o700)
+    written: list[Path] = []
+    try:
+        for path, data in todo:
+            write_new(path, data, force=force)
+            written.append(path)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    return [path for path, _ in files]
+
+
+def _node_files(
+    bundle_path: Path, out_dir: Path, channel_up: str, channel_down: str
+) -> list[tuple[Path, NodeFile]]:
     try:
         doc: Any = json.loads(Path(bundle_path).read_text())
     except (OSError, ValueError) as exc:
@@ -172,16 +227,14 @@ def install_bundle(
         controller_id = parse_eui64(controller["id"])
         shared = bytes.fromhex(doc["shared_key"]) if "shared_key" in doc else None
         diversified = doc.get("key_mode") == "diversified"
-        out_dir.mkdir(parents=True, exist_ok=True)
-        out_dir.chmod(0o700)
-        written = []
+        files = []
         for entry in doc["nodes"]:
             node_id = parse_eui64(entry["id"])
             if shared is None:
                 key = bytes.fromhex(entry["key"])
             else:
                 key = diversify(shared, node_id) if diversified else shared
-            if key is None or len(key) != 16:
+            if len(key) != 16:
                 raise ValueError("initial keys are 16 bytes")
             path = out_dir / (eui64(node_id).replace(":", "") + ".json")
             state = NodeState(node_id=node_id, controller_id=controller_id, key=key)
@@ -189,12 +242,40 @@ def install_bundle(
                 state,
                 str(controller["host"]),
                 int(controller["port"]),
-                doc["oob"],
+                str(doc["oob"]),
                 channel_up,
                 channel_down,
             )
-            save_node_file(path, node)
-            written.append(path)
+            files.append((path, node))
     except (KeyError, TypeError, ValueError) as exc:
         raise StoreError(f"bundle {bundle_path} is malformed: {exc}") from None
-    return written
+    return files
+
+
+def _must_write(path: Path, data: bytes, force: bool) -> bool:
+    """False if ``path`` already holds exactly ``data``; raises if it may not be replaced."""
+    try:
+        if path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        return True
+    except OSError as exc:
+        raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        existing: NodeFile | None = load_node_file(path)
+    except StoreError:
+        existing = None  # a factory-reset or foreign file: no key to lose
+    if existing is not None and holds_psk(existing):
+        node = eui64(existing.state.node_id)
+        raise StoreError(
+            f"node {node}: {path} holds its PSK ({existing.state.stage.value}); install never "
+            f"replaces it, not even with --force. To bootstrap it again: keystrap node {path} "
+            f"--reinstall; to start over: keystrap node {path} --factory-reset, revoke and "
+            "re-enrol it (keystrap admin order create --re-enrol), then install with --force"
+        )
+    if not force:
+        raise ExistingFile(
+            f"{path} already exists with other contents; keystrap never overwrites a file it "
+            "did not create (give --force to replace it)"
+        )
+    return True

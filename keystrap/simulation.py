@@ -27,6 +27,7 @@ from keystrap.protocol import (
     ToServer,
 )
 from keystrap.protocol.keys import RandomSource
+from keystrap.protocol.node import CoreFactory, local_core
 from keystrap.protocol.repository import KeyRepository
 
 
@@ -73,7 +74,9 @@ class Simulation:
         rng: RandomSource,
         now: float = 1_700_000_000.0,
         policy: ServerPolicy | None = None,
+        node_core: CoreFactory = local_core,
     ) -> None:
+        """``node_core`` computes the nodes' flights (for example inside MicroPython)."""
         self.now = now
         self.rng = rng
         self.repository = server_repository
@@ -83,7 +86,8 @@ class Simulation:
         self.controller_state = controller_state
         self.controller = Controller(controller_state, rng, window=self.policy.window)
         self.node_states = {s.node_id: s for s in node_states}
-        self.nodes = {nid: Node(s, rng) for nid, s in self.node_states.items()}
+        self.node_core = node_core
+        self.nodes = {nid: Node(s, rng, core=node_core) for nid, s in self.node_states.items()}
         self.queue: deque[Message] = deque()
         self.trace = Trace()
         self.deliveries = 0
@@ -133,7 +137,7 @@ class Simulation:
             self.controller = Controller(self.controller_state, self.rng, window=self.policy.window)
         else:
             assert node_id is not None
-            self.nodes[node_id] = Node(self.node_states[node_id], self.rng)
+            self.nodes[node_id] = Node(self.node_states[node_id], self.rng, core=self.node_core)
 
     # -- internals ---------------------------------------------------------------
 

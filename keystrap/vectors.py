@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from keystrap.protocol import ControllerState, InMemoryRepository, NodeState
 from keystrap.simulation import Simulation
-from keystrap.wire import peek_type
+from keystrap.wire import COMPACT, VERSION, peek_type
+from keystrap.wire.compact import derive_rn_c
 
 
 @dataclass(frozen=True)
@@ -27,9 +28,15 @@ class VectorInputs:
     ts: int
 
 
-def run_vector(inputs: VectorInputs) -> dict[str, object]:
-    """Run one whole bootstrap on fixed inputs; return the vector as JSON-ready data."""
-    randoms: Iterator[bytes] = iter([inputs.rn_i, inputs.rn_c])
+def run_vector(inputs: VectorInputs, version: int = VERSION) -> dict[str, object]:
+    """Run one whole bootstrap on fixed inputs; return the vector as JSON-ready data.
+
+    ``version`` 2 is the compact profile, where ``RN_c`` is derived, not drawn:
+    ``inputs.rn_c`` must then be the derived value."""
+    compact = version == COMPACT
+    if compact and inputs.rn_c != derive_rn_c(inputs.sk_cs, inputs.controller_id, inputs.tid):
+        raise ValueError("compact profile: RN_c must be derive_rn_c(SK_cs, ID_c, TID)")
+    randoms: Iterator[bytes] = iter([inputs.rn_i] if compact else [inputs.rn_i, inputs.rn_c])
 
     def rng(n: int) -> bytes:
         value = next(randoms)
@@ -42,7 +49,7 @@ def run_vector(inputs: VectorInputs) -> dict[str, object]:
         repository,
         {inputs.controller_id: inputs.sk_cs},
         ControllerState(inputs.controller_id, inputs.sk_cs, next_tid=inputs.tid),
-        [NodeState(inputs.node_id, inputs.controller_id, inputs.ik)],
+        [NodeState(inputs.node_id, inputs.controller_id, inputs.ik, version=version)],
         rng,
         now=float(inputs.ts),
     )
@@ -50,10 +57,12 @@ def run_vector(inputs: VectorInputs) -> dict[str, object]:
     sim.run()
     flights: dict[str, str] = {}
     for _, message, _ in sim.trace.deliveries:
-        flights.setdefault(str(int(peek_type(message.data))), message.data.hex())
+        flights.setdefault(str(int(peek_type(message.data, version))), message.data.hex())
     node = sim.node_states[inputs.node_id]
     assert node.session_key is not None
+    profile: dict[str, object] = {"version": version} if compact else {}
     return {
+        **profile,
         "IK": inputs.ik.hex(),
         "SK_cs": inputs.sk_cs.hex(),
         "ID_i": inputs.node_id.hex(),

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from keystrap.protocol import ControllerState, InMemoryRepository, NodeState, ServerPolicy
+from keystrap.protocol.node import CoreFactory, local_core
 from keystrap.simulation import Simulation
 
 VECTORS = Path(__file__).parent / "vectors"
@@ -29,6 +30,7 @@ def make_simulation(
     shared_ik: bytes | None = None,
     rng: Callable[[int], bytes] | None = None,
     policy: ServerPolicy | None = None,
+    node_core: CoreFactory = local_core,
 ) -> Simulation:
     """One controller, ``nodes`` enrolled nodes sharing one IK_N (the paper's default)."""
     ik = shared_ik or secrets.token_bytes(16)
@@ -45,6 +47,7 @@ def make_simulation(
         states,
         rng or secrets.token_bytes,
         policy=policy,
+        node_core=node_core,
     )
 
 

@@ -182,7 +182,9 @@ def test_key_files(tmp_path: Path) -> None:
     path.write_text("zz\n")
     with pytest.raises(StoreError, match="hex"):
         read_key_file(path)
-    write_key_file(path, bytes(range(16)))
+    with pytest.raises(StoreError, match="--force"):
+        write_key_file(path, bytes(range(16)))
+    write_key_file(path, bytes(range(16)), force=True)
     assert read_key_file(path) == bytes(range(16))
     with pytest.raises(StoreError, match="does not exist"):
         read_key_file(tmp_path / "missing.key")

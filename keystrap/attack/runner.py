@@ -8,10 +8,12 @@ from pathlib import Path
 from keystrap.attack.baselines import baseline_rows
 from keystrap.attack.report import FALLS, HOLDS, RESIDUAL, Row, render
 from keystrap.attack.scenarios import SCHEME, run_scheme
+from keystrap.store.atomic import refuse_non_empty_dir
 
 
 async def run_all(workdir: Path | None = None) -> list[Row]:
     if workdir is not None:
+        refuse_non_empty_dir(workdir, "--workdir")
         workdir.mkdir(parents=True, exist_ok=True)
         return await run_scheme(workdir) + baseline_rows()
     with tempfile.TemporaryDirectory(prefix="keystrap-attack-") as tmp:

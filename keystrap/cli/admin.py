@@ -11,15 +11,34 @@ from keystrap.cli.console import add_user_parser, user_command
 from keystrap.config import ServerConfig, load_config
 from keystrap.enrolment import (
     KEY_MODES,
+    bundle_bytes,
     create_order,
     ids_from_count,
     ids_from_csv,
     ids_from_range,
-    write_bundle,
 )
 from keystrap.ids import eui64, parse_eui64
-from keystrap.store.keyfile import load_or_create_key_file, write_key_file
-from keystrap.store.sqlite_repository import ControllerInfo, SqliteRepository
+from keystrap.services.instance import InstanceLock
+from keystrap.store.atomic import new_output, place_new, refuse_existing
+from keystrap.store.errors import StoreError
+from keystrap.store.keyfile import key_file_bytes, load_or_create_key_file, read_key_file
+from keystrap.store.sqlite import connect, copy_database, integrity_problems
+from keystrap.store.sqlite_repository import (
+    CheckReport,
+    ControllerInfo,
+    SqliteRepository,
+    WrongMasterKey,
+)
+
+CREATES_SITE = {"controller.add"}
+OWN_STORE = {"restore"}
+OUTPUTS = {  # the file each command hands out, never overwritten without --force
+    "controller.add": "key_out",
+    "controller.rotate-key": "key_out",
+    "order.create": "out",
+    "backup": "file",
+}  # works on a backup file, then writes the configured store
+FORCE_HELP = "replace FILE if it exists (keystrap never overwrites a file it did not create)"
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -46,6 +65,22 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         type=Path,
         required=True,
         help="where to write SK_cs (0600) for the controller to read",
+    )
+    add.add_argument("--force", action="store_true", help=FORCE_HELP)
+    rotate = cwhat.add_parser(
+        "rotate-key",
+        help="give a controller a new SK_cs; its orders and nodes stay",
+        description="Writes the new SK_cs to --key-out, then the server uses only it: "
+        "restart the controller with the new key file. Refused while the controller "
+        "has unfinished bootstraps at the server (their flight 6 is sealed with the "
+        "old key), unless --force.",
+    )
+    rotate.add_argument("id", help="the controller's EUI-64")
+    rotate.add_argument("--key-out", type=Path, required=True, help="where to write the new SK_cs")
+    rotate.add_argument(
+        "--force",
+        action="store_true",
+        help="replace --key-out if it exists, and rotate even with unfinished bootstraps",
     )
     cwhat.add_parser("list", help="list registered controllers")
     rm = cwhat.add_parser("remove", help="remove a controller (it must have no orders)")
@@ -79,8 +114,16 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         required=True,
         help="where to write the installer's bundle (0600; holds the keys)",
     )
+    create.add_argument(
+        "--re-enrol",
+        action="store_true",
+        help="enrol again nodes that were revoked (e.g. after a factory reset)",
+    )
+    create.add_argument("--force", action="store_true", help="replace --out if it exists")
     owhat.add_parser("list", help="list orders")
-    orm = owhat.add_parser("remove", help="remove an order and its nodes")
+    orm = owhat.add_parser(
+        "remove", help="remove an order and its nodes (none may be bootstrapping or active)"
+    )
     orm.add_argument("order_id", type=int)
 
     installer = what.add_parser("installer", help="list or remove installers")
@@ -91,38 +134,115 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
     what.add_parser("nodes", help="list nodes and their state")
     revoke = what.add_parser("revoke", help="make the server refuse a node from now on")
-    revoke.add_argument("node")
+    target = revoke.add_mutually_exclusive_group(required=True)
+    target.add_argument("node", nargs="?", help="the node's EUI-64")
+    target.add_argument("--order", type=int, help="every node of this order")
+
+    backup = what.add_parser(
+        "backup",
+        help="copy the server's store to FILE while the server runs (keys stay wrapped)",
+        description="A consistent copy (SQLite's online backup API). The master key is "
+        "not in it: keep the master key file safe separately.",
+    )
+    backup.add_argument("file", type=Path)
+    backup.add_argument("--force", action="store_true", help=FORCE_HELP)
+    restore = what.add_parser(
+        "restore",
+        help="make FILE (a backup) the server's store; stop the server first",
+        description="Refused unless every key in FILE unwraps under the configured master key.",
+    )
+    restore.add_argument("file", type=Path)
+    restore.add_argument("--force", action="store_true", help="replace an existing store")
+    what.add_parser(
+        "check",
+        help="verify the store: SQLite integrity, every key unwraps, nodes per state",
+    )
     add_user_parser(what)
 
 
-def open_repository(args: argparse.Namespace) -> SqliteRepository:
-    config = load_config(
+def server_config(args: argparse.Namespace) -> ServerConfig:
+    return load_config(
         ServerConfig, args.config, {"database": args.database, "master_key": args.master_key}
     )
-    master_key, _ = load_or_create_key_file(config.master_key, secrets.token_bytes)
+
+
+def open_repository(config: ServerConfig, create: bool) -> SqliteRepository:
+    """The configured store; only a command that sets up a site may create it."""
+    if not config.database.exists():
+        if not create:
+            raise StoreError(
+                f"no server store at {config.database}: create one with "
+                "`keystrap admin controller add`, or give --config/--database"
+            )
+        master_key, _ = load_or_create_key_file(config.master_key, secrets.token_bytes)
+    else:
+        master_key = read_master_key(config)
     return SqliteRepository(config.database, master_key)
 
 
+def read_master_key(config: ServerConfig) -> bytes:
+    if not config.master_key.exists():
+        raise StoreError(
+            f"master key file {config.master_key} does not exist: the keys in "
+            f"{config.database} cannot be unwrapped without it; put it back (or give --master-key)"
+        )
+    return read_key_file(config.master_key)
+
+
 def run(args: argparse.Namespace) -> int:
-    repo = open_repository(args)
+    key = args.admin_command + ("." + args.action if getattr(args, "action", None) else "")
+    config = server_config(args)
+    if key == "restore":
+        _restore(config, args)
+        return 0
+    if key == "check":
+        _check_integrity(config)
+    _validate(key, args)
+    repo = open_repository(config, create=key in CREATES_SITE)
     try:
-        return _dispatch(repo, args)
+        COMMANDS[key](repo, args)
     finally:
         repo.close()
-
-
-def _dispatch(repo: SqliteRepository, args: argparse.Namespace) -> int:
-    key = args.admin_command + ("." + args.action if getattr(args, "action", None) else "")
-    COMMANDS[key](repo, args)
     return 0
+
+
+def _validate(key: str, args: argparse.Namespace) -> None:
+    """What can be checked before the store is opened (or created): the IDs typed,
+    and that no output file would be overwritten."""
+    for name in ("id", "controller", "node"):
+        if getattr(args, name, None) is not None:
+            parse_eui64(getattr(args, name))
+    if key in OUTPUTS:
+        refuse_existing(getattr(args, OUTPUTS[key]), args.force)
 
 
 def _controller_add(repo: SqliteRepository, args: argparse.Namespace) -> None:
     controller_id = parse_eui64(args.id)
     sk_cs = secrets.token_bytes(16)
-    repo.add_controller(ControllerInfo(controller_id, args.name, args.host, args.port), sk_cs)
-    write_key_file(args.key_out, sk_cs)
+    info = ControllerInfo(controller_id, args.name, args.host, args.port)
+    with new_output(args.key_out, args.force) as write:
+        repo.add_controller(info, sk_cs, publish=lambda: write(key_file_bytes(sk_cs)))
     print(f"controller {eui64(controller_id)} registered; hand it {args.key_out} (mode 0600)")
+
+
+def _controller_rotate_key(repo: SqliteRepository, args: argparse.Namespace) -> None:
+    controller_id = parse_eui64(args.id)
+    pending = repo.pending_of_controller(controller_id)
+    if pending and not args.force:
+        raise StoreError(
+            f"controller {eui64(controller_id)} has {pending} unfinished bootstrap(s); their "
+            "confirmations are sealed with the old key. Let them finish (admin nodes shows "
+            "them as bootstrapping), or give --force if they are abandoned"
+        )
+    sk_cs = secrets.token_bytes(16)
+    with new_output(args.key_out, args.force) as write:
+        repo.rotate_controller_key(
+            controller_id, sk_cs, publish=lambda: write(key_file_bytes(sk_cs))
+        )
+    print(
+        f"controller {eui64(controller_id)}: new SK_cs in {args.key_out} (mode 0600); "
+        "the old key is refused from now on: restart the controller with the new key file"
+    )
 
 
 def _controller_list(repo: SqliteRepository, args: argparse.Namespace) -> None:
@@ -145,15 +265,17 @@ def _order_create(repo: SqliteRepository, args: argparse.Namespace) -> None:
         node_ids = ids_from_range(args.id_range)
     else:
         node_ids = ids_from_csv(args.csv)
-    order = create_order(
-        repo,
-        args.installer,
-        parse_eui64(args.controller),
-        node_ids,
-        key_mode=args.key_mode,
-        oob=args.oob,
-    )
-    write_bundle(args.out, order)
+    with new_output(args.out, args.force) as write:
+        order = create_order(
+            repo,
+            args.installer,
+            parse_eui64(args.controller),
+            node_ids,
+            key_mode=args.key_mode,
+            oob=args.oob,
+            re_enrol=args.re_enrol,
+            publish=lambda made: write(bundle_bytes(made)),
+        )
     mode = {
         "shared": "one shared IK_N",
         "diversified": "IK_N diversified per node",
@@ -199,16 +321,128 @@ def _nodes(repo: SqliteRepository, args: argparse.Namespace) -> None:
     for n in nodes:
         print(f"{eui64(n.node_id)}  order {n.order_id:<5} {n.status}")
         counts[n.status] = counts.get(n.status, 0) + 1
-    print(f"{len(nodes)} node(s): " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    print(f"{len(nodes)} node(s): {_counts(counts)}")
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
 
 
 def _revoke(repo: SqliteRepository, args: argparse.Namespace) -> None:
+    if args.order is not None:
+        count = repo.revoke_order(args.order)
+        print(f"order {args.order}: {count} node(s) revoked")
+        return
     repo.revoke(parse_eui64(args.node))
     print(f"node {args.node} revoked")
 
 
+def _backup(repo: SqliteRepository, args: argparse.Namespace) -> None:
+    if not args.file.parent.is_dir():
+        raise StoreError(f"cannot write {args.file}: no directory {args.file.parent}")
+    tmp = args.file.with_name(f".{args.file.name}.partial")
+    try:
+        tmp.unlink(missing_ok=True)
+        repo.backup(tmp)
+        copy = connect(tmp)
+        try:
+            problems = integrity_problems(copy)
+        finally:
+            copy.close()
+        place_new(tmp, args.file, force=args.force)
+    finally:
+        tmp.unlink(missing_ok=True)
+    if problems:
+        raise StoreError(
+            f"backup written to {args.file}, but the store fails SQLite's integrity check "
+            f"({problems[0]}); run keystrap admin check"
+        )
+    print(
+        f"backup of {repo.path} written to {args.file} (mode 0600, keys wrapped); "
+        "keep the master key file safe separately: the backup is useless without it"
+    )
+
+
+def _restore(config: ServerConfig, args: argparse.Namespace) -> None:
+    """Verify the backup on a private copy first; only then replace the store,
+    holding the server's lock so that no server runs on it meanwhile."""
+    refuse_existing(config.database, args.force)
+    if not args.file.is_file():
+        raise StoreError(f"backup file {args.file} does not exist")
+    master_key = read_master_key(config)
+    config.database.parent.mkdir(parents=True, exist_ok=True)
+    lock = InstanceLock.acquire(config.database, "server")
+    trial = config.database.with_name(f".{config.database.name}.restoring")
+    try:
+        for stale in trial.parent.glob(trial.name + "*"):
+            stale.unlink()
+        report = _restore_through(trial, config, args.file, master_key)
+    finally:
+        for leftover in trial.parent.glob(trial.name + "*"):
+            leftover.unlink()
+        lock.release()
+    print(f"restored {args.file} into {config.database} ({_counts(report.counts)})")
+
+
+def _restore_through(
+    trial: Path, config: ServerConfig, backup: Path, master_key: bytes
+) -> CheckReport:
+    source = connect(backup)
+    try:
+        copy_database(source, trial)
+    finally:
+        source.close()
+    try:
+        repo = SqliteRepository(trial, master_key)
+    except WrongMasterKey:
+        raise StoreError(
+            f"backup {backup} refused: its keys do not unwrap under the master key "
+            f"{config.master_key}"
+        ) from None
+    try:
+        report = repo.check()
+        if report.problems:
+            raise StoreError(
+                f"backup {backup} refused: {len(report.problems)} problem(s), "
+                f"the first: {report.problems[0]}"
+            )
+        repo.restore_into(config.database)
+    finally:
+        repo.close()
+    return report
+
+
+def _check_integrity(config: ServerConfig) -> None:
+    """SQLite's own check first, on a bare connection: a damaged store may not
+    even open as a repository, and the check says where it is damaged."""
+    if not config.database.exists():
+        open_repository(config, create=False)  # the error that says how to make one
+    db = connect(config.database)
+    try:
+        problems = integrity_problems(db)
+    finally:
+        db.close()
+    for problem in problems:
+        print(f"problem: {problem}")
+    if problems:
+        raise StoreError(
+            f"{config.database}: {len(problems)} problem(s) found by SQLite's integrity check"
+        )
+
+
+def _check(repo: SqliteRepository, args: argparse.Namespace) -> None:
+    report = repo.check()
+    print(f"{repo.path}: {_counts(report.counts)}")
+    for problem in report.problems:
+        print(f"problem: {problem}")
+    if report.problems:
+        raise StoreError(f"{repo.path}: {len(report.problems)} problem(s) found")
+    print("integrity ok; every key unwraps under the master key")
+
+
 COMMANDS: dict[str, Callable[[SqliteRepository, argparse.Namespace], None]] = {
     "controller.add": _controller_add,
+    "controller.rotate-key": _controller_rotate_key,
     "controller.list": _controller_list,
     "controller.remove": _controller_remove,
     "order.create": _order_create,
@@ -218,6 +452,8 @@ COMMANDS: dict[str, Callable[[SqliteRepository, argparse.Namespace], None]] = {
     "installer.remove": _installer_remove,
     "nodes": _nodes,
     "revoke": _revoke,
+    "backup": _backup,
+    "check": _check,
     "user.add": user_command,
     "user.list": user_command,
     "user.remove": user_command,

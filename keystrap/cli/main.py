@@ -4,25 +4,47 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import io
 import json
+import os
+import signal
+import sqlite3
 import sys
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
+from typing import NoReturn
 
 from keystrap import __version__
 from keystrap.cli import admin, console, oob
+from keystrap.coap.client import ServerUnresolvable
 from keystrap.coap.node_client import NodeRefused, NodeUnreachable
+from keystrap.coap.server import BindError
 from keystrap.config import ConfigError, ControllerConfig, ServerConfig, load_config, render_config
 from keystrap.hostport import format_host_port, parse_host_port
 from keystrap.ids import eui64
 from keystrap.oob import OobError
 from keystrap.oob.medium import MEDIA
+from keystrap.services.instance import AlreadyRunning
 from keystrap.store.errors import StoreError
 
 
+class UsageError(Exception):
+    """A command line argparse refused; its message is argparse's."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line is a :class:`UsageError` like any other
+    input error -- one line, status 2 -- instead of a usage screen on stderr.
+    (Subparsers are made of the same class.)"""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = Parser(
         prog="keystrap",
         description="Secure bootstrapping for the Internet of small things "
         "(Kang's PSK reconfiguration scheme).",
@@ -128,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--capture-dir", type=Path, help="also write every out-of-band signal (PNG, WAV...) here"
     )
     node.add_argument(
+        "--runtime",
+        choices=("python", "micropython"),
+        default="python",
+        help="where the node core runs: in this process, or inside MicroPython 1.27 "
+        "(WebAssembly, under Node.js; this process only carries its bytes)",
+    )
+    node.add_argument(
         "--serve",
         metavar="[HOST:]PORT",
         help="after bootstrapping (or at once, if already confirmed), serve the node's "
@@ -153,6 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=MEDIA,
         default="qr",
         help="the devices' medium from the controller (default qr)",
+    )
+    install.add_argument(
+        "--force",
+        action="store_true",
+        help="replace existing node files that hold no PSK (one that does is never replaced)",
     )
 
     admin.add_parser(sub)
@@ -183,7 +217,7 @@ def _add_controller_actions(ctl: argparse.ArgumentParser) -> None:
         action.add_argument(
             "--address",
             metavar="HOST:PORT",
-            help="the node's CoAPS endpoint (remembered for next time)",
+            help="the node's CoAPS endpoint (remembered once the node answered on it)",
         )
         action.add_argument(
             "--config", type=Path, default=argparse.SUPPRESS, help="controller TOML file"
@@ -208,15 +242,69 @@ def _add_controller_actions(ctl: argparse.ArgumentParser) -> None:
     )
 
 
+TYPED_ERRORS = (
+    UsageError,
+    ConfigError,
+    StoreError,
+    OobError,
+    ValueError,
+    NodeUnreachable,
+    NodeRefused,
+    AlreadyRunning,
+    BindError,
+    ServerUnresolvable,
+)
+EXIT_ERROR = 2
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # what a shell reports for a reader that went away
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Every failure ends here as one line on stderr and status 2, never a traceback.
+
+    The typed errors carry a message written where the problem was found; an
+    OSError or SQLite error that escaped them still gets one line naming the
+    file or the database, so an unforeseen condition is a message too.
+    """
+    command = "keystrap"
     try:
-        return _run(args)
-    except (ConfigError, StoreError, OobError, ValueError, NodeUnreachable, NodeRefused) as exc:
-        print(f"keystrap {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        args = build_parser().parse_args(argv)
+        command = f"keystrap {args.command}"
+        status = _run(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
+        return status
+    except BrokenPipeError:
+        _discard_stdout()
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+    except TYPED_ERRORS as exc:
+        message = str(exc)
+    except OSError as exc:
+        message = _os_error(exc)
+    except sqlite3.DatabaseError as exc:
+        message = f"database error: {exc}"
+    print(f"{command}: error: {_one_line(message)}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def _os_error(exc: OSError) -> str:
+    what = exc.strerror or str(exc) or type(exc).__name__
+    names = [str(n) for n in (exc.filename, exc.filename2) if n is not None]
+    return f"{what}: {' -> '.join(names)}" if names else what
+
+
+def _one_line(text: str) -> str:
+    """Control characters (a newline in a file name, say) shown escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text) or "failed"
+
+
+def _discard_stdout() -> None:
+    """The reader of our output went away: point stdout at /dev/null so the
+    interpreter's final flush has nowhere to fail (Python's documented recipe)."""
+    with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 def _controller_action(args: argparse.Namespace, config: ControllerConfig) -> int:
@@ -317,12 +405,15 @@ def _run(args: argparse.Namespace) -> int:
                 channels,
                 args.capture_dir,
                 None if args.serve is None else parse_host_port(args.serve),
+                args.runtime,
             )
         )
     if args.command == "install":
         from keystrap.enrolment import install_bundle
 
-        written = install_bundle(args.bundle, args.out, args.channel_up, args.channel_down)
+        written = install_bundle(
+            args.bundle, args.out, args.channel_up, args.channel_down, force=args.force
+        )
         print(f"{len(written)} node file(s) written to {args.out} (mode 0600)")
         return 0
     if args.command == "admin":

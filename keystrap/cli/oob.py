@@ -7,6 +7,7 @@ from pathlib import Path
 
 from keystrap.oob.frame import OobDecodeError, frame, unframe
 from keystrap.oob.medium import MEDIA, Medium, decode_flight, encode_flight, get_medium
+from keystrap.store.atomic import write_new
 from keystrap.wire import FLIGHT_SIZES, DecodeError, FlightType, peek_type
 
 OOB_FLIGHTS = (FlightType.F1_HELLO, FlightType.F4_CHALLENGE, FlightType.F5_PROOF)
@@ -27,6 +28,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     source.add_argument("--hex", help="the flight as hex digits")
     source.add_argument("--in", dest="infile", type=Path, help="a file holding the flight bytes")
     enc.add_argument("--out", type=Path, help="signal file to write (PNG/SVG, .ndef, .wav, .csv)")
+    enc.add_argument("--force", action="store_true", help="replace --out if it exists")
     enc.add_argument(
         "--format",
         choices=("png", "svg", "terminal"),
@@ -51,7 +53,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _encode(medium: Medium, args: argparse.Namespace) -> int:
-    flight = bytes.fromhex(args.hex) if args.hex is not None else args.infile.read_bytes()
+    if args.hex is None:
+        flight = args.infile.read_bytes()
+    else:
+        try:
+            flight = bytes.fromhex(args.hex)
+        except ValueError as exc:
+            raise ValueError(f"--hex: {exc}") from None
     _check_flight(flight)
     if args.format != "png" and medium.name != "qr":
         raise ValueError("--format applies to the qr channel only")
@@ -74,7 +82,7 @@ def _encode(medium: Medium, args: argparse.Namespace) -> int:
         signal = medium.svg(frame(flight))
     else:
         signal = encode_flight(medium, flight)
-    args.out.write_bytes(signal)
+    write_new(args.out, signal, force=args.force)
     print(
         f"{medium.name}: flight {flight[0] & 0x0F} ({len(flight)} bytes, frame "
         f"{len(flight) + 3}) -> {args.out} ({len(signal)} bytes)"

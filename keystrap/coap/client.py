@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
+from urllib.parse import urlsplit
+
 import aiocoap
 
 from keystrap.coap.codes import FROM_COAP, OCTET_STREAM
@@ -10,6 +14,10 @@ from keystrap.protocol import Reply, Status
 
 class ServerUnreachable(Exception):
     """No CoAP answer at all (after CoAP's own retransmissions)."""
+
+
+class ServerUnresolvable(Exception):
+    """The server's host name does not resolve: nothing could ever reach it."""
 
 
 class SbsClient:
@@ -27,6 +35,13 @@ class SbsClient:
 
     @classmethod
     async def create(cls, base_uri: str, endpoints: int = 4) -> SbsClient:
+        """Fails at once if the server's host does not resolve (aiocoap would only
+        say so at the first request, each time, while the service looked alive)."""
+        host = urlsplit(base_uri).hostname or ""
+        try:
+            await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_DGRAM)
+        except (socket.gaierror, UnicodeError) as exc:
+            raise ServerUnresolvable(f"server {base_uri}: cannot resolve {host!r}: {exc}") from None
         contexts = [await aiocoap.Context.create_client_context() for _ in range(endpoints)]
         return cls(contexts, base_uri)
 

@@ -13,6 +13,7 @@ TO_COAP: dict[Status, Code] = {
     Status.UNAUTHORIZED: aiocoap.UNAUTHORIZED,
     Status.FORBIDDEN: aiocoap.FORBIDDEN,
     Status.NOT_FOUND: aiocoap.NOT_FOUND,
+    Status.UNSUPPORTED_PROFILE: aiocoap.NOT_ACCEPTABLE,
     Status.CONFLICT: aiocoap.CONFLICT,
     Status.TOO_MANY_REQUESTS: aiocoap.TOO_MANY_REQUESTS,
     Status.UNAVAILABLE: aiocoap.SERVICE_UNAVAILABLE,

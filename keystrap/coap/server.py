@@ -7,8 +7,10 @@ Error responses carry the reason as text (never key material).
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 
@@ -25,6 +27,10 @@ Observer = Callable[[bytes, Reply, float], None]
 """Told of each request the core answered, with the reply and the seconds it took."""
 
 MAX_PAYLOAD = 256
+
+
+class BindError(Exception):
+    """The server's address cannot be bound: in use, not ours, or not resolvable."""
 
 
 class BootstrapResource(resource.Resource):
@@ -62,7 +68,10 @@ class BootstrapResource(resource.Resource):
                 event.tid,
             )
         elif reply.status is not Status.OK:
-            log.debug("refused %s from %s: %s", reply.status.value, remote, reply.reason)
+            node = "?" if reply.node_id is None else eui64(reply.node_id)
+            log.warning(
+                "refused node=%s from %s: %s %s", node, remote, reply.status.value, reply.reason
+            )
         if reply.status is Status.OK:
             return aiocoap.Message(
                 code=TO_COAP[reply.status], payload=reply.payload, content_format=OCTET_STREAM
@@ -93,12 +102,38 @@ class StatsResource(resource.Resource):
         return aiocoap.Message(code=aiocoap.CONTENT, payload=body, content_format=50)
 
 
-def build_site(
-    core: Server, observe: Observer | None = None
-) -> tuple[resource.Site, BootstrapResource]:
-    site = resource.Site()
+def serve_core(
+    site: resource.Site, core: Server, observe: Observer | None = None
+) -> BootstrapResource:
+    """Put the server's resources into ``site`` (bound already, see below)."""
     bootstrap = BootstrapResource(core, observe)
     site.add_resource(list(BOOTSTRAP_PATH), bootstrap)
     site.add_resource(list(HEALTH_PATH), HealthResource())
     site.add_resource(["stats"], StatsResource(bootstrap))
-    return site, bootstrap
+    return bootstrap
+
+
+async def open_server_context(site: resource.Site, host: str, port: int) -> aiocoap.Context:
+    """Serve ``site`` on UDP ``host:port``, alone.
+
+    Bound before anything else starts, so that a port in use is an error before
+    any file is written.
+
+    aiocoap's udp6 transport sets SO_REUSEPORT unless ``AIOCOAP_REUSE_PORT`` is
+    0, its documented switch; with it set, a second server on the port would
+    start and silently share the datagrams, answering half of them from a
+    database that knows none of the controllers. Only udp6 is opened: the
+    protocol runs over plain CoAP, and every other listener would be a port to
+    collide on.
+    """
+    os.environ["AIOCOAP_REUSE_PORT"] = "0"
+    try:
+        return await aiocoap.Context.create_server_context(
+            site, bind=(host, port), transports=["udp6"]
+        )
+    except aiocoap.error.ResolutionError:
+        raise BindError(f"cannot bind to {host}: no such local address") from None
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise BindError(f"UDP port {port} on {host} is in use by another process") from None
+        raise BindError(f"cannot bind UDP {host}:{port}: {exc.strerror or exc}") from None

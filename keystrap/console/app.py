@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -33,7 +32,14 @@ from starlette.templating import Jinja2Templates
 from keystrap.console import history, queries
 from keystrap.console.sessions import SESSION_SECONDS, Session, Sessions
 from keystrap.console.users import Users
-from keystrap.enrolment import KEY_MODES, create_order, ids_from_count, ids_from_range, write_bundle
+from keystrap.enrolment import (
+    KEY_MODES,
+    Order,
+    bundle_bytes,
+    create_order,
+    ids_from_count,
+    ids_from_range,
+)
 from keystrap.ids import eui64, parse_eui64
 from keystrap.store.errors import StoreError
 from keystrap.store.keyfile import write_key_file
@@ -232,20 +238,23 @@ def build_app(store: ConsoleStore) -> Starlette:
         id_range = text(form, "range")
         count = text(form, "count")
         node_ids = ids_from_range(id_range) if id_range else ids_from_count(int(count or "0"))
-        order = create_order(
+        tokens: list[str] = []
+
+        def offer(order: Order) -> None:
+            """The bundle is offered before the order commits, as the CLI writes its file."""
+            filename = f"order-{order.order_id}-bundle.json"
+            tokens.append(sessions.offer(session.user, filename, bundle_bytes(order), time.time()))
+
+        create_order(
             store.repository,
             installer,
             parse_eui64(text(form, "controller")),
             node_ids,
             key_mode=text(form, "key_mode") or "shared",
             oob=text(form, "oob") or "unix:keystrap-data/oob.sock",
+            publish=offer,
         )
-        with tempfile.TemporaryDirectory() as private:
-            path = Path(private) / "bundle.json"
-            write_bundle(path, order)
-            data = path.read_bytes()
-        filename = f"order-{order.order_id}-bundle.json"
-        token = sessions.offer(session.user, filename, data, time.time())
+        token = tokens[0]
         return back(f"/orders?download={token}")
 
     async def bundle(request: Request, session: Session) -> Response:

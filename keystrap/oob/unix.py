@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import stat
 import struct
 from pathlib import Path
 
 from keystrap.oob.channel import OobClosed, OobError, SessionHandler
 
 MAX_MESSAGE = 16 * 1024 * 1024
+BODY_TIMEOUT = 10.0  # for the rest of a message once its length has arrived
 
 
 class UnixLink:
@@ -36,12 +38,18 @@ class UnixLink:
     async def receive(self, timeout: float | None = None) -> bytes | None:
         try:
             header = await asyncio.wait_for(self._reader.readexactly(4), timeout)
-            (size,) = struct.unpack(">I", header)
-            if size > MAX_MESSAGE:
-                raise OobError(f"unix channel: message of {size} bytes exceeds {MAX_MESSAGE}")
-            return await asyncio.wait_for(self._reader.readexactly(size), 10.0)
         except TimeoutError:
             return None
+        except (asyncio.IncompleteReadError, ConnectionError):
+            raise OobClosed("unix channel: peer closed the session") from None
+        (size,) = struct.unpack(">I", header)
+        if size > MAX_MESSAGE:
+            raise OobError(f"unix channel: message of {size} bytes exceeds {MAX_MESSAGE}")
+        try:
+            return await asyncio.wait_for(self._reader.readexactly(size), BODY_TIMEOUT)
+        except TimeoutError:
+            # The stream is out of step now: nothing after this can be framed.
+            raise OobError(f"unix channel: message incomplete after {BODY_TIMEOUT:.0f} s") from None
         except (asyncio.IncompleteReadError, ConnectionError):
             raise OobClosed("unix channel: peer closed the session") from None
 
@@ -58,8 +66,7 @@ class UnixListener:
 
     async def start(self, handler: SessionHandler) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()  # left over from a killed run
+        await remove_stale_socket(self.path)
 
         async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             link = UnixLink(reader, writer)
@@ -79,7 +86,32 @@ class UnixListener:
             self._server.close()
             await self._server.wait_closed()
         with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+            if self.path.is_socket():
+                self.path.unlink()
+
+
+async def remove_stale_socket(path: Path) -> None:
+    """Unlink ``path`` only if it is a socket left over from a killed run: any
+    other file is refused (it may be an operator's data), and so is a socket
+    some process still listens on."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(info.st_mode):
+        raise OobError(
+            f"{path} exists and is not a socket; refusing to replace it "
+            "(choose another out-of-band path, or move the file away)"
+        )
+    try:
+        _, writer = await asyncio.open_unix_connection(str(path))
+    except (ConnectionRefusedError, FileNotFoundError):
+        path.unlink(missing_ok=True)
+        return
+    except OSError as exc:
+        raise OobError(f"cannot tell whether {path} is in use: {exc}") from None
+    writer.close()
+    raise OobError(f"{path} is in use by a running process (another controller?)")
 
 
 async def connect(path: Path, timeout: float = 10.0) -> UnixLink:

@@ -32,8 +32,9 @@ from keystrap.protocol.events import (
 )
 from keystrap.protocol.keys import RandomSource, derive_psk
 from keystrap.protocol.replies import Reply, Status
-from keystrap.protocol.timers import Backoff, Retransmission
+from keystrap.protocol.timers import IN_BAND, Backoff, Retransmission
 from keystrap.wire import (
+    COMPACT,
     RN_SIZE,
     TID_MAX,
     AuthenticationError,
@@ -45,10 +46,33 @@ from keystrap.wire import (
     open_flight7,
     open_flight8,
     peek_type,
+    peek_version,
     seal_flight2,
     seal_flight4,
     seal_flight6,
 )
+from keystrap.wire.compact import (
+    check_compact_proof,
+    compact_proof_tid,
+    derive_rn_c,
+    open_compact_confirmed,
+    open_compact_grant,
+    seal_compact_challenge,
+    seal_compact_confirm,
+    seal_compact_request,
+)
+from keystrap.wire.refusal import Refusal, RefusalReason
+
+# The server's refusals of a flight 2 or 6 (keystrap.protocol.server) as flight 12 codes.
+REFUSALS: dict[str, RefusalReason] = {
+    "unknown node": RefusalReason.UNKNOWN_NODE,
+    "node revoked": RefusalReason.REVOKED,
+    "node proof (flight 5) failed": RefusalReason.WRONG_KEY,
+    "node proof carries another RN_c": RefusalReason.WRONG_KEY,
+    "unknown controller": RefusalReason.CONTROLLER_REFUSED,
+    "flight 2 failed authentication": RefusalReason.CONTROLLER_REFUSED,
+    "flight 6 failed authentication": RefusalReason.CONTROLLER_REFUSED,
+}
 
 
 class TransactionStage(Enum):
@@ -125,6 +149,12 @@ class ToNode:
 
 Outgoing = ToServer | ToNode
 
+
+def _is_compact(tx: ControllerTransaction) -> bool:
+    """The profile of a transaction is the version of its flight 2."""
+    return tx.request[0] >> 4 == COMPACT
+
+
 _OPEN = (
     TransactionStage.AWAITING_GRANT,
     TransactionStage.AWAITING_PROOF,
@@ -142,15 +172,18 @@ class Controller:
         window: int = 120,
         backoff: Backoff | None = None,
         challenge_attempts: int = 8,
+        server_backoff: Backoff = IN_BAND,
     ) -> None:
         """``window`` is how long a transaction waits for flight 3 (match the server's
         timestamp window: after it, the server would refuse the flight 2 anyway).
         ``challenge_attempts`` bounds retransmissions of flight 4; the transaction
-        still accepts a late flight 5 after that."""
+        still accepts a late flight 5 after that. ``backoff`` paces flight 4 (out of
+        band), ``server_backoff`` flights 2 and 6 (in band)."""
         self.state = state
         self._rng = rng
         self._window = window
         self._backoff = backoff or Backoff()
+        self._server_backoff = server_backoff
         self._challenge_attempts = challenge_attempts
         self._outgoing: list[Outgoing] = []
         self._events: list[Event] = []
@@ -161,7 +194,7 @@ class Controller:
             self._by_node.setdefault(tx.node_id, set()).add(tx.tid)
         # After a restart everything still open is re-sent at the first timer.
         self._timers: dict[int, Retransmission] = {
-            tid: Retransmission(due=0.0, interval=self._backoff.initial)
+            tid: Retransmission(due=0.0, interval=self._pace(tx.stage).initial)
             for tid, tx in state.transactions.items()
             if tx.stage in _OPEN
         }
@@ -169,35 +202,43 @@ class Controller:
     # -- inputs from the node (out of band) --------------------------------------
 
     def receive_from_node(self, data: bytes, now: float) -> None:
+        """Flight 1 or 5 of either profile; the node's flight 1 picks the profile
+        of its transaction (flight 2 records it)."""
         try:
-            kind = peek_type(data)
+            version = peek_version(data)
+            kind = peek_type(data, version)
+            compact = version == COMPACT
             if kind is FlightType.F1_HELLO:
-                self._on_hello(Flight1.decode(data), now)
+                hello = Flight1.decode(data, version)
+                self._on_hello(hello.node_id, hello.rn_i, compact, now)
             elif kind is FlightType.F5_PROOF:
-                self._on_proof(Flight5.decode(data), data, now)
+                tid = compact_proof_tid(data) if compact else Flight5.decode(data).tid
+                self._on_proof(tid, data, now)
             else:
                 self._reject(f"flight {int(kind)} does not come from a node")
         except DecodeError as exc:
             self._reject(str(exc))
 
-    def _on_hello(self, hello: Flight1, now: float) -> None:
-        for tx in self._of_node(hello.node_id):
-            if constant_time_equal(tx.rn_i, hello.rn_i) and tx.stage is not TransactionStage.FAILED:
+    def _on_hello(self, node_id: bytes, rn_i: bytes, compact: bool, now: float) -> None:
+        for tx in self._of_node(node_id):
+            if constant_time_equal(tx.rn_i, rn_i) and tx.stage is not TransactionStage.FAILED:
                 self._resend(tx)  # the node repeats itself: answer as before
                 return
         tid = self.state.next_tid
         if tid > TID_MAX:
             self._reject("TID space exhausted; register this controller under a new ID")
             return
-        rn_c = self._rng(RN_SIZE)
-        ts = int(now)
-        request = seal_flight2(
-            self.state.sk_cs, self.state.controller_id, tid, ts, rn_c, hello.encode()
-        )
+        sk_cs, cid, ts = self.state.sk_cs, self.state.controller_id, int(now)
+        if compact:
+            rn_c = derive_rn_c(sk_cs, cid, tid)
+            request = seal_compact_request(sk_cs, cid, tid, ts, node_id, rn_i)
+        else:
+            rn_c = self._rng(RN_SIZE)
+            request = seal_flight2(sk_cs, cid, tid, ts, rn_c, Flight1(node_id, rn_i).encode())
         tx = ControllerTransaction(
             tid=tid,
-            node_id=hello.node_id,
-            rn_i=hello.rn_i,
+            node_id=node_id,
+            rn_i=rn_i,
             rn_c=rn_c,
             ts=ts,
             stage=TransactionStage.AWAITING_GRANT,
@@ -206,27 +247,34 @@ class Controller:
         self._store(tx, next_tid=tid + 1)
         self._outgoing.append(ToServer(tid, request))
         self._arm(tid, now)
-        self._events.append(TransactionStarted(hello.node_id, tid))
+        self._events.append(TransactionStarted(node_id, tid))
 
-    def _on_proof(self, proof: Flight5, data: bytes, now: float) -> None:
-        tx = self.state.transactions.get(proof.tid)
+    def _on_proof(self, tid: int, data: bytes, now: float) -> None:
+        tx = self.state.transactions.get(tid)
         if tx is None or tx.psk is None:
-            self._reject(f"flight 5 for unknown TID {proof.tid}")
+            self._reject(f"flight 5 for unknown TID {tid}")
             return
+        cid = self.state.controller_id
         try:
-            seen_rn_c = proof.open(tx.psk, self.state.controller_id, tx.node_id)
+            if _is_compact(tx):
+                check_compact_proof(data, tx.psk, cid, tid, tx.node_id, tx.rn_c)
+            elif not constant_time_equal(
+                Flight5.decode(data).open(tx.psk, cid, tx.node_id), tx.rn_c
+            ):
+                self._reject("flight 5 carries another RN_c")
+                return
         except AuthenticationError:
             self._reject("flight 5 failed authentication")
-            return
-        if not constant_time_equal(seen_rn_c, tx.rn_c):
-            self._reject("flight 5 carries another RN_c")
             return
         if tx.stage is TransactionStage.CONFIRMING:
             self._resend(tx)
             return
         if tx.stage is not TransactionStage.AWAITING_PROOF:
             return  # duplicate after completion: nothing to do
-        confirm = seal_flight6(self.state.sk_cs, self.state.controller_id, tx.tid, data)
+        if _is_compact(tx):
+            confirm = seal_compact_confirm(self.state.sk_cs, cid, tx.tid, data)
+        else:
+            confirm = seal_flight6(self.state.sk_cs, cid, tx.tid, data)
         self._store(replace(tx, stage=TransactionStage.CONFIRMING, confirm=confirm))
         self._outgoing.append(ToServer(tx.tid, confirm))
         self._arm(tx.tid, now)
@@ -245,6 +293,7 @@ class Controller:
         if reply.status is not Status.OK:
             if not reply.status.transient:
                 self._fail(tx, f"server refused: {reply.status.value} {reply.reason}")
+                self._tell_node(tx, REFUSALS.get(reply.reason, RefusalReason.OTHER))
             return
         if tx.stage is TransactionStage.AWAITING_GRANT:
             self._on_grant(tx, reply.payload, now)
@@ -254,19 +303,21 @@ class Controller:
     def _on_grant(self, tx: ControllerTransaction, data: bytes, now: float) -> None:
         """Flight 3 (paper: IK_i, from which the controller derives PSK_i and seals
         flight 4) or flight 8 (hardened: PSK_i and flight 4 ready-made)."""
-        cid = self.state.controller_id
+        cid, sk_cs = self.state.controller_id, self.state.sk_cs
         sealed = bool(data) and data[0] & 0x0F == FlightType.F8_SEALED_GRANT
         try:
-            if sealed:
-                hardened = open_flight8(data, self.state.sk_cs, cid, tx.tid, tx.node_id)
-                ts, tid, psk, challenge = (
-                    hardened.ts,
-                    hardened.tid,
-                    hardened.psk,
-                    hardened.challenge,
-                )
+            if _is_compact(tx):
+                # TS and TID are in the tag's context: a grant that opens echoes them.
+                ik = open_compact_grant(data, sk_cs, cid, tx.tid, tx.node_id, tx.ts)
+                ts, tid = tx.ts, tx.tid
+                psk = derive_psk(ik, tx.rn_i, tx.rn_c)
+                challenge = seal_compact_challenge(ik, cid, tx.tid, tx.node_id, tx.rn_i, tx.rn_c)
+            elif sealed:
+                hardened = open_flight8(data, sk_cs, cid, tx.tid, tx.node_id)
+                ts, tid = hardened.ts, hardened.tid
+                psk, challenge = hardened.psk, hardened.challenge
             else:
-                grant = open_flight3(data, self.state.sk_cs, cid, tx.tid, tx.node_id)
+                grant = open_flight3(data, sk_cs, cid, tx.tid, tx.node_id)
                 ts, tid = grant.ts, grant.tid
                 psk = derive_psk(grant.ik, tx.rn_i, tx.rn_c)
                 challenge = seal_flight4(grant.ik, cid, tx.tid, tx.node_id, tx.rn_i, tx.rn_c)
@@ -289,13 +340,25 @@ class Controller:
 
     def _on_confirmed(self, tx: ControllerTransaction, data: bytes) -> None:
         try:
-            open_flight7(data, self.state.sk_cs, self.state.controller_id, tx.tid, tx.node_id)
+            confirmed = open_compact_confirmed if _is_compact(tx) else open_flight7
+            confirmed(data, self.state.sk_cs, self.state.controller_id, tx.tid, tx.node_id)
         except DecodeError as exc:
             self._reject(f"flight 7: {exc}")
             return
         self._store(replace(tx, stage=TransactionStage.DONE))
         self._timers.pop(tx.tid, None)
         self._events.append(BootstrapConfirmed(tx.node_id, tx.tid))
+
+    def server_unreachable(self, tid: int) -> None:
+        """No CoAP answer for ``tid``'s request: the node hears of it at once, and the
+        transaction stays open (the timer re-sends, the window still applies)."""
+        tx = self.state.transactions.get(tid)
+        if tx is not None and tx.stage is TransactionStage.AWAITING_GRANT:
+            self._tell_node(tx, RefusalReason.SERVER_UNREACHABLE)
+
+    def _tell_node(self, tx: ControllerTransaction, reason: RefusalReason) -> None:
+        """Flight 12: why the bootstrap cannot go on, as advice for the node."""
+        self._outgoing.append(ToNode(tx.node_id, Refusal(tx.node_id, reason).encode()))
 
     # -- decommissioning ---------------------------------------------------------
 
@@ -348,7 +411,7 @@ class Controller:
                 del self._timers[tid]  # stop repeating; a late flight 5 is still accepted
                 continue
             self._resend(tx)
-            interval = self._backoff.after(timer.interval)
+            interval = self._pace(tx.stage).after(timer.interval)
             self._timers[tid] = Retransmission(now + interval, interval, timer.attempts + 1)
 
     # -- outputs -----------------------------------------------------------------
@@ -380,8 +443,11 @@ class Controller:
         elif tx.stage is TransactionStage.CONFIRMING and tx.confirm is not None:
             self._outgoing.append(ToServer(tx.tid, tx.confirm))
 
+    def _pace(self, stage: TransactionStage) -> Backoff:
+        return self._backoff if stage is TransactionStage.AWAITING_PROOF else self._server_backoff
+
     def _arm(self, tid: int, now: float) -> None:
-        interval = self._backoff.initial
+        interval = self._pace(self.state.transactions[tid].stage).initial
         self._timers[tid] = Retransmission(now + interval, interval)
 
     def _of_node(self, node_id: bytes) -> list[ControllerTransaction]:

@@ -37,6 +37,14 @@ class NodeKeyed:
 
 
 @dataclass(frozen=True)
+class NodeConfirmed:
+    """The node verified flight 11: the server holds its PSK_i (flight 7 arrived)."""
+
+    node_id: bytes
+    tid: int
+
+
+@dataclass(frozen=True)
 class NodeProved:
     """The controller verified flight 5: the node holds PSK_i."""
 
@@ -94,6 +102,7 @@ Event = (
     | TransactionStarted
     | ChallengeIssued
     | NodeKeyed
+    | NodeConfirmed
     | NodeProved
     | BootstrapConfirmed
     | TransactionFailed

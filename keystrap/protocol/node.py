@@ -1,6 +1,9 @@
-"""SBI: the new node. Constrained: its bootstrap path uses AES-128 and nothing else.
+"""SBI: the new node's stages, timers and retransmission around its core.
 
-Stages::
+The flights themselves (1, 4 and 5, PSK_i and SK_i) are computed by the single
+node implementation, :class:`keystrap.nodecore.MinimalNode`, or by anything with
+its surface (:class:`NodeCore`), for example the same core running inside
+MicroPython. This module adds what a host needs around it, sans-I/O:
 
     PROVISIONED --start--> AWAITING_CHALLENGE --valid flight 4--> KEYED
          ^                        |  (flight 1 re-sent on a timer)   |
@@ -14,23 +17,18 @@ controller's retransmission of flight 4.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from typing import Protocol
 
-from keystrap.crypto import constant_time_equal, derive_session_key
-from keystrap.protocol.events import Event, NodeKeyed, Rejected
-from keystrap.protocol.keys import RandomSource, derive_psk
+from keystrap.crypto import aes_encrypt_block
+from keystrap.nodecore import MinimalNode, NodeCoreError
+from keystrap.protocol.events import Event, NodeConfirmed, NodeKeyed, Rejected
+from keystrap.protocol.keys import RandomSource
 from keystrap.protocol.timers import Backoff, Retransmission
-from keystrap.wire import (
-    RN_SIZE,
-    AuthenticationError,
-    DecodeError,
-    Flight1,
-    Flight4,
-    FlightType,
-    peek_type,
-    seal_flight5,
-)
+from keystrap.wire import RN_SIZE, VERSION, FlightType
+from keystrap.wire.header import header_byte
 
 
 class NodeStage(Enum):
@@ -52,15 +50,62 @@ class NodeState:
     session_key: bytes | None = None
     challenge: bytes | None = None  # the flight 4 answered, to recognise a duplicate
     proof: bytes | None = None  # our flight 5, re-sent on a duplicate flight 4
+    version: int = VERSION  # the wire profile the node was ordered with (2: compact)
+
+
+class NodeCore(Protocol):
+    """The surface of :class:`~keystrap.nodecore.MinimalNode` that this wrapper drives.
+
+    ``answer`` raises :class:`~keystrap.nodecore.NodeCoreError` on a flight 4 it
+    refuses, leaving its attributes as they were.
+    """
+
+    key: bytes
+    session_key: bytes
+    rn_i: bytes
+    flight4: bytes
+    flight5: bytes
+
+    def hello(self, rn_i: bytes) -> bytes: ...
+
+    def answer(self, flight4: bytes) -> bytes: ...
+
+    def confirm(self, flight11: bytes) -> None: ...
+
+
+CoreFactory = Callable[[NodeState], NodeCore]
+"""Builds the core from the persisted state before each call into it."""
+
+
+def local_core(state: NodeState) -> NodeCore:
+    """The core in this process, on the AES block function of ``cryptography``."""
+    return MinimalNode(
+        state.node_id,
+        state.controller_id,
+        state.key,
+        aes_encrypt_block,
+        rn_i=state.rn_i or b"",
+        session_key=state.session_key or b"",
+        flight4=state.challenge or b"",
+        flight5=state.proof or b"",
+        version=state.version,
+    )
 
 
 class Node:
     ROLE = "node"
 
-    def __init__(self, state: NodeState, rng: RandomSource, backoff: Backoff | None = None) -> None:
+    def __init__(
+        self,
+        state: NodeState,
+        rng: RandomSource,
+        backoff: Backoff | None = None,
+        core: CoreFactory = local_core,
+    ) -> None:
         self.state = state
         self._rng = rng
         self._backoff = backoff or Backoff()
+        self._core = core
         self._outgoing: list[bytes] = []
         self._events: list[Event] = []
         self._timer: Retransmission | None = None
@@ -82,6 +127,7 @@ class Node:
                 key=self.state.key,
                 stage=NodeStage.AWAITING_CHALLENGE,
                 rn_i=self._rng(RN_SIZE),
+                version=self.state.version,
             )
         self._send_hello(now)
 
@@ -94,51 +140,34 @@ class Node:
             self._outgoing.append(self.state.proof)
 
     def receive(self, data: bytes, now: float) -> None:
-        """Take one flight from the out-of-band channel."""
-        try:
-            kind = peek_type(data)
-            if kind is not FlightType.F4_CHALLENGE:
-                self._reject(f"unexpected flight {int(kind)}")
-                return
-            challenge = Flight4.decode(data)
-        except DecodeError as exc:
-            self._reject(str(exc))
+        """Take one flight from the out-of-band channel: flight 4, or flight 11."""
+        core = self._core(self.state)
+        if data[:1] == header_byte(FlightType.F11_NODE_CONFIRMED, self.state.version):
+            self._confirm(core, data)
             return
+        try:
+            proof = core.answer(data)
+        except NodeCoreError as exc:
+            self._events.append(Rejected(self.ROLE, str(exc)))
+            return
+        self._outgoing.append(proof)
+        if self.state.stage is NodeStage.KEYED:
+            return  # the identical flight 4 again: the stored flight 5 is re-sent
         state = self.state
-        if state.stage is NodeStage.KEYED:
-            if state.challenge is not None and constant_time_equal(state.challenge, data):
-                assert state.proof is not None
-                self._outgoing.append(state.proof)
-            else:
-                self._reject("already keyed; flight 4 ignored")
-            return
-        if state.stage is not NodeStage.AWAITING_CHALLENGE or state.rn_i is None:
-            self._reject("no bootstrap in progress")
-            return
-        try:
-            rn_i, rn_c = challenge.open(state.key, state.controller_id, state.node_id)
-        except AuthenticationError:
-            self._reject("flight 4 failed authentication")
-            return
-        if not constant_time_equal(rn_i, state.rn_i):
-            self._reject("flight 4 answers another RN_i")
-            return
-
-        psk = derive_psk(state.key, rn_i, rn_c)
-        proof = seal_flight5(psk, state.controller_id, challenge.tid, state.node_id, rn_c)
+        tid = int.from_bytes(core.flight4[1:5], "big")  # both profiles: header, TID
         self.state = NodeState(
             node_id=state.node_id,
             controller_id=state.controller_id,
-            key=psk,
+            key=core.key,
             stage=NodeStage.KEYED,
-            tid=challenge.tid,
-            session_key=derive_session_key(psk, state.node_id, state.controller_id),
-            challenge=data,
-            proof=proof,
+            tid=tid,
+            session_key=core.session_key,
+            challenge=core.flight4,
+            proof=core.flight5,
+            version=state.version,
         )
         self._timer = None
-        self._outgoing.append(proof)
-        self._events.append(NodeKeyed(state.node_id, challenge.tid))
+        self._events.append(NodeKeyed(state.node_id, tid))
 
     def handle_timer(self, now: float) -> None:
         timer = self._timer
@@ -159,20 +188,23 @@ class Node:
     def next_event(self) -> Event | None:
         return self._events.pop(0) if self._events else None
 
-    def flight1(self) -> bytes:
-        assert self.state.rn_i is not None
-        return Flight1(self.state.node_id, self.state.rn_i).encode()
-
     # -- helpers -----------------------------------------------------------------
 
+    def _confirm(self, core: NodeCore, data: bytes) -> None:
+        try:
+            core.confirm(data)
+        except NodeCoreError as exc:
+            self._events.append(Rejected(self.ROLE, str(exc)))
+            return
+        assert self.state.tid is not None  # only a keyed node accepts flight 11
+        self._events.append(NodeConfirmed(self.state.node_id, self.state.tid))
+
     def _send_hello(self, now: float) -> None:
-        self._outgoing.append(self.flight1())
+        assert self.state.rn_i is not None
+        self._outgoing.append(self._core(self.state).hello(self.state.rn_i))
         previous = self._timer
         interval = (
             self._backoff.initial if previous is None else self._backoff.after(previous.interval)
         )
         attempts = 1 if previous is None else previous.attempts + 1
         self._timer = Retransmission(due=now + interval, interval=interval, attempts=attempts)
-
-    def _reject(self, reason: str) -> None:
-        self._events.append(Rejected(self.ROLE, reason))

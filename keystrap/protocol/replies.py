@@ -17,6 +17,7 @@ class Status(Enum):
     UNAUTHORIZED = "4.01"
     FORBIDDEN = "4.03"
     NOT_FOUND = "4.04"
+    UNSUPPORTED_PROFILE = "4.06"  # Not Acceptable: a wire version this server does not speak
     CONFLICT = "4.09"
     TOO_MANY_REQUESTS = "4.29"
     UNAVAILABLE = "5.03"
@@ -33,3 +34,4 @@ class Reply:
     payload: bytes = b""
     reason: str = ""
     event: Event | None = None
+    node_id: bytes | None = None  # whom a refusal is about, once the server knows

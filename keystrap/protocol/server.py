@@ -22,6 +22,7 @@ from keystrap.protocol.repository import (
     TransactionStatus,
 )
 from keystrap.wire import (
+    COMPACT,
     AuthenticationError,
     DecodeError,
     Flight2,
@@ -30,10 +31,20 @@ from keystrap.wire import (
     RevocationList,
     RevocationQuery,
     peek_type,
+    peek_version,
     seal_flight3,
     seal_flight4,
     seal_flight7,
     seal_flight8,
+)
+from keystrap.wire.compact import (
+    check_compact_proof,
+    derive_rn_c,
+    open_compact_confirm,
+    open_compact_request,
+    peek_to_server,
+    seal_compact_confirmed,
+    seal_compact_grant,
 )
 from keystrap.wire.revocation import MAX_ENTRIES as MAX_REVOCATIONS
 
@@ -55,6 +66,24 @@ class ServerPolicy:
     initial key (with the paper's flight 3, every controller learns IK_N, the key
     of all of one installer's nodes)."""
 
+    compact: bool = True
+    """Speak the compact profile (version 2) besides the paper's. Never together
+    with ``hardened``: the compact flight 3 carries IK_i, as the paper's does."""
+
+
+@dataclass(frozen=True)
+class _Request:
+    """Flight 2 of either profile, authenticated."""
+
+    controller_id: bytes
+    tid: int
+    sk_cs: bytes
+    ts: int
+    node_id: bytes
+    rn_i: bytes
+    rn_c: bytes
+    compact: bool
+
 
 class Server:
     def __init__(
@@ -72,9 +101,19 @@ class Server:
     def handle(self, data: bytes, now: float) -> Reply:
         """Answer one request (flight 2, 6 or 9) received at time ``now``."""
         try:
-            kind = peek_type(data)
+            version = peek_version(data)
+            kind = peek_type(data, version)
         except DecodeError as exc:
             return Reply(Status.BAD_REQUEST, reason=str(exc))
+        if version == COMPACT and kind in (FlightType.F2_REQUEST, FlightType.F6_CONFIRM):
+            if self.policy.hardened or not self.policy.compact:
+                why = "a hardened server never hands out IK" if self.policy.hardened else "off"
+                return Reply(
+                    Status.UNSUPPORTED_PROFILE,
+                    reason=f"compact profile (version 2) not spoken by this server: {why}",
+                )
+        elif version == COMPACT:
+            return Reply(Status.BAD_REQUEST, reason=f"flight {int(kind)} is not a server request")
         if kind is FlightType.F2_REQUEST:
             return self._handle_request(data, now)
         if kind is FlightType.F6_CONFIRM:
@@ -85,33 +124,51 @@ class Server:
 
     # -- flight 2 -> flight 3 ----------------------------------------------------
 
-    def _handle_request(self, data: bytes, now: float) -> Reply:
+    def _open_request(self, data: bytes) -> _Request | Reply:
+        compact = data[0] >> 4 == COMPACT
         try:
-            request = Flight2.decode(data)
+            if compact:
+                controller_id, tid = peek_to_server(data, FlightType.F2_REQUEST)
+            else:
+                request = Flight2.decode(data)
+                controller_id, tid = request.controller_id, request.tid
         except DecodeError as exc:
             return Reply(Status.BAD_REQUEST, reason=str(exc))
-        sk_cs = self.controllers.get(request.controller_id)
+        sk_cs = self.controllers.get(controller_id)
         if sk_cs is None:
             return Reply(Status.UNAUTHORIZED, reason="unknown controller")
         try:
+            if compact:
+                c = open_compact_request(data, sk_cs)
+                rn_c = derive_rn_c(sk_cs, controller_id, tid)
+                return _Request(controller_id, tid, sk_cs, c.ts, c.node_id, c.rn_i, rn_c, True)
             body = request.open(sk_cs)
         except AuthenticationError:
             return Reply(Status.UNAUTHORIZED, reason="flight 2 failed authentication")
         except DecodeError as exc:
             return Reply(Status.BAD_REQUEST, reason=str(exc))
-        if abs(now - body.ts) > self.policy.window:
+        hello = body.flight1
+        return _Request(
+            controller_id, tid, sk_cs, body.ts, hello.node_id, hello.rn_i, body.rn_c, False
+        )
+
+    def _handle_request(self, data: bytes, now: float) -> Reply:
+        request = self._open_request(data)
+        if isinstance(request, Reply):
+            return request
+        if abs(now - request.ts) > self.policy.window:
             return Reply(Status.FORBIDDEN, reason="stale timestamp")
 
         repo = self.repository
         previous = repo.get_transaction(request.controller_id, request.tid)
         if previous is not None:
             return self._retransmitted_request(previous, data)
-        node_id = body.flight1.node_id
+        node_id = request.node_id
         node = repo.get_node(node_id)
 
         def refuse(status: Status, reason: str) -> Reply:
             event = BootstrapRefused(node_id, request.controller_id, request.tid, 2, reason)
-            return Reply(status, reason=reason, event=event)
+            return Reply(status, reason=reason, event=event, node_id=event.node_id)
 
         if node is None:
             return refuse(Status.NOT_FOUND, "unknown node")
@@ -122,25 +179,15 @@ class Server:
 
         # The current key (IK_i, or the PSK of a previous bootstrap on
         # re-installation) stays in place; the new PSK is only a candidate.
-        psk = derive_psk(node.key, body.flight1.rn_i, body.rn_c)
-        if self.policy.hardened:
-            challenge = seal_flight4(
-                node.key, request.controller_id, request.tid, node_id, body.flight1.rn_i, body.rn_c
-            )
-            grant = seal_flight8(
-                sk_cs, request.controller_id, request.tid, node_id, psk, body.ts, challenge
-            )
-        else:
-            grant = seal_flight3(
-                sk_cs, request.controller_id, request.tid, node_id, node.key, body.ts
-            )
+        psk = derive_psk(node.key, request.rn_i, request.rn_c)
+        grant = self._grant(request, node.key, psk)
         record = TransactionRecord(
             controller_id=request.controller_id,
             tid=request.tid,
             node_id=node_id,
             request=data,
             grant=grant,
-            rn_c=body.rn_c,
+            rn_c=request.rn_c,
             psk=psk,
             status=TransactionStatus.PENDING,
             created=int(now),
@@ -156,6 +203,17 @@ class Server:
         event = BootstrapGranted(node_id, request.controller_id, request.tid)
         return Reply(Status.OK, grant, event=event)
 
+    def _grant(self, request: _Request, key: bytes, psk: bytes) -> bytes:
+        """Flight 3 (either profile) or, hardened, flight 8."""
+        cid, tid, sk_cs = request.controller_id, request.tid, request.sk_cs
+        node_id = request.node_id
+        if request.compact:
+            return seal_compact_grant(sk_cs, cid, tid, node_id, request.ts, key)
+        if self.policy.hardened:
+            challenge = seal_flight4(key, cid, tid, node_id, request.rn_i, request.rn_c)
+            return seal_flight8(sk_cs, cid, tid, node_id, psk, request.ts, challenge)
+        return seal_flight3(sk_cs, cid, tid, node_id, key, request.ts)
+
     @staticmethod
     def _retransmitted_request(previous: TransactionRecord, data: bytes) -> Reply:
         """The same flight 2 gets the same flight 3; another one with a used TID is a replay."""
@@ -168,29 +226,40 @@ class Server:
     # -- flight 6 -> flight 7 ----------------------------------------------------
 
     def _handle_confirm(self, data: bytes) -> Reply:
+        compact = data[0] >> 4 == COMPACT
         try:
-            confirm = Flight6.decode(data)
+            if compact:
+                controller_id, tid = peek_to_server(data, FlightType.F6_CONFIRM)
+            else:
+                confirm = Flight6.decode(data)
+                controller_id, tid = confirm.controller_id, confirm.tid
         except DecodeError as exc:
             return Reply(Status.BAD_REQUEST, reason=str(exc))
-        sk_cs = self.controllers.get(confirm.controller_id)
+        sk_cs = self.controllers.get(controller_id)
         if sk_cs is None:
             return Reply(Status.UNAUTHORIZED, reason="unknown controller")
         try:
-            proof = confirm.open(sk_cs)
+            if compact:
+                compact_proof = open_compact_confirm(data, sk_cs)
+            else:
+                proof = confirm.open(sk_cs)
         except AuthenticationError:
             return Reply(Status.UNAUTHORIZED, reason="flight 6 failed authentication")
         except DecodeError as exc:
             return Reply(Status.BAD_REQUEST, reason=str(exc))
 
         repo = self.repository
-        record = repo.get_transaction(confirm.controller_id, confirm.tid)
+        record = repo.get_transaction(controller_id, tid)
         if record is None:
             return Reply(Status.NOT_FOUND, reason="unknown transaction")
-        ack = seal_flight7(sk_cs, confirm.controller_id, confirm.tid, record.node_id)
+        if compact:
+            ack = seal_compact_confirmed(sk_cs, controller_id, tid, record.node_id)
+        else:
+            ack = seal_flight7(sk_cs, controller_id, tid, record.node_id)
 
         def refuse(status: Status, reason: str) -> Reply:
-            event = BootstrapRefused(record.node_id, confirm.controller_id, confirm.tid, 6, reason)
-            return Reply(status, reason=reason, event=event)
+            event = BootstrapRefused(record.node_id, controller_id, tid, 6, reason)
+            return Reply(status, reason=reason, event=event, node_id=event.node_id)
 
         if record.status is TransactionStatus.CONFIRMED:
             return Reply(Status.OK, ack)
@@ -202,13 +271,18 @@ class Server:
         # The server checks the node's proof itself rather than trusting the
         # controller's word: only a holder of PSK_i can have sealed RN_c.
         try:
-            seen_rn_c = proof.open(record.psk, confirm.controller_id, record.node_id)
+            if compact:
+                check_compact_proof(
+                    compact_proof, record.psk, controller_id, tid, record.node_id, record.rn_c
+                )
+            elif not constant_time_equal(
+                proof.open(record.psk, controller_id, record.node_id), record.rn_c
+            ):
+                return refuse(Status.FORBIDDEN, "node proof carries another RN_c")
         except AuthenticationError:
             return refuse(Status.UNAUTHORIZED, "node proof (flight 5) failed")
-        if not constant_time_equal(seen_rn_c, record.rn_c):
-            return refuse(Status.FORBIDDEN, "node proof carries another RN_c")
-        repo.confirm(confirm.controller_id, confirm.tid)
-        event = NodeActivated(record.node_id, confirm.controller_id, confirm.tid)
+        repo.confirm(controller_id, tid)
+        event = NodeActivated(record.node_id, controller_id, tid)
         return Reply(Status.OK, ack, event=event)
 
     # -- flight 9 -> flight 10 ---------------------------------------------------

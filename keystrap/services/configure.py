@@ -69,8 +69,6 @@ async def configure_node(
             raise StoreError(f"node {eui64(node_id)} has not bootstrapped through this controller")
         if node.status == "revoked" or node.psk is None:
             raise StoreError(f"node {eui64(node_id)} is revoked; its PSK has been dropped")
-        if address is not None:
-            store.set_node_address(node_id, address)
         where = address or node.address
         if where is None:
             raise StoreError(
@@ -89,7 +87,19 @@ async def configure_node(
     finally:
         await client.close()
     settings: dict[str, Any] = json.loads(payload)
+    if address is not None and address != node.address:
+        _remember_address(config, node_id, address)
     return settings
+
+
+def _remember_address(config: ControllerConfig, node_id: bytes, address: str) -> None:
+    """Only an address the node answered on is kept: a mistyped one is never
+    remembered in place of a good one."""
+    store = _open_store(config)
+    try:
+        store.set_node_address(node_id, address)
+    finally:
+        store.close()
 
 
 def list_nodes(config: ControllerConfig) -> list[tuple[bytes, str, str | None]]:

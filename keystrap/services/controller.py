@@ -19,9 +19,10 @@ from pathlib import Path
 
 from keystrap.coap.client import SbsClient, ServerUnreachable
 from keystrap.config import ControllerConfig
+from keystrap.crypto import derive_session_key
 from keystrap.ids import eui64, parse_eui64
 from keystrap.metrics import Metrics, serve_metrics
-from keystrap.oob import DONE, OobClosed, OobLink, OobListener, parse_endpoint
+from keystrap.oob import OobClosed, OobError, OobLink, OobListener, parse_endpoint
 from keystrap.oob.link import MediumLink
 from keystrap.oob.medium import get_medium
 from keystrap.oob.unix import UnixListener
@@ -38,9 +39,10 @@ from keystrap.protocol import (
     TransactionStage,
     TransactionStarted,
 )
+from keystrap.services.instance import InstanceLock
 from keystrap.services.lifetime import wait_for_signal
 from keystrap.store.controller_store import ControllerStore
-from keystrap.store.keyfile import load_or_create_key_file, read_key_file
+from keystrap.store.keyfile import load_master_key, read_key_file
 from keystrap.wire import (
     DecodeError,
     Flight1,
@@ -49,6 +51,7 @@ from keystrap.wire import (
     RevocationList,
     RevocationQuery,
     peek_type,
+    seal_flight11,
 )
 from keystrap.wire.revocation import MAX_ENTRIES as MAX_REVOCATIONS
 
@@ -74,9 +77,23 @@ class ControllerService:
         self.metrics = Metrics("controller")
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
+        """The server's name is resolved and the state locked first: a server that
+        cannot be found, or a second controller, stops here before anything is
+        written."""
+        self.client = await SbsClient.create(self.config.server, self.config.coap_endpoints)
+        try:
+            lock = InstanceLock.acquire(self.config.state, "controller")
+            try:
+                await self._run(ready)
+            finally:
+                lock.release()
+        finally:
+            await self.client.shutdown()
+
+    async def _run(self, ready: asyncio.Event | None) -> None:
         config = self.config
         sk_cs = read_key_file(config.key_file)
-        master_key, created = load_or_create_key_file(config.master_key, secrets.token_bytes)
+        master_key, created = load_master_key(config.state, config.master_key, secrets.token_bytes)
         if created:
             log.info("created %s (mode 0600); it wraps what is stored", config.master_key)
         self.store = ControllerStore(config.state, master_key)
@@ -87,10 +104,7 @@ class ControllerService:
             for tx in state.transactions.values()
             if tx.stage not in (TransactionStage.DONE, TransactionStage.FAILED)
         )
-        self.client = await SbsClient.create(config.server, config.coap_endpoints)
         _, where = parse_endpoint(config.oob)
-        get_medium(config.channel_from_node)  # an unknown medium fails here, at start
-        get_medium(config.channel_to_node)
         listener: OobListener = UnixListener(Path(where))
         await listener.start(self._session)
         self.metrics.open_transactions.set(open_count)
@@ -117,7 +131,6 @@ class ControllerService:
             await listener.stop()
             for task in list(self._tasks):
                 task.cancel()
-            await self.client.shutdown()
             self.store.close()
 
     # -- out of band --------------------------------------------------------------
@@ -137,6 +150,9 @@ class ControllerService:
                 data = await link.receive()
             except OobClosed:
                 break
+            except OobError as exc:  # an oversized or incomplete message ends the session
+                log.warning("out-of-band session ended: %s", exc)
+                break
             if data is None:
                 continue
             sender = self._sender_of(data)
@@ -147,9 +163,8 @@ class ControllerService:
             self.core.receive_from_node(data, time.time())
             await self._flush()
             self.metrics.flight_handled(data, time.perf_counter() - begun)
-            if node_id is not None and self._finished(node_id, data):
-                with contextlib.suppress(OobClosed):
-                    await link.send(DONE)
+            if node_id is not None and (tid := self._finished(node_id, data)) is not None:
+                await self._say_confirmed(link, node_id, tid)
                 break
         if node_id is not None and self._links.get(node_id) is link:
             del self._links[node_id]
@@ -167,15 +182,29 @@ class ControllerService:
             pass
         return None
 
-    def _finished(self, node_id: bytes, data: bytes) -> bool:
-        """A proof for a transaction that is already done: nothing more to say."""
+    def _finished(self, node_id: bytes, data: bytes) -> int | None:
+        """The TID, if ``data`` is a proof for a transaction already done."""
         try:
             if peek_type(data) is not FlightType.F5_PROOF:
-                return False
+                return None
             tx = self.core.state.transactions.get(Flight5.decode(data).tid)
         except DecodeError:
-            return False
-        return tx is not None and tx.node_id == node_id and tx.stage is TransactionStage.DONE
+            return None
+        done = tx is not None and tx.node_id == node_id and tx.stage is TransactionStage.DONE
+        return tx.tid if done and tx is not None else None
+
+    async def _say_confirmed(self, link: OobLink, node_id: bytes, tid: int) -> None:
+        """Flight 11 tells the node, verifiably, that the server holds its PSK_i.
+
+        Sent here rather than by the protocol core: it ends the out-of-band
+        session, which the core knows nothing of, and asks nothing back.
+        """
+        psk = self.core.state.transactions[tid].psk
+        if psk is None:  # revoked meanwhile: nothing to confirm
+            return
+        sk_i = derive_session_key(psk, node_id, self.controller_id)
+        with contextlib.suppress(OobClosed):
+            await link.send(seal_flight11(sk_i, self.controller_id, tid, node_id))
 
     # -- in band ------------------------------------------------------------------
 
@@ -184,6 +213,8 @@ class ControllerService:
             reply = await self.client.post(data, lane=tid)
         except ServerUnreachable as exc:
             log.warning("tid=%d: server unreachable (%s); will retry", tid, exc)
+            self.core.server_unreachable(tid)
+            await self._flush()
             return
         finally:
             self._inflight.discard(tid)
@@ -272,12 +303,12 @@ class ControllerService:
             self.store.save(self.core.state, changes)
         self.core.mark_saved(changes)
         outgoing = self.core.data_to_send()
-        closing: list[bytes] = []
+        closing: list[tuple[bytes, int]] = []
         while (event := self.core.next_event()) is not None:
             self._log_event(event)
             self.metrics.controller_event(self.controller_id, event)
             if isinstance(event, BootstrapConfirmed):
-                closing.append(event.node_id)
+                closing.append((event.node_id, event.tid))
                 psk = self.core.state.transactions[event.tid].psk
                 if psk is not None:
                     self.store.record_node(event.node_id, event.tid, psk)
@@ -294,11 +325,10 @@ class ControllerService:
                 if link is not None:
                     with contextlib.suppress(OobClosed):
                         await link.send(out.data)
-        for node_id in closing:
+        for node_id, tid in closing:
             link = self._links.pop(node_id, None)
             if link is not None:
-                with contextlib.suppress(OobClosed):
-                    await link.send(DONE)
+                await self._say_confirmed(link, node_id, tid)
                 await link.close()
         self._wake.set()
 

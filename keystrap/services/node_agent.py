@@ -2,15 +2,21 @@
 
 The node's part ends when it holds PSK_i and has sent flight 5; it then stays
 on the out-of-band session (answering a repeated flight 4 with its stored flight
-5) until the controller says the server has confirmed (:data:`keystrap.oob.DONE`)
-or ``linger`` seconds pass. A session that just ends while keyed is reported as
-"keyed": the next run resumes and re-sends flight 5.
+5) until the controller's flight 11 proves, under SK_i, that the server has
+confirmed, or ``linger`` seconds pass. A session that just ends while keyed is
+reported as "keyed": the next run resumes and re-sends flight 5.
+
+The flights are computed by the node core (:mod:`keystrap.nodecore`), in this
+process or, with ``runtime="micropython"``, inside MicroPython
+(:mod:`keystrap.runtime`); this module only carries bytes and persists state.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -18,16 +24,19 @@ from pathlib import Path
 
 from keystrap.coap.node_server import NodeCoapsServer, serve_coaps
 from keystrap.ids import eui64
-from keystrap.oob import DONE, OobClosed, OobError, OobLink, parse_endpoint
+from keystrap.oob import OobClosed, OobError, OobLink, parse_endpoint
 from keystrap.oob.link import MediumLink
 from keystrap.oob.medium import get_medium
 from keystrap.oob.unix import connect
-from keystrap.protocol import Node, NodeKeyed, NodeStage, Rejected
+from keystrap.protocol import Node, NodeConfirmed, NodeKeyed, NodeStage, Rejected
+from keystrap.protocol.node import CoreFactory, local_core
+from keystrap.runtime import MicroPython, RuntimeUnavailable
 from keystrap.services.lifetime import wait_for_signal
 from keystrap.settings import NodeSettings
 from keystrap.store.errors import StoreError
 from keystrap.store.node_file import NodeFile, load_node_file, save_node_file
 from keystrap.wire import DecodeError, peek_type
+from keystrap.wire.refusal import Refusal, is_refusal
 
 log = logging.getLogger("keystrap.node")
 
@@ -55,13 +64,15 @@ async def bootstrap_node(
     channels: tuple[str, str] | None = None,
     capture_dir: Path | None = None,
     impair: Callable[[bytes], bytes] | None = None,
+    core: CoreFactory = local_core,
 ) -> NodeResult:
     """``channels`` = (node->controller, controller->node) overrides the node file's;
-    ``impair`` degrades every signal the node captures (see MediumLink)."""
+    ``impair`` degrades every signal the node captures (see MediumLink); ``core``
+    computes the flights (:meth:`keystrap.runtime.MicroPython.core`, for one)."""
     start = time.monotonic()
     node_file = load_node_file(path)
     up, down = channels or (node_file.channel_up, node_file.channel_down)
-    node = Node(node_file.state, secrets.token_bytes)
+    node = Node(node_file.state, secrets.token_bytes, core=core)
     result = NodeResult(node_file.state.node_id, "failed: not started", 0.0)
 
     def progress(step: str) -> None:
@@ -135,12 +146,14 @@ async def _converse(
             data = await link.receive(timeout=wait)
         except OobClosed:
             return "keyed" if keyed_at is not None else "failed: controller closed the session"
-        if data == DONE:
-            if keyed_at is not None:
-                return "confirmed"
-            continue
         if data is None:
             node.handle_timer(time.time())
+        elif is_refusal(data):
+            advice = _advice(data)
+            log.warning(
+                "node=%s: the controller says: %s (unverified)", eui64(result.node_id), advice
+            )
+            rejected = f" (the controller said: {advice})"
         else:
             _count(result, data)
             node.receive(data, time.time())
@@ -148,9 +161,22 @@ async def _converse(
             if isinstance(event, NodeKeyed):
                 keyed_at = time.monotonic()
                 progress("flight 4 authenticated, PSK derived, flight 5 sent")
+            elif isinstance(event, NodeConfirmed):
+                progress("flight 11 authenticated: the server holds the PSK")
+                return "confirmed"
             elif isinstance(event, Rejected):
                 rejected = f" (last rejected: {event.reason})"
+                log.warning("node=%s: rejected: %s", eui64(node.state.node_id), event.reason)
         await _flush(node, node_file, path, link, result)
+
+
+def _advice(data: bytes) -> str:
+    """Flight 12, as text: logged and kept in the outcome, never acted on (it is
+    unauthenticated: the node's retry policy goes on as before)."""
+    try:
+        return Refusal.decode(data).reason.text
+    except DecodeError as exc:
+        return f"an unreadable refusal ({exc})"
 
 
 async def _flush(
@@ -207,22 +233,35 @@ async def run_node_cli(
     channels: tuple[str, str] | None = None,
     capture_dir: Path | None = None,
     serve: tuple[str, int] | None = None,
+    runtime: str = "python",
 ) -> int:
-    """Bootstrap (unless ``serve`` is asked of a node already confirmed), then serve."""
+    """Bootstrap (unless ``serve`` is asked of a node already confirmed), then serve.
+
+    ``runtime="micropython"`` runs the node core inside MicroPython."""
     node_file = load_node_file(path)
     if serve is None or reinstall or not node_file.confirmed:
-        result = await bootstrap_node(
-            path,
-            reinstall=reinstall,
-            timeout=timeout,
-            linger=linger,
-            on_progress=lambda step: log.info("%s", step),
-            channels=channels,
-            capture_dir=capture_dir,
-        )
+        try:
+            with contextlib.ExitStack() as stack:
+                core, where = local_core, ""
+                if runtime == "micropython":
+                    micropython = stack.enter_context(MicroPython())
+                    core, where = micropython.core, f", node core in {micropython.version}"
+                result = await bootstrap_node(
+                    path,
+                    reinstall=reinstall,
+                    timeout=timeout,
+                    linger=linger,
+                    on_progress=lambda step: log.info("%s", step),
+                    channels=channels,
+                    capture_dir=capture_dir,
+                    core=core,
+                )
+        except RuntimeUnavailable as exc:
+            print(f"keystrap: {exc}", file=sys.stderr)
+            return 2
         print(
             f"node {eui64(result.node_id)}: {result.outcome} in {result.seconds:.2f} s"
-            + (f" (TID {result.tid})" if result.tid is not None else ""),
+            + (f" (TID {result.tid}{where})" if result.tid is not None else where),
             flush=True,
         )
         if not result.ok:

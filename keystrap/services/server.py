@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
 from collections.abc import Iterator, Mapping
 
-import aiocoap
+import aiocoap.resource
 
-from keystrap.coap.server import build_site
+from keystrap.coap.server import open_server_context, serve_core
 from keystrap.config import ServerConfig
 from keystrap.metrics import Metrics, TimedRepository, serve_metrics
 from keystrap.protocol import Reply, Server, ServerPolicy, Status
+from keystrap.services.instance import InstanceLock
 from keystrap.services.lifetime import wait_for_signal
 from keystrap.store.activity import ActivityLog
-from keystrap.store.keyfile import load_or_create_key_file
+from keystrap.store.keyfile import load_master_key
 from keystrap.store.sqlite_repository import SqliteRepository
 from keystrap.wire import FlightType, RevocationQuery, peek_type
 
@@ -60,7 +62,21 @@ class LiveControllers(Mapping[bytes, bytes]):
 
 
 async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> None:
-    master_key, created = load_or_create_key_file(config.master_key, secrets.token_bytes)
+    """The port and the lock on the database are taken first: a port in use, or
+    a second instance, stops here before any file is written."""
+    async with contextlib.AsyncExitStack() as held:
+        site = aiocoap.resource.Site()
+        held.push_async_callback(
+            (await open_server_context(site, config.host, config.port)).shutdown
+        )
+        held.callback(InstanceLock.acquire(config.database, "server").release)
+        await _serve(config, site, ready)
+
+
+async def _serve(
+    config: ServerConfig, site: aiocoap.resource.Site, ready: asyncio.Event | None
+) -> None:
+    master_key, created = load_master_key(config.database, config.master_key, secrets.token_bytes)
     if created:
         log.info("created %s (mode 0600); it wraps what is stored", config.master_key)
     repository = SqliteRepository(config.database, master_key)
@@ -78,8 +94,7 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
             activity.heard_from(RevocationQuery.peek_controller(data), time.time())
 
     core = Server(TimedRepository(repository, metrics), controllers, policy)
-    site, resource = build_site(core, observe)
-    context = await aiocoap.Context.create_server_context(site, bind=(config.host, config.port))
+    resource = serve_core(site, core, observe)
     exporter = await serve_metrics(metrics, config.metrics) if config.metrics else None
     flusher = asyncio.create_task(_flush_loop(activity))
     log.info(
@@ -98,7 +113,6 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
         flusher.cancel()
         if exporter is not None:
             exporter.close()
-        await context.shutdown()
         activity.close()
         repository.close()
 

@@ -1,27 +1,125 @@
-"""Crash-safe file replacement: temp file, fsync, rename, fsync the directory.
+"""Crash-safe file writing.
 
+``write_atomic`` replaces a file: temp file, fsync, rename, fsync the directory.
 A reader (or the same program after a power cut) sees either the old file or the
 new one, never a torn mixture -- what the node's "no bricked node" rule needs.
+
+``write_new`` is how a command hands out a file it creates: it never replaces a
+file it did not create (unless forced), and :func:`new_output` removes what it
+wrote if the step that follows -- committing the key to a store -- fails.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from keystrap.store.errors import StoreError
+
+
+class ExistingFile(StoreError):
+    """The output file exists and was not created by this run."""
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
     path = Path(path)
+    tmp = _write_temp(path, data, mode)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def refuse_existing(path: Path, force: bool) -> None:
+    """Fail early, before anything is written, if ``path`` would be overwritten."""
+    if not force and (path.exists() or path.is_symlink()):
+        raise ExistingFile(
+            f"{path} already exists; keystrap never overwrites a file it did not create "
+            "(give --force to replace it)"
+        )
+
+
+def refuse_non_empty_dir(path: Path, option: str) -> None:
+    """For commands that write a whole site into a directory: only a new or empty one."""
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise ExistingFile(
+            f"{option} {path} exists and is not an empty directory; "
+            "give a new or empty one (nothing there is overwritten)"
+        )
+
+
+def write_new(path: Path, data: bytes, *, force: bool = False, mode: int = 0o600) -> None:
+    """Write ``path`` (fsynced, ``mode``), which must not exist unless ``force``.
+
+    Without ``force`` the file appears by ``link(2)``, which fails if the name is
+    taken, so even a file created meanwhile by another process is never replaced.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _write_temp(path, data, mode)
+    except OSError as exc:
+        raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from None
+    place_new(tmp, path, force=force)
+
+
+def place_new(tmp: Path, path: Path, *, force: bool = False) -> None:
+    """Give the complete, fsynced file ``tmp`` its name ``path`` -- by ``link(2)``,
+    which fails if the name is taken, unless ``force``; ``tmp`` is gone afterwards."""
+    try:
+        if force:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            finally:
+                os.unlink(tmp)
+        _fsync_dir(path.parent)
+    except FileExistsError:
+        refuse_existing(path, force=False)
+        raise
+    except OSError as exc:
+        raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+@contextmanager
+def new_output(path: Path, force: bool) -> Iterator[Callable[[bytes], None]]:
+    """Yield a writer for ``path``; if the block fails after the file was written,
+    the file is removed again, so a key never exists outside an uncommitted store."""
+    written = False
+
+    def write(data: bytes) -> None:
+        nonlocal written
+        write_new(path, data, force=force)
+        written = True
+
+    try:
+        yield write
+    except BaseException:
+        if written:
+            with contextlib.suppress(OSError):
+                Path(path).unlink()
+        raise
+
+
+def _write_temp(path: Path, data: bytes, mode: int) -> Path:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         os.fchmod(fd, mode)
         os.write(fd, data)
         os.fsync(fd)
-    finally:
+    except BaseException:
         os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
+    return tmp
+
+
+def _fsync_dir(directory: Path) -> None:
+    dir_fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:

@@ -21,7 +21,7 @@ from pathlib import Path
 from keystrap.crypto import KeyUnwrapError, unwrap_key, wrap_key
 from keystrap.protocol import ControllerState, ControllerTransaction, TransactionStage
 from keystrap.store.errors import StoreError
-from keystrap.store.sqlite import open_database, write_transaction
+from keystrap.store.sqlite import StoreKind, open_database, write_transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -33,6 +33,8 @@ CREATE TABLE IF NOT EXISTS nodes (
     node_id BLOB PRIMARY KEY, tid INTEGER NOT NULL, psk_wrapped BLOB, address TEXT,
     status TEXT NOT NULL, updated INTEGER NOT NULL);
 """
+
+CONTROLLER_STATE = StoreKind("a keystrap controller state", has="transactions", lacks="controllers")
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ class ControllerStore:
     def __init__(self, path: Path, master_key: bytes) -> None:
         self.path = Path(path)
         self._kek = master_key
-        self._db = open_database(self.path, SCHEMA)
+        self._db = open_database(self.path, SCHEMA, kind=CONTROLLER_STATE)
 
     def close(self) -> None:
         self._db.close()

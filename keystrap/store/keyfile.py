@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
 
-from keystrap.store.atomic import write_atomic
+from keystrap.store.atomic import write_new
 from keystrap.store.errors import StoreError
 
 KEY_SIZE = 16
 
 
-def write_key_file(path: Path, key: bytes) -> None:
+def key_file_bytes(key: bytes) -> bytes:
     if len(key) != KEY_SIZE:
         raise ValueError("keys are 16 bytes")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, key.hex().encode() + b"\n", 0o600)
+    return key.hex().encode() + b"\n"
+
+
+def write_key_file(path: Path, key: bytes, *, force: bool = False) -> None:
+    """A new key file; an existing one is replaced only with ``force``."""
+    write_new(path, key_file_bytes(key), force=force)
 
 
 def read_key_file(path: Path) -> bytes:
@@ -30,7 +33,10 @@ def read_key_file(path: Path) -> bytes:
             f"key file {path} is accessible by others (mode {stat.S_IMODE(info.st_mode):04o}); "
             f"run: chmod 600 {path}"
         )
-    text = path.read_text().strip()
+    try:
+        text = path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StoreError(f"cannot read key file {path}: {exc}") from None
     try:
         key = bytes.fromhex(text)
     except ValueError:
@@ -45,11 +51,19 @@ def load_or_create_key_file(path: Path, rng: Callable[[int], bytes]) -> tuple[by
     if path.exists():
         return read_key_file(path), False
     key = rng(KEY_SIZE)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, key.hex().encode() + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_new(path, key_file_bytes(key))
     return key, True
+
+
+def load_master_key(store: Path, path: Path, rng: Callable[[int], bytes]) -> tuple[bytes, bool]:
+    """The master key wrapping ``store``'s keys: made with a new store only. An
+    existing store without its key is an error, and a store that turns out to be
+    unusable leaves no new key behind."""
+    if not store.exists():
+        return load_or_create_key_file(path, rng)
+    if not path.exists():
+        raise StoreError(
+            f"master key file {path} does not exist: the keys in {store} cannot be "
+            "unwrapped without it; put it back (or give --master-key)"
+        )
+    return read_key_file(path), False

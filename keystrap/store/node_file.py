@@ -35,6 +35,10 @@ class NodeFile:
 
 
 def save_node_file(path: Path, node: NodeFile) -> None:
+    write_atomic(Path(path), encode_node_file(node), 0o600)
+
+
+def encode_node_file(node: NodeFile) -> bytes:
     s = node.state
 
     def hx(value: bytes | None) -> str | None:
@@ -57,7 +61,13 @@ def save_node_file(path: Path, node: NodeFile) -> None:
         "confirmed": node.confirmed,
         "settings": node.settings.to_dict(),
     }
-    write_atomic(Path(path), (json.dumps(doc, indent=2) + "\n").encode(), 0o600)
+    return (json.dumps(doc, indent=2) + "\n").encode()
+
+
+def holds_psk(node: NodeFile) -> bool:
+    """The node has bootstrapped or is bootstrapping: its key may be a PSK that
+    nothing else holds, so no provisioning may ever replace this file."""
+    return node.confirmed or node.state.stage is not NodeStage.PROVISIONED
 
 
 def load_node_file(path: Path) -> NodeFile:

@@ -1,40 +1,147 @@
 """What the server's repository and the controller's state file share: how a
-database file is opened, and how a write is made atomic."""
+database file is opened, how a write is made atomic, and how a live database is
+copied and checked."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+from keystrap.store.errors import StoreError
 
-def open_database(path: Path, schema: str, *, foreign_keys: bool = False) -> sqlite3.Connection:
-    """Open (or create) a private database file.
+SIDECARS = ("-wal", "-shm", "-journal")
+
+
+@dataclass(frozen=True)
+class StoreKind:
+    """Which keystrap store a database file is, told by its tables, so that a
+    path given by mistake (the controller's state as the server's store, an
+    application's database) is refused before the schema is added to it."""
+
+    name: str
+    has: str  # a table every store of this kind holds
+    lacks: str | None = None  # a table only another kind holds
+
+    def recognises(self, tables: set[str]) -> bool:
+        return self.has in tables and self.lacks not in tables
+
+
+@contextmanager
+def private_files() -> Iterator[None]:
+    """Files created inside are 0600 whatever the caller's umask.
+
+    SQLite creates its ``-wal`` and ``-shm`` files itself, with the database's
+    mode but after the umask; only the umask reaches that code.
+    """
+    old = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def make_private(path: Path) -> None:
+    """chmod 0600 the database and whichever of its sidecar files exist."""
+    for name in ("", *SIDECARS):
+        with contextlib.suppress(FileNotFoundError):
+            Path(f"{path}{name}").chmod(0o600)
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection in autocommit mode, every file it creates 0600; a file that is
+    not a database, or cannot be opened, is a :class:`StoreError` naming it."""
+    try:
+        with private_files():
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA busy_timeout=10000")
+            db.execute("SELECT COUNT(*) FROM sqlite_schema").fetchone()
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open database {path}: {exc}") from None
+    make_private(path)
+    return db
+
+
+def open_database(
+    path: Path, schema: str, *, kind: StoreKind | None = None, foreign_keys: bool = False
+) -> sqlite3.Connection:
+    """Open (or create) a private database file (of this ``kind``, if given).
 
     WAL with ``synchronous=FULL``: a commit is on disk before anything that
     depends on it is sent, which the no-brick rule needs. Autocommit mode, so that
     :func:`write_transaction` alone decides where a transaction starts and ends.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=FULL")
-    if foreign_keys:
-        db.execute("PRAGMA foreign_keys=ON")
-    db.execute("PRAGMA busy_timeout=10000")
-    db.executescript(schema)
-    path.chmod(0o600)
+    db = connect(path)
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_schema WHERE type='table'")}
+    if kind is not None and tables and not kind.recognises(tables):
+        db.close()
+        raise StoreError(f"{path} is a SQLite database, but not {kind.name}; left untouched")
+    try:
+        with private_files():
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            if foreign_keys:
+                db.execute("PRAGMA foreign_keys=ON")
+            db.executescript(schema)
+    except sqlite3.Error as exc:
+        db.close()
+        raise StoreError(f"cannot use database {path}: {exc}") from None
+    make_private(path)
     return db
 
 
 @contextmanager
 def write_transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """One atomic write transaction (taken immediately, so writers queue up)."""
+    """One atomic write transaction (taken immediately, so writers queue up).
+
+    Whatever the body does before the commit -- such as writing and fsyncing the
+    file that hands a new key out -- is undone with it if the commit fails."""
     db.execute("BEGIN IMMEDIATE")
     try:
         yield db
+        db.execute("COMMIT")
     except BaseException:
-        db.execute("ROLLBACK")
+        if db.in_transaction:
+            db.execute("ROLLBACK")
         raise
-    db.execute("COMMIT")
+
+
+def integrity_problems(db: sqlite3.Connection) -> list[str]:
+    """SQLite's own check of every page and index; empty when all is well."""
+    try:
+        rows = db.execute("PRAGMA integrity_check").fetchall()
+    except sqlite3.Error as exc:
+        return [str(exc)]
+    lines = [line for row in rows for line in str(row[0]).splitlines()]
+    return [line for line in lines if line != "ok" and not line.startswith("*** in database")]
+
+
+def copy_database(source: sqlite3.Connection, target: Path, *, standalone: bool = True) -> None:
+    """A consistent copy of ``source`` into ``target`` (SQLite's online backup
+    API: one read snapshot, writers carry on), 0600 and fsynced; ``standalone``:
+    one self-contained file without a WAL. An existing ``target`` (a store being
+    restored) is replaced in one transaction."""
+    try:
+        with private_files():
+            copy = sqlite3.connect(target, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot write {target}: {exc}") from None
+    try:
+        source.backup(copy)
+        if standalone:
+            copy.execute("PRAGMA journal_mode=DELETE")
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot copy the database into {target}: {exc}") from None
+    finally:
+        copy.close()
+    make_private(target)
+    fd = os.open(target, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from keystrap.crypto import KeyUnwrapError, unwrap_key, wrap_key
+from keystrap.ids import eui64
 from keystrap.protocol.repository import (
     NodeRecord,
     NodeStatus,
@@ -27,7 +28,13 @@ from keystrap.protocol.repository import (
     UnknownTransaction,
 )
 from keystrap.store.errors import StoreError
-from keystrap.store.sqlite import open_database, write_transaction
+from keystrap.store.sqlite import (
+    StoreKind,
+    copy_database,
+    integrity_problems,
+    open_database,
+    write_transaction,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -55,6 +62,11 @@ CREATE TABLE IF NOT EXISTS revocations (
 """
 
 SCHEMA_VERSION = "1"
+SERVER_STORE = StoreKind("a keystrap server store", has="controllers")
+
+
+class WrongMasterKey(StoreError):
+    """The store's keys were wrapped under another master key."""
 
 
 @dataclass(frozen=True)
@@ -82,13 +94,32 @@ class NodeInfo:
     status: str  # enrolled, bootstrapping, active, revoked
 
 
+@dataclass
+class CheckReport:
+    """What ``keystrap admin check`` found: problems (empty if none) and counts."""
+
+    problems: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def _nothing() -> None:
+    pass
+
+
 class SqliteRepository:
     def __init__(self, path: Path, master_key: bytes) -> None:
         self.path = Path(path)
         self._kek = master_key
-        self._db = open_database(self.path, SCHEMA, foreign_keys=True)
-        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
-        self._check_master_key()
+        self._db = open_database(self.path, SCHEMA, kind=SERVER_STORE, foreign_keys=True)
+        try:
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+            self._check_master_key()
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise StoreError(f"{self.path}: {exc} (keystrap admin check says more)") from None
+        except StoreError:
+            self._db.close()
+            raise
 
     def close(self) -> None:
         self._db.close()
@@ -102,7 +133,7 @@ class SqliteRepository:
         try:
             return unwrap_key(self._kek, wrapped)
         except KeyUnwrapError:
-            raise StoreError(
+            raise WrongMasterKey(
                 f"{self.path}: a stored key does not unwrap -- wrong master key file?"
             ) from None
 
@@ -114,7 +145,10 @@ class SqliteRepository:
                 "INSERT INTO meta VALUES ('kek_check', ?)", (self._wrap(bytes(16)).hex(),)
             )
         elif self._unwrap(bytes.fromhex(row[0])) != bytes(16):
-            raise StoreError(f"{self.path}: master key check failed")
+            raise WrongMasterKey(
+                f"{self.path}: master key check failed: its keys were not wrapped under "
+                "this master key file"
+            )
 
     def data_version(self) -> int:
         """Changes whenever another connection commits (used to reload controllers)."""
@@ -209,7 +243,11 @@ class SqliteRepository:
 
     # -- controllers --------------------------------------------------------------
 
-    def add_controller(self, info: ControllerInfo, sk_cs: bytes) -> None:
+    def add_controller(
+        self, info: ControllerInfo, sk_cs: bytes, publish: Callable[[], None] = _nothing
+    ) -> None:
+        """Register a controller; ``publish`` (which writes its key file) runs inside
+        the transaction, so the key is committed only once the file is on disk."""
         try:
             with write_transaction(self._db) as db:
                 db.execute(
@@ -223,8 +261,33 @@ class SqliteRepository:
                         int(time.time()),
                     ),
                 )
+                publish()
         except sqlite3.IntegrityError:
-            raise StoreError("a controller with this ID is already registered") from None
+            raise StoreError(
+                f"controller {eui64(info.controller_id)} is already registered; to give it "
+                "a new key use: keystrap admin controller rotate-key"
+            ) from None
+
+    def pending_of_controller(self, controller_id: bytes) -> int:
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM transactions WHERE controller_id=? AND status='pending'",
+            (controller_id,),
+        ).fetchone()
+        return int(row[0])
+
+    def rotate_controller_key(
+        self, controller_id: bytes, sk_cs: bytes, publish: Callable[[], None] = _nothing
+    ) -> None:
+        """Replace a controller's ``SK_cs``; its orders, nodes and transactions stay.
+        ``publish`` writes the new key file inside the transaction, as in
+        :meth:`add_controller`."""
+        with write_transaction(self._db) as db:
+            changed = db.execute(
+                "UPDATE controllers SET sk_wrapped=? WHERE id=?", (self._wrap(sk_cs), controller_id)
+            ).rowcount
+            if changed == 0:
+                raise StoreError(f"no controller {eui64(controller_id)} is registered")
+            publish()
 
     def controller_keys(self) -> dict[bytes, bytes]:
         rows = self._db.execute("SELECT id, sk_wrapped FROM controllers").fetchall()
@@ -258,15 +321,25 @@ class SqliteRepository:
         controller_id: bytes,
         keys: Iterable[tuple[bytes, bytes]],
         key_mode: str,
+        *,
+        re_enrol: bool = False,
+        publish: Callable[[int], None] | None = None,
     ) -> int:
-        """Enrol nodes ``(node_id, initial_key)`` for one installer in one transaction."""
+        """Enrol nodes ``(node_id, initial_key)`` for one installer in one transaction.
+
+        A node already known is refused, except with ``re_enrol`` a revoked one,
+        which then joins this order with its new initial key. ``publish(order_id)``
+        (writing the installer's bundle) runs before the commit.
+        """
         now = int(time.time())
+        keys = list(keys)
         with write_transaction(self._db) as db:
             if (
                 db.execute("SELECT 1 FROM controllers WHERE id=?", (controller_id,)).fetchone()
                 is None
             ):
                 raise StoreError("unknown controller; add it with: keystrap admin controller add")
+            self._refuse_known(db, [nid for nid, _ in keys], re_enrol)
             db.execute("INSERT OR IGNORE INTO installers VALUES (?, ?)", (installer, now))
             cursor = db.execute(
                 "INSERT INTO orders (installer, controller_id, key_mode, created) VALUES (?,?,?,?)",
@@ -274,14 +347,42 @@ class SqliteRepository:
             )
             order_id = cursor.lastrowid
             assert order_id is not None
-            try:
-                db.executemany(
-                    "INSERT INTO nodes VALUES (?,?,?,'enrolled',?)",
-                    ((nid, order_id, self._wrap(key), now) for nid, key in keys),
-                )
-            except sqlite3.IntegrityError:
-                raise StoreError("a node of this order is already enrolled") from None
+            db.executemany(
+                "INSERT INTO nodes VALUES (?,?,?,'enrolled',?) ON CONFLICT(id) DO UPDATE SET "
+                "order_id=excluded.order_id, key_wrapped=excluded.key_wrapped, "
+                "status='enrolled', updated=excluded.updated",
+                ((nid, order_id, self._wrap(key), now) for nid, key in keys),
+            )
+            if publish is not None:
+                publish(order_id)
         return order_id
+
+    @staticmethod
+    def _refuse_known(db: sqlite3.Connection, node_ids: list[bytes], re_enrol: bool) -> None:
+        db.execute("CREATE TEMP TABLE IF NOT EXISTS new_ids (id BLOB PRIMARY KEY)")
+        db.execute("DELETE FROM new_ids")
+        try:
+            db.executemany("INSERT INTO new_ids VALUES (?)", ((nid,) for nid in node_ids))
+        except sqlite3.IntegrityError:
+            raise StoreError("the order lists a node ID twice") from None
+        clash = db.execute(
+            "SELECT n.id, n.order_id, n.status FROM nodes n JOIN new_ids USING (id) "
+            "WHERE NOT (? AND n.status='revoked') LIMIT 1",
+            (re_enrol,),
+        ).fetchone()
+        db.execute("DELETE FROM new_ids")
+        if clash is None:
+            return
+        node = eui64(clash[0])
+        if clash[2] == "revoked":
+            raise StoreError(
+                f"node {node} is already enrolled (order {clash[1]}, revoked); "
+                "to enrol it again on purpose add --re-enrol"
+            )
+        raise StoreError(
+            f"node {node} is already enrolled (order {clash[1]}, {clash[2]}); only a revoked "
+            f"node can be enrolled again: revoke it first (keystrap admin revoke {node})"
+        )
 
     def list_orders(self) -> list[OrderInfo]:
         rows = self._db.execute(
@@ -292,8 +393,22 @@ class SqliteRepository:
         return [OrderInfo(*row) for row in rows]
 
     def remove_order(self, order_id: int) -> int:
-        """Remove an order and its nodes; returns how many nodes went with it."""
+        """Remove an order and its nodes; returns how many nodes went with it.
+
+        Refused while a node of the order is bootstrapping or active: removing it
+        would make the server forget a key a device in the field relies on."""
         with write_transaction(self._db) as db:
+            live = db.execute(
+                "SELECT COUNT(*) FROM nodes n WHERE n.order_id=? AND (n.status='active' OR "
+                "(n.status='enrolled' AND EXISTS(SELECT 1 FROM transactions t "
+                "WHERE t.node_id=n.id AND t.status='pending')))",
+                (order_id,),
+            ).fetchone()[0]
+            if live:
+                raise StoreError(
+                    f"order {order_id} has {live} bootstrapping or active node(s); revoke them "
+                    f"first (keystrap admin revoke --order {order_id}), then remove the order"
+                )
             nodes = [r[0] for r in db.execute("SELECT id FROM nodes WHERE order_id=?", (order_id,))]
             db.executemany("DELETE FROM transactions WHERE node_id=?", ((n,) for n in nodes))
             db.execute("DELETE FROM nodes WHERE order_id=?", (order_id,))
@@ -333,20 +448,39 @@ class SqliteRepository:
 
     def revoke(self, node_id: bytes) -> None:
         with write_transaction(self._db) as db:
-            updated = db.execute(
-                "UPDATE nodes SET status='revoked', updated=? WHERE id=?",
-                (int(time.time()), node_id),
-            ).rowcount
-            if updated == 0:
-                raise StoreError("no such node")
-            db.execute(
-                "INSERT INTO revocations (node_id, at) VALUES (?, ?)", (node_id, int(time.time()))
-            )
-            db.execute(
-                "UPDATE transactions SET status='superseded', psk_wrapped=NULL, "
-                "grant_flight=NULL WHERE node_id=? AND status='pending'",
-                (node_id,),
-            )
+            if not self._revoke(db, node_id):
+                raise StoreError(f"no node {eui64(node_id)} is enrolled")
+
+    def revoke_order(self, order_id: int) -> int:
+        """Revoke every node of an order that is not revoked yet; returns how many."""
+        with write_transaction(self._db) as db:
+            if db.execute("SELECT 1 FROM orders WHERE id=?", (order_id,)).fetchone() is None:
+                raise StoreError(f"no order {order_id}")
+            ids = [
+                r[0]
+                for r in db.execute(
+                    "SELECT id FROM nodes WHERE order_id=? AND status!='revoked'", (order_id,)
+                )
+            ]
+            for node_id in ids:
+                self._revoke(db, node_id)
+        return len(ids)
+
+    @staticmethod
+    def _revoke(db: sqlite3.Connection, node_id: bytes) -> bool:
+        now = int(time.time())
+        updated = db.execute(
+            "UPDATE nodes SET status='revoked', updated=? WHERE id=?", (now, node_id)
+        ).rowcount
+        if updated == 0:
+            return False
+        db.execute("INSERT INTO revocations (node_id, at) VALUES (?, ?)", (node_id, now))
+        db.execute(
+            "UPDATE transactions SET status='superseded', psk_wrapped=NULL, "
+            "grant_flight=NULL WHERE node_id=? AND status='pending'",
+            (node_id,),
+        )
+        return True
 
     def revocations_after(self, after: int, limit: int) -> list[tuple[int, bytes]]:
         rows = self._db.execute(
@@ -359,3 +493,47 @@ class SqliteRepository:
         """For audits such as "no IK left": yields ``(node_id, key)``; never log the key."""
         for node_id, wrapped in self._db.execute("SELECT id, key_wrapped FROM nodes"):
             yield node_id, self._unwrap(wrapped)
+
+    # -- maintenance --------------------------------------------------------------
+
+    def check(self) -> CheckReport:
+        """SQLite's integrity check, every wrapped key unwrapped, nodes counted by state."""
+        report = CheckReport(problems=integrity_problems(self._db))
+        try:
+            self._check_keys(report)
+        except sqlite3.Error as exc:
+            report.problems.append(f"reading the store failed: {exc}")
+        return report
+
+    def _check_keys(self, report: CheckReport) -> None:
+        wrapped = [
+            (f"controller {eui64(cid)}", w)
+            for cid, w in self._db.execute("SELECT id, sk_wrapped FROM controllers")
+        ]
+        wrapped += [(f"node {eui64(nid)}", w) for nid, w in self._db.execute(WRAPPED_NODE_KEYS)]
+        wrapped += [
+            (f"transaction {tid} of controller {eui64(cid)}", w)
+            for cid, tid, *keys in self._db.execute(WRAPPED_TRANSACTION_KEYS)
+            for w in keys
+            if w is not None
+        ]
+        for owner, blob in wrapped:
+            try:
+                unwrap_key(self._kek, blob)
+            except KeyUnwrapError:
+                report.problems.append(f"the key of {owner} does not unwrap under the master key")
+        for node in self.list_nodes():
+            report.counts[node.status] = report.counts.get(node.status, 0) + 1
+
+    def backup(self, target: Path) -> None:
+        """A consistent copy of the live repository into the new file ``target``;
+        the keys in it stay wrapped under the master key."""
+        copy_database(self._db, target)
+
+    def restore_into(self, store: Path) -> None:
+        """Make ``store`` (a server's database, possibly existing) a copy of this one."""
+        copy_database(self._db, store, standalone=False)
+
+
+WRAPPED_NODE_KEYS = "SELECT id, key_wrapped FROM nodes"
+WRAPPED_TRANSACTION_KEYS = "SELECT controller_id, tid, rn_c_wrapped, psk_wrapped FROM transactions"

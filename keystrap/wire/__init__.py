@@ -27,12 +27,14 @@ from keystrap.wire.flights import (
     seal_flight6,
     seal_flight7,
     seal_flight8,
+    seal_flight11,
 )
-from keystrap.wire.header import VERSION, FlightType, peek_type
+from keystrap.wire.header import COMPACT, VERSION, FlightType, peek_type, peek_version
 from keystrap.wire.revocation import RevocationList, RevocationQuery
 from keystrap.wire.sizes import ID_SIZE, RN_SIZE, TID_MAX, TS_MAX
 
 __all__ = [
+    "COMPACT",
     "FLIGHT_SIZES",
     "ID_SIZE",
     "RN_SIZE",
@@ -57,6 +59,7 @@ __all__ = [
     "open_flight7",
     "open_flight8",
     "peek_type",
+    "peek_version",
     "seal_flight2",
     "seal_flight3",
     "seal_flight4",
@@ -64,4 +67,5 @@ __all__ = [
     "seal_flight6",
     "seal_flight7",
     "seal_flight8",
+    "seal_flight11",
 ]

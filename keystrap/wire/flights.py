@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from keystrap.crypto import TAG_SIZE, InvalidTag, ccm_open, ccm_seal
 from keystrap.wire.errors import AuthenticationError, DecodeError, DecodeReason
-from keystrap.wire.header import FlightType, check_frame, header_byte
+from keystrap.wire.header import VERSION, FlightType, check_frame, header_byte
 from keystrap.wire.nonce import make_nonce
 from keystrap.wire.sizes import ID_SIZE, KEY_SIZE, RN_SIZE, TID_MAX, TID_SIZE, TS_MAX, TS_SIZE
 
@@ -64,8 +64,12 @@ def _require_u32(name: str, value: int, maximum: int) -> None:
         raise ValueError(f"{name} {value} out of range 0..{maximum}")
 
 
-def _aad(flight_type: FlightType, controller_id: bytes, tid: int, node_id: bytes = b"") -> bytes:
-    return header_byte(flight_type) + controller_id + tid.to_bytes(TID_SIZE, "big") + node_id
+def _aad(
+    flight_type: FlightType, controller_id: bytes, tid: int, node_id: bytes, version: int
+) -> bytes:
+    return (
+        header_byte(flight_type, version) + controller_id + tid.to_bytes(TID_SIZE, "big") + node_id
+    )
 
 
 def _seal(
@@ -75,9 +79,11 @@ def _seal(
     tid: int,
     plaintext: bytes,
     node_id: bytes = b"",
+    version: int = VERSION,
 ) -> bytes:
+    """``node_id`` may be followed by further context that is authenticated, not sent."""
     nonce = make_nonce(flight_type, controller_id, tid)
-    return ccm_seal(key, nonce, plaintext, _aad(flight_type, controller_id, tid, node_id))
+    return ccm_seal(key, nonce, plaintext, _aad(flight_type, controller_id, tid, node_id, version))
 
 
 def _open(
@@ -87,10 +93,12 @@ def _open(
     tid: int,
     sealed: bytes,
     node_id: bytes = b"",
+    version: int = VERSION,
 ) -> bytes:
     nonce = make_nonce(flight_type, controller_id, tid)
+    aad = _aad(flight_type, controller_id, tid, node_id, version)
     try:
-        return ccm_open(key, nonce, sealed, _aad(flight_type, controller_id, tid, node_id))
+        return ccm_open(key, nonce, sealed, aad)
     except InvalidTag:
         raise AuthenticationError(f"flight {int(flight_type)} failed authentication") from None
 
@@ -102,21 +110,23 @@ def _open(
 class Flight1:
     """SBI -> SBR over the out-of-band channel, in the clear (paper: AE or plaintext).
 
-    It carries no secret: ``RN_i`` alone gives nothing without ``IK_i``.
+    It carries no secret: ``RN_i`` alone gives nothing without ``IK_i``. The same
+    layout in both profiles; ``version`` is the node's.
     """
 
     node_id: bytes
     rn_i: bytes
+    version: int = VERSION
 
     def encode(self) -> bytes:
         _require("ID_i", self.node_id, ID_SIZE)
         _require("RN_i", self.rn_i, RN_SIZE)
-        return header_byte(FlightType.F1_HELLO) + self.node_id + self.rn_i
+        return header_byte(FlightType.F1_HELLO, self.version) + self.node_id + self.rn_i
 
     @classmethod
-    def decode(cls, data: bytes) -> Flight1:
-        check_frame(data, FlightType.F1_HELLO, F1_SIZE)
-        return cls(node_id=data[1:9], rn_i=data[9:25])
+    def decode(cls, data: bytes, version: int = VERSION) -> Flight1:
+        check_frame(data, FlightType.F1_HELLO, F1_SIZE, version)
+        return cls(node_id=data[1:9], rn_i=data[9:25], version=version)
 
 
 # --- flight 2 -------------------------------------------------------------------
@@ -296,6 +306,23 @@ def seal_flight7(sk_cs: bytes, controller_id: bytes, tid: int, node_id: bytes) -
 def open_flight7(data: bytes, sk_cs: bytes, controller_id: bytes, tid: int, node_id: bytes) -> None:
     check_frame(data, FlightType.F7_CONFIRMED, F7_SIZE)
     _open(FlightType.F7_CONFIRMED, sk_cs, controller_id, tid, data[1:], node_id)
+
+
+# --- flight 11 (our addition: the node learns, verifiably, that the server confirmed) --
+
+F11_SIZE = _HDR + TID_SIZE + TAG_SIZE
+
+
+def seal_flight11(session_key: bytes, controller_id: bytes, tid: int, node_id: bytes) -> bytes:
+    """``hdr TID seal_SKi()``: sent by the controller once flight 7 arrived.
+
+    Sealed under SK_i, which only this bootstrap's node and controller can
+    derive and which seals nothing else, so the node can tell it from an
+    attacker's "done" (the empty record that used to stand here).
+    """
+    _require("ID_i", node_id, ID_SIZE)
+    sealed = _seal(FlightType.F11_NODE_CONFIRMED, session_key, controller_id, tid, b"", node_id)
+    return header_byte(FlightType.F11_NODE_CONFIRMED) + struct.pack(">I", tid) + sealed
 
 
 # --- flight 8 (hardened profile: the controller never learns IK) ------------------

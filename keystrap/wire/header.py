@@ -8,7 +8,9 @@ from enum import IntEnum
 
 from keystrap.wire.errors import DecodeError, DecodeReason
 
-VERSION = 1
+VERSION = 1  # the paper's flights
+COMPACT = 2  # the compact profile (keystrap.wire.compact): fewer bytes, same properties
+VERSIONS = (VERSION, COMPACT)
 
 
 class FlightType(IntEnum):
@@ -22,28 +24,42 @@ class FlightType(IntEnum):
     F8_SEALED_GRANT = 8  # SBS -> SBR, CoAP, hardened profile: sealed PSK_i, TS, TID, flight 4
     F9_REVOCATION_QUERY = 9  # SBR -> SBS, CoAP: "what was revoked after n?" (our addition)
     F10_REVOCATION_LIST = 10  # SBS -> SBR, CoAP: the answer, MAC'd under SK_cs
+    F11_NODE_CONFIRMED = 11  # SBR -> SBI, out of band, after flight 7: TID, tag under SK_i
+    F12_REFUSED = 12  # SBR -> SBI, out of band: ID_i, why the server refused (unauthenticated)
 
 
-def header_byte(flight_type: FlightType) -> bytes:
-    return bytes([(VERSION << 4) | flight_type])
+def header_byte(flight_type: FlightType, version: int = VERSION) -> bytes:
+    return bytes([(version << 4) | flight_type])
 
 
-def peek_type(data: bytes) -> FlightType:
+def peek_version(data: bytes) -> int:
+    """The profile a flight belongs to, if it is one this implementation speaks."""
+    if not data:
+        raise DecodeError(DecodeReason.TRUNCATED, "empty message")
+    version = data[0] >> 4
+    if version not in VERSIONS:
+        raise DecodeError(
+            DecodeReason.WRONG_VERSION, f"version {version}, this side speaks {VERSIONS}"
+        )
+    return version
+
+
+def peek_type(data: bytes, version: int = VERSION) -> FlightType:
     """Read the header to dispatch a flight; checks the version, not the length."""
     if not data:
         raise DecodeError(DecodeReason.TRUNCATED, "empty message")
-    version, kind = data[0] >> 4, data[0] & 0x0F
-    if version != VERSION:
-        raise DecodeError(DecodeReason.WRONG_VERSION, f"version {version}, expected {VERSION}")
+    found, kind = data[0] >> 4, data[0] & 0x0F
+    if found != version:
+        raise DecodeError(DecodeReason.WRONG_VERSION, f"version {found}, expected {version}")
     try:
         return FlightType(kind)
     except ValueError:
         raise DecodeError(DecodeReason.WRONG_TYPE, f"unknown flight type {kind}") from None
 
 
-def check_frame(data: bytes, expected: FlightType, size: int) -> None:
+def check_frame(data: bytes, expected: FlightType, size: int, version: int = VERSION) -> None:
     """Strict check of header and exact length for a fixed-size flight."""
-    kind = peek_type(data)
+    kind = peek_type(data, version)
     if kind != expected:
         raise DecodeError(
             DecodeReason.WRONG_TYPE, f"flight {int(kind)} where flight {int(expected)} expected"

@@ -1,0 +1,116 @@
+"""One instance per data directory and per port, on real processes (issue #11, item 2)."""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from keystrap.services.processes import (
+    Service,
+    free_udp_port,
+    keystrap_command,
+    start_service,
+    wait_for_server,
+    wait_for_socket,
+)
+from keystrap.store.keyfile import write_key_file
+
+from .services_helpers import run
+
+
+def server_args(data: Path, port: int) -> list[str]:
+    return [
+        "server",
+        "--port",
+        str(port),
+        "--database",
+        str(data / "sbs.sqlite"),
+        "--master-key",
+        str(data / "sbs-master.key"),
+    ]
+
+
+def controller_args(data: Path, state: Path, server_port: int) -> list[str]:
+    return [
+        "controller",
+        "--server",
+        f"coap://127.0.0.1:{server_port}",
+        "--key-file",
+        str(data / "sk.key"),
+        "--state",
+        str(state),
+        "--master-key",
+        str(data / "sbr-master.key"),
+        "--oob",
+        f"unix:{data / 'oob.sock'}",
+    ]
+
+
+def second(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        keystrap_command(*args), cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+
+
+@contextmanager
+def running_server(tmp_path: Path, data: Path, port: int) -> Iterator[Service]:
+    service = start_service("server", server_args(data, port), tmp_path, tmp_path / "s1.log")
+    try:
+        run(wait_for_server("127.0.0.1", port, service))
+        yield service
+    finally:
+        service.stop()
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_two_servers_on_one_data_directory(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with running_server(tmp_path, data, free_udp_port()) as first:
+        before = snapshot(data)
+        result = second(server_args(data, free_udp_port()), tmp_path)
+        assert first.process.poll() is None
+        assert snapshot(data) == before
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert f"another server (pid {first.process.pid}) is running on" in result.stderr
+
+
+def test_two_servers_on_one_port(tmp_path: Path) -> None:
+    port = free_udp_port()
+    with running_server(tmp_path, tmp_path / "a", port) as first:
+        result = second(server_args(tmp_path / "b", port), tmp_path)
+        assert first.process.poll() is None
+    assert result.returncode == 2
+    assert (
+        result.stderr
+        == f"keystrap server: error: UDP port {port} on 127.0.0.1 is in use by another process\n"
+    )
+    assert not (tmp_path / "b").exists()  # refused before anything was written
+
+
+def test_two_controllers_on_one_state(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    write_key_file(data / "sk.key", secrets.token_bytes(16))
+    state = data / "sbr.sqlite"
+    args = controller_args(data, state, free_udp_port())
+    first = start_service("controller", args, tmp_path, tmp_path / "c1.log")
+    try:
+        run(wait_for_socket(data / "oob.sock", first))
+        other = tmp_path / "other"
+        other.mkdir()
+        write_key_file(other / "sk.key", secrets.token_bytes(16))
+        result = second([*controller_args(other, state, free_udp_port())], tmp_path)
+        assert first.process.poll() is None
+    finally:
+        first.stop()
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert f"another controller (pid {first.process.pid}) is running on {state}" in result.stderr
+    assert not (other / "oob.sock").exists() and not (other / "sbr-master.key").exists()
