@@ -22,6 +22,7 @@ from keystrap.ids import eui64
 from keystrap.protocol import BootstrapGranted, BootstrapRefused, NodeActivated
 from keystrap.store.activity import ActivityLog
 from keystrap.store.errors import StoreError
+from keystrap.store.keyfile import read_key_file
 from keystrap.store.sqlite_repository import ControllerInfo, SqliteRepository
 from keystrap_lab.processes import keystrap_command
 
@@ -118,6 +119,8 @@ def test_every_form_needs_its_csrf_token(store: ConsoleStore) -> None:
         "/controllers",
         "/controllers/02:00:00:00:00:00:00:c0/remove",
         "/nodes/02:00:00:00:00:00:00:01/revoke",
+        "/nodes/02:00:00:00:00:00:00:01/re-enrol",
+        "/controllers/02:00:00:00:00:00:00:c0/rotate",
         "/logout",
     ]
     for path in forms:
@@ -247,3 +250,32 @@ def test_history_tells_each_attempt_in_plain_words(store: ConsoleStore) -> None:
     assert "initial key does not match the order" in tries[2].cause
     recent = history.attempts(rows[:1], granted[:1], now=150.0, window=120)
     assert recent[0].outcome == "in progress"
+
+
+def test_re_enrol_a_revoked_node_and_rotate_a_controller_key(
+    store: ConsoleStore, tmp_path: Path
+) -> None:
+    client, token = logged_in(store)
+    node = enrol(store.repository, 0, 1, "acme")[0]
+    refused = client.post(f"/nodes/{eui64(node)}/re-enrol", data={"csrf": token})
+    assert refused.status_code == 400 and "revoke it first" in refused.text
+    store.repository.revoke(node)
+    page = client.post(f"/nodes/{eui64(node)}/re-enrol", data={"csrf": token, "oob": "unix:x"})
+    link = re.search(r'href="(/bundles/[^"]+)"', page.text)
+    assert link is not None
+    doc = json.loads(client.get(link.group(1)).content)
+    assert [n["id"] for n in doc["nodes"]] == [eui64(node)]
+    assert queries.page_nodes(store.db, queries.NodeFilter(state="enrolled"))[0].node_id == node
+
+    old_key = store.repository.controller_keys()[CONTROLLER]
+    key_out = tmp_path / "new-sk.key"
+    rotate = f"/controllers/{eui64(CONTROLLER)}/rotate"
+    assert client.post(rotate, data={"key_out": str(key_out)}).status_code == 403
+    client.post(rotate, data={"csrf": token, "key_out": str(key_out)})
+    new_key = store.repository.controller_keys()[CONTROLLER]
+    assert new_key != old_key and read_key_file(key_out) == new_key
+    assert key_out.stat().st_mode & 0o777 == 0o600
+    again = client.post(rotate, data={"csrf": token, "key_out": str(key_out)})
+    assert again.status_code == 400 and read_key_file(key_out) == new_key
+    page = client.get("/controllers").text
+    assert new_key.hex() not in page and old_key.hex() not in page

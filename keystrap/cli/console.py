@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import socket
+import ssl
 import sys
 from pathlib import Path
 
@@ -84,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
             f"the console needs its extra dependencies ({exc.name}): "
             "pip install 'keystrap[console]'"
         ) from None
+    from keystrap.cli.admin import open_repository
+
     if (args.certfile is None) != (args.keyfile is None):
         raise ValueError("give both --certfile and --keyfile, or neither")
     if not 1 <= args.port <= 65535:
@@ -91,18 +94,18 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(
         ServerConfig, args.config, {"database": args.database, "master_key": args.master_key}
     )
-    from keystrap.cli.admin import open_repository  # admin imports this module
-
     repository = open_repository(config, create=False)
+    try:
+        check_certificate(args.certfile, args.keyfile)
+        listening = listen(args.host, args.port)
+    except BaseException:
+        repository.close()
+        raise
     users = Users(config.database)
     if not users.names():
-        print(
-            "no console account yet: add one with `keystrap admin user add NAME`", file=sys.stderr
-        )
+        print("no console account yet: add one with `keystrap admin user add NAME`")
     store = ConsoleStore(repository, users, config.window, secure_cookie=args.certfile is not None)
-    scheme = "https" if args.certfile else "http"
     try:
-        listening = listen(args.host, args.port)
         server = uvicorn.Server(
             uvicorn.Config(
                 build_app(store),
@@ -113,12 +116,25 @@ def run(args: argparse.Namespace) -> int:
                 timeout_graceful_shutdown=2,  # live views never end on their own
             )
         )
-        where = f"{scheme}://{args.host}:{args.port}/"
+        where = f"{'https' if args.certfile else 'http'}://{args.host}:{args.port}/"
         print(f"console on {where} (store {config.database})", flush=True)
         server.run(sockets=[listening])
     finally:
         store.close()
     return 0
+
+
+def check_certificate(certfile: Path | None, keyfile: Path | None) -> None:
+    """Loaded once here, so that a wrong file is one error line, not uvicorn's exit."""
+    if certfile is None or keyfile is None:
+        return
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile, keyfile)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise ConfigError(
+            f"--certfile {certfile} / --keyfile {keyfile} cannot be used: {reason}"
+        ) from None
 
 
 def listen(host: str, port: int) -> socket.socket:

@@ -238,6 +238,18 @@ def build_app(store: ConsoleStore) -> Starlette:
         id_range = text(form, "range")
         count = text(form, "count")
         node_ids = ids_from_range(id_range) if id_range else ids_from_count(int(count or "0"))
+        return order_with_bundle(
+            session, installer, parse_eui64(text(form, "controller")), node_ids, form
+        )
+
+    def order_with_bundle(
+        session: Session,
+        installer: str,
+        controller_id: bytes,
+        node_ids: list[bytes],
+        form: FormData,
+        re_enrol: bool = False,
+    ) -> Response:
         tokens: list[str] = []
 
         def offer(order: Order) -> None:
@@ -248,14 +260,26 @@ def build_app(store: ConsoleStore) -> Starlette:
         create_order(
             store.repository,
             installer,
-            parse_eui64(text(form, "controller")),
+            controller_id,
             node_ids,
             key_mode=text(form, "key_mode") or "shared",
             oob=text(form, "oob") or "unix:keystrap-data/oob.sock",
+            re_enrol=re_enrol,
             publish=offer,
         )
-        token = tokens[0]
-        return back(f"/orders?download={token}")
+        return back(f"/orders?download={tokens[0]}")
+
+    async def re_enrol(request: Request, session: Session) -> Response:
+        """A revoked (e.g. factory-reset) node enrolled again on purpose: a new order
+        of that one node with a fresh initial key, its bundle offered once."""
+        row = queries.node_summary(store.db, parse_eui64(request.path_params["eui"]))
+        if row is None:
+            raise ValueError("no such node")
+        form = await request.form()
+        installer = text(form, "installer") or row.installer
+        return order_with_bundle(
+            session, installer, row.controller_id, [row.node_id], form, re_enrol=True
+        )
 
     async def bundle(request: Request, session: Session) -> Response:
         download = sessions.take(session.user, request.path_params["token"], time.time())
@@ -300,8 +324,27 @@ def build_app(store: ConsoleStore) -> Starlette:
             int(text(form, "port") or "5684"),
         )
         sk_cs = secrets.token_bytes(16)
-        store.repository.add_controller(info, sk_cs)
-        write_key_file(key_out, sk_cs)
+        store.repository.add_controller(info, sk_cs, lambda: write_key_file(key_out, sk_cs))
+        return back("/controllers")
+
+    async def controller_rotate(request: Request, session: Session) -> Response:
+        """A new ``SK_cs``, under the rules of ``admin controller rotate-key`` without
+        its --force (declaring bootstraps abandoned is left to the command line)."""
+        controller_id = parse_eui64(request.path_params["eui"])
+        form = await request.form()
+        key_out = Path(text(form, "key_out"))
+        if not text(form, "key_out") or key_out.exists():
+            raise ValueError("name a new file for the controller's key (an existing one is kept)")
+        pending = store.repository.pending_of_controller(controller_id)
+        if pending:
+            raise StoreError(
+                f"controller {eui64(controller_id)} has {pending} unfinished bootstrap(s) "
+                "whose confirmations are sealed with the old key; let them finish first"
+            )
+        sk_cs = secrets.token_bytes(16)
+        store.repository.rotate_controller_key(
+            controller_id, sk_cs, lambda: write_key_file(key_out, sk_cs)
+        )
         return back("/controllers")
 
     async def controller_remove(request: Request, session: Session) -> Response:
@@ -352,6 +395,7 @@ def build_app(store: ConsoleStore) -> Starlette:
         Route("/nodes", guarded(nodes)),
         Route("/nodes/{eui}", guarded(node)),
         Route("/nodes/{eui}/revoke", guarded(revoke), methods=["POST"]),
+        Route("/nodes/{eui}/re-enrol", guarded(re_enrol), methods=["POST"]),
         Route("/orders", guarded(orders)),
         Route("/orders", guarded(order_create), methods=["POST"]),
         Route("/orders/{order:int}/remove", guarded(order_remove), methods=["POST"]),
@@ -360,6 +404,7 @@ def build_app(store: ConsoleStore) -> Starlette:
         Route("/controllers", guarded(controllers)),
         Route("/controllers", guarded(controller_add), methods=["POST"]),
         Route("/controllers/{eui}/remove", guarded(controller_remove), methods=["POST"]),
+        Route("/controllers/{eui}/rotate", guarded(controller_rotate), methods=["POST"]),
         Route("/live", guarded(live)),
         Route("/live/events", guarded(live_events)),
         Route("/static/live.js", guarded(script)),
