@@ -4,6 +4,8 @@ pure-Python AES block function it uses there."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,10 +18,11 @@ from keystrap.nodecore.aes import encrypt_block
 from keystrap.nodecore.host_link import handle
 from keystrap.protocol import NodeStage, NodeState, NodeStatus
 from keystrap.protocol.node import local_core
-from keystrap.runtime import MicroPython
+from keystrap.runtime import MicroPython, RuntimeUnavailable
+from keystrap.services.processes import keystrap_command
 from keystrap.services.site import Site
 from keystrap.simulation import Fault
-from keystrap.store.node_file import load_node_file
+from keystrap.store.node_file import NodeFile, load_node_file, save_node_file
 from keystrap.wire import seal_flight11
 
 from .conftest import load_vectors, make_simulation, node_id
@@ -112,7 +115,8 @@ def test_every_vector_under_micropython(micropython: MicroPython) -> None:
 
 
 def test_line_protocol_rejects_garbage(micropython: MicroPython) -> None:
-    for line in ("", "hello", "answer " + "zz " * 8, "reset " + "- " * 8):
+    short_key = "hello 0200000000000001 02000000000000c0 00ff - - - - " + "00" * 16
+    for line in ("", "hello", "answer " + "zz " * 8, "reset " + "- " * 8, short_key):
         assert handle(line).startswith("error")
         with pytest.raises(Exception, match="error"):
             micropython.request(line)
@@ -170,3 +174,26 @@ def test_micropython_node_bootstraps_against_the_services(tmp_path: Path) -> Non
             site.stop()
 
     asyncio.run(scenario())
+
+
+def test_missing_nodejs_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("keystrap.runtime.micropython.shutil.which", lambda _name: None)
+    with pytest.raises(RuntimeUnavailable, match=r"Node.js \(node\) is not installed"):
+        MicroPython()
+
+
+def test_cli_without_nodejs_exits_2_with_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "node.json"
+    state = NodeState(node_id(1), bytes(8), bytes(16))
+    save_node_file(path, NodeFile(state, "127.0.0.1", 5684, f"unix:{tmp_path / 'oob.sock'}"))
+    done = subprocess.run(
+        keystrap_command("node", str(path), "--runtime", "micropython", "--timeout", "1"),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": str(tmp_path)},
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "keystrap: Node.js (node) is not installed: run make setup"
+    ]

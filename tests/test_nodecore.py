@@ -1,5 +1,5 @@
-"""The single-primitive node core: published vectors, and bit-for-bit the same
-flights, PSK and SK_i as the main implementation over random inputs."""
+"""The single-primitive node core: published vectors, and over random inputs the
+flights, PSK and SK_i that the controller and server of a simulated run expect."""
 
 from __future__ import annotations
 

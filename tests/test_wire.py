@@ -88,7 +88,7 @@ def test_wrong_version_and_wrong_type(kind: FlightType) -> None:
     assert info.value.reason is DecodeReason.WRONG_TYPE
 
 
-@pytest.mark.parametrize("first", [0x10, 0x1C, 0x1F])
+@pytest.mark.parametrize("first", [0x10, 0x1D, 0x1F])
 def test_unknown_types(first: int) -> None:
     with pytest.raises(DecodeError) as info:
         peek_type(bytes([first]))

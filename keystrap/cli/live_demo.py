@@ -144,10 +144,12 @@ async def _demo(site: Site, count: int, started: float, kept: bool) -> int:
         f"   {ok_nodes}/{count} bootstrapped; {len(list(site.signals.iterdir()))} signal files "
         + where
     )
+    micropython_ok = await micropython_node(site, say)
     say()
 
     say("4. What is left of IK_N, and what the installer can still do")
-    keys = site.server_keys()
+    node_ids = [parse_eui64(n["id"]) for n in bundle["nodes"]]
+    keys = {nid: key for nid, key in site.server_keys().items() if nid in node_ids}
     with_ik = sum(1 for k in keys.values() if k == ik_n)
     active = site.node_statuses().count("active")
     say(f"   repository: {with_ik} of {len(keys)} node keys equal IK_N; {active} nodes active")
@@ -169,7 +171,6 @@ async def _demo(site: Site, count: int, started: float, kept: bool) -> int:
     unchanged = all(after[a.node_id] == keys[a.node_id] for a in attempts)
     say(f"   the server's keys for those nodes are unchanged: {'yes' if unchanged else 'NO'}")
 
-    node_ids = [parse_eui64(n["id"]) for n in bundle["nodes"]]
     opened, tried = try_open_with(site.relay.record, ik_n, site.controller_id, node_ids)
     say(f"   installer tries IK_N on every recorded in-band flight: {opened} of {tried} opened")
     say("   (RN_c, needed for PSK = AES_IK(RN_i XOR RN_c), only ever travels sealed under")
@@ -184,9 +185,25 @@ async def _demo(site: Site, count: int, started: float, kept: bool) -> int:
         and unchanged
         and opened == 0
         and after_ok
+        and micropython_ok
     )
     say(f"demo {'succeeded' if ok else 'FAILED'} in {time.monotonic() - started:.1f} s")
     return 0 if ok else 1
+
+
+async def micropython_node(site: Site, say: Callable[..., None]) -> bool:
+    """One more node whose core (flights 1, 4, 5, 11) runs inside MicroPython."""
+    [path] = site.enrol(1, installer="acme", name="micropython")
+    say(f"   $ keystrap node micropython/{path.name} --runtime micropython")
+    try:
+        args = ("--runtime", "micropython", "--timeout", "30", "--linger", "5")
+        out = await asyncio.to_thread(site.cli, "node", str(path), *args)
+    except RuntimeError as exc:
+        say(f"     FAILED: {str(exc).strip().splitlines()[-1]}")
+        return False
+    say(f"     {out.strip()}")
+    node_id = load_node_file(path).state.node_id
+    return ": confirmed in" in out and site.server_keys()[node_id] == load_node_file(path).state.key
 
 
 async def after_bootstrap(site: Site, path: Path, ik_n: bytes, say: Callable[..., None]) -> bool:

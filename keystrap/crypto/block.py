@@ -6,7 +6,7 @@ KEY_SIZE = 16
 BLOCK_SIZE = 16
 
 
-def aes_encrypt_block(key: bytes, block: bytes) -> bytes:
+def aes_encrypt_block(key: bytes, block: bytes | bytearray) -> bytes:
     """Encrypt exactly one 16-byte block under a 16-byte key (FIPS-197).
 
     ECB on a single block is the raw block function; it is never applied to

@@ -65,7 +65,7 @@ def _expand(key: bytes) -> bytearray:
     return w
 
 
-def encrypt_block(key: bytes, block: bytes) -> bytes:
+def encrypt_block(key: bytes, block: bytes | bytearray) -> bytes:
     """``AES-128_key(block)``: 16-byte key, 16-byte block."""
     if len(key) != 16 or len(block) != 16:
         raise ValueError("AES-128: 16-byte key and block")
@@ -113,7 +113,7 @@ def block_function() -> "BlockFunction":
     except ImportError:
         return encrypt_block
 
-    def ecb(key: bytes, block: bytes) -> bytes:
+    def ecb(key: bytes, block: bytes | bytearray) -> bytes:
         return bytes(aes(key, 1).encrypt(block))
 
     return ecb

@@ -18,11 +18,6 @@ changed nothing. Anything unparseable is answered ``error REASON``.
 from .aes import block_function
 from .node import MinimalNode, NodeCoreError
 
-try:  # noqa: SIM105 (MicroPython has no contextlib.suppress)
-    from .modes import BlockFunction
-except ImportError:  # MicroPython
-    pass
-
 
 def _field(text: str) -> bytes:
     return b"" if text == "-" else bytes.fromhex(text)
@@ -37,8 +32,8 @@ def _state(node: MinimalNode) -> str:
     return " ".join([_hex(f) for f in fields])
 
 
-def handle(line: str, block: "BlockFunction | None" = None) -> str:
-    """Answer one request line; ``block`` overrides the platform's block function."""
+def handle(line: str) -> str:
+    """Answer one request line, on the platform's block function."""
     words = line.split()
     if len(words) != 9 or words[0] not in ("hello", "answer", "confirm"):
         return "error expected: hello|answer|confirm and 8 fields"
@@ -46,11 +41,13 @@ def handle(line: str, block: "BlockFunction | None" = None) -> str:
         values = [_field(w) for w in words[1:]]
     except ValueError:
         return "error a field is not hex"
+    if [len(v) for v in values[:3]] != [8, 8, 16] or len(values[3]) not in (0, 16):
+        return "error ID_i and ID_c are 8 bytes, KEY 16, RN_i 16 or none"
     node = MinimalNode(
         values[0],
         values[1],
         values[2],
-        block or block_function(),
+        block_function(),
         values[3],
         values[4],
         values[5],

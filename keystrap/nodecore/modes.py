@@ -7,8 +7,9 @@ type names below only need to exist for CPython and mypy.
 try:
     from collections.abc import Callable
 
-    BlockFunction = Callable[[bytes, bytes], bytes]
-    """``E(key, block)``: AES-128 encryption of one 16-byte block."""
+    BlockFunction = Callable[[bytes, bytes | bytearray], bytes]
+    """``E(key, block)``: AES-128 encryption of one 16-byte block (the core passes
+    its working buffers, bytearrays, to save allocations)."""
 except ImportError:  # MicroPython has no collections.abc
     pass
 
@@ -22,74 +23,88 @@ class CountingBlock:
         self._encrypt = encrypt
         self.calls = 0
 
-    def __call__(self, key: bytes, block: bytes) -> bytes:
+    def __call__(self, key: bytes, block: bytes | bytearray) -> bytes:
         self.calls += 1
         return self._encrypt(key, block)
 
 
-def _xor_into(target: bytearray, data: bytes | bytearray, offset: int = 0) -> None:
-    for i in range(len(data)):
-        target[offset + i] ^= data[i]
+def _xor(target: bytearray, data: bytes | bytearray, start: int, end: int, at: int = 0) -> None:
+    """``target[at + i] ^= data[start + i]`` for ``start + i < end``, without slicing:
+    on a small heap every slice is an allocation."""
+    for i in range(end - start):
+        target[at + i] ^= data[start + i]
 
 
-def _cbc_mac(e: BlockFunction, key: bytes, blocks: bytes) -> bytes:
-    state = bytearray(16)
-    for start in range(0, len(blocks), 16):
-        _xor_into(state, blocks[start : start + 16])
-        state = bytearray(e(key, bytes(state)))
-    return bytes(state)
+def _absorb(
+    e: BlockFunction, key: bytes, state: bytearray, data: bytes | bytearray, end: int
+) -> None:
+    """CBC-MAC ``data[:end]``, zero-padded to whole blocks, into ``state``."""
+    for start in range(0, end, 16):
+        _xor(state, data, start, min(start + 16, end))
+        out = e(key, state)
+        for i in range(16):
+            state[i] = out[i]
 
 
-def _pad16(data: bytes) -> bytes:
-    return data + bytes(-len(data) % 16)
-
-
-def _ccm_tag_and_stream(
-    e: BlockFunction, key: bytes, nonce: bytes, message: bytes, aad: bytes
-) -> tuple[bytes, bytearray]:
+def _ccm_mac(
+    e: BlockFunction, key: bytes, nonce: bytes, message: bytes | bytearray, aad: bytes
+) -> bytearray:
+    """The CBC-MAC of B_0, the encoded AAD and the message (not yet masked)."""
     if len(nonce) != 13 or len(message) > 0xFFFF or len(aad) >= 0xFF00:
         raise ValueError("CCM: 13-byte nonce, message < 64 KiB, AAD < 65280 bytes")
-    flags = (0x40 if aad else 0) | ((TAG - 2) // 2) << 3 | 1
-    b0 = bytes([flags]) + nonce + bytes([len(message) >> 8, len(message) & 0xFF])
-    header = _pad16(bytes([len(aad) >> 8, len(aad) & 0xFF]) + aad) if aad else b""
-    mac = _cbc_mac(e, key, b0 + header + _pad16(message))
+    state = bytearray(16)
+    state[0] = (0x40 if aad else 0) | ((TAG - 2) // 2) << 3 | 1
+    _xor(state, nonce, 0, 13, 1)
+    state[14], state[15] = len(message) >> 8, len(message) & 0xFF
+    _absorb(e, key, state, bytes(16), 16)  # B_0 is in the state: E(0 ^ B_0)
+    if aad:
+        header = bytes([len(aad) >> 8, len(aad) & 0xFF]) + aad
+        _absorb(e, key, state, header, len(header))
+    _absorb(e, key, state, message, len(message))
+    return state
+
+
+def _ccm_stream(e: BlockFunction, key: bytes, nonce: bytes, size: int) -> bytearray:
+    """S_0 (which masks the tag), then the key stream for ``size`` bytes."""
+    counter = bytearray(16)
+    counter[0] = 1
+    _xor(counter, nonce, 0, 13, 1)
     stream = bytearray()
-    for counter in range((len(message) + 15) // 16 + 1):
-        stream += e(key, bytes([1]) + nonce + bytes([counter >> 8, counter & 0xFF]))
-    tag = bytearray(mac[:TAG])
-    _xor_into(tag, stream[:TAG])  # S_0 masks the tag
-    return bytes(tag), stream[16:]
+    for i in range((size + 15) // 16 + 1):
+        counter[14], counter[15] = i >> 8, i & 0xFF
+        stream += e(key, counter)
+    return stream
 
 
 def ccm_seal(e: BlockFunction, key: bytes, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
-    tag, stream = _ccm_tag_and_stream(e, key, nonce, plaintext, aad)
-    out = bytearray(plaintext)
-    _xor_into(out, stream[: len(plaintext)])
-    return bytes(out) + tag
+    size = len(plaintext)
+    out = bytearray(size + TAG)
+    _xor(out, _ccm_mac(e, key, nonce, plaintext, aad), 0, TAG, size)
+    _xor(out, plaintext, 0, size)
+    stream = _ccm_stream(e, key, nonce, size)
+    _xor(out, stream, 16, 16 + size)
+    _xor(out, stream, 0, TAG, size)
+    return bytes(out)
 
 
 def ccm_open(e: BlockFunction, key: bytes, nonce: bytes, sealed: bytes, aad: bytes) -> bytes | None:
     """The plaintext, or ``None`` if the tag does not verify (compared in constant time)."""
-    if len(sealed) < TAG:
+    size = len(sealed) - TAG
+    if size < 0:
         return None
-    body, received = sealed[:-TAG], sealed[-TAG:]
     # Decrypt with the counter stream first; the stream does not depend on the plaintext.
-    stream = bytearray()
-    for counter in range((len(body) + 15) // 16 + 1):
-        stream += e(key, bytes([1]) + nonce + bytes([counter >> 8, counter & 0xFF]))
-    plaintext = bytearray(body)
-    _xor_into(plaintext, stream[16 : 16 + len(body)])
-    flags = (0x40 if aad else 0) | ((TAG - 2) // 2) << 3 | 1
-    b0 = bytes([flags]) + nonce + bytes([len(body) >> 8, len(body) & 0xFF])
-    header = _pad16(bytes([len(aad) >> 8, len(aad) & 0xFF]) + aad) if aad else b""
-    mac = _cbc_mac(e, key, b0 + header + _pad16(bytes(plaintext)))
+    stream = _ccm_stream(e, key, nonce, size)
+    plaintext = bytearray(size)
+    _xor(plaintext, sealed, 0, size)
+    _xor(plaintext, stream, 16, 16 + size)
+    mac = _ccm_mac(e, key, nonce, plaintext, aad)
     difference = 0
     for i in range(TAG):
-        difference |= mac[i] ^ stream[i] ^ received[i]
+        difference |= mac[i] ^ stream[i] ^ sealed[size + i]
     return bytes(plaintext) if difference == 0 else None
 
 
-def _double(block: bytes) -> bytes:
+def _double(block: bytes | bytearray) -> bytearray:
     """Multiply by x in GF(2^128), byte-wise (no big integers)."""
     out = bytearray(16)
     carry = 0
@@ -98,18 +113,20 @@ def _double(block: bytes) -> bytes:
         carry = block[i] >> 7
     if block[0] & 0x80:
         out[15] ^= 0x87
-    return bytes(out)
+    return out
 
 
 def cmac(e: BlockFunction, key: bytes, message: bytes) -> bytes:
-    k1 = _double(e(key, bytes(16)))
-    complete = len(message) > 0 and len(message) % 16 == 0
-    if complete:
-        last = bytearray(message[-16:])
-        _xor_into(last, k1)
-    else:
-        tail = message[len(message) // 16 * 16 :]
-        last = bytearray(tail + b"\x80" + bytes(15 - len(tail)))
-        _xor_into(last, _double(k1))
-    head = message[: -16 if complete else len(message) // 16 * 16]
-    return _cbc_mac(e, key, head + bytes(last))
+    size = len(message)
+    subkey = _double(e(key, bytes(16)))
+    complete = size > 0 and size % 16 == 0
+    if not complete:
+        subkey = _double(subkey)
+    head = size - 16 if complete else size // 16 * 16  # all but the last block
+    state = bytearray(16)
+    _absorb(e, key, state, message, head)
+    _xor(state, message, head, size)
+    if not complete:
+        state[size - head] ^= 0x80
+    _xor(state, subkey, 0, 16)
+    return e(key, state)

@@ -6,7 +6,6 @@ audio, light) arrive, :mod:`keystrap.oob.unix` provides a local channel.
 """
 
 from keystrap.oob.channel import (
-    DONE,
     OobClosed,
     OobError,
     OobLink,
@@ -14,4 +13,4 @@ from keystrap.oob.channel import (
     parse_endpoint,
 )
 
-__all__ = ["DONE", "OobClosed", "OobError", "OobLink", "OobListener", "parse_endpoint"]
+__all__ = ["OobClosed", "OobError", "OobLink", "OobListener", "parse_endpoint"]

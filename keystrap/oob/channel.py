@@ -14,13 +14,6 @@ class OobClosed(OobError):
     """The other side ended the session."""
 
 
-DONE = b""
-"""An empty frame: the controller's "your bootstrap is confirmed, goodbye". It is
-a courtesy for the node's user interface, not a protocol message: the node acts
-on nothing but flight 4, and a session that merely ends (a crash looks the same)
-leaves a keyed node waiting to re-send its flight 5 later."""
-
-
 class OobLink(Protocol):
     """One out-of-band session between a node and the controller."""
 

@@ -15,11 +15,27 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from keystrap.oob.channel import DONE, OobLink
+from keystrap.oob.channel import OobLink
 from keystrap.oob.frame import OobDecodeError
 from keystrap.oob.medium import Medium, decode_flight, encode_flight
+from keystrap.wire import FlightType
+from keystrap.wire.flights import F11_SIZE
+from keystrap.wire.header import header_byte
 
 log = logging.getLogger("keystrap.oob")
+_FLIGHT11 = header_byte(FlightType.F11_NODE_CONFIRMED)
+
+
+def travels_raw(frame: bytes) -> bool:
+    """Flight 11 is carried on the session as it is, never through the medium.
+
+    It tells the node's host that the server confirmed; the node itself acts on
+    nothing but flight 4, so a device whose medium has no room for it loses
+    nothing. No medium's signal is 13 bytes starting with 0x1B.
+    """
+    return len(frame) == F11_SIZE and frame[:1] == _FLIGHT11
+
+
 _serial = itertools.count(1)
 
 
@@ -44,8 +60,8 @@ class MediumLink:
         self.errors: list[OobDecodeError] = []
 
     async def send(self, flight: bytes) -> None:
-        if flight == DONE:
-            await self._inner.send(DONE)
+        if travels_raw(flight):
+            await self._inner.send(flight)
             return
         signal = await asyncio.to_thread(encode_flight, self.send_medium, flight)
         self._keep(signal, self.send_medium, "sent")
@@ -56,7 +72,7 @@ class MediumLink:
         while True:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             signal = await self._inner.receive(remaining)
-            if signal is None or signal == DONE:
+            if signal is None or travels_raw(signal):
                 return signal
             medium = self.receive_medium
             try:

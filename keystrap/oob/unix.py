@@ -17,6 +17,7 @@ from pathlib import Path
 from keystrap.oob.channel import OobClosed, OobError, SessionHandler
 
 MAX_MESSAGE = 16 * 1024 * 1024
+BODY_TIMEOUT = 10.0  # for the rest of a message once its length has arrived
 
 
 class UnixLink:
@@ -36,12 +37,18 @@ class UnixLink:
     async def receive(self, timeout: float | None = None) -> bytes | None:
         try:
             header = await asyncio.wait_for(self._reader.readexactly(4), timeout)
-            (size,) = struct.unpack(">I", header)
-            if size > MAX_MESSAGE:
-                raise OobError(f"unix channel: message of {size} bytes exceeds {MAX_MESSAGE}")
-            return await asyncio.wait_for(self._reader.readexactly(size), 10.0)
         except TimeoutError:
             return None
+        except (asyncio.IncompleteReadError, ConnectionError):
+            raise OobClosed("unix channel: peer closed the session") from None
+        (size,) = struct.unpack(">I", header)
+        if size > MAX_MESSAGE:
+            raise OobError(f"unix channel: message of {size} bytes exceeds {MAX_MESSAGE}")
+        try:
+            return await asyncio.wait_for(self._reader.readexactly(size), BODY_TIMEOUT)
+        except TimeoutError:
+            # The stream is out of step now: nothing after this can be framed.
+            raise OobError(f"unix channel: message incomplete after {BODY_TIMEOUT:.0f} s") from None
         except (asyncio.IncompleteReadError, ConnectionError):
             raise OobClosed("unix channel: peer closed the session") from None
 

@@ -21,7 +21,7 @@ from keystrap.coap.client import SbsClient, ServerUnreachable
 from keystrap.config import ControllerConfig
 from keystrap.crypto import derive_session_key
 from keystrap.ids import eui64, parse_eui64
-from keystrap.oob import OobClosed, OobLink, OobListener, parse_endpoint
+from keystrap.oob import OobClosed, OobError, OobLink, OobListener, parse_endpoint
 from keystrap.oob.link import MediumLink
 from keystrap.oob.medium import get_medium
 from keystrap.oob.unix import UnixListener
@@ -132,6 +132,9 @@ class ControllerService:
             try:
                 data = await link.receive()
             except OobClosed:
+                break
+            except OobError as exc:  # an oversized or incomplete message ends the session
+                log.warning("out-of-band session ended: %s", exc)
                 break
             if data is None:
                 continue
