@@ -275,6 +275,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
 
 def lakers_server() -> Any:
+    """W as bench/compare.py configures it, to have lakers size the messages."""
     import lakers
 
     return lakers.AuthzEnrollmentServer(W_KEY, CRED_V, [KID_I])
