@@ -30,7 +30,9 @@ one-way latency and no loss. keystrap's node talks to its controller out of band
 ("keystrap deployed": flights 1, 4, 5 on the raw channel; their air time on a
 medium is bench/oob.py's business), so no 6LoWPAN setting touches it; the row
 "keystrap in-band on 6LoWPAN" keeps the older placement, the controller reaching
-the server across the constrained link.
+the server across the constrained link. The "compact" rows put the compact
+profile's flights (keystrap.wire.compact) into the measured CoAP datagrams of
+those runs: their bytes are computed, their times not measured.
 
 Per link setting (20 and 250 kbit/s, per-frame loss 0/10/30 %): time to
 complete (median, p99) over ``--trials`` fresh exchanges. Messages, bytes on

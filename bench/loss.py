@@ -191,6 +191,7 @@ def run_setting(
     loss: float, args: argparse.Namespace, sizes: dict[str, int], seed: int
 ) -> dict[str, dict[str, Any]]:
     oob_time = oob_seconds(args.medium)
+    version = COMPACT if args.profile == "compact" else VERSION
     out: dict[str, dict[str, Any]] = {}
     for name in ("keystrap", "lake-authz"):
         channel = Channel(
@@ -200,7 +201,6 @@ def run_setting(
         seconds = []
         for n in range(args.runs):
             if name == "keystrap":
-                version = COMPACT if args.profile == "compact" else VERSION
                 done = keystrap_bootstrap(n + 1, channel, args.deadline, version)
             else:
                 done = authz_bootstrap(sizes, channel, args.deadline)
@@ -274,6 +274,13 @@ def plot(report: dict[str, Any], path: Path) -> None:
     figure.savefig(path)
 
 
+def lakers_server() -> Any:
+    """W as bench/compare.py configures it, to have lakers size the messages."""
+    import lakers
+
+    return lakers.AuthzEnrollmentServer(W_KEY, CRED_V, [KID_I])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10_000)
@@ -311,12 +318,6 @@ def main() -> None:
     print(json.dumps(report))
     if args.plot is not None:
         plot(report, args.plot)
-
-
-def lakers_server() -> Any:
-    import lakers
-
-    return lakers.AuthzEnrollmentServer(W_KEY, CRED_V, [KID_I])
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from keystrap.protocol import (
     Status,
 )
 from keystrap.protocol.events import BootstrapConfirmed, TransactionFailed
-from keystrap.wire import COMPACT, FLIGHT_SIZES, VERSION, DecodeError, FlightType
+from keystrap.wire import COMPACT, FLIGHT_SIZES, VERSION, DecodeError, FlightType, seal_flight11
 from keystrap.wire.compact import (
     COMPACT_SIZES,
     check_compact_proof,
@@ -177,3 +177,18 @@ def test_every_bit_flip_of_the_other_compact_flights_is_refused(number: str) -> 
         flipped[bit // 8] ^= 1 << (bit % 8)
         with pytest.raises(DecodeError):
             opener(bytes(flipped))
+
+
+def test_compact_node_takes_a_compact_flight_11_only() -> None:
+    vector = VECTORS[0]
+    flights = vector["flights"]
+    assert isinstance(flights, dict)
+    h = {k: bytes.fromhex(str(vector[k])) for k in ("IK", "ID_i", "ID_c", "RN_i", "SK_i")}
+    node = MinimalNode(h["ID_i"], h["ID_c"], h["IK"], aes_encrypt_block, version=COMPACT)
+    node.hello(h["RN_i"])
+    f4 = bytes.fromhex(flights["4"])
+    node.answer(f4)
+    tid = int.from_bytes(f4[1:5], "big")
+    node.confirm(seal_flight11(h["SK_i"], h["ID_c"], tid, h["ID_i"], COMPACT))
+    with pytest.raises(NodeCoreError):
+        node.confirm(seal_flight11(h["SK_i"], h["ID_c"], tid, h["ID_i"]))

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from keystrap.console import history, queries
 from keystrap.services.node_agent import bootstrap_node
-from keystrap.services.site import Site
 from keystrap.store.node_file import load_node_file, save_node_file
+from keystrap_lab.site import Site
 
 from .services_helpers import run
 

@@ -313,16 +313,20 @@ def open_flight7(data: bytes, sk_cs: bytes, controller_id: bytes, tid: int, node
 F11_SIZE = _HDR + TID_SIZE + TAG_SIZE
 
 
-def seal_flight11(session_key: bytes, controller_id: bytes, tid: int, node_id: bytes) -> bytes:
+def seal_flight11(
+    session_key: bytes, controller_id: bytes, tid: int, node_id: bytes, version: int = VERSION
+) -> bytes:
     """``hdr TID seal_SKi()``: sent by the controller once flight 7 arrived.
 
     Sealed under SK_i, which only this bootstrap's node and controller can
     derive and which seals nothing else, so the node can tell it from an
-    attacker's "done" (the empty record that used to stand here).
+    attacker's "done" (the empty record that used to stand here). The same
+    layout in both profiles; ``version`` is the transaction's.
     """
     _require("ID_i", node_id, ID_SIZE)
-    sealed = _seal(FlightType.F11_NODE_CONFIRMED, session_key, controller_id, tid, b"", node_id)
-    return header_byte(FlightType.F11_NODE_CONFIRMED) + struct.pack(">I", tid) + sealed
+    kind = FlightType.F11_NODE_CONFIRMED
+    sealed = _seal(kind, session_key, controller_id, tid, b"", node_id, version)
+    return header_byte(kind, version) + struct.pack(">I", tid) + sealed
 
 
 # --- flight 8 (hardened profile: the controller never learns IK) ------------------
