@@ -22,7 +22,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 async def bootstrap_all(
-    nodes: list[Path], timeout: float = 60, linger: float = 5
+    nodes: list[Path], timeout: float = 60, linger: float = 15
 ) -> list[NodeResult]:
     return list(
         await asyncio.gather(*(bootstrap_node(p, timeout=timeout, linger=linger) for p in nodes))

@@ -175,8 +175,10 @@ class Simulation:
             else:
                 self.controller.receive_from_node(message.data, self.now)
             self._collect_controller()
-        else:
-            self.nodes[message.node_id].receive(message.data, self.now)
+        elif (node := self.nodes.get(message.node_id)) is not None:
+            node.receive(message.data, self.now)
+        # else: addressed to a node ID that no device here has (a damaged flight 1
+        # named it): like an out-of-band frame nobody is in front of, it is lost.
             self._collect_node(message.node_id)
 
     def _discard_outputs_of(self, party: str, node_id: bytes) -> None:
