@@ -21,6 +21,7 @@ from keystrap.oob.channel import OobError, parse_endpoint
 from keystrap.oob.medium import MEDIA
 
 DATA = Path("keystrap-data")
+POSTGRES = ("postgresql://", "postgres://")
 DEFAULT_CONTROLLER_ID = "02:00:00:00:00:00:00:c0"
 
 
@@ -34,7 +35,7 @@ class ServerConfig:
 
     host: str = "127.0.0.1"
     port: int = 5683
-    database: Path = DATA / "sbs.sqlite"
+    database: Path | str = DATA / "sbs.sqlite"  # a str is a postgresql:// URL
     master_key: Path = DATA / "sbs-master.key"
     window: int = 120
     max_pending: int = 8
@@ -70,7 +71,7 @@ class ControllerConfig:
 HELP: dict[str, str] = {
     "host": "address to bind (server) or to announce to nodes as NID (controller)",
     "port": "UDP port",
-    "database": "SQLite key repository",
+    "database": "key repository: a SQLite file, or postgresql://... shared by several servers",
     "master_key": "0600 file with the master key wrapping every stored key (made on first start)",
     "window": "seconds a flight-2 timestamp may be off (server) / a transaction waits for flight 3",
     "max_pending": "unfinished bootstraps kept per node before new ones are refused",
@@ -139,7 +140,9 @@ def load_config(cls: type[C], path: Path | None, overrides: dict[str, Any]) -> C
     converted: dict[str, Any] = {}
     for name, value in values.items():
         default = getattr(cls(), name)
-        if isinstance(default, Path):
+        if name == "database" and isinstance(value, str) and value.startswith(POSTGRES):
+            converted[name] = value
+        elif isinstance(default, Path):
             if not isinstance(value, str | Path) or not str(value):
                 raise ConfigError(f"[{section}] {name} must be a path, got {value!r}")
             p = Path(value)

@@ -11,6 +11,7 @@ from pathlib import Path
 from keystrap.config import ConfigError, ServerConfig, load_config
 from keystrap.store.errors import StoreError
 from keystrap.store.keyfile import read_key_file
+from keystrap.store.open import sqlite_file
 from keystrap.store.sqlite_repository import SqliteRepository
 
 DEFAULT_PORT = 8080
@@ -92,10 +93,11 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(
         ServerConfig, args.config, {"database": args.database, "master_key": args.master_key}
     )
-    if not config.database.exists():
-        raise StoreError(f"no server store at {config.database}; give --config or --database")
-    repository = SqliteRepository(config.database, read_key_file(config.master_key))
-    users = Users(config.database)
+    database = sqlite_file(config, "keystrap console")
+    if not database.exists():
+        raise StoreError(f"no server store at {database}; give --config or --database")
+    repository = SqliteRepository(database, read_key_file(config.master_key))
+    users = Users(database)
     if not users.names():
         print(
             "no console account yet: add one with `keystrap admin user add NAME`", file=sys.stderr

@@ -19,7 +19,7 @@ from keystrap.services.instance import InstanceLock
 from keystrap.services.lifetime import wait_for_signal
 from keystrap.store.activity import ActivityLog
 from keystrap.store.keyfile import load_or_create_key_file
-from keystrap.store.sqlite_repository import SqliteRepository
+from keystrap.store.open import Repository, local_state, open_repository
 from keystrap.wire import FlightType, RevocationQuery, peek_type
 
 log = logging.getLogger("keystrap.server")
@@ -32,7 +32,7 @@ class LiveControllers(Mapping[bytes, bytes]):
     so a flood of forged packets costs no repository access at all.
     """
 
-    def __init__(self, repository: SqliteRepository, clock: float = 1.0) -> None:
+    def __init__(self, repository: Repository, clock: float = 1.0) -> None:
         self._repository = repository
         self._interval = clock
         self._checked = 0.0
@@ -69,7 +69,7 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
         held.push_async_callback(
             (await open_server_context(site, config.host, config.port)).shutdown
         )
-        held.callback(InstanceLock.acquire(config.database, "server").release)
+        held.callback(InstanceLock.acquire(local_state(config), "server").release)
         await _serve(config, site, ready)
 
 
@@ -79,12 +79,12 @@ async def _serve(
     master_key, created = load_or_create_key_file(config.master_key, secrets.token_bytes)
     if created:
         log.info("created %s (mode 0600); it wraps what is stored", config.master_key)
-    repository = SqliteRepository(config.database, master_key)
+    repository = open_repository(config, master_key)
     controllers = LiveControllers(repository)
     policy = ServerPolicy(config.window, config.max_pending, config.profile == "hardened")
     metrics = Metrics("server")
     metrics.open_transactions.set_function(repository.count_all_pending)
-    activity = ActivityLog(config.database)
+    activity = ActivityLog(local_state(config))
 
     def observe(data: bytes, reply: Reply, seconds: float) -> None:
         metrics.server_reply(data, reply, seconds)
