@@ -78,7 +78,8 @@ HELP: dict[str, str] = {
     "profile": "paper (flight 3 gives the controller IK) or hardened (flight 8: PSK only)",
     "log_level": "debug, info, warning or error (keys are never logged at any level)",
     "id": "this controller's EUI-64, as registered with `keystrap admin controller add`",
-    "server": "CoAP URI of the authentication server",
+    "server": "CoAP URI of the authentication server; several (a list, or comma-separated) "
+    "fail over in turn",
     "key_file": "0600 file holding SK_cs, written by `keystrap admin controller add`",
     "state": "SQLite file with the TID sequence and open transactions",
     "oob": "out-of-band channel to nodes, e.g. unix:keystrap-data/oob.sock",
@@ -151,6 +152,10 @@ def load_config(cls: type[C], path: Path | None, overrides: dict[str, Any]) -> C
             if not isinstance(value, int):
                 raise ConfigError(f"[{section}] {name} must be an integer, got {value!r}")
             converted[name] = value
+        elif (
+            name == "server" and isinstance(value, list) and all(isinstance(v, str) for v in value)
+        ):
+            converted[name] = ",".join(value)  # several servers over one database
         elif not isinstance(value, str):
             raise ConfigError(f"[{section}] {name} must be a string, got {value!r}")
         else:
@@ -178,7 +183,8 @@ def _check(section: str, name: str, value: object) -> None:
         if name == "id":
             parse_eui64(text)
         elif name == "server":
-            _check_coap_uri(text)
+            for uri in text.split(","):
+                _check_coap_uri(uri.strip())
         elif name == "oob":
             parse_endpoint(text)
         elif name == "metrics" and text:

@@ -27,7 +27,7 @@ from keystrap.services.processes import (
 )
 from keystrap.store.keyfile import read_key_file
 from keystrap.store.node_file import NodeFile, save_node_file
-from keystrap.store.sqlite_repository import SqliteRepository
+from keystrap.store.open import Repository, open_store
 
 
 @dataclass
@@ -39,6 +39,7 @@ class Site:
     profile: str = "paper"  # or "hardened": flight 8, the controller never learns IK
     controller_id: str = DEFAULT_CONTROLLER_ID
     revocation_poll: int = 5
+    store: str = ""  # a postgresql:// URL for the server's store; empty: SQLite in data/
     server_port: int = field(default_factory=free_udp_port)
     relay: UdpRelay | None = None
     server: Service | None = None
@@ -83,7 +84,7 @@ class Site:
             "[server]\n"
             'host = "127.0.0.1"\n'
             f"port = {self.server_port}\n"
-            'database = "data/sbs.sqlite"\n'
+            f'database = "{self.store or "data/sbs.sqlite"}"\n'
             'master_key = "data/sbs-master.key"\n'
             f"window = {self.window}\n"
             f'profile = "{self.profile}"\n'
@@ -104,9 +105,9 @@ class Site:
         )
 
     @contextlib.contextmanager
-    def repository(self) -> Iterator[SqliteRepository]:
+    def repository(self) -> Iterator[Repository]:
         """The server's repository, opened as the administrator would."""
-        repository = SqliteRepository(self.database, read_key_file(self.master_key))
+        repository = open_store(self.store or self.database, read_key_file(self.master_key))
         try:
             yield repository
         finally:
