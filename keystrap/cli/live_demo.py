@@ -26,6 +26,7 @@ from keystrap.coap.independent import independent_get
 from keystrap.coap.relay import Recording, forward_all
 from keystrap.ids import eui64, parse_eui64
 from keystrap.services.node_agent import NodeResult, bootstrap_node
+from keystrap.services.pg_cluster import private_cluster
 from keystrap.services.processes import free_udp_port
 from keystrap.services.site import Site
 from keystrap.store.atomic import refuse_non_empty_dir
@@ -79,10 +80,19 @@ def _workdir(path: Path | None) -> Iterator[Path]:
             yield Path(tmp)
 
 
-async def run_live_demo(count: int, workdir: Path | None, channel: str = "qr") -> int:
+async def run_live_demo(
+    count: int, workdir: Path | None, channel: str = "qr", store: str = "sqlite"
+) -> int:
+    """``store="postgresql"``: the server's store in a private PostgreSQL cluster
+    started for the demo in a temporary directory (and removed after it)."""
     started = time.monotonic()
-    with _workdir(workdir) as root:
-        site = Site(root, channels=(channel, channel), capture=True, revocation_poll=1)
+    with _workdir(workdir) as root, contextlib.ExitStack() as held:
+        url = ""
+        if store == "postgresql":
+            cluster = held.enter_context(private_cluster())
+            url = cluster.create_database("keystrap")
+            print(f"PostgreSQL: a private cluster on a Unix socket in {cluster.root}")
+        site = Site(root, channels=(channel, channel), capture=True, revocation_poll=1, store=url)
         await site.prepare(relay_hook=forward_all)
         try:
             return await _demo(site, count, started, kept=workdir is not None)

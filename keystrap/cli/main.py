@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="qr",
         help="out-of-band medium for flights 1, 4 and 5 (default qr)",
     )
+    demo.add_argument(
+        "--store",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="the server's store: a SQLite file, or a private PostgreSQL cluster",
+    )
 
     server = sub.add_parser(
         "server",
@@ -356,7 +362,7 @@ def _run(args: argparse.Namespace) -> int:
             return run_demo(args.nodes)
         from keystrap.cli.live_demo import run_live_demo
 
-        return asyncio.run(run_live_demo(args.nodes, args.workdir, args.channel))
+        return asyncio.run(run_live_demo(args.nodes, args.workdir, args.channel, args.store))
     if args.command in ("server", "controller"):
         config = _service_config(args)
         if args.print_config:
