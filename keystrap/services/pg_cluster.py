@@ -117,6 +117,10 @@ class PrivateCluster:
         self.stop()
         self.start()
 
+    def postmaster_pid(self) -> int:
+        """The server's main process (its backends are its children)."""
+        return int((self.data / "postmaster.pid").read_text().split()[0])
+
     def create_database(self, name: str) -> str:
         """A new empty database; returns its URL."""
         with psycopg.connect(self.url(), autocommit=True) as db:
