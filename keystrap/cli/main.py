@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--config", type=Path, help="TOML file with a [server] table")
     server.add_argument("--host", help="address to bind (default 127.0.0.1)")
     server.add_argument("--port", type=int, help="UDP port (default 5683)")
-    server.add_argument("--database", type=Path, help="SQLite key repository")
+    server.add_argument("--database", help="SQLite file or postgresql:// URL of the key repository")
     server.add_argument("--master-key", type=Path, help="0600 master key file")
     server.add_argument("--window", type=int, help="timestamp window in seconds (default 120)")
     server.add_argument(

@@ -101,7 +101,7 @@ async def _serve(
         "listening on coap://%s:%d/bs (database %s, %s profile, %d controller(s))",
         config.host,
         config.port,
-        config.database,
+        repository.path,  # a PostgreSQL URL without its password
         config.profile,
         len(controllers),
     )
