@@ -103,14 +103,20 @@ class PostgresRepository:
             self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
         return self._conn
 
-    def _run(self, work: Callable[[Connection], T], *, serializable: bool = False) -> T:
-        """``work`` in one transaction; retried after a serialization failure or
-        deadlock, and across a lost connection for up to RECONNECT_SECONDS."""
+    def _run(
+        self, work: Callable[[Connection], T], *, serializable: bool = False, atomic: bool = True
+    ) -> T:
+        """``work`` in one transaction (``atomic=False``: a single statement, which
+        needs no BEGIN and COMMIT round trips); retried after a serialization
+        failure or deadlock, and across a lost connection for up to
+        RECONNECT_SECONDS."""
         deadline = time.monotonic() + RECONNECT_SECONDS
         pause = 0.05
         while True:
             try:
                 db = self._connect()
+                if not atomic:
+                    return work(db)
                 with db.transaction():
                     if serializable:
                         db.execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
@@ -187,10 +193,10 @@ class PostgresRepository:
             row = db.execute(sql, params).fetchone()
             return None if row is None else row[0]
 
-        return self._run(read)
+        return self._run(read, atomic=False)
 
     def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        return self._run(lambda db: db.execute(sql, params).fetchall())
+        return self._run(lambda db: db.execute(sql, params).fetchall(), atomic=False)
 
     def data_version(self) -> int:
         """Changes whenever a controller is added, re-keyed or removed by anyone."""
