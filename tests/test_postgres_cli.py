@@ -6,6 +6,10 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
+import pytest
+
+from keystrap.coap.client import server_uris
+from keystrap.config import ConfigError, ControllerConfig, ServerConfig, load_config
 from keystrap.protocol import TransactionRecord, TransactionStatus
 from keystrap.services.processes import keystrap_command
 from keystrap.store.keyfile import read_key_file
@@ -106,3 +110,28 @@ def test_older_sqlite_store_is_refused_until_migrated(tmp_path: Path) -> None:
     assert listed.returncode == 0 and "5 node(s): 5 enrolled" in listed.stdout
     again = keystrap(tmp_path, "admin", "--config", str(config), "migrate")
     assert "nothing to do" in again.stdout
+
+
+def test_config_takes_a_database_url_and_several_servers(tmp_path: Path) -> None:
+    (tmp_path / "s.toml").write_text('[server]\ndatabase = "postgresql://k@/sbs?host=/run/pg"\n')
+    assert load_config(ServerConfig, tmp_path / "s.toml", {}).database == (
+        "postgresql://k@/sbs?host=/run/pg"
+    )
+    (tmp_path / "c.toml").write_text('[controller]\nserver = ["coap://a:5683", "coap://b"]\n')
+    servers = load_config(ControllerConfig, tmp_path / "c.toml", {}).server
+    assert server_uris(servers) == ["coap://a:5683", "coap://b"]
+    single = load_config(ControllerConfig, None, {"server": "coap://a:5683"}).server
+    assert server_uris(single) == ["coap://a:5683"]
+    (tmp_path / "bad.toml").write_text('[controller]\nserver = "coap://a, http://b"\n')
+    with pytest.raises(ConfigError, match="coap://HOST"):
+        load_config(ControllerConfig, tmp_path / "bad.toml", {})
+
+
+def test_sqlite_only_commands_say_so_on_postgres(tmp_path: Path, pg_url: str) -> None:
+    config = make_site(tmp_path, pg_url)
+    for command in (["backup", "b.sqlite"], ["restore", "b.sqlite"]):
+        done = keystrap(tmp_path, "admin", "--config", str(config), *command)
+        assert done.returncode == 2 and "PostgreSQL" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+    checked = keystrap(tmp_path, "admin", "--config", str(config), "check")
+    assert checked.returncode == 0 and "5 enrolled" in checked.stdout, checked.stderr
