@@ -4,6 +4,7 @@ them: the same flight 2 on both, a server killed and PostgreSQL restarted
 during concurrent bootstraps."""
 
 import asyncio
+import contextlib
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -26,8 +27,10 @@ CID = parse_eui64(DEFAULT_CONTROLLER_ID)
 T = TypeVar("T")
 
 
-async def two_servers(site: Site) -> tuple[Service, Service, int]:
-    """The site's server and a second one on another port, same database."""
+async def two_servers(site: Site, held: contextlib.ExitStack) -> tuple[Service, Service, int]:
+    """The site's server and a second one on another port, same database; both
+    stopped when ``held`` closes."""
+    held.callback(site.stop)
     await site.start_server()
     port = free_udp_port()
     second = site.root / "server-b.toml"
@@ -37,6 +40,7 @@ async def two_servers(site: Site) -> tuple[Service, Service, int]:
     other = start_service(
         "server", ["server", "--config", str(second)], site.root, site.root / "b.log"
     )
+    held.callback(other.stop)
     await wait_for_server("127.0.0.1", port, other)
     assert site.server is not None
     return site.server, other, port
@@ -113,8 +117,8 @@ def settled(site: Site, ids: list[bytes]) -> tuple[list[str], int]:
 def test_same_flight2_on_two_server_processes(tmp_path: Path, pg_url: str) -> None:
     async def scenario() -> None:
         site, _, ids = await prepared(tmp_path, pg_url, 1)
-        try:
-            _, _, port = await two_servers(site)
+        with contextlib.ExitStack() as held:
+            _, _, port = await two_servers(site, held)
             sk = read_key_file(site.root / "data" / "controller-sk.key")
             hello = Flight1(ids[0], secrets.token_bytes(16)).encode()
             flight2 = seal_flight2(sk, CID, 77, int(time.time()), secrets.token_bytes(16), hello)
@@ -127,8 +131,6 @@ def test_same_flight2_on_two_server_processes(tmp_path: Path, pg_url: str) -> No
             assert replies[0].payload == replies[1].payload == replies[2].payload
             _, pending = settled(site, ids)
             assert pending == 1
-        finally:
-            site.stop()
 
     run(scenario())
 
@@ -140,8 +142,8 @@ def test_killing_one_of_two_servers_during_50_bootstraps(tmp_path: Path, pg_url:
 
     async def scenario() -> None:
         site, ik, ids = await prepared(tmp_path, pg_url, 50)
-        try:
-            first, _, port = await two_servers(site)
+        with contextlib.ExitStack() as held:
+            first, _, port = await two_servers(site, held)
             sk = read_key_file(site.root / "data" / "controller-sk.key")
             client = await SbsClient.create(
                 f"coap://127.0.0.1:{site.server_port}, coap://127.0.0.1:{port}", endpoints=8
@@ -156,8 +158,6 @@ def test_killing_one_of_two_servers_during_50_bootstraps(tmp_path: Path, pg_url:
             assert done == 50
             statuses, pending = settled(site, ids)
             assert statuses == ["active"] * 50 and pending == 0
-        finally:
-            site.stop()
 
     run(scenario())
 
@@ -170,8 +170,8 @@ def test_postgres_restart_during_bootstraps(
 
     async def scenario() -> None:
         site, ik, ids = await prepared(tmp_path, pg_url, 20)
-        try:
-            _, _, port = await two_servers(site)
+        with contextlib.ExitStack() as held:
+            _, _, port = await two_servers(site, held)
             sk = read_key_file(site.root / "data" / "controller-sk.key")
             client = await SbsClient.create(
                 f"coap://127.0.0.1:{site.server_port},coap://127.0.0.1:{port}", endpoints=8
@@ -185,7 +185,5 @@ def test_postgres_restart_during_bootstraps(
             assert done == 20
             statuses, pending = settled(site, ids)
             assert statuses == ["active"] * 20 and pending == 0
-        finally:
-            site.stop()
 
     run(scenario())
