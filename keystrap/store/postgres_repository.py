@@ -121,8 +121,9 @@ class PostgresRepository:
                     if serializable:
                         db.execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
                     return work(db)
-            except RETRIED:
-                continue
+            except RETRIED as exc:
+                if time.monotonic() > deadline:
+                    raise StoreError(f"{self.path}: {_first_line(exc)}") from None
             except psycopg.OperationalError as exc:
                 if self._conn is not None and not self._conn.closed and not self._conn.broken:
                     raise StoreError(f"{self.path}: {_first_line(exc)}") from None
