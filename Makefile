@@ -16,7 +16,9 @@ setup: $(STAMP)
 # for a DTLS handshake with any PSK bytes; and autoconf, automake and libtool,
 # which DTLSSocket (tinydtls, aiocoap's DTLS server) needs to build from source;
 # nodejs and npm, which run MicroPython's WebAssembly port (package-lock.json);
-# and chromium, the browser Playwright drives in the console's tests (never downloaded).
+# chromium, the browser Playwright drives in the console's tests (never downloaded);
+# and postgresql, whose initdb and pg_ctl start the tests' private cluster (a
+# temporary directory, Unix socket only; the system's own cluster is not used).
 SYSTEM_STAMP := $(VENV)/.system-stamp
 
 $(SYSTEM_STAMP):
@@ -31,6 +33,7 @@ $(SYSTEM_STAMP):
 	command -v node >/dev/null || missing="$$missing nodejs"; \
 	command -v npm >/dev/null || missing="$$missing npm"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \

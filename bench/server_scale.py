@@ -1,5 +1,7 @@
 """SBS scale: bootstraps per second per core with 10^6 nodes enrolled, as the
-number of concurrent controllers grows, for both server profiles.
+number of concurrent controllers grows, for both server profiles; on SQLite or,
+with ``--store postgresql``, on a private PostgreSQL cluster with one or more
+servers sharing it (``--servers 1,2``).
 
 The real ``keystrap server`` process serves; each controller is a load
 generator process that runs the sans-I/O controller and node cores and posts
@@ -9,6 +11,10 @@ from /proc; "per core" is 1 / that. ``--profile-server`` also runs the server
 under cProfile at the largest load and prints where its time goes.
 
     python bench/server_scale.py [--enrolled 1000000] [--controllers 1,2,4] [--per 300]
+    python bench/server_scale.py --store postgresql --servers 1,2 --profiles paper
+
+With PostgreSQL, the database's CPU per bootstrap is read from /proc too (the
+postmaster, its backends, and the backends it has reaped).
 
 Prints a table, then one JSON line.
 """
@@ -17,8 +23,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
+import os
 import pstats
 import secrets
 import subprocess
@@ -43,7 +51,8 @@ from keystrap.protocol import (
     ToServer,
 )
 from keystrap.store.keyfile import read_key_file
-from keystrap_lab.processes import Service, start_service, wait_for_server
+from keystrap_lab.pg_cluster import PrivateCluster, private_cluster
+from keystrap_lab.processes import Service, free_udp_port, start_service, wait_for_server
 from keystrap_lab.site import Site
 
 
@@ -51,7 +60,7 @@ from keystrap_lab.site import Site
 class Job:
     """What one load-generating controller process does (picklable, for spawn)."""
 
-    uri: str
+    uri: str  # one or several (comma-separated) server URIs
     controller: str
     key_file: str
     ik: bytes
@@ -102,8 +111,32 @@ async def _generate(job: Job) -> tuple[int, int]:
     return sum(results), len(results)
 
 
+def failover_order(ports: list[int], i: int) -> str:
+    """Controller ``i`` starts on server ``i mod n`` and fails over to the others."""
+    turn = ports[i % len(ports) :] + ports[: i % len(ports)]
+    return ",".join(f"coap://127.0.0.1:{port}" for port in turn)
+
+
+def postgres_cpu_seconds(postmaster: int) -> float:
+    """The cluster's CPU: the postmaster, its live children, and the children it
+    has already reaped (their time is added to its cutime/cstime)."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        pid = int(stat.parent.name)
+        if pid == postmaster:
+            total += (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / tick
+        elif int(fields[1]) == postmaster:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def run_load(
-    site: Site,
+    ports: list[int],
     controllers: list[tuple[str, Path]],
     ik: bytes,
     ids: list[str],
@@ -112,12 +145,15 @@ def run_load(
 ) -> tuple[int, float]:
     queue: Any = multiprocessing.get_context("spawn").Queue()
     per = len(ids) // len(controllers)
-    uri = f"coap://127.0.0.1:{site.server_port}"
+
+    def batch(i: int) -> list[str]:
+        return ids[i * per : (i + 1) * per]
+
     procs = [
         multiprocessing.get_context("spawn").Process(
             target=generator,
             args=(
-                Job(uri, cid, str(key), ik, ids[i * per : (i + 1) * per], conc, first_tid),
+                Job(failover_order(ports, i), cid, str(key), ik, batch(i), conc, first_tid),
                 queue,
             ),
         )
@@ -143,9 +179,13 @@ def start_profiled(args: list[str], root: Path) -> Service:
     return Service("server", process, log)
 
 
-async def measure(args: argparse.Namespace, profile: str, root: Path) -> list[dict[str, Any]]:
+async def measure(
+    args: argparse.Namespace, profile: str, root: Path, cluster: PrivateCluster | None
+) -> list[dict[str, Any]]:
     levels = [int(c) for c in args.controllers.split(",")]
-    site = Site(root, profile=profile)
+    server_levels = [int(n) for n in args.servers.split(",")]
+    url = "" if cluster is None else cluster.create_database(f"scale_{profile}")
+    site = Site(root, profile=profile, store=url)
     await site.prepare()
     controllers: list[tuple[str, Path]] = []
     for n in range(max(levels)):
@@ -153,47 +193,73 @@ async def measure(args: argparse.Namespace, profile: str, root: Path) -> list[di
         key = root / f"c{n}.key"
         site.admin("controller", "add", cid, "--name", f"load{n}", "--key-out", str(key))
         controllers.append((cid, key))
-    measured = args.per * sum(levels)
+    measured = args.per * sum(levels) * len(server_levels)
     t0 = time.monotonic()
     site.order(max(0, args.enrolled - measured), "bulk", name="bulk", controller=controllers[0][0])
     site.order(measured, "load", name="load", controller=controllers[0][0])
     enrol_s = time.monotonic() - t0
     bundle = json.loads((root / "load-bundle.json").read_text())
     ik, ids = bytes.fromhex(bundle["shared_key"]), [n["id"] for n in bundle["nodes"]]
-    command = ["server", "--config", str(site.server_config)]
-    if args.profile_server:
-        server = start_profiled(command, root)
-    else:
-        server = start_service("server", command, root, root / "server.log")
-    await wait_for_server("127.0.0.1", site.server_port, server)
+    servers: list[tuple[int, Service]] = []
     rows = []
     try:
         offset = 0
-        for level in levels:
-            batch = ids[offset : offset + args.per * level]
-            cpu0 = cpu_seconds(server.process.pid)
-            done, elapsed = run_load(
-                site, controllers[:level], ik, batch, args.concurrency, offset + 1
-            )
-            cpu = cpu_seconds(server.process.pid) - cpu0
-            rows.append(
-                {
-                    "profile": profile,
-                    "enrolled": args.enrolled,
-                    "enrol_seconds": round(enrol_s, 1),
-                    "controllers": level,
-                    "bootstraps": len(batch),
-                    "completed": done,
-                    "per_second": round(done / elapsed, 1),
-                    "server_cpu_ms_per_bootstrap": round(cpu / max(done, 1) * 1000, 3),
-                    "per_core_per_second": round(max(done, 1) / cpu, 1) if cpu else None,
-                    "server_cpu_share": round(cpu / elapsed, 2),
-                }
-            )
-            offset += len(batch)
+        for count in server_levels:
+            while len(servers) < count:
+                servers.append(await start_server(args, site, len(servers)))
+            ports = [port for port, _ in servers[:count]]
+            for level in levels:
+                batch = ids[offset : offset + args.per * level]
+                cpu0 = [cpu_seconds(s.process.pid) for _, s in servers[:count]]
+                db0 = 0.0 if cluster is None else postgres_cpu_seconds(cluster.postmaster_pid())
+                done, elapsed = run_load(
+                    ports, controllers[:level], ik, batch, args.concurrency, offset + 1
+                )
+                cpu = sum(cpu_seconds(s.process.pid) for _, s in servers[:count]) - sum(cpu0)
+                db = (
+                    0.0 if cluster is None else postgres_cpu_seconds(cluster.postmaster_pid()) - db0
+                )
+                rows.append(
+                    {
+                        "profile": profile,
+                        "store": args.store,
+                        "enrolled": args.enrolled,
+                        "enrol_seconds": round(enrol_s, 1),
+                        "servers": count,
+                        "controllers": level,
+                        "bootstraps": len(batch),
+                        "completed": done,
+                        "per_second": round(done / elapsed, 1),
+                        "server_cpu_ms_per_bootstrap": round(cpu / max(done, 1) * 1000, 3),
+                        "db_cpu_ms_per_bootstrap": round(db / max(done, 1) * 1000, 3),
+                        "per_core_per_second": round(max(done, 1) / cpu, 1) if cpu else None,
+                        "server_cpu_share": round(cpu / elapsed, 2),
+                    }
+                )
+                offset += len(batch)
     finally:
-        server.stop()
+        for _, server in servers:
+            server.stop()
     return rows
+
+
+async def start_server(args: argparse.Namespace, site: Site, n: int) -> tuple[int, Service]:
+    """Server ``n`` of the site: the first on the site's port, the others on
+    their own ports with the same store (PostgreSQL) and master key."""
+    config, port = site.server_config, site.server_port
+    if n:
+        port = free_udp_port()
+        config = site.root / f"server-{n}.toml"
+        config.write_text(
+            site.server_config.read_text().replace(f"port = {site.server_port}", f"port = {port}")
+        )
+    command = ["server", "--config", str(config)]
+    if args.profile_server and n == 0:
+        server = start_profiled(command, site.root)
+    else:
+        server = start_service("server", command, site.root, site.root / f"server-{n}.log")
+    await wait_for_server("127.0.0.1", port, server)
+    return port, server
 
 
 def main() -> None:
@@ -204,20 +270,27 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8, help="per controller")
     parser.add_argument("--profiles", default="paper,hardened")
     parser.add_argument("--profile-server", action="store_true")
+    parser.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--servers", default="1", help="servers sharing the store (PostgreSQL)")
     args = parser.parse_args()
+    if args.store == "sqlite" and args.servers != "1":
+        parser.error("several servers need a shared store: add --store postgresql")
     rows: list[dict[str, Any]] = []
     print(
-        f"{'profile':<9} {'enrolled':>9} {'ctrls':>5} {'done':>9} {'boot/s':>7} "
-        f"{'SBS CPU ms':>10} {'per core/s':>10} {'SBS busy':>8}"
+        f"{'profile':<9} {'enrolled':>9} {'SBSs':>4} {'ctrls':>5} {'done':>9} {'boot/s':>7} "
+        f"{'SBS CPU ms':>10} {'DB CPU ms':>9} {'per core/s':>10} {'SBS busy':>8}"
     )
     for profile in args.profiles.split(","):
-        with tempfile.TemporaryDirectory(prefix="keystrap-scale-") as tmp:
-            for row in asyncio.run(measure(args, profile, Path(tmp))):
+        with contextlib.ExitStack() as held:
+            tmp = held.enter_context(tempfile.TemporaryDirectory(prefix="keystrap-scale-"))
+            cluster = held.enter_context(private_cluster()) if args.store == "postgresql" else None
+            for row in asyncio.run(measure(args, profile, Path(tmp), cluster)):
                 rows.append(row)
                 print(
-                    f"{row['profile']:<9} {row['enrolled']:>9} {row['controllers']:>5} "
-                    f"{row['completed']:>4}/{row['bootstraps']:<4} {row['per_second']:>7} "
-                    f"{row['server_cpu_ms_per_bootstrap']:>10} {row['per_core_per_second']:>10} "
+                    f"{row['profile']:<9} {row['enrolled']:>9} {row['servers']:>4} "
+                    f"{row['controllers']:>5} {row['completed']:>4}/{row['bootstraps']:<4} "
+                    f"{row['per_second']:>7} {row['server_cpu_ms_per_bootstrap']:>10} "
+                    f"{row['db_cpu_ms_per_bootstrap']:>9} {row['per_core_per_second']:>10} "
                     f"{row['server_cpu_share']:>8}",
                     flush=True,
                 )

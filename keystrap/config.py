@@ -22,6 +22,7 @@ from keystrap.oob.channel import OobError, parse_endpoint
 from keystrap.oob.medium import MEDIA
 
 DATA = Path("keystrap-data")
+POSTGRES = ("postgresql://", "postgres://")
 DEFAULT_CONTROLLER_ID = "02:00:00:00:00:00:00:c0"
 
 
@@ -35,7 +36,7 @@ class ServerConfig:
 
     host: str = "127.0.0.1"
     port: int = 5683
-    database: Path = DATA / "sbs.sqlite"
+    database: Path | str = DATA / "sbs.sqlite"  # a str is a postgresql:// URL
     master_key: Path = DATA / "sbs-master.key"
     window: int = 120
     max_pending: int = 8
@@ -71,14 +72,15 @@ class ControllerConfig:
 HELP: dict[str, str] = {
     "host": "address to bind (server) or to announce to nodes as NID (controller)",
     "port": "UDP port",
-    "database": "SQLite key repository",
+    "database": "key repository: a SQLite file, or postgresql://... shared by several servers",
     "master_key": "0600 file with the master key wrapping every stored key (made on first start)",
     "window": "seconds a flight-2 timestamp may be off (server) / a transaction waits for flight 3",
     "max_pending": "unfinished bootstraps kept per node before new ones are refused",
     "profile": "paper (flight 3 gives the controller IK) or hardened (flight 8: PSK only)",
     "log_level": "debug, info, warning or error (keys are never logged at any level)",
     "id": "this controller's EUI-64, as registered with `keystrap admin controller add`",
-    "server": "CoAP URI of the authentication server",
+    "server": "CoAP URI of the authentication server; several (a list, or comma-separated) "
+    "fail over in turn",
     "key_file": "0600 file holding SK_cs, written by `keystrap admin controller add`",
     "state": "SQLite file with the TID sequence and open transactions",
     "oob": "out-of-band channel to nodes, e.g. unix:keystrap-data/oob.sock",
@@ -140,7 +142,9 @@ def load_config(cls: type[C], path: Path | None, overrides: dict[str, Any]) -> C
     converted: dict[str, Any] = {}
     for name, value in values.items():
         default = getattr(cls(), name)
-        if isinstance(default, Path):
+        if name == "database" and isinstance(value, str) and value.startswith(POSTGRES):
+            converted[name] = value
+        elif isinstance(default, Path):
             if not isinstance(value, str | Path) or not str(value):
                 raise ConfigError(f"[{section}] {name} must be a path, got {value!r}")
             p = Path(value)
@@ -149,6 +153,10 @@ def load_config(cls: type[C], path: Path | None, overrides: dict[str, Any]) -> C
             if not isinstance(value, int):
                 raise ConfigError(f"[{section}] {name} must be an integer, got {value!r}")
             converted[name] = value
+        elif (
+            name == "server" and isinstance(value, list) and all(isinstance(v, str) for v in value)
+        ):
+            converted[name] = ",".join(value)  # several servers over one database
         elif not isinstance(value, str):
             raise ConfigError(f"[{section}] {name} must be a string, got {value!r}")
         else:
@@ -176,7 +184,8 @@ def _check(section: str, name: str, value: object) -> None:
         if name == "id":
             parse_eui64(text)
         elif name == "server":
-            _check_coap_uri(text)
+            for uri in text.split(","):
+                _check_coap_uri(uri.strip())
         elif name == "oob":
             parse_endpoint(text)
         elif name == "metrics" and text:

@@ -32,7 +32,7 @@ from keystrap.protocol import NodeState
 from keystrap.store.atomic import ExistingFile, write_new
 from keystrap.store.errors import StoreError
 from keystrap.store.node_file import NodeFile, encode_node_file, holds_psk, load_node_file
-from keystrap.store.sqlite_repository import SqliteRepository
+from keystrap.store.open import Repository
 
 BUNDLE_FORMAT = "keystrap-bundle/1"
 KEY_MODES = ("shared", "diversified", "per-node")
@@ -102,7 +102,7 @@ class Order:
 
 
 def create_order(
-    repository: SqliteRepository,
+    repository: Repository,
     installer: str,
     controller_id: bytes,
     node_ids: Iterable[bytes],

@@ -1,6 +1,6 @@
 import json
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -8,6 +8,7 @@ import pytest
 
 from keystrap.protocol import ControllerState, InMemoryRepository, NodeState, ServerPolicy
 from keystrap.protocol.node import CoreFactory, local_core
+from keystrap_lab.pg_cluster import PrivateCluster, private_cluster
 from keystrap_lab.simulation import Simulation
 
 VECTORS = Path(__file__).parent / "vectors"
@@ -54,3 +55,16 @@ def make_simulation(
 @pytest.fixture
 def sim() -> Simulation:
     return make_simulation()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PrivateCluster]:
+    """One private PostgreSQL cluster for every PostgreSQL test of the session
+    (initdb takes seconds); each test gets a database of its own (:func:`pg_url`)."""
+    with private_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def pg_url(pg_cluster: PrivateCluster) -> str:
+    return pg_cluster.create_database(f"t{secrets.token_hex(6)}")

@@ -21,7 +21,17 @@ from keystrap.ids import eui64, parse_eui64
 from keystrap.services.instance import InstanceLock
 from keystrap.store.atomic import new_output, place_new, refuse_existing
 from keystrap.store.errors import StoreError
-from keystrap.store.keyfile import key_file_bytes, load_master_key
+from keystrap.store.keyfile import (
+    key_file_bytes,
+    load_master_key,
+    load_or_create_key_file,
+    read_key_file,
+)
+from keystrap.store.migrations import LATEST
+from keystrap.store.move import move_store
+from keystrap.store.open import Repository, local_state, sqlite_file
+from keystrap.store.open import open_repository as open_configured
+from keystrap.store.postgres_repository import redacted
 from keystrap.store.sqlite import connect, copy_database, integrity_problems
 from keystrap.store.sqlite_repository import (
     CheckReport,
@@ -31,7 +41,7 @@ from keystrap.store.sqlite_repository import (
 )
 
 CREATES_SITE = {"controller.add"}
-OWN_STORE = {"restore"}
+OWN_STORE = {"restore", "migrate", "migrate-store"}
 OUTPUTS = {  # the file each command hands out, never overwritten without --force
     "controller.add": "key_out",
     "controller.rotate-key": "key_out",
@@ -49,7 +59,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "located by --config (the server's TOML file) or --database/--master-key.",
     )
     admin.add_argument("--config", type=Path, help="the server's TOML configuration")
-    admin.add_argument("--database", type=Path, help="SQLite repository (overrides --config)")
+    admin.add_argument(
+        "--database", help="SQLite file or postgresql:// URL of the store (overrides --config)"
+    )
     admin.add_argument("--master-key", type=Path, help="master key file (overrides --config)")
     what = admin.add_subparsers(dest="admin_command", required=True, metavar="WHAT")
 
@@ -157,6 +169,18 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "check",
         help="verify the store: SQLite integrity, every key unwraps, nodes per state",
     )
+    what.add_parser(
+        "migrate",
+        help="bring the store's schema up to this keystrap's version (back it up first)",
+    )
+    move = what.add_parser(
+        "migrate-store",
+        help="copy the whole store into an empty one (SQLite <-> PostgreSQL)",
+        description="Every controller, order, node key and transaction is copied as it "
+        "is stored (keys stay wrapped under the same master key): no node needs "
+        "enrolling again. The target must be empty; stop the servers first.",
+    )
+    move.add_argument("--to", required=True, help="postgresql://... URL or a new SQLite file")
     add_user_parser(what)
 
 
@@ -166,15 +190,32 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
     )
 
 
-def open_repository(config: ServerConfig, create: bool) -> SqliteRepository:
-    """The configured store; only a command that sets up a site may create it."""
+def open_repository(config: ServerConfig, create: bool, *, migrate: bool = False) -> Repository:
+    """The configured store; only a command that sets up a site may create it
+    (a PostgreSQL database is created by its administrator, its tables by us)."""
+    if isinstance(config.database, str):
+        master_key = (
+            load_or_create_key_file(config.master_key, secrets.token_bytes)[0]
+            if create
+            else read_master_key(config)
+        )
+        return open_configured(config, master_key, migrate=migrate)
     if not create and not config.database.exists():
         raise StoreError(
             f"no server store at {config.database}: create one with "
             "`keystrap admin controller add`, or give --config/--database"
         )
     master_key, _ = load_master_key(config.database, config.master_key, secrets.token_bytes)
-    return SqliteRepository(config.database, master_key)
+    return open_configured(config, master_key, migrate=migrate)
+
+
+def read_master_key(config: ServerConfig) -> bytes:
+    if not config.master_key.exists():
+        raise StoreError(
+            f"master key file {config.master_key} does not exist: the keys in "
+            f"{config.database} cannot be unwrapped without it; put it back (or give --master-key)"
+        )
+    return read_key_file(config.master_key)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -182,6 +223,12 @@ def run(args: argparse.Namespace) -> int:
     config = server_config(args)
     if key == "restore":
         _restore(config, args)
+        return 0
+    if key == "migrate":
+        _migrate(config)
+        return 0
+    if key == "migrate-store":
+        _migrate_store(config, args.to)
         return 0
     if key == "check":
         _check_integrity(config)
@@ -204,7 +251,7 @@ def _validate(key: str, args: argparse.Namespace) -> None:
         refuse_existing(getattr(args, OUTPUTS[key]), args.force)
 
 
-def _controller_add(repo: SqliteRepository, args: argparse.Namespace) -> None:
+def _controller_add(repo: Repository, args: argparse.Namespace) -> None:
     controller_id = parse_eui64(args.id)
     sk_cs = secrets.token_bytes(16)
     info = ControllerInfo(controller_id, args.name, args.host, args.port)
@@ -213,7 +260,7 @@ def _controller_add(repo: SqliteRepository, args: argparse.Namespace) -> None:
     print(f"controller {eui64(controller_id)} registered; hand it {args.key_out} (mode 0600)")
 
 
-def _controller_rotate_key(repo: SqliteRepository, args: argparse.Namespace) -> None:
+def _controller_rotate_key(repo: Repository, args: argparse.Namespace) -> None:
     controller_id = parse_eui64(args.id)
     pending = repo.pending_of_controller(controller_id)
     if pending and not args.force:
@@ -233,7 +280,7 @@ def _controller_rotate_key(repo: SqliteRepository, args: argparse.Namespace) -> 
     )
 
 
-def _controller_list(repo: SqliteRepository, args: argparse.Namespace) -> None:
+def _controller_list(repo: Repository, args: argparse.Namespace) -> None:
     rows = repo.list_controllers()
     print(f"{'controller':<24} {'NID':<22} name")
     for c in rows:
@@ -241,12 +288,12 @@ def _controller_list(repo: SqliteRepository, args: argparse.Namespace) -> None:
     print(f"{len(rows)} controller(s)")
 
 
-def _controller_remove(repo: SqliteRepository, args: argparse.Namespace) -> None:
+def _controller_remove(repo: Repository, args: argparse.Namespace) -> None:
     repo.remove_controller(parse_eui64(args.id))
     print(f"controller {args.id} removed")
 
 
-def _order_create(repo: SqliteRepository, args: argparse.Namespace) -> None:
+def _order_create(repo: Repository, args: argparse.Namespace) -> None:
     if args.count is not None:
         node_ids = ids_from_count(args.count)
     elif args.id_range is not None:
@@ -275,7 +322,7 @@ def _order_create(repo: SqliteRepository, args: argparse.Namespace) -> None:
     )
 
 
-def _order_list(repo: SqliteRepository, args: argparse.Namespace) -> None:
+def _order_list(repo: Repository, args: argparse.Namespace) -> None:
     rows = repo.list_orders()
     print(f"{'order':>5}  {'installer':<16} {'controller':<24} {'keys':<9} {'nodes':>7}")
     for o in rows:
@@ -286,24 +333,24 @@ def _order_list(repo: SqliteRepository, args: argparse.Namespace) -> None:
     print(f"{len(rows)} order(s)")
 
 
-def _order_remove(repo: SqliteRepository, args: argparse.Namespace) -> None:
+def _order_remove(repo: Repository, args: argparse.Namespace) -> None:
     removed = repo.remove_order(args.order_id)
     print(f"order {args.order_id} removed with {removed} node(s)")
 
 
-def _installer_list(repo: SqliteRepository, args: argparse.Namespace) -> None:
+def _installer_list(repo: Repository, args: argparse.Namespace) -> None:
     rows = repo.list_installers()
     for name, orders in rows:
         print(f"{name:<24} {orders} order(s)")
     print(f"{len(rows)} installer(s)")
 
 
-def _installer_remove(repo: SqliteRepository, args: argparse.Namespace) -> None:
+def _installer_remove(repo: Repository, args: argparse.Namespace) -> None:
     repo.remove_installer(args.name)
     print(f"installer {args.name!r} removed")
 
 
-def _nodes(repo: SqliteRepository, args: argparse.Namespace) -> None:
+def _nodes(repo: Repository, args: argparse.Namespace) -> None:
     nodes = repo.list_nodes()
     counts: dict[str, int] = {}
     for n in nodes:
@@ -316,7 +363,7 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
 
 
-def _revoke(repo: SqliteRepository, args: argparse.Namespace) -> None:
+def _revoke(repo: Repository, args: argparse.Namespace) -> None:
     if args.order is not None:
         count = repo.revoke_order(args.order)
         print(f"order {args.order}: {count} node(s) revoked")
@@ -325,7 +372,7 @@ def _revoke(repo: SqliteRepository, args: argparse.Namespace) -> None:
     print(f"node {args.node} revoked")
 
 
-def _backup(repo: SqliteRepository, args: argparse.Namespace) -> None:
+def _backup(repo: Repository, args: argparse.Namespace) -> None:
     if not args.file.parent.is_dir():
         raise StoreError(f"cannot write {args.file}: no directory {args.file.parent}")
     tmp = args.file.with_name(f".{args.file.name}.partial")
@@ -354,13 +401,14 @@ def _backup(repo: SqliteRepository, args: argparse.Namespace) -> None:
 def _restore(config: ServerConfig, args: argparse.Namespace) -> None:
     """Verify the backup on a private copy first; only then replace the store,
     holding the server's lock so that no server runs on it meanwhile."""
-    refuse_existing(config.database, args.force)
+    database = sqlite_file(config, "keystrap admin restore")
+    refuse_existing(database, args.force)
     if not args.file.is_file():
         raise StoreError(f"backup file {args.file} does not exist")
-    master_key, _ = load_master_key(args.file, config.master_key, secrets.token_bytes)
-    config.database.parent.mkdir(parents=True, exist_ok=True)
-    lock = InstanceLock.acquire(config.database, "server")
-    trial = config.database.with_name(f".{config.database.name}.restoring")
+    master_key = read_master_key(config)
+    database.parent.mkdir(parents=True, exist_ok=True)
+    lock = InstanceLock.acquire(database, "server")
+    trial = database.with_name(f".{database.name}.restoring")
     try:
         for stale in trial.parent.glob(trial.name + "*"):
             stale.unlink()
@@ -369,7 +417,7 @@ def _restore(config: ServerConfig, args: argparse.Namespace) -> None:
         for leftover in trial.parent.glob(trial.name + "*"):
             leftover.unlink()
         lock.release()
-    print(f"restored {args.file} into {config.database} ({_counts(report.counts)})")
+    print(f"restored {args.file} into {database} ({_counts(report.counts)})")
 
 
 def _restore_through(
@@ -394,15 +442,50 @@ def _restore_through(
                 f"backup {backup} refused: {len(report.problems)} problem(s), "
                 f"the first: {report.problems[0]}"
             )
-        repo.restore_into(config.database)
+        repo.restore_into(sqlite_file(config, "keystrap admin restore"))
     finally:
         repo.close()
     return report
 
 
+def _user(repo: Repository, args: argparse.Namespace) -> None:
+    if not isinstance(repo, SqliteRepository):
+        raise StoreError(
+            "console accounts live in a SQLite store; the console does not run on PostgreSQL yet"
+        )
+    user_command(repo, args)
+
+
+def _migrate(config: ServerConfig) -> None:
+    """The servers must be stopped: they refuse a schema they do not know, and a
+    step run under a live server could meet its writes."""
+    lock = InstanceLock.acquire(local_state(config), "server")
+    try:
+        repo = open_repository(config, create=False, migrate=True)
+        repo.close()
+    finally:
+        lock.release()
+    for step in repo.applied:
+        print(f"applied schema step {step.version}: {step.what}")
+    print(f"{repo.path}: schema at version {LATEST}" + ("" if repo.applied else " (nothing to do)"))
+
+
+def _migrate_store(config: ServerConfig, target: str) -> None:
+    source = open_repository(config, create=False)
+    try:
+        counts = move_store(source, target, read_master_key(config))
+    finally:
+        source.close()
+    copied = ", ".join(f"{n} {table}" for table, n in counts.items())
+    print(f"copied {source.path} into {redacted(target)}: {copied}; counts checked")
+    print(f"point the servers' `database` at {redacted(target)} and start them")
+
+
 def _check_integrity(config: ServerConfig) -> None:
     """SQLite's own check first, on a bare connection: a damaged store may not
     even open as a repository, and the check says where it is damaged."""
+    if isinstance(config.database, str):
+        return  # PostgreSQL checks its own pages (docs/deployment.md: amcheck)
     if not config.database.exists():
         open_repository(config, create=False)  # the error that says how to make one
     db = connect(config.database)
@@ -418,7 +501,7 @@ def _check_integrity(config: ServerConfig) -> None:
         )
 
 
-def _check(repo: SqliteRepository, args: argparse.Namespace) -> None:
+def _check(repo: Repository, args: argparse.Namespace) -> None:
     report = repo.check()
     print(f"{repo.path}: {_counts(report.counts)}")
     for problem in report.problems:
@@ -428,7 +511,7 @@ def _check(repo: SqliteRepository, args: argparse.Namespace) -> None:
     print("integrity ok; every key unwraps under the master key")
 
 
-COMMANDS: dict[str, Callable[[SqliteRepository, argparse.Namespace], None]] = {
+COMMANDS: dict[str, Callable[[Repository, argparse.Namespace], None]] = {
     "controller.add": _controller_add,
     "controller.rotate-key": _controller_rotate_key,
     "controller.list": _controller_list,
@@ -442,7 +525,7 @@ COMMANDS: dict[str, Callable[[SqliteRepository, argparse.Namespace], None]] = {
     "revoke": _revoke,
     "backup": _backup,
     "check": _check,
-    "user.add": user_command,
-    "user.list": user_command,
-    "user.remove": user_command,
+    "user.add": _user,
+    "user.list": _user,
+    "user.remove": _user,
 }

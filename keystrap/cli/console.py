@@ -11,6 +11,7 @@ from pathlib import Path
 
 from keystrap.config import ConfigError, ServerConfig, load_config
 from keystrap.store.errors import StoreError
+from keystrap.store.open import sqlite_file
 from keystrap.store.sqlite_repository import SqliteRepository
 
 DEFAULT_PORT = 8080
@@ -94,14 +95,17 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(
         ServerConfig, args.config, {"database": args.database, "master_key": args.master_key}
     )
+    database = sqlite_file(config, "keystrap console")
     repository = open_repository(config, create=False)
+    if not isinstance(repository, SqliteRepository):  # sqlite_file() refused it already
+        raise StoreError("the console works on a SQLite store")
     try:
         check_certificate(args.certfile, args.keyfile)
         listening = listen(args.host, args.port)
     except BaseException:
         repository.close()
         raise
-    users = Users(config.database)
+    users = Users(database)
     if not users.names():
         print("no console account yet: add one with `keystrap admin user add NAME`")
     store = ConsoleStore(repository, users, config.window, secure_cookie=args.certfile is not None)

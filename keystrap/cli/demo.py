@@ -40,6 +40,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default="qr",
         help="out-of-band medium for flights 1, 4 and 5 (default qr)",
     )
+    demo.add_argument(
+        "--store",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="the server's store: a SQLite file, or a private PostgreSQL cluster",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,5 +60,11 @@ def run(args: argparse.Namespace) -> int:
     from keystrap_lab.live_demo import run_live_demo
 
     return asyncio.run(
-        run_live_demo(args.nodes, args.workdir, args.channel, small_network=args.small_network)
+        run_live_demo(
+            args.nodes,
+            args.workdir,
+            args.channel,
+            small_network=args.small_network,
+            store=args.store,
+        )
     )

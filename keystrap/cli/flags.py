@@ -38,7 +38,10 @@ def add_config_flags(parser: argparse.ArgumentParser, schema: type[C]) -> None:
     defaults = schema()
     for option in fields(schema):
         default = getattr(defaults, option.name)
-        kind = Path if isinstance(default, Path) else int if isinstance(default, int) else str
+        # A path-or-URL option (the server's database) stays text until load_config
+        # tells the two apart: Path() would fold the URL's "//".
+        path_only = isinstance(default, Path) and "str" not in str(option.type)
+        kind = Path if path_only else int if isinstance(default, int) else str
         parser.add_argument(
             "--" + option.name.replace("_", "-"),
             type=kind,

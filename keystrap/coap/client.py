@@ -20,45 +20,69 @@ class ServerUnresolvable(Exception):
     """The server's host name does not resolve: nothing could ever reach it."""
 
 
+def server_uris(servers: str) -> list[str]:
+    """``coap://a:5683,coap://b:5683`` (the configuration's form) as a list."""
+    return [uri.strip() for uri in servers.split(",") if uri.strip()]
+
+
 class SbsClient:
-    """Posts to the server through a small pool of CoAP endpoints.
+    """Posts to the servers through a small pool of CoAP endpoints, failing over
+    from one server to the next.
 
     CoAP allows one outstanding confirmable exchange per endpoint pair (NSTART=1,
     which aiocoap enforces), so on a lossy link one lost datagram would hold up
     every other node's bootstrap for a whole retransmission back-off. A controller
     serving many nodes therefore speaks from a few endpoints, like a few clients.
+
+    Several servers share one database (docs/deployment.md), so any of them can
+    carry on any bootstrap: a server that does not answer within CoAP's own
+    retransmission budget is skipped, the same request goes to the next one (an
+    identical flight 2 gets the identical flight 3 from whichever server), and
+    later requests stay with the server that answered.
     """
 
-    def __init__(self, contexts: list[aiocoap.Context], base_uri: str) -> None:
+    def __init__(self, contexts: list[aiocoap.Context], servers: str) -> None:
         self._contexts = contexts
-        self._uri = base_uri.rstrip("/") + "/bs"
+        self._uris = [uri.rstrip("/") + "/bs" for uri in server_uris(servers)]
+        self._current = 0
 
     @classmethod
-    async def create(cls, base_uri: str, endpoints: int = 4) -> SbsClient:
-        """Fails at once if the server's host does not resolve (aiocoap would only
+    async def create(cls, servers: str, endpoints: int = 4) -> SbsClient:
+        """Fails at once if a server's host does not resolve (aiocoap would only
         say so at the first request, each time, while the service looked alive)."""
-        host = urlsplit(base_uri).hostname or ""
-        try:
-            await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_DGRAM)
-        except (socket.gaierror, UnicodeError) as exc:
-            raise ServerUnresolvable(f"server {base_uri}: cannot resolve {host!r}: {exc}") from None
+        for uri in server_uris(servers):
+            host = urlsplit(uri).hostname or ""
+            try:
+                await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_DGRAM)
+            except (socket.gaierror, UnicodeError) as exc:
+                raise ServerUnresolvable(f"server {uri}: cannot resolve {host!r}: {exc}") from None
         contexts = [await aiocoap.Context.create_client_context() for _ in range(endpoints)]
-        return cls(contexts, base_uri)
+        return cls(contexts, servers)
 
     async def shutdown(self) -> None:
         for context in self._contexts:
             await context.shutdown()
 
     async def post(self, data: bytes, lane: int = 0) -> Reply:
-        """``lane`` picks the endpoint (the TID keeps one transaction on one)."""
-        message = aiocoap.Message(
-            code=aiocoap.POST, payload=data, uri=self._uri, content_format=OCTET_STREAM
-        )
-        try:
-            context = self._contexts[lane % len(self._contexts)]
-            response = await context.request(message).response
-        except aiocoap.error.Error as exc:
-            raise ServerUnreachable(str(exc)) from exc
+        """``lane`` picks the endpoint (the TID keeps one transaction on one).
+        Raises :class:`ServerUnreachable` only when no server answered."""
+        context = self._contexts[lane % len(self._contexts)]
+        failures = []
+        for _ in self._uris:
+            current = self._current
+            uri = self._uris[current]
+            message = aiocoap.Message(
+                code=aiocoap.POST, payload=data, uri=uri, content_format=OCTET_STREAM
+            )
+            try:
+                response = await context.request(message).response
+                break
+            except aiocoap.error.Error as exc:
+                failures.append(f"{uri}: {exc}")
+                if self._current == current:  # another request may have moved on already
+                    self._current = (current + 1) % len(self._uris)
+        else:
+            raise ServerUnreachable("; ".join(failures))
         status = FROM_COAP.get(response.code)
         if status is None:
             # An answer we did not expect (e.g. 5.00 from a crashing server): retry later.

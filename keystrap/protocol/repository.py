@@ -56,6 +56,12 @@ class UnknownTransaction(Exception):
     pass
 
 
+class NodeBusy(Exception):
+    """The node already has ``max_pending`` open candidates: raised by a repository
+    that several servers share, which checks the limit under the node's lock
+    (the core's own count, made before, can be overtaken by another server)."""
+
+
 class KeyRepository(Protocol):
     def get_node(self, node_id: bytes) -> NodeRecord | None: ...
 

@@ -16,6 +16,7 @@ from keystrap.protocol.keys import derive_psk
 from keystrap.protocol.replies import Reply, Status
 from keystrap.protocol.repository import (
     KeyRepository,
+    NodeBusy,
     NodeStatus,
     TransactionExists,
     TransactionRecord,
@@ -200,6 +201,8 @@ class Server:
             if raced is None:
                 return Reply(Status.UNAVAILABLE, reason="repository inconsistent; retry")
             return self._retransmitted_request(raced, data)
+        except NodeBusy:
+            return refuse(Status.TOO_MANY_REQUESTS, "too many unfinished bootstraps")
         event = BootstrapGranted(node_id, request.controller_id, request.tid)
         return Reply(Status.OK, grant, event=event)
 

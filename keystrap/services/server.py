@@ -19,7 +19,8 @@ from keystrap.services.instance import InstanceLock
 from keystrap.services.lifetime import wait_for_signal
 from keystrap.store.activity import ActivityLog
 from keystrap.store.keyfile import load_master_key
-from keystrap.store.sqlite_repository import SqliteRepository
+from keystrap.store.open import Repository, local_state, open_repository
+from keystrap.store.postgres_repository import redacted
 from keystrap.wire import FlightType, RevocationQuery, peek_type
 
 log = logging.getLogger("keystrap.server")
@@ -32,7 +33,7 @@ class LiveControllers(Mapping[bytes, bytes]):
     so a flood of forged packets costs no repository access at all.
     """
 
-    def __init__(self, repository: SqliteRepository, clock: float = 1.0) -> None:
+    def __init__(self, repository: Repository, clock: float = 1.0) -> None:
         self._repository = repository
         self._interval = clock
         self._checked = 0.0
@@ -69,7 +70,7 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
         held.push_async_callback(
             (await open_server_context(site, config.host, config.port)).shutdown
         )
-        held.callback(InstanceLock.acquire(config.database, "server").release)
+        held.callback(InstanceLock.acquire(local_state(config), "server").release)
         await _serve(config, site, ready)
 
 
@@ -82,7 +83,7 @@ async def _serve(
             "listening on coap://%s:%d/bs (database %s, %s profile, %d controller(s))",
             config.host,
             config.port,
-            config.database,
+            redacted(str(config.database)),  # a PostgreSQL URL without its password
             config.profile,
             len(core.controllers),
         )
@@ -99,15 +100,17 @@ async def server_core(config: ServerConfig) -> AsyncIterator[tuple[Server, Obser
     CoAP face serves, and what a controller that includes the server
     (:mod:`keystrap.services.small_network`) calls in memory. The caller holds
     the instance lock on ``config.database``."""
-    master_key, created = load_master_key(config.database, config.master_key, secrets.token_bytes)
+    master_key, created = load_master_key(
+        local_state(config), config.master_key, secrets.token_bytes
+    )
     if created:
         log.info("created %s (mode 0600); it wraps what is stored", config.master_key)
-    repository = SqliteRepository(config.database, master_key)
+    repository = open_repository(config, master_key)
     controllers = LiveControllers(repository)
     policy = ServerPolicy(config.window, config.max_pending, config.profile == "hardened")
     metrics = Metrics("server")
     metrics.open_transactions.set_function(repository.count_all_pending)
-    activity = ActivityLog(config.database)
+    activity = ActivityLog(local_state(config))
 
     def observe(data: bytes, reply: Reply, seconds: float) -> None:
         metrics.server_reply(data, reply, seconds)

@@ -20,6 +20,7 @@ from keystrap.protocol import Reply
 from keystrap.services.controller import ControllerService
 from keystrap.services.instance import InstanceLock
 from keystrap.services.server import server_core
+from keystrap.store.open import local_state
 
 IN_PROCESS = "in-process"
 
@@ -44,7 +45,7 @@ async def run_small_network(
     """Both roles until a signal; the server's store is locked as a server locks it,
     so neither a separate server nor a restore can run on it meanwhile."""
     async with contextlib.AsyncExitStack() as held:
-        held.callback(InstanceLock.acquire(server.database, "server").release)
+        held.callback(InstanceLock.acquire(local_state(server), "server").release)
         core, observe = await held.enter_async_context(server_core(server))
         in_band = InProcessServer(BootstrapResource(core, observe))
         await ControllerService(controller, in_band).run(ready)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from keystrap.crypto import KeyUnwrapError, unwrap_key, wrap_key
 from keystrap.ids import eui64
@@ -28,6 +29,14 @@ from keystrap.protocol.repository import (
     UnknownTransaction,
 )
 from keystrap.store.errors import StoreError
+from keystrap.store.migrations import (
+    LATEST,
+    META,
+    TABLES,
+    Migration,
+    require_latest,
+    steps_after,
+)
 from keystrap.store.sqlite import (
     StoreKind,
     copy_database,
@@ -36,32 +45,6 @@ from keystrap.store.sqlite import (
     write_transaction,
 )
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS controllers (
-    id BLOB PRIMARY KEY, name TEXT NOT NULL, host TEXT NOT NULL, port INTEGER NOT NULL,
-    sk_wrapped BLOB NOT NULL, created INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS installers (name TEXT PRIMARY KEY, created INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS orders (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    installer TEXT NOT NULL REFERENCES installers(name),
-    controller_id BLOB NOT NULL REFERENCES controllers(id),
-    key_mode TEXT NOT NULL, created INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS nodes (
-    id BLOB PRIMARY KEY, order_id INTEGER NOT NULL REFERENCES orders(id),
-    key_wrapped BLOB NOT NULL, status TEXT NOT NULL, updated INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS nodes_by_order ON nodes(order_id);
-CREATE TABLE IF NOT EXISTS transactions (
-    controller_id BLOB NOT NULL, tid INTEGER NOT NULL, node_id BLOB NOT NULL,
-    request BLOB NOT NULL, grant_flight BLOB, rn_c_wrapped BLOB NOT NULL, psk_wrapped BLOB,
-    status TEXT NOT NULL, created INTEGER NOT NULL,
-    PRIMARY KEY (controller_id, tid));
-CREATE INDEX IF NOT EXISTS transactions_by_node ON transactions(node_id, status);
-CREATE TABLE IF NOT EXISTS revocations (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, node_id BLOB NOT NULL, at INTEGER NOT NULL);
-"""
-
-SCHEMA_VERSION = "1"
 SERVER_STORE = StoreKind("a keystrap server store", has="controllers")
 
 
@@ -107,12 +90,14 @@ def _nothing() -> None:
 
 
 class SqliteRepository:
-    def __init__(self, path: Path, master_key: bytes) -> None:
+    def __init__(self, path: Path, master_key: bytes, *, migrate: bool = False) -> None:
+        """Opens (or creates) the store; an older schema is refused unless
+        ``migrate``, which applies the missing steps (listed in :attr:`applied`)."""
         self.path = Path(path)
         self._kek = master_key
-        self._db = open_database(self.path, SCHEMA, kind=SERVER_STORE, foreign_keys=True)
+        self._db = open_database(self.path, "", kind=SERVER_STORE, foreign_keys=True)
         try:
-            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+            self.applied = self._bring_up_to_date(migrate)
             self._check_master_key()
         except sqlite3.Error as exc:
             self._db.close()
@@ -136,6 +121,29 @@ class SqliteRepository:
             raise WrongMasterKey(
                 f"{self.path}: a stored key does not unwrap -- wrong master key file?"
             ) from None
+
+    def _bring_up_to_date(self, migrate: bool) -> list[Migration]:
+        with write_transaction(self._db) as db:
+            db.execute(META)
+            rows = dict(db.execute("SELECT name, value FROM meta WHERE name LIKE 'schema%'"))
+            # Stores made before versioning recorded 'schema' = '1'.
+            version = int(rows.get("schema_version", rows.get("schema", 0)))
+            if version and not migrate:
+                require_latest(version, str(self.path))
+                return []
+            steps = steps_after(version)
+            for step in steps:
+                for statement in step.sqlite.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+            db.execute("DELETE FROM meta WHERE name='schema'")
+            db.execute(
+                "INSERT INTO meta VALUES ('schema_version', ?) "
+                "ON CONFLICT(name) DO UPDATE SET value=excluded.value",
+                (str(max(version, LATEST)),),
+            )
+            require_latest(max(version, LATEST), str(self.path))
+        return steps
 
     def _check_master_key(self) -> None:
         """Store a wrapped check value once, so a wrong master key fails at start."""
@@ -533,6 +541,28 @@ class SqliteRepository:
     def restore_into(self, store: Path) -> None:
         """Make ``store`` (a server's database, possibly existing) a copy of this one."""
         copy_database(self._db, store, standalone=False)
+
+    # -- moving a site (keystrap admin migrate-store) ---------------------------------
+
+    def rows(self, table: str) -> Iterator[tuple[Any, ...]]:
+        assert table in TABLES
+        yield from self._db.execute(f"SELECT * FROM {table} ORDER BY 1")  # noqa: S608 (a name from TABLES)
+
+    def count_rows(self, table: str) -> int:
+        assert table in TABLES
+        return int(self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])  # noqa: S608
+
+    def is_empty(self) -> bool:
+        return all(self.count_rows(table) == 0 for table in TABLES)
+
+    def load(self, tables: dict[str, list[tuple[Any, ...]]]) -> None:
+        """Insert every row as it is (keys stay wrapped) in one transaction."""
+        with write_transaction(self._db) as db:
+            for table in TABLES:
+                rows = tables.get(table, [])
+                if rows:
+                    marks = ",".join("?" * len(rows[0]))
+                    db.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)  # noqa: S608
 
 
 WRAPPED_NODE_KEYS = "SELECT id, key_wrapped FROM nodes"

@@ -36,6 +36,7 @@ from keystrap.wire import (
     peek_type,
 )
 from keystrap_lab.independent import independent_get
+from keystrap_lab.pg_cluster import private_cluster
 from keystrap_lab.processes import free_udp_port
 from keystrap_lab.relay import Recording, forward_all
 from keystrap_lab.site import Site
@@ -80,18 +81,30 @@ def _workdir(path: Path | None) -> Iterator[Path]:
 
 
 async def run_live_demo(
-    count: int, workdir: Path | None, channel: str = "qr", small_network: bool = False
+    count: int,
+    workdir: Path | None,
+    channel: str = "qr",
+    small_network: bool = False,
+    store: str = "sqlite",
 ) -> int:
     """With ``small_network``, the controller includes the server (the paper's small
-    network): one process, and no in-band flight on any network to record."""
+    network): one process, and no in-band flight on any network to record. With
+    ``store="postgresql"``, the server's store is a private PostgreSQL cluster
+    started for the demo in a temporary directory (and removed after it)."""
     started = time.monotonic()
-    with _workdir(workdir) as root:
+    with _workdir(workdir) as root, contextlib.ExitStack() as held:
+        url = ""
+        if store == "postgresql":
+            cluster = held.enter_context(private_cluster())
+            url = cluster.create_database("keystrap")
+            print(f"PostgreSQL: a private cluster on a Unix socket in {cluster.root}")
         site = Site(
             root,
             channels=(channel, channel),
             capture=True,
             revocation_poll=1,
             small_network=small_network,
+            store=url,
         )
         await site.prepare(relay_hook=None if small_network else forward_all)
         try:

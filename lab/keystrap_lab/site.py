@@ -26,7 +26,7 @@ from keystrap.config import (
 from keystrap.protocol import NodeStage, NodeState
 from keystrap.store.keyfile import read_key_file
 from keystrap.store.node_file import NodeFile, save_node_file
-from keystrap.store.sqlite_repository import SqliteRepository
+from keystrap.store.open import Repository, open_store
 from keystrap_lab.processes import (
     Service,
     free_udp_port,
@@ -49,6 +49,7 @@ class Site:
     controller_id: str = DEFAULT_CONTROLLER_ID
     revocation_poll: int = 5
     small_network: bool = False  # the controller includes the server (--with-server)
+    store: str = ""  # a postgresql:// URL for the server's store; empty: SQLite in data/
     server_port: int = field(default_factory=free_udp_port)
     relay: UdpRelay | None = None
     server: Service | None = None
@@ -92,7 +93,7 @@ class Site:
         server = ServerConfig(
             host="127.0.0.1",
             port=self.server_port,
-            database=Path("data/sbs.sqlite"),
+            database=self.store or Path("data/sbs.sqlite"),
             master_key=Path("data/sbs-master.key"),
             window=self.window,
             profile=self.profile,
@@ -114,9 +115,9 @@ class Site:
         self.controller_config.write_text(render_config(controller, full=False))
 
     @contextlib.contextmanager
-    def repository(self) -> Iterator[SqliteRepository]:
+    def repository(self) -> Iterator[Repository]:
         """The server's repository, opened as the administrator would."""
-        repository = SqliteRepository(self.database, read_key_file(self.master_key))
+        repository = open_store(self.store or self.database, read_key_file(self.master_key))
         try:
             yield repository
         finally:

@@ -1,0 +1,51 @@
+"""Which key repository a server configuration names: a SQLite file (the
+embedded default) or a PostgreSQL database shared by several servers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from keystrap.config import ServerConfig
+from keystrap.store.errors import StoreError
+from keystrap.store.postgres_repository import PostgresRepository, is_postgres_url
+from keystrap.store.sqlite_repository import SqliteRepository
+
+Repository = SqliteRepository | PostgresRepository
+
+
+def open_repository(
+    config: ServerConfig, master_key: bytes, *, migrate: bool = False
+) -> Repository:
+    if isinstance(config.database, str):
+        return PostgresRepository(
+            config.database, master_key, max_pending=config.max_pending, migrate=migrate
+        )
+    return SqliteRepository(config.database, master_key, migrate=migrate)
+
+
+def open_store(database: Path | str, master_key: bytes) -> Repository:
+    """A store named by a path or URL alone (``admin migrate-store --to``)."""
+    if is_postgres_url(database):
+        return PostgresRepository(str(database), master_key)
+    return SqliteRepository(Path(database), master_key)
+
+
+def sqlite_file(config: ServerConfig, purpose: str) -> Path:
+    """The SQLite file of a command that only works on one (backup files, the
+    console's users), or one clear line saying so."""
+    if isinstance(config.database, str):
+        raise StoreError(
+            f"{purpose} works on a SQLite store; this site's store is PostgreSQL "
+            "(docs/deployment.md says how to do this there)"
+        )
+    return config.database
+
+
+def local_state(config: ServerConfig) -> Path:
+    """Where one server keeps what is its own: the instance lock and the activity
+    log. Beside a SQLite store, that is the store itself; servers sharing a
+    PostgreSQL store each keep a small file of their own next to the master key,
+    one per port (the UDP bind already allows one server per port)."""
+    if isinstance(config.database, str):
+        return config.master_key.with_name(f"sbs-{config.port}-local.sqlite")
+    return config.database

@@ -1,0 +1,142 @@
+"""A private PostgreSQL cluster in a temporary directory, for the tests, the
+benchmarks and ``keystrap demo --store postgresql`` (lab tooling, not the product:
+an operator's database is set up by its administrator, docs/deployment.md).
+
+``initdb`` and ``pg_ctl`` from Debian's ``postgresql`` package; the server
+listens on a Unix socket in the directory only (``listen_addresses=''``), so it
+needs no port, no system service and no password, and disappears with
+:meth:`PrivateCluster.stop`. PostgreSQL refuses to run as root: as root, the
+cluster runs as ``nobody`` and its directory is handed to that user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+ROLE = "keystrap"
+UNPRIVILEGED = "nobody"
+
+
+class ClusterError(Exception):
+    """PostgreSQL's programs are missing, or the cluster would not start."""
+
+
+def postgres_bin() -> Path:
+    """The directory of ``initdb`` and ``pg_ctl``: Debian keeps them out of PATH in
+    /usr/lib/postgresql/VERSION/bin; the newest version installed wins."""
+    versions = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"),
+        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+    )
+    if not versions:
+        found = shutil.which("pg_ctl")
+        if found is None:
+            raise ClusterError("PostgreSQL is not installed (Debian: apt-get install postgresql)")
+        return Path(found).parent
+    return versions[-1].parent
+
+
+@dataclass
+class PrivateCluster:
+    root: Path
+    bin: Path
+    user: str | None  # run as this user (when we are root), else as ourselves
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.root
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://{ROLE}@/{database}?host={self.socket_dir}"
+
+    @classmethod
+    def create(cls, parent: Path | None = None) -> PrivateCluster:
+        """initdb a new cluster (trust authentication: only the socket's owner
+        and root can reach it) and start it."""
+        user = UNPRIVILEGED if os.geteuid() == 0 else None
+        root = Path(tempfile.mkdtemp(prefix="keystrap-pg-", dir=parent))
+        cluster = cls(root, postgres_bin(), user)
+        if user is not None:
+            entry = pwd.getpwnam(user)
+            os.chown(root, entry.pw_uid, entry.pw_gid)
+        root.chmod(0o700)
+        cluster._run(
+            "initdb", "-D", str(cluster.data), "-U", ROLE, "--auth=trust", "-E", "UTF8",
+            "--no-instructions",
+        )  # fmt: skip
+        cluster.start()
+        return cluster
+
+    def _run(self, program: str, *args: str) -> str:
+        done = subprocess.run(  # noqa: S603 - PostgreSQL's own programs, argument list
+            [str(self.bin / program), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            user=self.user,
+            cwd=self.root,
+        )
+        if done.returncode != 0:
+            raise ClusterError(f"{program} failed: {(done.stderr or done.stdout).strip()}")
+        return done.stdout
+
+    def start(self) -> None:
+        options = f"-c listen_addresses='' -k {self.socket_dir} -c max_connections=200"
+        self._run(
+            "pg_ctl",
+            "start",
+            "-w",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.root / "log"),
+            "-o",
+            options,
+        )
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.data))
+
+    def restart(self) -> None:
+        """A fast restart: every connection is cut, as when the database fails over."""
+        self.stop()
+        self.start()
+
+    def postmaster_pid(self) -> int:
+        """The server's main process (its backends are its children)."""
+        return int((self.data / "postmaster.pid").read_text().split()[0])
+
+    def create_database(self, name: str) -> str:
+        """A new empty database; returns its URL."""
+        with psycopg.connect(self.url(), autocommit=True) as db:
+            db.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return self.url(name)
+
+    def remove(self) -> None:
+        with contextlib.suppress(ClusterError):
+            self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def private_cluster(parent: Path | None = None) -> Iterator[PrivateCluster]:
+    cluster = PrivateCluster.create(parent)
+    try:
+        yield cluster
+    finally:
+        cluster.remove()

@@ -1,0 +1,137 @@
+"""The administrator's commands around the PostgreSQL store: a site moved from
+SQLite into PostgreSQL and back without re-enrolment, and schema migration."""
+
+import secrets
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from keystrap.coap.client import server_uris
+from keystrap.config import ConfigError, ControllerConfig, ServerConfig, load_config
+from keystrap.protocol import TransactionRecord, TransactionStatus
+from keystrap.store.keyfile import read_key_file
+from keystrap.store.open import open_store
+from keystrap_lab.processes import keystrap_command
+
+from .conftest import CONTROLLER_ID
+
+
+def keystrap(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        keystrap_command(*args), cwd=cwd, capture_output=True, text=True, check=False
+    )
+
+
+def make_site(root: Path, database: str) -> Path:
+    config = root / "server.toml"
+    config.write_text(f'[server]\ndatabase = "{database}"\nmaster_key = "sbs-master.key"\n')
+    for command in (
+        ["controller", "add", "02:00:00:00:00:00:00:c0", "--key-out", "c.key"],
+        ["order", "create", "--installer", "acme", "--controller", "02:00:00:00:00:00:00:c0",
+         "--count", "5", "--out", "bundle.json"],
+    ):  # fmt: skip
+        done = keystrap(root, "admin", "--config", str(config), *command)
+        assert done.returncode == 0, done.stderr
+    return config
+
+
+def snapshot(database: str, master: bytes) -> tuple[object, ...]:
+    """Everything a server relies on, keys unwrapped (compared, never printed)."""
+    store = open_store(database, master)
+    try:
+        nodes = sorted(store.unwrapped_node_keys())
+        statuses = sorted((n.node_id, n.status) for n in store.list_nodes())
+        open_tx = store.get_transaction(CONTROLLER_ID, 41)
+        return (nodes, statuses, store.revocations_after(0, 10), store.controller_keys(), open_tx)
+    finally:
+        store.close()
+
+
+def test_site_moves_to_postgres_and_back(tmp_path: Path, pg_url: str) -> None:
+    config = make_site(tmp_path, "sbs.sqlite")
+    master = read_key_file(tmp_path / "sbs-master.key")
+    sqlite_store = open_store(str(tmp_path / "sbs.sqlite"), master)
+    first, second = (n.node_id for n in sqlite_store.list_nodes()[:2])
+    sqlite_store.add_transaction(
+        TransactionRecord(
+            CONTROLLER_ID, 41, first, b"f2", b"f3", bytes(16), secrets.token_bytes(16),
+            TransactionStatus.PENDING, 1,
+        )
+    )  # fmt: skip
+    sqlite_store.revoke(second)
+    sqlite_store.close()
+    before = snapshot(str(tmp_path / "sbs.sqlite"), master)
+
+    done = keystrap(tmp_path, "admin", "--config", str(config), "migrate-store", "--to", pg_url)
+    assert done.returncode == 0, done.stderr
+    assert (
+        "5 nodes" in done.stdout
+        and "1 transactions" in done.stdout
+        and "1 revocations" in done.stdout
+    )
+    assert snapshot(pg_url, master) == before
+
+    again = keystrap(tmp_path, "admin", "--config", str(config), "migrate-store", "--to", pg_url)
+    assert again.returncode == 2 and "not empty" in again.stderr
+
+    pg_config = tmp_path / "pg.toml"
+    pg_config.write_text(f'[server]\ndatabase = "{pg_url}"\nmaster_key = "sbs-master.key"\n')
+    revoked = keystrap(tmp_path, "admin", "--config", str(pg_config), "revoke", "--order", "1")
+    assert revoked.returncode == 0, revoked.stderr
+    back = tmp_path / "back.sqlite"
+    done = keystrap(
+        tmp_path, "admin", "--config", str(pg_config), "migrate-store", "--to", str(back)
+    )
+    assert done.returncode == 0, done.stderr
+    assert snapshot(str(back), master) == snapshot(pg_url, master)
+    # New revocations continue the copied numbering on both sides.
+    store = open_store(str(back), master)
+    assert [seq for seq, _ in store.revocations_after(0, 10)] == [1, 2, 3, 4, 5]
+    store.close()
+
+
+def test_older_sqlite_store_is_refused_until_migrated(tmp_path: Path) -> None:
+    config = make_site(tmp_path, "sbs.sqlite")
+    db = sqlite3.connect(tmp_path / "sbs.sqlite")
+    with db:  # a store as keystrap wrote it before schemas were numbered
+        db.execute("DROP INDEX transactions_open")
+        db.execute("DELETE FROM meta WHERE name='schema_version'")
+        db.execute("INSERT INTO meta VALUES ('schema', '1')")
+    db.close()
+
+    refused = keystrap(tmp_path, "admin", "--config", str(config), "nodes")
+    assert refused.returncode == 2 and "keystrap admin migrate" in refused.stderr
+    migrated = keystrap(tmp_path, "admin", "--config", str(config), "migrate")
+    assert migrated.returncode == 0, migrated.stderr
+    assert "applied schema step 2" in migrated.stdout
+    listed = keystrap(tmp_path, "admin", "--config", str(config), "nodes")
+    assert listed.returncode == 0 and "5 node(s): 5 enrolled" in listed.stdout
+    again = keystrap(tmp_path, "admin", "--config", str(config), "migrate")
+    assert "nothing to do" in again.stdout
+
+
+def test_config_takes_a_database_url_and_several_servers(tmp_path: Path) -> None:
+    (tmp_path / "s.toml").write_text('[server]\ndatabase = "postgresql://k@/sbs?host=/run/pg"\n')
+    assert load_config(ServerConfig, tmp_path / "s.toml", {}).database == (
+        "postgresql://k@/sbs?host=/run/pg"
+    )
+    (tmp_path / "c.toml").write_text('[controller]\nserver = ["coap://a:5683", "coap://b"]\n')
+    servers = load_config(ControllerConfig, tmp_path / "c.toml", {}).server
+    assert server_uris(servers) == ["coap://a:5683", "coap://b"]
+    single = load_config(ControllerConfig, None, {"server": "coap://a:5683"}).server
+    assert server_uris(single) == ["coap://a:5683"]
+    (tmp_path / "bad.toml").write_text('[controller]\nserver = "coap://a, http://b"\n')
+    with pytest.raises(ConfigError, match="coap://HOST"):
+        load_config(ControllerConfig, tmp_path / "bad.toml", {})
+
+
+def test_sqlite_only_commands_say_so_on_postgres(tmp_path: Path, pg_url: str) -> None:
+    config = make_site(tmp_path, pg_url)
+    for command in (["backup", "b.sqlite"], ["restore", "b.sqlite"]):
+        done = keystrap(tmp_path, "admin", "--config", str(config), *command)
+        assert done.returncode == 2 and "PostgreSQL" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+    checked = keystrap(tmp_path, "admin", "--config", str(config), "check")
+    assert checked.returncode == 0 and "5 enrolled" in checked.stdout, checked.stderr

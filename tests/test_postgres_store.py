@@ -1,0 +1,222 @@
+"""The PostgreSQL store against a real private cluster: the repository contract,
+and the invariants of docs/protocol.md when several connections (as several
+servers) race on one node."""
+
+import secrets
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from keystrap.protocol import (
+    ControllerState,
+    NodeState,
+    NodeStatus,
+    Server,
+    ServerPolicy,
+    Status,
+    TransactionExists,
+    TransactionRecord,
+    TransactionStatus,
+)
+from keystrap.protocol.repository import NodeBusy, UnknownTransaction
+from keystrap.store.errors import StoreError
+from keystrap.store.migrations import LATEST, SchemaMismatch
+from keystrap.store.postgres_repository import PostgresRepository
+from keystrap.store.sqlite_repository import ControllerInfo
+from keystrap.wire import Flight1, seal_flight2
+from keystrap_lab.simulation import Fault, Simulation
+
+from .conftest import CONTROLLER_ID, node_id
+
+MASTER = secrets.token_bytes(16)
+
+
+@pytest.fixture
+def repo(pg_url: str) -> Iterator[PostgresRepository]:
+    repository = PostgresRepository(pg_url, MASTER, max_pending=3)
+    repository.add_controller(ControllerInfo(CONTROLLER_ID, "c", "h", 1), secrets.token_bytes(16))
+    yield repository
+    repository.close()
+
+
+def enrol(repo: PostgresRepository, nodes: int = 1, ik: bytes | None = None) -> bytes:
+    key = ik or secrets.token_bytes(16)
+    repo.create_order(
+        "acme", CONTROLLER_ID, [(node_id(n), key) for n in range(1, nodes + 1)], "shared"
+    )
+    return key
+
+
+def pending(tid: int, psk: bytes | None = None, request: bytes = b"r") -> TransactionRecord:
+    return TransactionRecord(
+        CONTROLLER_ID,
+        tid,
+        node_id(1),
+        request,
+        b"grant-%d" % tid,
+        bytes(16),
+        psk or secrets.token_bytes(16),
+        TransactionStatus.PENDING,
+        0,
+    )
+
+
+def race(workers: list[Callable[[], object]]) -> list[object]:
+    """Run each worker in its own thread, released together; their results or exceptions."""
+    start = threading.Barrier(len(workers))
+    results: list[object] = [None] * len(workers)
+
+    def run(i: int) -> None:
+        start.wait()
+        try:
+            results[i] = workers[i]()
+        except Exception as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(workers))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def test_keys_are_wrapped_and_schema_versioned(repo: PostgresRepository, pg_url: str) -> None:
+    ik = enrol(repo)
+    sk = repo.controller_keys()[CONTROLLER_ID]
+    with psycopg.connect(pg_url) as db:
+        blobs = [bytes(r[0]) for r in db.execute("SELECT key_wrapped FROM nodes")]
+        blobs += [bytes(r[0]) for r in db.execute("SELECT sk_wrapped FROM controllers")]
+        version = db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
+    assert blobs and all(ik not in b and sk not in b for b in blobs)
+    assert version == (str(LATEST),)
+
+
+def test_wrong_master_key_is_refused(repo: PostgresRepository, pg_url: str) -> None:
+    with pytest.raises(StoreError, match="master key"):
+        PostgresRepository(pg_url, secrets.token_bytes(16))
+
+
+def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="cannot open database"):
+        PostgresRepository(f"postgresql://x:secret@/none?host={tmp_path}", MASTER)
+
+
+def test_older_schema_is_refused_until_migrated(repo: PostgresRepository, pg_url: str) -> None:
+    with psycopg.connect(pg_url) as db:
+        db.execute("DROP INDEX transactions_open")
+        db.execute("UPDATE meta SET value='1' WHERE name='schema_version'")
+    with pytest.raises(SchemaMismatch, match="admin migrate"):
+        PostgresRepository(pg_url, MASTER)
+    migrated = PostgresRepository(pg_url, MASTER, migrate=True)
+    assert [step.version for step in migrated.applied] == [2]
+    migrated.close()
+    PostgresRepository(pg_url, MASTER).close()
+
+
+def test_protocol_over_postgres_survives_faults(repo: PostgresRepository) -> None:
+    """The state machines end to end on the real store, with a duplicate and a
+    restart at every other point."""
+    ik = enrol(repo)
+    sk = repo.controller_keys()[CONTROLLER_ID]
+    for point, fault in enumerate([Fault.DUPLICATE, Fault.RESTART_RECIPIENT] * 4):
+        sim = Simulation(
+            repo,
+            {CONTROLLER_ID: sk},
+            ControllerState(CONTROLLER_ID, sk, next_tid=100 * (point + 1)),
+            [NodeState(node_id(1), CONTROLLER_ID, repo.get_node(node_id(1)).key)],  # type: ignore[union-attr]
+            secrets.token_bytes,
+        )
+        sim.start(node_id(1))
+        sim.run(lambda i, _m, p=point, f=fault: f if i == p else Fault.NONE)
+        record = repo.get_node(node_id(1))
+        assert record is not None and record.status is NodeStatus.ACTIVE
+        assert record.key == sim.node_states[node_id(1)].key != ik
+        assert repo.count_pending(node_id(1)) == 0
+
+
+def test_one_transaction_per_tid_across_connections(repo: PostgresRepository, pg_url: str) -> None:
+    enrol(repo)
+    others = [PostgresRepository(pg_url, MASTER, max_pending=3) for _ in range(4)]
+    record = pending(7)
+    results = race([lambda r=r: r.add_transaction(record) for r in others])
+    assert sum(r is None for r in results) == 1
+    assert sum(isinstance(r, TransactionExists) for r in results) == 3
+    for other in others:
+        other.close()
+
+
+def test_max_pending_holds_across_connections(repo: PostgresRepository, pg_url: str) -> None:
+    """Eight servers each add a candidate for one node at once: the node row's
+    lock lets exactly max_pending (3) in."""
+    enrol(repo)
+    others = [PostgresRepository(pg_url, MASTER, max_pending=3) for _ in range(8)]
+    results = race([lambda r=r, t=t: r.add_transaction(pending(t)) for t, r in enumerate(others)])
+    assert sum(r is None for r in results) == 3
+    assert sum(isinstance(r, NodeBusy) for r in results) == 5
+    assert repo.count_pending(node_id(1)) == 3
+    for other in others:
+        other.close()
+
+
+def test_two_confirmations_of_one_node_race_safely(repo: PostgresRepository, pg_url: str) -> None:
+    """Two candidates confirmed at once on two servers: exactly one becomes the
+    node's key, the other is superseded (never two 'confirmed', never a key
+    the node does not hold)."""
+    enrol(repo)
+    psks = [secrets.token_bytes(16) for _ in range(2)]
+    for tid, psk in enumerate(psks, 1):
+        repo.add_transaction(pending(tid, psk))
+    a, b = (PostgresRepository(pg_url, MASTER) for _ in range(2))
+    results = race([lambda: a.confirm(CONTROLLER_ID, 1), lambda: b.confirm(CONTROLLER_ID, 2)])
+    assert sum(r is None for r in results) == 1
+    assert sum(isinstance(r, UnknownTransaction) for r in results) == 1
+    winner = results.index(None) + 1
+    node = repo.get_node(node_id(1))
+    assert node is not None and node.key == psks[winner - 1]
+    statuses = {t: repo.get_transaction(CONTROLLER_ID, t).status for t in (1, 2)}  # type: ignore[union-attr]
+    assert statuses[winner] is TransactionStatus.CONFIRMED
+    assert statuses[3 - winner] is TransactionStatus.SUPERSEDED
+    a.confirm(CONTROLLER_ID, winner)  # a retry after a lost commit acknowledgement
+    a.close()
+    b.close()
+
+
+def test_revocations_are_numbered_in_commit_order(repo: PostgresRepository, pg_url: str) -> None:
+    enrol(repo, nodes=20)
+    revokers = [PostgresRepository(pg_url, MASTER) for _ in range(4)]
+    results = race(
+        [
+            lambda r=r, k=k: [r.revoke(node_id(n)) for n in range(1 + 5 * k, 6 + 5 * k)]
+            for k, r in enumerate(revokers)
+        ]
+    )
+    assert not [r for r in results if isinstance(r, Exception)]
+    feed = repo.revocations_after(0, 100)
+    assert [seq for seq, _ in feed] == list(range(1, 21))
+    assert {nid for _, nid in feed} == {node_id(n) for n in range(1, 21)}
+    for revoker in revokers:
+        revoker.close()
+
+
+def test_same_flight2_on_two_servers_gets_one_flight3(
+    repo: PostgresRepository, pg_url: str
+) -> None:
+    """The server core over two connections, as two servers: the retransmission
+    of one flight 2 lands on both at once; both answer the identical flight 3."""
+    enrol(repo)
+    sk = repo.controller_keys()[CONTROLLER_ID]
+    now = 1_700_000_000
+    hello = Flight1(node_id(1), secrets.token_bytes(16)).encode()
+    flight2 = seal_flight2(sk, CONTROLLER_ID, 9, now, secrets.token_bytes(16), hello)
+    servers = [
+        Server(PostgresRepository(pg_url, MASTER), {CONTROLLER_ID: sk}, ServerPolicy())
+        for _ in range(2)
+    ]
+    replies = race([lambda s=s: s.handle(flight2, now) for s in servers])
+    assert all(getattr(r, "status", None) is Status.OK for r in replies), replies
+    assert replies[0].payload == replies[1].payload  # type: ignore[union-attr]
+    assert repo.count_pending(node_id(1)) == 1
