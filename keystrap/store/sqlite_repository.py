@@ -57,6 +57,11 @@ CREATE TABLE IF NOT EXISTS transactions (
     status TEXT NOT NULL, created INTEGER NOT NULL,
     PRIMARY KEY (controller_id, tid));
 CREATE INDEX IF NOT EXISTS transactions_by_node ON transactions(node_id, status);
+-- An order's wire profile (keystrap.wire.header: 1 paper, 2 compact); a table of
+-- its own so that a store made before profiles opens unchanged (no row: 1).
+CREATE TABLE IF NOT EXISTS order_profiles (
+    order_id INTEGER PRIMARY KEY REFERENCES orders(id) ON DELETE CASCADE,
+    version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS revocations (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, node_id BLOB NOT NULL, at INTEGER NOT NULL);
 """
@@ -85,6 +90,7 @@ class OrderInfo:
     key_mode: str
     nodes: int
     created: int
+    version: int  # wire profile: 1 paper, 2 compact
 
 
 @dataclass(frozen=True)
@@ -322,6 +328,7 @@ class SqliteRepository:
         keys: Iterable[tuple[bytes, bytes]],
         key_mode: str,
         *,
+        version: int = 1,
         re_enrol: bool = False,
         publish: Callable[[int], None] | None = None,
     ) -> int:
@@ -347,6 +354,7 @@ class SqliteRepository:
             )
             order_id = cursor.lastrowid
             assert order_id is not None
+            db.execute("INSERT INTO order_profiles VALUES (?, ?)", (order_id, version))
             db.executemany(
                 "INSERT INTO nodes VALUES (?,?,?,'enrolled',?) ON CONFLICT(id) DO UPDATE SET "
                 "order_id=excluded.order_id, key_wrapped=excluded.key_wrapped, "
@@ -387,8 +395,9 @@ class SqliteRepository:
     def list_orders(self) -> list[OrderInfo]:
         rows = self._db.execute(
             "SELECT o.id, o.installer, o.controller_id, o.key_mode, "
-            "(SELECT COUNT(*) FROM nodes n WHERE n.order_id=o.id), o.created "
-            "FROM orders o ORDER BY o.id"
+            "(SELECT COUNT(*) FROM nodes n WHERE n.order_id=o.id), o.created, "
+            "COALESCE(p.version, 1) FROM orders o LEFT JOIN order_profiles p ON p.order_id=o.id "
+            "ORDER BY o.id"
         )
         return [OrderInfo(*row) for row in rows]
 
