@@ -73,6 +73,12 @@ REFUSALS: dict[str, RefusalReason] = {
     "unknown controller": RefusalReason.CONTROLLER_REFUSED,
     "flight 2 failed authentication": RefusalReason.CONTROLLER_REFUSED,
     "flight 6 failed authentication": RefusalReason.CONTROLLER_REFUSED,
+    **{
+        f"compact profile (version 2) not spoken by this server: {why}": (
+            RefusalReason.UNSUPPORTED_PROFILE
+        )
+        for why in ("off", "a hardened server never hands out IK")
+    },
 }
 
 

@@ -177,8 +177,8 @@ class Simulation:
             self._collect_controller()
         elif (node := self.nodes.get(message.node_id)) is not None:
             node.receive(message.data, self.now)
-        # else: addressed to a node ID that no device here has (a damaged flight 1
-        # named it): like an out-of-band frame nobody is in front of, it is lost.
+            # else: addressed to a node ID that no device here has (a damaged flight 1
+            # named it): like an out-of-band frame nobody is in front of, it is lost.
             self._collect_node(message.node_id)
 
     def _discard_outputs_of(self, party: str, node_id: bytes) -> None:
