@@ -8,16 +8,28 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import aiocoap
+
 from keystrap.services.node_agent import bootstrap_node
 from keystrap.store.node_file import load_node_file
+from keystrap_lab.relay import Outgoing
 from keystrap_lab.site import Site
 
 from .services_helpers import assert_all_rekeyed, bootstrap_all, run, shared_ik
 
 
-async def _site(root: Path, count: int, compact: str = "accept") -> tuple[Site, list[Path]]:
+async def _site(
+    root: Path, count: int, compact: str = "accept", seen: list[bytes] | None = None
+) -> tuple[Site, list[Path]]:
+    """``seen`` collects every in-band datagram (a relay between controller and server)."""
+
+    def record(_direction: str, datagram: bytes) -> list[Outgoing]:
+        if seen is not None:
+            seen.append(datagram)
+        return [datagram]
+
     site = Site(root, channels=("raw", "raw"), compact=compact)
-    await site.prepare()
+    await site.prepare(relay_hook=record)
     site.register_controller()
     site.enrol(1, installer="old", name="paper")  # a paper order beside it
     nodes = site.enrol(count, profile="compact")
@@ -26,8 +38,10 @@ async def _site(root: Path, count: int, compact: str = "accept") -> tuple[Site, 
 
 
 def test_a_compact_order_bootstraps_to_active(tmp_path: Path) -> None:
+    seen: list[bytes] = []
+
     async def scenario() -> None:
-        site, nodes = await _site(tmp_path, 3)
+        site, nodes = await _site(tmp_path, 3, seen=seen)
         try:
             results = await bootstrap_all(nodes, timeout=30, linger=5)
             assert [r.outcome for r in results] == ["confirmed"] * 3
@@ -45,6 +59,14 @@ def test_a_compact_order_bootstraps_to_active(tmp_path: Path) -> None:
             assert node.state.challenge is not None and node.state.challenge[0] == 0x24
         orders = site.admin("order", "list").splitlines()
         assert " paper " in orders[1] and " compact " in orders[2]
+        # The CoAP binding adds nothing but its header and token: the bootstrap
+        # resource is the root (no Uri-Path) and no Content-Format is sent.
+        decoded = [(len(d), aiocoap.Message.decode(d)) for d in seen]
+        bootstrap = [(n, m) for n, m in decoded if m.payload and m.payload[0] >> 4 == 2]
+        assert {m.payload[0] for _, m in bootstrap if m.code.is_request()} == {0x22, 0x26}
+        for size, m in bootstrap:
+            assert list(m.opt.option_list()) == [], m.opt
+            assert size == 4 + len(m.token) + 1 + len(m.payload)
 
     run(scenario())
 

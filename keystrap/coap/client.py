@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 import aiocoap
 
-from keystrap.coap.codes import FROM_COAP, OCTET_STREAM
+from keystrap.coap.codes import FROM_COAP
 from keystrap.protocol import Reply, Status
 
 
@@ -31,7 +31,7 @@ class SbsClient:
 
     def __init__(self, contexts: list[aiocoap.Context], base_uri: str) -> None:
         self._contexts = contexts
-        self._uri = base_uri.rstrip("/") + "/bs"
+        self._uri = base_uri.rstrip("/") + "/"  # the root: no Uri-Path (coap/codes.py)
 
     @classmethod
     async def create(cls, base_uri: str, endpoints: int = 4) -> SbsClient:
@@ -51,9 +51,7 @@ class SbsClient:
 
     async def post(self, data: bytes, lane: int = 0) -> Reply:
         """``lane`` picks the endpoint (the TID keeps one transaction on one)."""
-        message = aiocoap.Message(
-            code=aiocoap.POST, payload=data, uri=self._uri, content_format=OCTET_STREAM
-        )
+        message = aiocoap.Message(code=aiocoap.POST, payload=data, uri=self._uri)
         try:
             context = self._contexts[lane % len(self._contexts)]
             response = await context.request(message).response
