@@ -10,6 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
 from keystrap.crypto import aes_encrypt_block
+from keystrap.metrics import flight_label
 from keystrap.nodecore import MinimalNode, NodeCoreError
 from keystrap.protocol import (
     ControllerState,
@@ -213,3 +214,13 @@ def test_controller_core_routes_sessions_and_confirms_in_the_profile(version: in
     assert flight11 is not None and flight11[0] == version << 4 | FlightType.F11_NODE_CONFIRMED
     local_core(sim.node_states[node_id(1)]).confirm(flight11)  # raises unless valid
     assert controller.confirmation(tid + 1) is None
+
+
+def test_metrics_name_the_flights_of_either_profile() -> None:
+    for vector in (PAPER[0], VECTORS[0]):
+        flights = vector["flights"]
+        assert isinstance(flights, dict)
+        assert {n: flight_label(bytes.fromhex(f)) for n, f in flights.items()} == {
+            n: n for n in flights
+        }
+    assert flight_label(bytes([0x31]) + bytes(24)) == "invalid"
