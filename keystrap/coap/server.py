@@ -1,4 +1,4 @@
-"""The SBS's CoAP face: ``POST /`` (alias ``/bs``) with flight 2 or 6, answered with flight 3 or 7.
+"""The SBS's CoAP face: ``POST /`` (or ``/bs``) with flight 2 or 6, answered with flight 3 or 7.
 
 The resource is a thin adapter: it hands the payload and the wall clock to the
 sans-I/O :class:`keystrap.protocol.Server` and maps its reply to a CoAP response.
