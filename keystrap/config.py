@@ -41,6 +41,7 @@ class ServerConfig:
     window: int = 120
     max_pending: int = 8
     profile: str = "paper"
+    compact: str = "accept"
     log_level: str = "info"
     metrics: str = ""
 
@@ -77,6 +78,8 @@ HELP: dict[str, str] = {
     "window": "seconds a flight-2 timestamp may be off (server) / a transaction waits for flight 3",
     "max_pending": "unfinished bootstraps kept per node before new ones are refused",
     "profile": "paper (flight 3 gives the controller IK) or hardened (flight 8: PSK only)",
+    "compact": "accept or refuse orders of the compact wire profile (version 2); "
+    "a hardened server always refuses it",
     "log_level": "debug, info, warning or error (keys are never logged at any level)",
     "id": "this controller's EUI-64, as registered with `keystrap admin controller add`",
     "server": "CoAP URI of the authentication server; several (a list, or comma-separated) "
@@ -108,6 +111,7 @@ RANGES: dict[str, tuple[int, int]] = {
 }
 CHOICES: dict[str, tuple[str, ...]] = {
     "profile": ("paper", "hardened"),
+    "compact": ("accept", "refuse"),
     "log_level": ("debug", "info", "warning", "error"),
     "channel_from_node": MEDIA,
     "channel_to_node": MEDIA,

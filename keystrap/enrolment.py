@@ -14,6 +14,10 @@ Key modes:
   node with ``IK_i = KDF(IK_N, "keystrap IK_i" || ID_i)``; a node then holds only
   its own key, so a rogue node of the same installer cannot answer for another.
 * ``per-node``: an independent random key per node.
+
+Profiles (the wire version the nodes of an order speak, docs/protocol.md): ``paper``
+(version 1, the paper's flights) or ``compact`` (version 2, fewer bytes on every
+channel). A node speaks only its own, so the bundle and the node file carry it.
 """
 
 from __future__ import annotations
@@ -33,9 +37,11 @@ from keystrap.store.atomic import ExistingFile, write_new
 from keystrap.store.errors import StoreError
 from keystrap.store.node_file import NodeFile, encode_node_file, holds_psk, load_node_file
 from keystrap.store.open import Repository
+from keystrap.wire import COMPACT, VERSION
 
 BUNDLE_FORMAT = "keystrap-bundle/1"
 KEY_MODES = ("shared", "diversified", "per-node")
+PROFILES = {"paper": VERSION, "compact": COMPACT}
 
 
 def diversify(ik_n: bytes, node_id: bytes) -> bytes:
@@ -99,6 +105,7 @@ class Order:
     key_mode: str
     shared_key: bytes | None  # IK_N (shared and diversified modes)
     node_keys: dict[bytes, bytes]  # what each node is imprinted with
+    profile: str = "paper"
 
 
 def create_order(
@@ -108,6 +115,7 @@ def create_order(
     node_ids: Iterable[bytes],
     *,
     key_mode: str = "shared",
+    profile: str = "paper",
     oob: str,
     re_enrol: bool = False,
     publish: Callable[[Order], None] | None = None,
@@ -125,6 +133,8 @@ def create_order(
         raise ValueError("the order lists a node ID twice")
     if key_mode not in KEY_MODES:
         raise ValueError(f"key mode must be one of {', '.join(KEY_MODES)}")
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {', '.join(PROFILES)}")
     shared = None if key_mode == "per-node" else secrets.token_bytes(16)
     if shared is None:
         keys = {nid: secrets.token_bytes(16) for nid in ids}
@@ -144,6 +154,7 @@ def create_order(
             key_mode,
             shared,
             keys,
+            profile,
         )
 
     def hand_out(order_id: int) -> None:
@@ -151,7 +162,13 @@ def create_order(
             publish(made(order_id))
 
     order_id = repository.create_order(
-        installer, controller_id, keys.items(), key_mode, re_enrol=re_enrol, publish=hand_out
+        installer,
+        controller_id,
+        keys.items(),
+        key_mode,
+        version=PROFILES[profile],
+        re_enrol=re_enrol,
+        publish=hand_out,
     )
     return made(order_id)
 
@@ -168,6 +185,8 @@ def bundle_bytes(order: Order) -> bytes:
         },
         "oob": order.oob,
         "key_mode": order.key_mode,
+        "profile": order.profile,
+        "version": PROFILES[order.profile],
     }
     if order.shared_key is not None:
         doc["shared_key"] = order.shared_key.hex()
@@ -227,6 +246,9 @@ def _node_files(
         controller_id = parse_eui64(controller["id"])
         shared = bytes.fromhex(doc["shared_key"]) if "shared_key" in doc else None
         diversified = doc.get("key_mode") == "diversified"
+        version = int(doc.get("version", VERSION))
+        if version not in PROFILES.values():
+            raise ValueError(f"wire version {version} is not one this installer speaks")
         files = []
         for entry in doc["nodes"]:
             node_id = parse_eui64(entry["id"])
@@ -237,7 +259,7 @@ def _node_files(
             if len(key) != 16:
                 raise ValueError("initial keys are 16 bytes")
             path = out_dir / (eui64(node_id).replace(":", "") + ".json")
-            state = NodeState(node_id=node_id, controller_id=controller_id, key=key)
+            state = NodeState(node_id, controller_id, key, version=version)
             node = NodeFile(
                 state,
                 str(controller["host"]),

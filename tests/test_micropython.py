@@ -8,6 +8,7 @@ import os
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -29,6 +30,8 @@ from .conftest import load_vectors, make_simulation, node_id
 
 h = bytes.fromhex
 VECTORS = load_vectors("bootstrap.json")
+# Both profiles: the paper's vectors (version 1) and the compact profile's (version 2).
+ALL_VECTORS = VECTORS + load_vectors("compact.json")
 
 
 @pytest.fixture(scope="module")
@@ -83,25 +86,31 @@ def run_vector(ask: Callable[[str], str], v: dict[str, object]) -> None:
     flights = v["flights"]
     assert isinstance(flights, dict)
     nid, cid, ik, rn_i = h(str(v["ID_i"])), h(str(v["ID_c"])), h(str(v["IK"])), h(str(v["RN_i"]))
+    version = int(str(v.get("version", 1)))
     f4 = h(flights["4"])
-    ok, *state, f1 = ask(f"hello {fields(nid, cid, ik, b'', b'', b'', b'', rn_i)}").split()
+    hello = f"hello {version} {fields(nid, cid, ik, b'', b'', b'', b'', rn_i)}"
+    ok, *state, f1 = ask(hello).split()
     assert ok == "ok" and h(f1) == h(flights["1"])
     assert state == [ik.hex(), rn_i.hex(), "-", "-", "-"]
-    waiting = fields(nid, cid, ik, rn_i, b"", b"", b"")
-    for damaged in (f4[:-1], bytes([0x15]) + f4[1:], f4[:20] + bytes([f4[20] ^ 1]) + f4[21:]):
+    waiting = f"{version} {fields(nid, cid, ik, rn_i, b'', b'', b'')}"
+    other = bytes([(3 - version) << 4 | 4])  # flight 4's header of the other profile
+    for damaged in (f4[:-1], other + f4[1:], f4[:20] + bytes([f4[20] ^ 1]) + f4[21:]):
         refused, *after = ask(f"answer {waiting} {fields(damaged)}").split()
         assert refused == "refused" and after[:5] == [ik.hex(), rn_i.hex(), "-", "-", "-"]
     ok, key, rest, sk, stored4, stored5, f5 = ask(f"answer {waiting} {fields(f4)}").split()
     assert ok == "ok" and h(f5) == h(flights["5"]) and rest == "-"
     assert (key, sk) == (v["PSK"], v["SK_i"]) and h(stored4) == f4 and stored5 == f5
-    keyed = fields(nid, cid, h(key), b"", h(sk), f4, h(f5))
+    keyed = f"{version} {fields(nid, cid, h(key), b'', h(sk), f4, h(f5))}"
     assert ask(f"answer {keyed} {fields(f4)}").split()[-1] == f5  # the same flight 5 again
-    flight11 = seal_flight11(h(sk), cid, int.from_bytes(f4[1:5], "big"), nid)
+    tid = int.from_bytes(f4[1:5], "big")
+    flight11 = seal_flight11(h(sk), cid, tid, nid, version=version)
     assert ask(f"confirm {keyed} {fields(flight11)}").split()[0] == "ok"
     assert ask(f"confirm {keyed} {fields(flight11[:-1] + b'x')}").split()[0] == "refused"
+    other11 = seal_flight11(h(sk), cid, tid, nid, version=3 - version)
+    assert ask(f"confirm {keyed} {fields(other11)}").split()[0] == "refused"
 
 
-@pytest.mark.parametrize("v", VECTORS, ids=lambda v: v["ID_i"])
+@pytest.mark.parametrize("v", ALL_VECTORS, ids=lambda v: f"v{v.get('version', 1)}-{v['ID_i']}")
 def test_vectors_through_the_line_protocol(v: dict[str, object]) -> None:
     run_vector(handle, v)
 
@@ -110,13 +119,16 @@ def test_every_vector_under_micropython(micropython: MicroPython) -> None:
     def ask(line: str) -> str:
         return " ".join(micropython.request(line))
 
-    for v in VECTORS:
+    for v in ALL_VECTORS:
         run_vector(ask, v)
 
 
 def test_line_protocol_rejects_garbage(micropython: MicroPython) -> None:
-    short_key = "hello 0200000000000001 02000000000000c0 00ff - - - - " + "00" * 16
-    for line in ("", "hello", "answer " + "zz " * 8, "reset " + "- " * 8, short_key):
+    short_key = "hello 1 0200000000000001 02000000000000c0 00ff - - - - " + "00" * 16
+    no_version = "hello 0200000000000001 02000000000000c0 " + "00" * 16 + " - - - - " + "00" * 16
+    bad_version = "hello 3" + no_version.removeprefix("hello")
+    garbage = ("", "hello", "answer 1 " + "zz " * 8, "reset 1 " + "- " * 8, short_key)
+    for line in (*garbage, no_version, bad_version):
         assert handle(line).startswith("error")
         with pytest.raises(Exception, match="error"):
             micropython.request(line)
@@ -140,9 +152,12 @@ def test_faults_with_the_core_in_micropython(
     assert node.key == record.key != ik
 
 
-def test_micropython_core_matches_the_local_core(micropython: MicroPython) -> None:
-    v = VECTORS[0]
-    state = NodeState(h(v["ID_i"]), h(v["ID_c"]), h(v["IK"]), rn_i=h(v["RN_i"]))
+@pytest.mark.parametrize("v", [VECTORS[0], ALL_VECTORS[-1]], ids=["paper", "compact"])
+def test_micropython_core_matches_the_local_core(
+    micropython: MicroPython, v: dict[str, Any]
+) -> None:
+    version = int(v.get("version", 1))
+    state = NodeState(h(v["ID_i"]), h(v["ID_c"]), h(v["IK"]), rn_i=h(v["RN_i"]), version=version)
     for core in (micropython.core(state), local_core(state)):
         assert core.answer(h(v["flights"]["4"])).hex() == v["flights"]["5"]
         assert (core.key.hex(), core.session_key.hex()) == (v["PSK"], v["SK_i"])
@@ -151,14 +166,15 @@ def test_micropython_core_matches_the_local_core(micropython: MicroPython) -> No
 # -- against the real services -----------------------------------------------------------
 
 
-def test_micropython_node_bootstraps_against_the_services(tmp_path: Path) -> None:
+@pytest.mark.parametrize("profile", ["paper", "compact"])
+def test_micropython_node_bootstraps_against_the_services(tmp_path: Path, profile: str) -> None:
     """``keystrap node --runtime micropython``, real server and controller processes."""
 
     async def scenario() -> None:
         site = Site(tmp_path, channels=("raw", "raw"))
         await site.prepare()
         site.register_controller()
-        [path] = site.enrol(1)
+        [path] = site.enrol(1, profile=profile)
         ik = load_node_file(path).state.key
         await site.start()
         try:
@@ -170,6 +186,10 @@ def test_micropython_node_bootstraps_against_the_services(tmp_path: Path) -> Non
             assert site.server_keys()[state.node_id] == state.key != ik
             assert site.admin("nodes").strip().endswith("1 node(s): 1 active")
             assert load_node_file(path).confirmed
+            assert (
+                state.proof is not None
+                and len(state.proof) == {"paper": 29, "compact": 13}[profile]
+            )
         finally:
             site.stop()
 

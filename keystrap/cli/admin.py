@@ -11,6 +11,7 @@ from keystrap.cli.console import add_user_parser, user_command
 from keystrap.config import ServerConfig, load_config
 from keystrap.enrolment import (
     KEY_MODES,
+    PROFILES,
     bundle_bytes,
     create_order,
     ids_from_count,
@@ -114,6 +115,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="shared: one IK_N for all nodes (paper's default); diversified: "
         "one IK_N, each node imprinted with KDF(IK_N, ID); per-node: "
         "independent random keys",
+    )
+    create.add_argument(
+        "--profile",
+        choices=tuple(PROFILES),
+        default="paper",
+        help="wire profile the nodes speak: paper (version 1, the paper's flights) or "
+        "compact (version 2, fewer bytes; the server must accept it)",
     )
     create.add_argument(
         "--oob",
@@ -307,6 +315,7 @@ def _order_create(repo: Repository, args: argparse.Namespace) -> None:
             parse_eui64(args.controller),
             node_ids,
             key_mode=args.key_mode,
+            profile=args.profile,
             oob=args.oob,
             re_enrol=args.re_enrol,
             publish=lambda made: write(bundle_bytes(made)),
@@ -318,17 +327,19 @@ def _order_create(repo: Repository, args: argparse.Namespace) -> None:
     }[args.key_mode]
     print(
         f"order {order.order_id}: {len(node_ids)} node(s) for installer "
-        f"{args.installer!r} ({mode}); bundle written to {args.out}"
+        f"{args.installer!r} ({mode}, {args.profile} profile); bundle written to {args.out}"
     )
 
 
 def _order_list(repo: Repository, args: argparse.Namespace) -> None:
     rows = repo.list_orders()
-    print(f"{'order':>5}  {'installer':<16} {'controller':<24} {'keys':<9} {'nodes':>7}")
+    names = {version: name for name, version in PROFILES.items()}
+    head = f"{'order':>5}  {'installer':<16} {'controller':<24} {'keys':<11} {'profile':<7}"
+    print(f"{head} {'nodes':>7}")
     for o in rows:
         print(
             f"{o.order_id:>5}  {o.installer:<16} {eui64(o.controller_id):<24} "
-            f"{o.key_mode:<9} {o.nodes:>7}"
+            f"{o.key_mode:<11} {names.get(o.version, o.version)!s:<7} {o.nodes:>7}"
         )
     print(f"{len(rows)} order(s)")
 

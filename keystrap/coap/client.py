@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 import aiocoap
 
-from keystrap.coap.codes import FROM_COAP, OCTET_STREAM
+from keystrap.coap.codes import FROM_COAP
 from keystrap.protocol import Reply, Status
 
 
@@ -43,7 +43,7 @@ class SbsClient:
 
     def __init__(self, contexts: list[aiocoap.Context], servers: str) -> None:
         self._contexts = contexts
-        self._uris = [uri.rstrip("/") + "/bs" for uri in server_uris(servers)]
+        self._uris = [uri.rstrip("/") + "/" for uri in server_uris(servers)]  # the root (codes.py)
         self._current = 0
 
     @classmethod
@@ -71,9 +71,7 @@ class SbsClient:
         for _ in self._uris:
             current = self._current
             uri = self._uris[current]
-            message = aiocoap.Message(
-                code=aiocoap.POST, payload=data, uri=uri, content_format=OCTET_STREAM
-            )
+            message = aiocoap.Message(code=aiocoap.POST, payload=data, uri=uri)
             try:
                 response = await context.request(message).response
                 break

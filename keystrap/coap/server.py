@@ -1,4 +1,4 @@
-"""The SBS's CoAP face: ``POST /bs`` with flight 2 or 6, answered with flight 3 or 7.
+"""The SBS's CoAP face: ``POST /`` (or ``/bs``) with flight 2 or 6, answered with flight 3 or 7.
 
 The resource is a thin adapter: it hands the payload and the wall clock to the
 sans-I/O :class:`keystrap.protocol.Server` and maps its reply to a CoAP response.
@@ -17,7 +17,7 @@ from collections.abc import Callable
 import aiocoap
 import aiocoap.resource as resource
 
-from keystrap.coap.codes import BOOTSTRAP_PATH, HEALTH_PATH, OCTET_STREAM, TO_COAP
+from keystrap.coap.codes import BOOTSTRAP_PATH, BOOTSTRAP_ROOT, HEALTH_PATH, OCTET_STREAM, TO_COAP
 from keystrap.ids import eui64
 from keystrap.protocol import BootstrapGranted, NodeActivated, Reply, Server, Status
 
@@ -80,9 +80,7 @@ class BootstrapResource(resource.Resource):
             return self._refuse(aiocoap.REQUEST_ENTITY_TOO_LARGE, "payload too large")
         reply = self.answer(request.payload, remote)
         if reply.status is Status.OK:
-            return aiocoap.Message(
-                code=TO_COAP[reply.status], payload=reply.payload, content_format=OCTET_STREAM
-            )
+            return aiocoap.Message(code=TO_COAP[reply.status], payload=reply.payload)
         return self._refuse(TO_COAP[reply.status], reply.reason)
 
     @staticmethod
@@ -114,6 +112,7 @@ def serve_core(
 ) -> BootstrapResource:
     """Put the server's resources into ``site`` (bound already, see below)."""
     bootstrap = BootstrapResource(core, observe)
+    site.add_resource(list(BOOTSTRAP_ROOT), bootstrap)
     site.add_resource(list(BOOTSTRAP_PATH), bootstrap)
     site.add_resource(list(HEALTH_PATH), HealthResource())
     site.add_resource(["stats"], StatsResource(bootstrap))

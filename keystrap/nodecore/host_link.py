@@ -3,11 +3,12 @@
 Used for MicroPython (keystrap/runtime/micropython_host.mjs feeds it lines): the
 core computes, the host keeps the node's state and carries flights. Each
 request holds the whole state, so the runtime keeps nothing between requests
-and a restart of either side loses nothing. Fields are hex, ``-`` for empty::
+and a restart of either side loses nothing. ``V`` is the node's wire version
+(1 paper, 2 compact) in decimal; the other fields are hex, ``-`` for empty::
 
-    request:  hello  ID_i ID_c KEY RN_i SK_i FLIGHT4 FLIGHT5 RN
-              answer ID_i ID_c KEY RN_i SK_i FLIGHT4 FLIGHT5 RECEIVED_FLIGHT4
-              confirm ID_i ID_c KEY RN_i SK_i FLIGHT4 FLIGHT5 RECEIVED_FLIGHT11
+    request:  hello   V ID_i ID_c KEY RN_i SK_i FLIGHT4 FLIGHT5 RN
+              answer  V ID_i ID_c KEY RN_i SK_i FLIGHT4 FLIGHT5 RECEIVED_FLIGHT4
+              confirm V ID_i ID_c KEY RN_i SK_i FLIGHT4 FLIGHT5 RECEIVED_FLIGHT11
     reply:    ok       KEY RN_i SK_i FLIGHT4 FLIGHT5 FLIGHT_1_OR_5 (- for confirm)
               refused  KEY RN_i SK_i FLIGHT4 FLIGHT5 REASON...
 
@@ -35,10 +36,12 @@ def _state(node: MinimalNode) -> str:
 def handle(line: str) -> str:
     """Answer one request line, on the platform's block function."""
     words = line.split()
-    if len(words) != 9 or words[0] not in ("hello", "answer", "confirm"):
-        return "error expected: hello|answer|confirm and 8 fields"
+    if len(words) != 10 or words[0] not in ("hello", "answer", "confirm"):
+        return "error expected: hello|answer|confirm, a version and 8 fields"
+    if words[1] not in ("1", "2"):
+        return "error version must be 1 or 2"
     try:
-        values = [_field(w) for w in words[1:]]
+        values = [_field(w) for w in words[2:]]
     except ValueError:
         return "error a field is not hex"
     if [len(v) for v in values[:3]] != [8, 8, 16] or len(values[3]) not in (0, 16):
@@ -52,6 +55,7 @@ def handle(line: str) -> str:
         values[4],
         values[5],
         values[6],
+        int(words[1]),
     )
     try:
         if words[0] == "hello":

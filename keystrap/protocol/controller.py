@@ -20,7 +20,7 @@ from enum import Enum
 
 from immutables import Map
 
-from keystrap.crypto import constant_time_equal
+from keystrap.crypto import constant_time_equal, derive_session_key
 from keystrap.protocol.events import (
     BootstrapConfirmed,
     ChallengeIssued,
@@ -50,6 +50,7 @@ from keystrap.wire import (
     seal_flight2,
     seal_flight4,
     seal_flight6,
+    seal_flight11,
 )
 from keystrap.wire.compact import (
     check_compact_proof,
@@ -72,6 +73,12 @@ REFUSALS: dict[str, RefusalReason] = {
     "unknown controller": RefusalReason.CONTROLLER_REFUSED,
     "flight 2 failed authentication": RefusalReason.CONTROLLER_REFUSED,
     "flight 6 failed authentication": RefusalReason.CONTROLLER_REFUSED,
+    **{
+        f"compact profile (version 2) not spoken by this server: {why}": (
+            RefusalReason.UNSUPPORTED_PROFILE
+        )
+        for why in ("off", "a hardened server never hands out IK")
+    },
 }
 
 
@@ -279,6 +286,47 @@ class Controller:
         self._outgoing.append(ToServer(tx.tid, confirm))
         self._arm(tx.tid, now)
         self._events.append(NodeProved(tx.node_id, tx.tid))
+
+    # -- which node a session belongs to --------------------------------------------
+
+    def sender_of(self, data: bytes) -> bytes | None:
+        """The node an out-of-band message comes from, in either profile: flight 1
+        names it, flight 5 names its TID. Only routes answers; decides nothing."""
+        tx = self._proof_transaction(data)
+        if tx is not None:
+            return tx.node_id
+        try:
+            version = peek_version(data)
+            return Flight1.decode(data, version).node_id
+        except DecodeError:
+            return None
+
+    def finished(self, node_id: bytes, data: bytes) -> int | None:
+        """The TID, if ``data`` is ``node_id``'s proof for a transaction already done."""
+        tx = self._proof_transaction(data)
+        if tx is None or tx.node_id != node_id or tx.stage is not TransactionStage.DONE:
+            return None
+        return tx.tid
+
+    def confirmation(self, tid: int) -> bytes | None:
+        """Flight 11 of a done transaction, in its profile, under its SK_i; None once
+        its PSK was dropped (the node was revoked meanwhile)."""
+        tx = self.state.transactions.get(tid)
+        if tx is None or tx.psk is None or tx.stage is not TransactionStage.DONE:
+            return None
+        cid = self.state.controller_id
+        sk_i = derive_session_key(tx.psk, tx.node_id, cid)
+        return seal_flight11(sk_i, cid, tid, tx.node_id, version=tx.request[0] >> 4)
+
+    def _proof_transaction(self, data: bytes) -> ControllerTransaction | None:
+        try:
+            version = peek_version(data)
+            if peek_type(data, version) is not FlightType.F5_PROOF:
+                return None
+            tid = compact_proof_tid(data) if version == COMPACT else Flight5.decode(data).tid
+        except DecodeError:
+            return None
+        return self.state.transactions.get(tid)
 
     # -- inputs from the server (in band) ----------------------------------------
 

@@ -125,7 +125,7 @@ class MicroPythonCore:
 
     def __init__(self, runtime: MicroPython, state: NodeState) -> None:
         self._runtime = runtime
-        self._ids = f"{state.node_id.hex()} {state.controller_id.hex()}"
+        self._ids = f"{state.version} {state.node_id.hex()} {state.controller_id.hex()}"
         self.key = state.key
         self.rn_i = state.rn_i or b""
         self.session_key = state.session_key or b""

@@ -20,7 +20,6 @@ from typing import Protocol
 
 from keystrap.coap.client import SbsClient, ServerUnreachable
 from keystrap.config import ControllerConfig
-from keystrap.crypto import derive_session_key
 from keystrap.ids import eui64, parse_eui64
 from keystrap.metrics import Metrics, serve_metrics
 from keystrap.oob import OobClosed, OobError, OobLink, OobListener, parse_endpoint
@@ -47,13 +46,8 @@ from keystrap.store.controller_store import ControllerStore
 from keystrap.store.keyfile import load_master_key, read_key_file
 from keystrap.wire import (
     DecodeError,
-    Flight1,
-    Flight5,
-    FlightType,
     RevocationList,
     RevocationQuery,
-    peek_type,
-    seal_flight11,
 )
 from keystrap.wire.revocation import MAX_ENTRIES as MAX_REVOCATIONS
 
@@ -170,7 +164,7 @@ class ControllerService:
                 break
             if data is None:
                 continue
-            sender = self._sender_of(data)
+            sender = self.core.sender_of(data)
             if sender is not None and node_id != sender:
                 node_id = sender
                 self._links[node_id] = link
@@ -178,35 +172,11 @@ class ControllerService:
             self.core.receive_from_node(data, time.time())
             await self._flush()
             self.metrics.flight_handled(data, time.perf_counter() - begun)
-            if node_id is not None and (tid := self._finished(node_id, data)) is not None:
+            if node_id is not None and (tid := self.core.finished(node_id, data)) is not None:
                 await self._say_confirmed(link, node_id, tid)
                 break
         if node_id is not None and self._links.get(node_id) is link:
             del self._links[node_id]
-
-    def _sender_of(self, data: bytes) -> bytes | None:
-        """Which node a session belongs to: flight 1 names it, flight 5 names its TID."""
-        try:
-            kind = peek_type(data)
-            if kind is FlightType.F1_HELLO:
-                return Flight1.decode(data).node_id
-            if kind is FlightType.F5_PROOF:
-                tx = self.core.state.transactions.get(Flight5.decode(data).tid)
-                return None if tx is None else tx.node_id
-        except DecodeError:
-            pass
-        return None
-
-    def _finished(self, node_id: bytes, data: bytes) -> int | None:
-        """The TID, if ``data`` is a proof for a transaction already done."""
-        try:
-            if peek_type(data) is not FlightType.F5_PROOF:
-                return None
-            tx = self.core.state.transactions.get(Flight5.decode(data).tid)
-        except DecodeError:
-            return None
-        done = tx is not None and tx.node_id == node_id and tx.stage is TransactionStage.DONE
-        return tx.tid if done and tx is not None else None
 
     async def _say_confirmed(self, link: OobLink, node_id: bytes, tid: int) -> None:
         """Flight 11 tells the node, verifiably, that the server holds its PSK_i.
@@ -214,12 +184,11 @@ class ControllerService:
         Sent here rather than by the protocol core: it ends the out-of-band
         session, which the core knows nothing of, and asks nothing back.
         """
-        psk = self.core.state.transactions[tid].psk
-        if psk is None:  # revoked meanwhile: nothing to confirm
+        flight11 = self.core.confirmation(tid)
+        if flight11 is None:  # revoked meanwhile: nothing to confirm
             return
-        sk_i = derive_session_key(psk, node_id, self.controller_id)
         with contextlib.suppress(OobClosed):
-            await link.send(seal_flight11(sk_i, self.controller_id, tid, node_id))
+            await link.send(flight11)
 
     # -- in band ------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ from keystrap.services.lifetime import wait_for_signal
 from keystrap.settings import NodeSettings
 from keystrap.store.errors import StoreError
 from keystrap.store.node_file import NodeFile, load_node_file, save_node_file
-from keystrap.wire import DecodeError, peek_type
+from keystrap.wire import DecodeError, peek_type, peek_version
 from keystrap.wire.refusal import Refusal, is_refusal
 
 log = logging.getLogger("keystrap.node")
@@ -194,7 +194,7 @@ async def _flush(
 
 def _count(result: NodeResult, data: bytes) -> None:
     try:
-        kind = int(peek_type(data))
+        kind = int(peek_type(data, peek_version(data)))
     except DecodeError:
         return
     result.flight_bytes[kind] = len(data)

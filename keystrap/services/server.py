@@ -107,7 +107,8 @@ async def server_core(config: ServerConfig) -> AsyncIterator[tuple[Server, Obser
         log.info("created %s (mode 0600); it wraps what is stored", config.master_key)
     repository = open_repository(config, master_key)
     controllers = LiveControllers(repository)
-    policy = ServerPolicy(config.window, config.max_pending, config.profile == "hardened")
+    hardened, compact = config.profile == "hardened", config.compact == "accept"
+    policy = ServerPolicy(config.window, config.max_pending, hardened, compact)
     metrics = Metrics("server")
     metrics.open_transactions.set_function(repository.count_all_pending)
     activity = ActivityLog(local_state(config))

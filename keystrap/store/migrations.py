@@ -46,6 +46,8 @@ _OPEN_INDEX = (
     "CREATE INDEX transactions_open ON transactions(controller_id) WHERE status='pending';"
 )
 
+_ORDER_VERSION = "ALTER TABLE orders ADD COLUMN version INTEGER NOT NULL DEFAULT 1;"
+
 
 @dataclass(frozen=True)
 class Migration:
@@ -67,6 +69,12 @@ MIGRATIONS = (
         "an index of open transactions (pending counts without a table scan)",
         _OPEN_INDEX,
         _OPEN_INDEX,
+    ),
+    Migration(
+        3,
+        "each order's wire profile (1 paper, 2 compact; orders made before it are 1)",
+        _ORDER_VERSION,
+        _ORDER_VERSION,
     ),
 )
 LATEST = MIGRATIONS[-1].version

@@ -17,6 +17,7 @@ from keystrap.protocol import NodeStage, NodeState
 from keystrap.settings import NodeSettings, SettingsError
 from keystrap.store.atomic import write_atomic
 from keystrap.store.errors import StoreError
+from keystrap.wire.header import VERSION, VERSIONS
 
 FORMAT = "keystrap-node/1"
 RESET_FORMAT = "keystrap-node-reset/1"
@@ -48,6 +49,7 @@ def encode_node_file(node: NodeFile) -> bytes:
         "format": FORMAT,
         "node_id": s.node_id.hex(),
         "controller_id": s.controller_id.hex(),
+        "version": s.version,
         "controller": {"host": node.controller_host, "port": node.controller_port},
         "oob": node.oob,
         "channels": {"to_controller": node.channel_up, "to_node": node.channel_down},
@@ -100,6 +102,7 @@ def load_node_file(path: Path) -> NodeFile:
             session_key=opt("session_key"),
             challenge=opt("challenge"),
             proof=opt("proof"),
+            version=int(doc.get("version", VERSION)),
         )
         controller = doc["controller"]
         channels = doc.get("channels", {})
@@ -117,6 +120,8 @@ def load_node_file(path: Path) -> NodeFile:
         raise StoreError(f"node state file {path} has invalid settings: {exc}") from None
     except (KeyError, TypeError, ValueError) as exc:
         raise StoreError(f"node state file {path} is malformed: {exc}") from None
+    if state.version not in VERSIONS:
+        raise StoreError(f"node state file {path}: wire version {state.version} is not spoken here")
     if len(state.node_id) != 8 or len(state.controller_id) != 8 or len(state.key) != 16:
         raise StoreError(f"node state file {path} has fields of the wrong size")
     return node

@@ -407,6 +407,7 @@ class PostgresRepository:
         keys: Iterable[tuple[bytes, bytes]],
         key_mode: str,
         *,
+        version: int = 1,
         re_enrol: bool = False,
         publish: Callable[[int], None] | None = None,
     ) -> int:
@@ -427,9 +428,9 @@ class PostgresRepository:
                 "INSERT INTO installers VALUES (%s, %s) ON CONFLICT DO NOTHING", (installer, now)
             )
             row = db.execute(
-                "INSERT INTO orders (installer, controller_id, key_mode, created) "
-                "VALUES (%s,%s,%s,%s) RETURNING id",
-                (installer, controller_id, key_mode, now),
+                "INSERT INTO orders (installer, controller_id, key_mode, created, version) "
+                "VALUES (%s,%s,%s,%s,%s) RETURNING id",
+                (installer, controller_id, key_mode, now, version),
             ).fetchone()
             assert row is not None
             order_id = int(row[0])
@@ -469,7 +470,7 @@ class PostgresRepository:
     def list_orders(self) -> list[OrderInfo]:
         rows = self._all(
             "SELECT o.id, o.installer, o.controller_id, o.key_mode, "
-            "(SELECT COUNT(*) FROM nodes n WHERE n.order_id=o.id), o.created "
+            "(SELECT COUNT(*) FROM nodes n WHERE n.order_id=o.id), o.created, o.version "
             "FROM orders o ORDER BY o.id"
         )
         return [OrderInfo(*row) for row in rows]

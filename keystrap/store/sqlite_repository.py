@@ -68,6 +68,7 @@ class OrderInfo:
     key_mode: str
     nodes: int
     created: int
+    version: int  # wire profile: 1 paper, 2 compact
 
 
 @dataclass(frozen=True)
@@ -330,6 +331,7 @@ class SqliteRepository:
         keys: Iterable[tuple[bytes, bytes]],
         key_mode: str,
         *,
+        version: int = 1,
         re_enrol: bool = False,
         publish: Callable[[int], None] | None = None,
     ) -> int:
@@ -350,8 +352,9 @@ class SqliteRepository:
             self._refuse_known(db, [nid for nid, _ in keys], re_enrol)
             db.execute("INSERT OR IGNORE INTO installers VALUES (?, ?)", (installer, now))
             cursor = db.execute(
-                "INSERT INTO orders (installer, controller_id, key_mode, created) VALUES (?,?,?,?)",
-                (installer, controller_id, key_mode, now),
+                "INSERT INTO orders (installer, controller_id, key_mode, created, version) "
+                "VALUES (?,?,?,?,?)",
+                (installer, controller_id, key_mode, now, version),
             )
             order_id = cursor.lastrowid
             assert order_id is not None
@@ -395,8 +398,9 @@ class SqliteRepository:
     def list_orders(self) -> list[OrderInfo]:
         rows = self._db.execute(
             "SELECT o.id, o.installer, o.controller_id, o.key_mode, "
-            "(SELECT COUNT(*) FROM nodes n WHERE n.order_id=o.id), o.created "
-            "FROM orders o ORDER BY o.id"
+            "(SELECT COUNT(*) FROM nodes n WHERE n.order_id=o.id), o.created, "
+            "o.version FROM orders o "
+            "ORDER BY o.id"
         )
         return [OrderInfo(*row) for row in rows]
 

@@ -27,6 +27,7 @@ class RefusalReason(IntEnum):
     REVOKED = 3
     SERVER_UNREACHABLE = 4
     CONTROLLER_REFUSED = 5
+    UNSUPPORTED_PROFILE = 6
     OTHER = 255
 
     @property

@@ -46,6 +46,7 @@ class Site:
     channels: tuple[str, str] = ("qr", "qr")  # (node -> controller, controller -> node)
     capture: bool = False  # keep every out-of-band signal in root/signals
     profile: str = "paper"  # or "hardened": flight 8, the controller never learns IK
+    compact: str = "accept"  # or "refuse": the server's answer to compact-profile orders
     controller_id: str = DEFAULT_CONTROLLER_ID
     revocation_poll: int = 5
     small_network: bool = False  # the controller includes the server (--with-server)
@@ -97,6 +98,7 @@ class Site:
             master_key=Path("data/sbs-master.key"),
             window=self.window,
             profile=self.profile,
+            compact=self.compact,
         )
         self.server_config.write_text(render_config(server, full=False))
         controller = ControllerConfig(
@@ -180,8 +182,10 @@ class Site:
         key_mode: str = "shared",
         name: str = "nodes",
         controller: str | None = None,
+        profile: str = "paper",
     ) -> Path:
-        """``keystrap admin order create``; returns the installer's bundle."""
+        """``keystrap admin order create``; returns the installer's bundle.
+        ``profile`` is the nodes' wire profile (paper or compact)."""
         bundle = self.root / f"{name}-bundle.json"
         self.admin(
             "order",
@@ -198,14 +202,22 @@ class Site:
             str(bundle),
             "--key-mode",
             key_mode,
+            "--profile",
+            profile,
         )
         return bundle
 
     def enrol(
-        self, count: int, installer: str = "acme", key_mode: str = "shared", name: str = "nodes"
+        self,
+        count: int,
+        installer: str = "acme",
+        key_mode: str = "shared",
+        name: str = "nodes",
+        profile: str = "paper",
     ) -> list[Path]:
         """Order ``count`` nodes and install them; returns the node files."""
-        return self.install(self.order(count, installer, key_mode, name), self.root / name)
+        bundle = self.order(count, installer, key_mode, name, profile=profile)
+        return self.install(bundle, self.root / name)
 
     def install(self, bundle: Path, out: Path) -> list[Path]:
         """The installer's step, for devices with this site's out-of-band media."""
