@@ -97,6 +97,7 @@ def test_older_sqlite_store_is_refused_until_migrated(tmp_path: Path) -> None:
     db = sqlite3.connect(tmp_path / "sbs.sqlite")
     with db:  # a store as keystrap wrote it before schemas were numbered
         db.execute("DROP INDEX transactions_open")
+        db.execute("ALTER TABLE orders DROP COLUMN version")
         db.execute("DELETE FROM meta WHERE name='schema_version'")
         db.execute("INSERT INTO meta VALUES ('schema', '1')")
     db.close()
@@ -106,6 +107,7 @@ def test_older_sqlite_store_is_refused_until_migrated(tmp_path: Path) -> None:
     migrated = keystrap(tmp_path, "admin", "--config", str(config), "migrate")
     assert migrated.returncode == 0, migrated.stderr
     assert "applied schema step 2" in migrated.stdout
+    assert "applied schema step 3" in migrated.stdout
     listed = keystrap(tmp_path, "admin", "--config", str(config), "nodes")
     assert listed.returncode == 0 and "5 node(s): 5 enrolled" in listed.stdout
     again = keystrap(tmp_path, "admin", "--config", str(config), "migrate")
