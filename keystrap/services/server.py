@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from functools import partial
 
 import aiocoap.resource
 
@@ -18,11 +20,15 @@ from keystrap.protocol import Reply, Server, ServerPolicy, Status
 from keystrap.services.instance import InstanceLock
 from keystrap.services.lifetime import wait_for_signal
 from keystrap.store.activity import ActivityLog
+from keystrap.store.errors import StoreError
 from keystrap.store.keyfile import load_or_create_key_file
 from keystrap.store.sqlite_repository import SqliteRepository
+from keystrap.store.worker import StoreClosed, StoreThread
 from keystrap.wire import FlightType, RevocationQuery, peek_type
 
 log = logging.getLogger("keystrap.server")
+Requests = StoreThread[tuple[bytes, float], Reply]
+"""The store's thread as the server uses it: (request, wall-clock time) -> reply."""
 
 
 class LiveControllers(Mapping[bytes, bytes]):
@@ -83,8 +89,11 @@ async def _serve(
     controllers = LiveControllers(repository)
     policy = ServerPolicy(config.window, config.max_pending, config.profile == "hardened")
     metrics = Metrics("server")
-    metrics.open_transactions.set_function(repository.count_all_pending)
     activity = ActivityLog(config.database)
+    core = Server(TimedRepository(repository, metrics), controllers, policy)
+    # From here on, the repository and the activity log are touched only on the
+    # store's thread.
+    store: Requests = StoreThread(partial(answer_batch, core), "keystrap-store")
 
     def observe(data: bytes, reply: Reply, seconds: float) -> None:
         metrics.server_reply(data, reply, seconds)
@@ -93,10 +102,21 @@ async def _serve(
         elif reply.status is Status.OK and peek_type(data) is FlightType.F9_REVOCATION_QUERY:
             activity.heard_from(RevocationQuery.peek_controller(data), time.time())
 
-    core = Server(TimedRepository(repository, metrics), controllers, policy)
-    resource = serve_core(site, core, observe)
-    exporter = await serve_metrics(metrics, config.metrics) if config.metrics else None
-    flusher = asyncio.create_task(_flush_loop(activity))
+    async def answer(data: bytes, now: float) -> Reply:
+        try:
+            return await store.ask((data, now))
+        except (sqlite3.Error, StoreError, StoreClosed) as exc:
+            log.error("store unavailable: %s", exc)
+            return Reply(Status.UNAVAILABLE, reason="store unavailable; retry")
+
+    async def refresh_gauges() -> None:
+        metrics.open_transactions.set(await store.call(repository.count_all_pending))
+
+    resource = serve_core(site, answer, observe)
+    exporter = (
+        await serve_metrics(metrics, config.metrics, refresh_gauges) if config.metrics else None
+    )
+    flusher = asyncio.create_task(_flush_loop(activity, store))
     log.info(
         "listening on coap://%s:%d/bs (database %s, %s profile, %d controller(s))",
         config.host,
@@ -109,15 +129,46 @@ async def _serve(
         await wait_for_signal(ready)
     finally:
         served = ", ".join(f"{k}={v}" for k, v in sorted(resource.counters.items()))
-        log.info("shutting down; replies sent: %s", served or "none")
+        log.info(
+            "shutting down; replies sent: %s; %d request(s) in %d commit(s)",
+            served or "none",
+            store.requests,
+            store.batches,
+        )
         flusher.cancel()
         if exporter is not None:
             exporter.close()
-        activity.close()
-        repository.close()
+        last = activity.take()
+
+        def close() -> None:
+            activity.write(last)
+            activity.close()
+            repository.close()
+
+        await store.close(close)
 
 
-async def _flush_loop(activity: ActivityLog) -> None:
+def answer_batch(core: Server, requests: Sequence[tuple[bytes, float]]) -> list[Reply]:
+    """On the store's thread: answer queued requests in one transaction, one commit.
+
+    A request whose store work fails is answered 5.03 and its own changes are
+    undone (each write is a savepoint); the batch's other answers stand."""
+    with core.repository.batch():
+        return [_answer_one(core, data, now) for data, now in requests]
+
+
+def _answer_one(core: Server, data: bytes, now: float) -> Reply:
+    try:
+        return core.handle(data, now)
+    except (sqlite3.Error, StoreError) as exc:
+        log.error("store error on one request: %s", exc)
+        return Reply(Status.UNAVAILABLE, reason="store error; retry")
+
+
+async def _flush_loop(
+    activity: ActivityLog, store: StoreThread[tuple[bytes, float], Reply]
+) -> None:
     while True:
         await asyncio.sleep(0.5)
-        activity.flush()
+        batch = activity.take()
+        await store.call(partial(activity.write, batch))
