@@ -1,7 +1,9 @@
 """SBS scale: bootstraps per second per core with 10^6 nodes enrolled, as the
 number of concurrent controllers grows, for both server profiles.
 
-The real ``keystrap server`` process serves; each controller is a load
+The real ``keystrap server`` process serves (store work on its own thread, one
+commit per batch of queued requests: "per fsync" is the bootstraps each commit
+served, over the whole run); each controller is a load
 generator process that runs the sans-I/O controller and node cores and posts
 flights 2 and 6 over CoAP (no out-of-band media, no controller state file), so
 the server is the part under load. The server's CPU seconds per bootstrap come
@@ -20,6 +22,7 @@ import asyncio
 import json
 import multiprocessing
 import pstats
+import re
 import secrets
 import subprocess
 import sys
@@ -193,6 +196,11 @@ async def measure(args: argparse.Namespace, profile: str, root: Path) -> list[di
             offset += len(batch)
     finally:
         server.stop()
+    served = re.search(r"(\d+) request\(s\) in (\d+) commit\(s\)", server.log_text())
+    if served is not None:
+        requests, commits = int(served[1]), int(served[2])
+        for row in rows:  # two requests (flights 2 and 6) per bootstrap
+            row["bootstraps_per_fsync"] = round(requests / 2 / max(commits, 1), 1)
     return rows
 
 
@@ -208,7 +216,7 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     print(
         f"{'profile':<9} {'enrolled':>9} {'ctrls':>5} {'done':>9} {'boot/s':>7} "
-        f"{'SBS CPU ms':>10} {'per core/s':>10} {'SBS busy':>8}"
+        f"{'SBS CPU ms':>10} {'per core/s':>10} {'SBS busy':>8} {'per fsync':>9}"
     )
     for profile in args.profiles.split(","):
         with tempfile.TemporaryDirectory(prefix="keystrap-scale-") as tmp:
@@ -218,7 +226,7 @@ def main() -> None:
                     f"{row['profile']:<9} {row['enrolled']:>9} {row['controllers']:>5} "
                     f"{row['completed']:>4}/{row['bootstraps']:<4} {row['per_second']:>7} "
                     f"{row['server_cpu_ms_per_bootstrap']:>10} {row['per_core_per_second']:>10} "
-                    f"{row['server_cpu_share']:>8}",
+                    f"{row['server_cpu_share']:>8} {row.get('bootstraps_per_fsync', '-'):>9}",
                     flush=True,
                 )
             if args.profile_server:
