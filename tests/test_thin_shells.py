@@ -10,6 +10,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import aiocoap
+
+from keystrap.coap.prefilter import parse_post, refusal
 from keystrap.protocol import (
     Controller,
     ControllerState,
@@ -23,6 +26,7 @@ from keystrap.protocol import (
 )
 from keystrap.protocol.controller import EndSession
 from keystrap.protocol.revocation_feed import FeedRefused, Page, RevocationFeed
+from keystrap.protocol.server import screen
 from keystrap.services.server import answer_batch
 from keystrap.store.sqlite_repository import ControllerInfo, SqliteRepository
 from keystrap.store.worker import StoreThread
@@ -180,3 +184,32 @@ def test_revocation_feed_pages_and_refuses_a_replayed_answer() -> None:
     feed.query()
     refused = feed.receive(Reply(Status.UNAUTHORIZED, reason="unknown controller"))
     assert isinstance(refused, FeedRefused) and "unknown controller" in refused.reason
+
+
+def coap_post(payload: bytes, mtype: object, **options: object) -> bytes:
+    message = aiocoap.Message(code=aiocoap.POST, payload=payload, uri_path=("bs",), **options)
+    message.mid, message.token, message.mtype = 4242, b"\x01\x02\x03", mtype
+    return bytes(message.encode())
+
+
+def test_prefilter_answers_a_forged_flight2_as_aiocoap_would_and_passes_the_rest() -> None:
+    sk_cs, ik = secrets.token_bytes(16), secrets.token_bytes(16)
+    genuine = flight2(sk_cs, ik, 1, 7)
+    forged = flight2(secrets.token_bytes(16), ik, 1, 7)  # the real ID_c, another key
+    controllers = {CONTROLLER_ID: sk_cs}
+    for mtype, answer_type in ((aiocoap.CON, aiocoap.ACK), (aiocoap.NON, aiocoap.NON)):
+        post = parse_post(coap_post(forged, mtype))
+        assert post is not None and post[3] == forged
+        reply = screen(post[3], controllers)
+        assert reply is not None and reply.status is Status.UNAUTHORIZED
+        answer = aiocoap.Message.decode(refusal(post[0], post[1], post[2], reply))
+        assert answer.code == aiocoap.UNAUTHORIZED and answer.mtype == answer_type
+        assert answer.token == b"\x01\x02\x03"
+        assert answer.payload == b"flight 2 failed authentication"
+        if mtype == aiocoap.CON:
+            assert answer.mid == 4242  # the piggybacked ACK
+    assert screen(genuine, controllers) is None  # authentic: on to aiocoap and the core
+    assert parse_post(coap_post(forged, aiocoap.CON, content_format=50)) is None  # 4.15
+    assert parse_post(coap_post(forged, aiocoap.CON, uri_host="x")) is None  # critical
+    assert parse_post(coap_post(bytes(300), aiocoap.CON)) is None  # 4.13 is aiocoap's
+    assert parse_post(coap_post(forged, aiocoap.CON)[: -len(forged) - 1]) is None

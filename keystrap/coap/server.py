@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 import aiocoap
 import aiocoap.resource as resource
 
-from keystrap.coap.codes import BOOTSTRAP_PATH, HEALTH_PATH, OCTET_STREAM, TO_COAP
+from keystrap.coap.codes import BOOTSTRAP_PATH, HEALTH_PATH, MAX_PAYLOAD, OCTET_STREAM, TO_COAP
 from keystrap.ids import eui64
 from keystrap.protocol import BootstrapGranted, NodeActivated, Reply, Status
 
@@ -30,8 +30,6 @@ Answer = Callable[[bytes, float], Awaitable[Reply]]
 
 Observer = Callable[[bytes, Reply, float], None]
 """Told of each request the core answered, with the reply and the seconds it took."""
-
-MAX_PAYLOAD = 256
 
 
 class BindError(Exception):
@@ -54,9 +52,7 @@ class BootstrapResource(resource.Resource):
             return self._refuse(aiocoap.REQUEST_ENTITY_TOO_LARGE, "payload too large")
         begun = time.perf_counter()
         reply = await self._answer(request.payload, time.time())
-        if self._observe is not None:
-            self._observe(request.payload, reply, time.perf_counter() - begun)
-        self.counters[reply.status.name] = self.counters.get(reply.status.name, 0) + 1
+        self.count(request.payload, reply, time.perf_counter() - begun)
         event = reply.event
         if isinstance(event, BootstrapGranted):
             log.info(
@@ -79,6 +75,12 @@ class BootstrapResource(resource.Resource):
                 code=TO_COAP[reply.status], payload=reply.payload, content_format=OCTET_STREAM
             )
         return self._refuse(TO_COAP[reply.status], reply.reason)
+
+    def count(self, payload: bytes, reply: Reply, seconds: float) -> None:
+        """One reply sent, here or by :mod:`keystrap.coap.prefilter`."""
+        if self._observe is not None:
+            self._observe(payload, reply, seconds)
+        self.counters[reply.status.name] = self.counters.get(reply.status.name, 0) + 1
 
     @staticmethod
     def _refuse(code: aiocoap.numbers.codes.Code, reason: str) -> aiocoap.Message:

@@ -13,10 +13,12 @@ from functools import partial
 
 import aiocoap.resource
 
+from keystrap.coap.prefilter import install as install_prefilter
 from keystrap.coap.server import open_server_context, serve_core
 from keystrap.config import ServerConfig
 from keystrap.metrics import Metrics, TimedRepository, serve_metrics
 from keystrap.protocol import Reply, Server, ServerPolicy, Status
+from keystrap.protocol.server import screen
 from keystrap.services.instance import InstanceLock
 from keystrap.services.lifetime import wait_for_signal
 from keystrap.store.activity import ActivityLog
@@ -44,9 +46,15 @@ class LiveControllers(Mapping[bytes, bytes]):
         self._checked = 0.0
         self._version = -1
         self._keys: dict[bytes, bytes] = {}
-        self._refresh(force=True)
+        self.refresh(force=True)
 
-    def _refresh(self, force: bool = False) -> None:
+    def snapshot(self) -> Mapping[bytes, bytes]:
+        """The table as last loaded, for another thread: replaced whole on each
+        reload, never changed in place."""
+        return self._keys
+
+    def refresh(self, force: bool = False) -> None:
+        """On the store's thread only: it reads the store's connection."""
         now = time.monotonic()
         if not force and now - self._checked < self._interval:
             return
@@ -57,7 +65,7 @@ class LiveControllers(Mapping[bytes, bytes]):
             self._keys = self._repository.controller_keys()
 
     def __getitem__(self, controller_id: bytes) -> bytes:
-        self._refresh()
+        self.refresh()
         return self._keys[controller_id]
 
     def __iter__(self) -> Iterator[bytes]:
@@ -72,15 +80,17 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
     a second instance, stops here before any file is written."""
     async with contextlib.AsyncExitStack() as held:
         site = aiocoap.resource.Site()
-        held.push_async_callback(
-            (await open_server_context(site, config.host, config.port)).shutdown
-        )
+        context = await open_server_context(site, config.host, config.port)
+        held.push_async_callback(context.shutdown)
         held.callback(InstanceLock.acquire(config.database, "server").release)
-        await _serve(config, site, ready)
+        await _serve(config, site, context, ready)
 
 
 async def _serve(
-    config: ServerConfig, site: aiocoap.resource.Site, ready: asyncio.Event | None
+    config: ServerConfig,
+    site: aiocoap.resource.Site,
+    context: aiocoap.Context,
+    ready: asyncio.Event | None,
 ) -> None:
     master_key, created = load_or_create_key_file(config.master_key, secrets.token_bytes)
     if created:
@@ -113,10 +123,11 @@ async def _serve(
         metrics.open_transactions.set(await store.call(repository.count_all_pending))
 
     resource = serve_core(site, answer, observe)
+    install_prefilter(context, lambda data: screen(data, controllers.snapshot()), resource.count)
     exporter = (
         await serve_metrics(metrics, config.metrics, refresh_gauges) if config.metrics else None
     )
-    flusher = asyncio.create_task(_flush_loop(activity, store))
+    flusher = asyncio.create_task(_flush_loop(activity, controllers, store))
     log.info(
         "listening on coap://%s:%d/bs (database %s, %s profile, %d controller(s))",
         config.host,
@@ -165,10 +176,11 @@ def _answer_one(core: Server, data: bytes, now: float) -> Reply:
         return Reply(Status.UNAVAILABLE, reason="store error; retry")
 
 
-async def _flush_loop(
-    activity: ActivityLog, store: StoreThread[tuple[bytes, float], Reply]
-) -> None:
+async def _flush_loop(activity: ActivityLog, controllers: LiveControllers, store: Requests) -> None:
+    """Twice a second: the activity log written, and the controller table the
+    pre-filter reads kept as fresh as the core's (reloaded when it changed)."""
     while True:
         await asyncio.sleep(0.5)
         batch = activity.take()
         await store.call(partial(activity.write, batch))
+        await store.call(controllers.refresh)
