@@ -23,3 +23,4 @@ FROM_COAP: dict[Code, Status] = {code: status for status, code in TO_COAP.items(
 BOOTSTRAP_PATH = ("bs",)
 HEALTH_PATH = ("health",)
 OCTET_STREAM = 42
+MAX_PAYLOAD = 256  # bytes of a request to /bs: every flight fits with room to spare
