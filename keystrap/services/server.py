@@ -23,7 +23,7 @@ from keystrap.protocol.server import screen
 from keystrap.services.instance import InstanceLock
 from keystrap.services.lifetime import wait_for_signal
 from keystrap.store.activity import ActivityLog
-from keystrap.store.errors import StoreError
+from keystrap.store.errors import StoreError, StoreInterrupted
 from keystrap.store.keyfile import load_master_key
 from keystrap.store.open import Repository, local_state, open_repository
 from keystrap.store.postgres_repository import redacted
@@ -31,6 +31,7 @@ from keystrap.store.worker import StoreClosed, StoreThread
 from keystrap.wire import FlightType, RevocationQuery, peek_type
 
 log = logging.getLogger("keystrap.server")
+BATCH_ATTEMPTS = 3
 Requests = StoreThread[tuple[bytes, float], Reply]
 """The store's thread as the server uses it: (request, wall-clock time) -> reply."""
 
@@ -194,9 +195,19 @@ def answer_batch(core: Server, requests: Sequence[tuple[bytes, float]]) -> list[
     """On the store's thread: answer queued requests in one transaction, one commit.
 
     A request whose store work fails is answered 5.03 and its own changes are
-    undone (each write is a savepoint); the batch's other answers stand."""
-    with core.repository.batch():
-        return [_answer_one(core, data, now) for data, now in requests]
+    undone (each write is a savepoint); the batch's other answers stand. A batch
+    the store lost whole (a PostgreSQL connection cut) is run again: none of its
+    answers was sent, none of its work kept."""
+    attempts = 1
+    while True:
+        try:
+            with core.repository.batch():
+                return [_answer_one(core, data, now) for data, now in requests]
+        except StoreInterrupted as exc:
+            if attempts == BATCH_ATTEMPTS:
+                raise
+            attempts += 1
+            log.warning("%s; the batch of %d request(s) runs again", exc, len(requests))
 
 
 def _answer_one(core: Server, data: bytes, now: float) -> Reply:

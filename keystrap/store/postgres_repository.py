@@ -44,7 +44,7 @@ from keystrap.protocol.repository import (
     TransactionStatus,
     UnknownTransaction,
 )
-from keystrap.store.errors import StoreError
+from keystrap.store.errors import StoreError, StoreInterrupted
 from keystrap.store.migrations import LATEST, META, TABLES, Migration, require_latest, steps_after
 from keystrap.store.sqlite_repository import (
     CheckReport,
@@ -110,20 +110,22 @@ class PostgresRepository:
         """Group commit (:meth:`KeyRepository.batch`): one transaction; each write in
         it runs in a savepoint (psycopg nests ``transaction()`` as one).
 
-        A lost connection is not retried inside: the batch's earlier work went
-        with it, so the batch fails as a whole (its requests are answered 5.03 and
-        retried by their controllers) and the next one reconnects."""
+        The transaction is begun as any statement is run, across a lost connection
+        (the database restarting between batches). A connection lost inside
+        takes the batch's earlier work with it: :class:`StoreInterrupted`, and the
+        caller may run the batch again."""
         try:
-            db = self._connect()
-            with db.transaction():
-                self._batch = db
+            with contextlib.ExitStack() as held:
+                self._batch = self._run(
+                    lambda db: held.enter_context(db.transaction()).connection, atomic=False
+                )
                 try:
                     yield
                 finally:
                     self._batch = None
-        except psycopg.Error as exc:
+        except psycopg.OperationalError as exc:
             self.close()
-            raise StoreError(f"{self.path}: {_first_line(exc)}") from None
+            raise StoreInterrupted(f"{self.path}: connection lost: {_first_line(exc)}") from None
 
     def _run(
         self, work: Callable[[Connection], T], *, serializable: bool = False, atomic: bool = True
@@ -171,7 +173,7 @@ class PostgresRepository:
                 if time.monotonic() > deadline:
                     raise StoreError(f"{self.path}: {_first_line(exc)}") from None
             except psycopg.OperationalError as exc:
-                raise StoreError(f"{self.path}: {_first_line(exc)}") from None
+                raise StoreInterrupted(f"{self.path}: {_first_line(exc)}") from None
 
     def _bring_up_to_date(self, db: Connection, migrate: bool) -> list[Migration]:
         db.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
