@@ -145,10 +145,12 @@ async def server_core(config: ServerConfig) -> AsyncIterator[ServingCore]:
     if created:
         log.info("created %s (mode 0600); it wraps what is stored", config.master_key)
     repository = open_repository(config, master_key)
+    activity = ActivityLog(local_state(config))
+    # Read after the last write of start-up: an idle server's polls of the
+    # controller table then find nothing new and leave even SQLite's -shm alone.
     controllers = LiveControllers(repository)
     policy = ServerPolicy(config.window, config.max_pending, config.profile == "hardened")
     metrics = Metrics("server")
-    activity = ActivityLog(local_state(config))
     core = Server(TimedRepository(repository, metrics), controllers, policy)
     # From here on, the repository and the activity log are touched only on the
     # store's thread.
