@@ -13,6 +13,7 @@ from pathlib import Path
 import aiocoap
 
 from keystrap.coap.prefilter import parse_post, refusal
+from keystrap.oob.link import travels_raw
 from keystrap.protocol import (
     Controller,
     ControllerState,
@@ -30,7 +31,9 @@ from keystrap.protocol.server import screen
 from keystrap.services.server import answer_batch
 from keystrap.store.sqlite_repository import ControllerInfo, SqliteRepository
 from keystrap.store.worker import StoreThread
-from keystrap.wire import FlightType, RevocationList, RevocationQuery, peek_type
+from keystrap.wire import COMPACT, FlightType, RevocationList, RevocationQuery, peek_type
+from keystrap.wire.header import header_byte
+from keystrap.wire.refusal import Refusal, RefusalReason
 from keystrap.wire.revocation import MAX_ENTRIES
 
 from .conftest import CONTROLLER_ID, node_id
@@ -167,6 +170,49 @@ def test_answers_go_to_the_nodes_session_which_ends_with_flight_11() -> None:
     assert end == EndSession("b")
     node.receive(confirmed.data, NOW)
     assert any(type(e).__name__ == "NodeConfirmed" for e in iter(node.next_event, None))
+
+
+def test_a_compact_bootstrap_ends_with_a_compact_flight_11_the_node_takes() -> None:
+    parties = Parties()
+    controller, server = parties.controller, parties.server
+    node = Node(
+        NodeState(parties.nid, CONTROLLER_ID, parties.ik, version=COMPACT), secrets.token_bytes
+    )
+    node.start(NOW)
+    controller.receive_from_node(node.data_to_send()[0], NOW, session="s")
+    (request,) = controller.data_to_send()
+    assert isinstance(request, ToServer)
+    controller.receive_from_server(request.tid, server.handle(request.data, NOW), NOW)
+    (challenge,) = controller.data_to_send()
+    assert isinstance(challenge, ToNode)
+    node.receive(challenge.data, NOW)
+    controller.receive_from_node(node.data_to_send()[0], NOW, session="s")
+    (confirm,) = controller.data_to_send()
+    assert isinstance(confirm, ToServer)
+    controller.receive_from_server(confirm.tid, server.handle(confirm.data, NOW), NOW)
+    confirmed, end = controller.data_to_send()
+    assert isinstance(confirmed, ToNode) and end == EndSession("s")
+    assert confirmed.data[:1] == header_byte(FlightType.F11_NODE_CONFIRMED, COMPACT)
+    assert travels_raw(confirmed.data)  # on the session as it is, past the medium
+    node.receive(confirmed.data, NOW)
+    assert any(type(e).__name__ == "NodeConfirmed" for e in iter(node.next_event, None))
+
+
+def test_flight_12_goes_to_the_nodes_session() -> None:
+    parties = Parties()
+    controller = parties.controller
+    parties.node.start(NOW)
+    controller.receive_from_node(parties.node.data_to_send()[0], NOW, session="a")
+    (request,) = controller.data_to_send()
+    assert isinstance(request, ToServer)
+    controller.server_unreachable(request.tid)
+    assert controller.data_to_send() == [
+        ToNode(parties.nid, Refusal(parties.nid, RefusalReason.SERVER_UNREACHABLE).encode(), "a")
+    ]
+    controller.receive_from_server(request.tid, Reply(Status.FORBIDDEN, reason="node revoked"), NOW)
+    assert controller.data_to_send() == [
+        ToNode(parties.nid, Refusal(parties.nid, RefusalReason.REVOKED).encode(), "a")
+    ]
 
 
 def test_revocation_feed_pages_and_refuses_a_replayed_answer() -> None:
