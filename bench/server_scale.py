@@ -3,7 +3,9 @@ number of concurrent controllers grows, for both server profiles; on SQLite or,
 with ``--store postgresql``, on a private PostgreSQL cluster with one or more
 servers sharing it (``--servers 1,2``).
 
-The real ``keystrap server`` process serves; each controller is a load
+The real ``keystrap server`` process serves (store work on its own thread, one
+commit per batch of queued requests: "per fsync" is the bootstraps each commit
+served, over the whole run); each controller is a load
 generator process that runs the sans-I/O controller and node cores and posts
 flights 2 and 6 over CoAP (no out-of-band media, no controller state file), so
 the server is the part under load. The server's CPU seconds per bootstrap come
@@ -28,6 +30,7 @@ import json
 import multiprocessing
 import os
 import pstats
+import re
 import secrets
 import subprocess
 import sys
@@ -240,6 +243,14 @@ async def measure(
     finally:
         for _, server in servers:
             server.stop()
+    requests = commits = 0
+    for _, server in servers:
+        served = re.search(r"(\d+) request\(s\) in (\d+) commit\(s\)", server.log_text())
+        if served is not None:
+            requests, commits = requests + int(served[1]), commits + int(served[2])
+    if commits:
+        for row in rows:  # two requests (flights 2 and 6) per bootstrap
+            row["bootstraps_per_fsync"] = round(requests / 2 / commits, 1)
     return rows
 
 
@@ -278,7 +289,7 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     print(
         f"{'profile':<9} {'enrolled':>9} {'SBSs':>4} {'ctrls':>5} {'done':>9} {'boot/s':>7} "
-        f"{'SBS CPU ms':>10} {'DB CPU ms':>9} {'per core/s':>10} {'SBS busy':>8}"
+        f"{'SBS CPU ms':>10} {'DB CPU ms':>9} {'per core/s':>10} {'SBS busy':>8} {'per fsync':>9}"
     )
     for profile in args.profiles.split(","):
         with contextlib.ExitStack() as held:
@@ -291,7 +302,7 @@ def main() -> None:
                     f"{row['controllers']:>5} {row['completed']:>4}/{row['bootstraps']:<4} "
                     f"{row['per_second']:>7} {row['server_cpu_ms_per_bootstrap']:>10} "
                     f"{row['db_cpu_ms_per_bootstrap']:>9} {row['per_core_per_second']:>10} "
-                    f"{row['server_cpu_share']:>8}",
+                    f"{row['server_cpu_share']:>8} {row.get('bootstraps_per_fsync', '-'):>9}",
                     flush=True,
                 )
             if args.profile_server:

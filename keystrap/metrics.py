@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -163,6 +163,12 @@ class TimedRepository:
         self._inner = inner
         self._timed = metrics.timed_store
 
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Timed as a whole, its commit (the fsync) included."""
+        with self._timed("batch"), self._inner.batch():
+            yield
+
     def get_node(self, node_id: bytes) -> NodeRecord | None:
         with self._timed("get_node"):
             return self._inner.get_node(node_id)
@@ -188,9 +194,12 @@ class TimedRepository:
             self._inner.confirm(controller_id, tid)
 
 
-async def serve_metrics(metrics: Metrics, address: str) -> asyncio.Server:
+async def serve_metrics(
+    metrics: Metrics, address: str, refresh: Callable[[], Awaitable[None]] | None = None
+) -> asyncio.Server:
     """``GET /metrics`` on ``[HOST:]PORT`` (HOST defaults to 127.0.0.1). One request
-    per connection, nothing else answered: all a Prometheus scrape needs."""
+    per connection, nothing else answered: all a Prometheus scrape needs.
+    ``refresh`` sets the gauges read from the store (on the store's thread) first."""
     host, port = parse_host_port(address)
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -203,6 +212,8 @@ async def serve_metrics(metrics: Metrics, address: str) -> asyncio.Server:
         method, _, rest = request.partition(b" ")
         path = rest.split(b" ", 1)[0].split(b"?", 1)[0]
         if method == b"GET" and path == b"/metrics":
+            if refresh is not None:
+                await refresh()
             body, head = metrics.render(), f"200 OK\r\nContent-Type: {CONTENT_TYPE_LATEST}"
         else:
             body, head = b"not found\n", "404 Not Found\r\nContent-Type: text/plain"

@@ -21,7 +21,6 @@ from keystrap.protocol import (
     Status,
 )
 from keystrap.protocol.events import BootstrapConfirmed, TransactionFailed
-from keystrap.protocol.node import local_core
 from keystrap.wire import COMPACT, FLIGHT_SIZES, VERSION, DecodeError, FlightType, seal_flight11
 from keystrap.wire.compact import (
     COMPACT_SIZES,
@@ -194,26 +193,6 @@ def test_compact_node_takes_a_compact_flight_11_only() -> None:
     node.confirm(seal_flight11(h["SK_i"], h["ID_c"], tid, h["ID_i"], COMPACT))
     with pytest.raises(NodeCoreError):
         node.confirm(seal_flight11(h["SK_i"], h["ID_c"], tid, h["ID_i"]))
-
-
-@pytest.mark.parametrize("version", [VERSION, COMPACT])
-def test_controller_core_routes_sessions_and_confirms_in_the_profile(version: int) -> None:
-    """What the controller service asks the core about out-of-band messages."""
-    sim, _ = _simulation(ServerPolicy(), version)
-    sim.start(node_id(1))
-    sim.run()
-    hello, proof = (m.data for _, m, _ in sim.trace.deliveries if m.sender == "node")
-    controller = sim.controller
-    assert controller.sender_of(hello) == controller.sender_of(proof) == node_id(1)
-    assert controller.sender_of(proof[:-1]) is None and controller.sender_of(b"") is None
-    tid = int.from_bytes(proof[1:5], "big")
-    assert controller.finished(node_id(1), proof) == tid
-    assert controller.finished(node_id(2), proof) is None
-    assert controller.finished(node_id(1), hello) is None
-    flight11 = controller.confirmation(tid)
-    assert flight11 is not None and flight11[0] == version << 4 | FlightType.F11_NODE_CONFIRMED
-    local_core(sim.node_states[node_id(1)]).confirm(flight11)  # raises unless valid
-    assert controller.confirmation(tid + 1) is None
 
 
 def test_metrics_name_the_flights_of_either_profile() -> None:

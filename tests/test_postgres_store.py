@@ -22,7 +22,7 @@ from keystrap.protocol import (
     TransactionStatus,
 )
 from keystrap.protocol.repository import NodeBusy, UnknownTransaction
-from keystrap.store.errors import StoreError
+from keystrap.store.errors import StoreError, StoreInterrupted
 from keystrap.store.migrations import LATEST, SchemaMismatch
 from keystrap.store.postgres_repository import PostgresRepository
 from keystrap.store.sqlite_repository import ControllerInfo
@@ -148,6 +148,37 @@ def test_one_transaction_per_tid_across_connections(repo: PostgresRepository, pg
     assert sum(isinstance(r, TransactionExists) for r in results) == 3
     for other in others:
         other.close()
+
+
+def test_a_batch_commits_once_and_keeps_the_writes_that_did_not_fail(
+    repo: PostgresRepository, pg_url: str
+) -> None:
+    enrol(repo)
+    other = PostgresRepository(pg_url, MASTER, max_pending=3)
+    with repo.batch():
+        repo.add_transaction(pending(1))
+        with pytest.raises(TransactionExists):
+            repo.add_transaction(pending(1))  # its savepoint undone, the batch goes on
+        repo.add_transaction(pending(2))
+        assert other.get_transaction(CONTROLLER_ID, 2) is None  # nothing before the commit
+    assert other.get_transaction(CONTROLLER_ID, 1) is not None
+    assert other.get_transaction(CONTROLLER_ID, 2) is not None
+    other.close()
+
+
+def test_a_batch_cut_from_the_database_is_interrupted_and_undone(
+    repo: PostgresRepository, pg_url: str
+) -> None:
+    enrol(repo)
+    with pytest.raises(StoreInterrupted), repo.batch():
+        repo.add_transaction(pending(1))
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        repo.add_transaction(pending(2))
+    assert repo.get_transaction(CONTROLLER_ID, 1) is None  # reconnected; nothing kept
 
 
 def test_max_pending_holds_across_connections(repo: PostgresRepository, pg_url: str) -> None:

@@ -27,3 +27,4 @@ BOOTSTRAP_ROOT: tuple[str, ...] = ()
 BOOTSTRAP_PATH = ("bs",)
 HEALTH_PATH = ("health",)
 OCTET_STREAM = 42
+MAX_PAYLOAD = 256  # bytes of a request to /bs: every flight fits with room to spare

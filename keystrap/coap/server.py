@@ -1,8 +1,10 @@
 """The SBS's CoAP face: ``POST /`` (or ``/bs``) with flight 2 or 6, answered with flight 3 or 7.
 
-The resource is a thin adapter: it hands the payload and the wall clock to the
-sans-I/O :class:`keystrap.protocol.Server` and maps its reply to a CoAP response.
-Error responses carry the reason as text (never key material).
+The resource is a thin adapter: it hands the payload and the wall clock to an
+answering function (the sans-I/O :class:`keystrap.protocol.Server` on the store's
+thread, see :mod:`keystrap.services.server`), awaits its reply without blocking
+the loop, and maps the reply to a CoAP response. Error responses carry the
+reason as text (never key material).
 """
 
 from __future__ import annotations
@@ -12,21 +14,29 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import aiocoap
 import aiocoap.resource as resource
 
-from keystrap.coap.codes import BOOTSTRAP_PATH, BOOTSTRAP_ROOT, HEALTH_PATH, OCTET_STREAM, TO_COAP
+from keystrap.coap.codes import (
+    BOOTSTRAP_PATH,
+    BOOTSTRAP_ROOT,
+    HEALTH_PATH,
+    MAX_PAYLOAD,
+    OCTET_STREAM,
+    TO_COAP,
+)
 from keystrap.ids import eui64
-from keystrap.protocol import BootstrapGranted, NodeActivated, Reply, Server, Status
+from keystrap.protocol import BootstrapGranted, NodeActivated, Reply, Status
 
 log = logging.getLogger("keystrap.server")
 
+Answer = Callable[[bytes, float], Awaitable[Reply]]
+"""A request and the wall-clock time it arrived -> the reply, durable once returned."""
+
 Observer = Callable[[bytes, Reply, float], None]
 """Told of each request the core answered, with the reply and the seconds it took."""
-
-MAX_PAYLOAD = 256
 
 
 class BindError(Exception):
@@ -34,21 +44,19 @@ class BindError(Exception):
 
 
 class BootstrapResource(resource.Resource):
-    def __init__(self, core: Server, observe: Observer | None = None) -> None:
+    def __init__(self, answer: Answer, observe: Observer | None = None) -> None:
         super().__init__()
-        self.core = core
+        self._answer = answer
         self.counters: dict[str, int] = {}
         self._observe = observe
 
-    def answer(self, payload: bytes, remote: str) -> Reply:
+    async def answer(self, payload: bytes, remote: str) -> Reply:
         """The core's reply to one request, counted, observed and logged; the CoAP
         face above, and the controller's in-process handover in a small network
         (:mod:`keystrap.services.small_network`), both answer through here."""
         begun = time.perf_counter()
-        reply = self.core.handle(payload, time.time())
-        if self._observe is not None:
-            self._observe(payload, reply, time.perf_counter() - begun)
-        self.counters[reply.status.name] = self.counters.get(reply.status.name, 0) + 1
+        reply = await self._answer(payload, time.time())
+        self.count(payload, reply, time.perf_counter() - begun)
         event = reply.event
         if isinstance(event, BootstrapGranted):
             log.info(
@@ -78,10 +86,16 @@ class BootstrapResource(resource.Resource):
             return self._refuse(aiocoap.UNSUPPORTED_CONTENT_FORMAT, "use application/octet-stream")
         if len(request.payload) > MAX_PAYLOAD:
             return self._refuse(aiocoap.REQUEST_ENTITY_TOO_LARGE, "payload too large")
-        reply = self.answer(request.payload, remote)
+        reply = await self.answer(request.payload, remote)
         if reply.status is Status.OK:
             return aiocoap.Message(code=TO_COAP[reply.status], payload=reply.payload)
         return self._refuse(TO_COAP[reply.status], reply.reason)
+
+    def count(self, payload: bytes, reply: Reply, seconds: float) -> None:
+        """One reply sent, here or by :mod:`keystrap.coap.prefilter`."""
+        if self._observe is not None:
+            self._observe(payload, reply, seconds)
+        self.counters[reply.status.name] = self.counters.get(reply.status.name, 0) + 1
 
     @staticmethod
     def _refuse(code: aiocoap.numbers.codes.Code, reason: str) -> aiocoap.Message:
@@ -108,10 +122,10 @@ class StatsResource(resource.Resource):
 
 
 def serve_core(
-    site: resource.Site, core: Server, observe: Observer | None = None
+    site: resource.Site, answer: Answer, observe: Observer | None = None
 ) -> BootstrapResource:
     """Put the server's resources into ``site`` (bound already, see below)."""
-    bootstrap = BootstrapResource(core, observe)
+    bootstrap = BootstrapResource(answer, observe)
     site.add_resource(list(BOOTSTRAP_ROOT), bootstrap)
     site.add_resource(list(BOOTSTRAP_PATH), bootstrap)
     site.add_resource(list(HEALTH_PATH), HealthResource())

@@ -20,11 +20,11 @@ from keystrap.oob.frame import OobDecodeError
 from keystrap.oob.medium import Medium, decode_flight, encode_flight
 from keystrap.wire import FlightType
 from keystrap.wire.flights import F11_SIZE
-from keystrap.wire.header import header_byte
+from keystrap.wire.header import VERSIONS, header_byte
 from keystrap.wire.refusal import is_refusal
 
 log = logging.getLogger("keystrap.oob")
-_FLIGHT11 = header_byte(FlightType.F11_NODE_CONFIRMED)
+_FLIGHT11 = {header_byte(FlightType.F11_NODE_CONFIRMED, v) for v in VERSIONS}
 
 
 def travels_raw(frame: bytes) -> bool:
@@ -33,9 +33,10 @@ def travels_raw(frame: bytes) -> bool:
 
     It tells the node's host that the server confirmed; the node itself acts on
     nothing but flight 4, so a device whose medium has no room for it loses
-    nothing. No medium's signal is 13 bytes starting with 0x1B.
+    nothing. No medium's signal is 13 bytes starting with 0x1B or 0x2B (flight
+    11 of either profile).
     """
-    return (len(frame) == F11_SIZE and frame[:1] == _FLIGHT11) or is_refusal(frame)
+    return (len(frame) == F11_SIZE and frame[:1] in _FLIGHT11) or is_refusal(frame)
 
 
 _serial = itertools.count(1)

@@ -14,7 +14,7 @@ same message (a nonce is never used for a second plaintext).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
@@ -37,6 +37,7 @@ from keystrap.wire import (
     COMPACT,
     RN_SIZE,
     TID_MAX,
+    VERSION,
     AuthenticationError,
     DecodeError,
     Flight1,
@@ -148,13 +149,26 @@ class ToServer:
     data: bytes
 
 
+Session = Hashable
+"""The service's name for one out-of-band session (a link to one node)."""
+
+
 @dataclass(frozen=True)
 class ToNode:
     node_id: bytes
     data: bytes
+    session: Session | None = None
+    """Where to send it: the node's latest session, None if it has none open."""
 
 
-Outgoing = ToServer | ToNode
+@dataclass(frozen=True)
+class EndSession:
+    """The node needs nothing more on this session: the service closes it."""
+
+    session: Session
+
+
+Outgoing = ToServer | ToNode | EndSession
 
 
 def _is_compact(tx: ControllerTransaction) -> bool:
@@ -195,6 +209,7 @@ class Controller:
         self._outgoing: list[Outgoing] = []
         self._events: list[Event] = []
         self._changed: set[int] = set()
+        self._sessions: dict[bytes, Session] = {}  # ID_i -> its latest session
         # A node's TIDs, so that a flight 1 or a revocation does not scan them all.
         self._by_node: dict[bytes, set[int]] = {}
         for tx in state.transactions.values():
@@ -208,25 +223,46 @@ class Controller:
 
     # -- inputs from the node (out of band) --------------------------------------
 
-    def receive_from_node(self, data: bytes, now: float) -> None:
+    def receive_from_node(
+        self,
+        data: bytes,
+        now: float,
+        wall: float | None = None,
+        session: Session | None = None,
+    ) -> None:
         """Flight 1 or 5 of either profile; the node's flight 1 picks the profile
-        of its transaction (flight 2 records it)."""
+        of its transaction (flight 2 records it).
+
+        Two clocks: ``now`` (monotonic) drives the timers, ``wall`` (the wall clock,
+        default ``now``) only makes flight 2's timestamp -- so a step of the wall
+        clock never delays or hurries a retransmission.
+
+        ``session`` names the out-of-band session ``data`` came on: a flight 1
+        naming a node, or an authentic flight 5 of its transaction, makes it the
+        node's session, where every :class:`ToNode` for that node goes from then
+        on. Once the server confirmed, the node gets flight 11 there and
+        :class:`EndSession`."""
         try:
             version = peek_version(data)
             kind = peek_type(data, version)
             compact = version == COMPACT
             if kind is FlightType.F1_HELLO:
                 hello = Flight1.decode(data, version)
-                self._on_hello(hello.node_id, hello.rn_i, compact, now)
+                self._attach(hello.node_id, session)
+                self._on_hello(
+                    hello.node_id, hello.rn_i, compact, now, now if wall is None else wall
+                )
             elif kind is FlightType.F5_PROOF:
                 tid = compact_proof_tid(data) if compact else Flight5.decode(data).tid
-                self._on_proof(tid, data, now)
+                self._on_proof(tid, data, now, session)
             else:
                 self._reject(f"flight {int(kind)} does not come from a node")
         except DecodeError as exc:
             self._reject(str(exc))
 
-    def _on_hello(self, node_id: bytes, rn_i: bytes, compact: bool, now: float) -> None:
+    def _on_hello(
+        self, node_id: bytes, rn_i: bytes, compact: bool, now: float, wall: float
+    ) -> None:
         for tx in self._of_node(node_id):
             if constant_time_equal(tx.rn_i, rn_i) and tx.stage is not TransactionStage.FAILED:
                 self._resend(tx)  # the node repeats itself: answer as before
@@ -235,7 +271,7 @@ class Controller:
         if tid > TID_MAX:
             self._reject("TID space exhausted; register this controller under a new ID")
             return
-        sk_cs, cid, ts = self.state.sk_cs, self.state.controller_id, int(now)
+        sk_cs, cid, ts = self.state.sk_cs, self.state.controller_id, int(wall)
         if compact:
             rn_c = derive_rn_c(sk_cs, cid, tid)
             request = seal_compact_request(sk_cs, cid, tid, ts, node_id, rn_i)
@@ -256,7 +292,7 @@ class Controller:
         self._arm(tid, now)
         self._events.append(TransactionStarted(node_id, tid))
 
-    def _on_proof(self, tid: int, data: bytes, now: float) -> None:
+    def _on_proof(self, tid: int, data: bytes, now: float, session: Session | None) -> None:
         tx = self.state.transactions.get(tid)
         if tx is None or tx.psk is None:
             self._reject(f"flight 5 for unknown TID {tid}")
@@ -273,11 +309,15 @@ class Controller:
         except AuthenticationError:
             self._reject("flight 5 failed authentication")
             return
+        self._attach(tx.node_id, session)
         if tx.stage is TransactionStage.CONFIRMING:
             self._resend(tx)
             return
+        if tx.stage is TransactionStage.DONE:
+            self._say_confirmed(tx)  # the node missed flight 11: tell it again
+            return
         if tx.stage is not TransactionStage.AWAITING_PROOF:
-            return  # duplicate after completion: nothing to do
+            return  # duplicate after failure: nothing to do
         if _is_compact(tx):
             confirm = seal_compact_confirm(self.state.sk_cs, cid, tx.tid, data)
         else:
@@ -286,47 +326,6 @@ class Controller:
         self._outgoing.append(ToServer(tx.tid, confirm))
         self._arm(tx.tid, now)
         self._events.append(NodeProved(tx.node_id, tx.tid))
-
-    # -- which node a session belongs to --------------------------------------------
-
-    def sender_of(self, data: bytes) -> bytes | None:
-        """The node an out-of-band message comes from, in either profile: flight 1
-        names it, flight 5 names its TID. Only routes answers; decides nothing."""
-        tx = self._proof_transaction(data)
-        if tx is not None:
-            return tx.node_id
-        try:
-            version = peek_version(data)
-            return Flight1.decode(data, version).node_id
-        except DecodeError:
-            return None
-
-    def finished(self, node_id: bytes, data: bytes) -> int | None:
-        """The TID, if ``data`` is ``node_id``'s proof for a transaction already done."""
-        tx = self._proof_transaction(data)
-        if tx is None or tx.node_id != node_id or tx.stage is not TransactionStage.DONE:
-            return None
-        return tx.tid
-
-    def confirmation(self, tid: int) -> bytes | None:
-        """Flight 11 of a done transaction, in its profile, under its SK_i; None once
-        its PSK was dropped (the node was revoked meanwhile)."""
-        tx = self.state.transactions.get(tid)
-        if tx is None or tx.psk is None or tx.stage is not TransactionStage.DONE:
-            return None
-        cid = self.state.controller_id
-        sk_i = derive_session_key(tx.psk, tx.node_id, cid)
-        return seal_flight11(sk_i, cid, tid, tx.node_id, version=tx.request[0] >> 4)
-
-    def _proof_transaction(self, data: bytes) -> ControllerTransaction | None:
-        try:
-            version = peek_version(data)
-            if peek_type(data, version) is not FlightType.F5_PROOF:
-                return None
-            tid = compact_proof_tid(data) if version == COMPACT else Flight5.decode(data).tid
-        except DecodeError:
-            return None
-        return self.state.transactions.get(tid)
 
     # -- inputs from the server (in band) ----------------------------------------
 
@@ -382,7 +381,7 @@ class Controller:
         self._store(
             replace(tx, stage=TransactionStage.AWAITING_PROOF, challenge=challenge, psk=psk)
         )
-        self._outgoing.append(ToNode(tx.node_id, challenge))
+        self._to_node(tx.node_id, challenge)
         self._arm(tx.tid, now)
         self._events.append(ChallengeIssued(tx.node_id, tx.tid))
 
@@ -396,6 +395,25 @@ class Controller:
         self._store(replace(tx, stage=TransactionStage.DONE))
         self._timers.pop(tx.tid, None)
         self._events.append(BootstrapConfirmed(tx.node_id, tx.tid))
+        self._say_confirmed(tx)
+
+    def _say_confirmed(self, tx: ControllerTransaction) -> None:
+        """Flight 11 on the node's session, then the session's end: it tells the
+        node, verifiably, that the server holds its PSK_i, and asks nothing back."""
+        session = self._sessions.pop(tx.node_id, None)
+        if session is None or tx.psk is None:  # no session, or revoked meanwhile
+            return
+        cid = self.state.controller_id
+        sk_i = derive_session_key(tx.psk, tx.node_id, cid)
+        version = COMPACT if _is_compact(tx) else VERSION
+        flight11 = seal_flight11(sk_i, cid, tx.tid, tx.node_id, version)
+        self._outgoing.append(ToNode(tx.node_id, flight11, session))
+        self._outgoing.append(EndSession(session))
+
+    def session_closed(self, session: Session) -> None:
+        """The service's session ended (the node hung up): nothing goes there now."""
+        for node_id in [n for n, s in self._sessions.items() if s == session]:
+            del self._sessions[node_id]
 
     def server_unreachable(self, tid: int) -> None:
         """No CoAP answer for ``tid``'s request: the node hears of it at once, and the
@@ -406,7 +424,7 @@ class Controller:
 
     def _tell_node(self, tx: ControllerTransaction, reason: RefusalReason) -> None:
         """Flight 12: why the bootstrap cannot go on, as advice for the node."""
-        self._outgoing.append(ToNode(tx.node_id, Refusal(tx.node_id, reason).encode()))
+        self._to_node(tx.node_id, Refusal(tx.node_id, reason).encode())
 
     # -- decommissioning ---------------------------------------------------------
 
@@ -417,6 +435,9 @@ class Controller:
                 self._fail(tx, "node revoked")
             elif tx.psk is not None:
                 self._store(replace(tx, psk=None))
+        session = self._sessions.pop(node_id, None)
+        if session is not None:
+            self._outgoing.append(EndSession(session))
 
     def prune_finished(self, before: float) -> list[int]:
         """Forget finished transactions (done or failed) whose flight 2 is older than
@@ -442,14 +463,18 @@ class Controller:
     # -- timers ------------------------------------------------------------------
 
     def get_timer(self) -> float | None:
+        """When :meth:`handle_timer` is next due, on the clock of ``now``."""
         return min((t.due for t in self._timers.values()), default=None)
 
-    def handle_timer(self, now: float) -> None:
+    def handle_timer(self, now: float, wall: float | None = None) -> None:
+        """Retransmit what is due by ``now`` (monotonic); ``wall`` (default ``now``)
+        is checked against flight 2's timestamp, the one deadline the server keeps."""
+        wall = now if wall is None else wall
         for tid, timer in list(self._timers.items()):
             if now < timer.due:
                 continue
             tx = self.state.transactions[tid]
-            if tx.stage is TransactionStage.AWAITING_GRANT and now > tx.ts + self._window:
+            if tx.stage is TransactionStage.AWAITING_GRANT and wall > tx.ts + self._window:
                 self._fail(tx, "no valid flight 3 within the timestamp window")
                 continue
             if (
@@ -474,6 +499,18 @@ class Controller:
     def mark_saved(self, tids: Iterable[int]) -> None:
         self._changed.difference_update(tids)
 
+    def is_current(self, request: ToServer) -> bool:
+        """Whether ``request`` is still what its transaction waits on. An output
+        held while the state was being saved can be overtaken (the reply to an
+        earlier copy arrived meanwhile); sent, it would ask a question no longer
+        asked, and hold the lane the current request needs."""
+        tx = self.state.transactions.get(request.tid)
+        if tx is None:
+            return False
+        if tx.stage is TransactionStage.AWAITING_GRANT:
+            return tx.request == request.data
+        return tx.stage is TransactionStage.CONFIRMING and tx.confirm == request.data
+
     def data_to_send(self) -> list[Outgoing]:
         out, self._outgoing = self._outgoing, []
         return out
@@ -483,11 +520,18 @@ class Controller:
 
     # -- helpers -----------------------------------------------------------------
 
+    def _attach(self, node_id: bytes, session: Session | None) -> None:
+        if session is not None:
+            self._sessions[node_id] = session
+
+    def _to_node(self, node_id: bytes, data: bytes) -> None:
+        self._outgoing.append(ToNode(node_id, data, self._sessions.get(node_id)))
+
     def _resend(self, tx: ControllerTransaction) -> None:
         if tx.stage is TransactionStage.AWAITING_GRANT:
             self._outgoing.append(ToServer(tx.tid, tx.request))
         elif tx.stage is TransactionStage.AWAITING_PROOF and tx.challenge is not None:
-            self._outgoing.append(ToNode(tx.node_id, tx.challenge))
+            self._to_node(tx.node_id, tx.challenge)
         elif tx.stage is TransactionStage.CONFIRMING and tx.confirm is not None:
             self._outgoing.append(ToServer(tx.tid, tx.confirm))
 

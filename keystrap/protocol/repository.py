@@ -11,6 +11,8 @@ has verified the node's own proof (flight 5) that it holds the new PSK.
 
 from __future__ import annotations
 
+import contextlib
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Protocol
@@ -63,6 +65,19 @@ class NodeBusy(Exception):
 
 
 class KeyRepository(Protocol):
+    """The seam between the server core and a store.
+
+    Every call is made from one thread, the store's (see
+    :mod:`keystrap.store.worker`), between :meth:`batch`'s enter and exit.
+    """
+
+    def batch(self) -> AbstractContextManager[None]:
+        """Group commit: every change made inside becomes durable together, when the
+        block exits (the server sends no answer of the batch before that); an
+        exception inside undoes them all. A write method called inside is atomic on
+        its own (a savepoint), so one request's failure leaves the others' changes."""
+        ...
+
     def get_node(self, node_id: bytes) -> NodeRecord | None: ...
 
     def get_transaction(self, controller_id: bytes, tid: int) -> TransactionRecord | None: ...
@@ -91,6 +106,9 @@ class InMemoryRepository:
         self.nodes: dict[bytes, NodeRecord] = {}
         self.transactions: dict[tuple[bytes, int], TransactionRecord] = {}
         self.revocations: list[bytes] = []
+
+    def batch(self) -> AbstractContextManager[None]:
+        return contextlib.nullcontext()
 
     def enroll(self, node_id: bytes, key: bytes) -> None:
         self.nodes[node_id] = NodeRecord(node_id, key, NodeStatus.ENROLLED)

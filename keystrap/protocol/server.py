@@ -24,6 +24,7 @@ from keystrap.protocol.repository import (
 )
 from keystrap.wire import (
     COMPACT,
+    VERSION,
     AuthenticationError,
     DecodeError,
     Flight2,
@@ -86,6 +87,51 @@ class _Request:
     compact: bool
 
 
+def screen(data: bytes, controllers: Mapping[bytes, bytes]) -> Reply | None:
+    """The refusal a flight 2 of the paper's profile gets before any repository
+    access (malformed, unknown controller, failed authentication) -- the very
+    reply :meth:`Server.handle` would give -- or None for anything else.
+
+    Stateless and cheap (one CCM check), so a service can run it on the raw
+    datagram in front of everything else: a flood of forged flight 2s then costs
+    no per-request work beyond it."""
+    try:
+        if peek_version(data) != VERSION or peek_type(data) is not FlightType.F2_REQUEST:
+            return None
+    except DecodeError:
+        return None
+    request = open_request(data, controllers)
+    return request if isinstance(request, Reply) else None
+
+
+def open_request(data: bytes, controllers: Mapping[bytes, bytes]) -> _Request | Reply:
+    """Flight 2 of either profile, authenticated under its controller's key."""
+    compact = data[0] >> 4 == COMPACT
+    try:
+        if compact:
+            controller_id, tid = peek_to_server(data, FlightType.F2_REQUEST)
+        else:
+            request = Flight2.decode(data)
+            controller_id, tid = request.controller_id, request.tid
+    except DecodeError as exc:
+        return Reply(Status.BAD_REQUEST, reason=str(exc))
+    sk_cs = controllers.get(controller_id)
+    if sk_cs is None:
+        return Reply(Status.UNAUTHORIZED, reason="unknown controller")
+    try:
+        if compact:
+            c = open_compact_request(data, sk_cs)
+            rn_c = derive_rn_c(sk_cs, controller_id, tid)
+            return _Request(controller_id, tid, sk_cs, c.ts, c.node_id, c.rn_i, rn_c, True)
+        body = request.open(sk_cs)
+    except AuthenticationError:
+        return Reply(Status.UNAUTHORIZED, reason="flight 2 failed authentication")
+    except DecodeError as exc:
+        return Reply(Status.BAD_REQUEST, reason=str(exc))
+    hello = body.flight1
+    return _Request(controller_id, tid, sk_cs, body.ts, hello.node_id, hello.rn_i, body.rn_c, False)
+
+
 class Server:
     def __init__(
         self,
@@ -125,36 +171,8 @@ class Server:
 
     # -- flight 2 -> flight 3 ----------------------------------------------------
 
-    def _open_request(self, data: bytes) -> _Request | Reply:
-        compact = data[0] >> 4 == COMPACT
-        try:
-            if compact:
-                controller_id, tid = peek_to_server(data, FlightType.F2_REQUEST)
-            else:
-                request = Flight2.decode(data)
-                controller_id, tid = request.controller_id, request.tid
-        except DecodeError as exc:
-            return Reply(Status.BAD_REQUEST, reason=str(exc))
-        sk_cs = self.controllers.get(controller_id)
-        if sk_cs is None:
-            return Reply(Status.UNAUTHORIZED, reason="unknown controller")
-        try:
-            if compact:
-                c = open_compact_request(data, sk_cs)
-                rn_c = derive_rn_c(sk_cs, controller_id, tid)
-                return _Request(controller_id, tid, sk_cs, c.ts, c.node_id, c.rn_i, rn_c, True)
-            body = request.open(sk_cs)
-        except AuthenticationError:
-            return Reply(Status.UNAUTHORIZED, reason="flight 2 failed authentication")
-        except DecodeError as exc:
-            return Reply(Status.BAD_REQUEST, reason=str(exc))
-        hello = body.flight1
-        return _Request(
-            controller_id, tid, sk_cs, body.ts, hello.node_id, hello.rn_i, body.rn_c, False
-        )
-
     def _handle_request(self, data: bytes, now: float) -> Reply:
-        request = self._open_request(data)
+        request = open_request(data, self.controllers)
         if isinstance(request, Reply):
             return request
         if abs(now - request.ts) > self.policy.window:

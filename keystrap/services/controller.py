@@ -1,20 +1,28 @@
-"""``keystrap controller``: the SBR process.
+"""``keystrap controller``: the SBR process, an aioquic-style loop around the
+sans-I/O :class:`keystrap.protocol.Controller`.
 
-Out of band it serves node sessions; in band it posts flights 2 and 6 to the
-server over CoAP. Every output of the state machine is sent only after the
-state is saved (:class:`keystrap.store.controller_store.ControllerStore`).
+Each input -- a flight from a node's out-of-band session (named by a session
+number the core maps to its node), a server's reply, a due timer -- goes to the
+core; the state is saved on the store's thread (group commit, see
+:mod:`keystrap.store.worker`); only then is what the core produced sent, and
+its next timer scheduled with ``loop.call_at`` on the loop's monotonic clock.
+The wall clock enters only as flight 2's timestamp.
 
 It also asks the server every ``revocation_poll`` seconds which nodes were
-revoked (flights 9/10) and drops their sessions and PSKs.
+revoked (flights 9/10, :class:`keystrap.protocol.revocation_feed.RevocationFeed`)
+and drops their sessions and PSKs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import secrets
 import time
+from collections.abc import Coroutine, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -30,6 +38,7 @@ from keystrap.protocol import (
     BootstrapConfirmed,
     ChallengeIssued,
     Controller,
+    ControllerState,
     NodeProved,
     Rejected,
     Reply,
@@ -40,20 +49,19 @@ from keystrap.protocol import (
     TransactionStage,
     TransactionStarted,
 )
+from keystrap.protocol.controller import EndSession, Session
+from keystrap.protocol.revocation_feed import FeedRefused, RevocationFeed
 from keystrap.services.instance import InstanceLock
 from keystrap.services.lifetime import wait_for_signal
 from keystrap.store.controller_store import ControllerStore
 from keystrap.store.keyfile import load_master_key, read_key_file
-from keystrap.wire import (
-    DecodeError,
-    RevocationList,
-    RevocationQuery,
-)
-from keystrap.wire.revocation import MAX_ENTRIES as MAX_REVOCATIONS
+from keystrap.store.worker import StoreThread
 
 log = logging.getLogger("keystrap.controller")
 REVOCATION_CURSOR = "revocations_seen"
 PRUNE_EVERY = 3600.0  # seconds between sweeps of finished transactions
+END_GRACE = 2.0  # seconds an ended session stays open for the node to read and hang up
+Save = tuple[ControllerState, frozenset[int]]  # a state and the TIDs it changed
 PROGRESS: dict[type, str] = {
     TransactionStarted: "flight 1 received, flight 2 sent",
     ChallengeIssued: "flight 3 authenticated, flight 4 sent",
@@ -77,10 +85,11 @@ class ControllerService:
         self.config = config
         self._in_band = in_band
         self.controller_id = parse_eui64(config.id)
-        self._links: dict[bytes, OobLink] = {}
+        self._links: dict[Session, OobLink] = {}  # open out-of-band sessions by number
+        self._numbers = itertools.count(1)
         self._inflight: set[int] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[object]] = set()
+        self._timer: asyncio.TimerHandle | None = None
         self.metrics = Metrics("controller")
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
@@ -101,7 +110,8 @@ class ControllerService:
 
     async def _run(self, ready: asyncio.Event | None) -> None:
         config = self.config
-        sk_cs = read_key_file(config.key_file)
+        self._loop = asyncio.get_running_loop()
+        self._sk_cs = sk_cs = read_key_file(config.key_file)
         master_key, created = load_master_key(config.state, config.master_key, secrets.token_bytes)
         if created:
             log.info("created %s (mode 0600); it wraps what is stored", config.master_key)
@@ -112,6 +122,10 @@ class ControllerService:
             1
             for tx in state.transactions.values()
             if tx.stage not in (TransactionStage.DONE, TransactionStage.FAILED)
+        )
+        # From here on, the store is touched only on its thread.
+        self.saver: StoreThread[Save, None] = StoreThread(
+            partial(save_batch, self.store), "keystrap-controller-store"
         )
         _, where = parse_endpoint(config.oob)
         listener: OobListener = UnixListener(Path(where))
@@ -126,21 +140,26 @@ class ControllerService:
             state.next_tid,
             open_count,
         )
-        timers = asyncio.create_task(self._timer_loop())
-        revocations = asyncio.create_task(self._revocation_loop())
+        self._schedule()
+        loops = [
+            asyncio.create_task(self._prune_loop()),
+            asyncio.create_task(self._revocation_loop()),
+        ]
         try:
             await wait_for_signal(ready)
         finally:
             log.info("shutting down")
-            timers.cancel()
-            revocations.cancel()
-            await asyncio.gather(timers, revocations, return_exceptions=True)
+            if self._timer is not None:
+                self._timer.cancel()
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
             if exporter is not None:
                 exporter.close()
             await listener.stop()
-            for task in list(self._tasks):
-                task.cancel()
-            self.store.close()
+            for pending in list(self._tasks):
+                pending.cancel()
+            await self.saver.close(self.store.close)
 
     # -- out of band --------------------------------------------------------------
 
@@ -153,42 +172,26 @@ class ControllerService:
             capture_dir=Path(config.capture_dir) if config.capture_dir else None,
             label="sbr",
         )
-        node_id: bytes | None = None
-        while True:
-            try:
-                data = await link.receive()
-            except OobClosed:
-                break
-            except OobError as exc:  # an oversized or incomplete message ends the session
-                log.warning("out-of-band session ended: %s", exc)
-                break
-            if data is None:
-                continue
-            sender = self.core.sender_of(data)
-            if sender is not None and node_id != sender:
-                node_id = sender
-                self._links[node_id] = link
-            begun = time.perf_counter()
-            self.core.receive_from_node(data, time.time())
-            await self._flush()
-            self.metrics.flight_handled(data, time.perf_counter() - begun)
-            if node_id is not None and (tid := self.core.finished(node_id, data)) is not None:
-                await self._say_confirmed(link, node_id, tid)
-                break
-        if node_id is not None and self._links.get(node_id) is link:
-            del self._links[node_id]
-
-    async def _say_confirmed(self, link: OobLink, node_id: bytes, tid: int) -> None:
-        """Flight 11 tells the node, verifiably, that the server holds its PSK_i.
-
-        Sent here rather than by the protocol core: it ends the out-of-band
-        session, which the core knows nothing of, and asks nothing back.
-        """
-        flight11 = self.core.confirmation(tid)
-        if flight11 is None:  # revoked meanwhile: nothing to confirm
-            return
-        with contextlib.suppress(OobClosed):
-            await link.send(flight11)
+        session = next(self._numbers)
+        self._links[session] = link
+        try:
+            while session in self._links:
+                try:
+                    data = await link.receive()
+                except OobClosed:
+                    break
+                except OobError as exc:  # an oversized or incomplete message ends the session
+                    log.warning("out-of-band session ended: %s", exc)
+                    break
+                if data is None:
+                    continue
+                begun = time.perf_counter()
+                self.core.receive_from_node(data, self._loop.time(), time.time(), session)
+                await self._flush()
+                self.metrics.flight_handled(data, time.perf_counter() - begun)
+        finally:
+            if self._links.pop(session, None) is not None:
+                self.core.session_closed(session)
 
     # -- in band ------------------------------------------------------------------
 
@@ -203,33 +206,33 @@ class ControllerService:
         finally:
             self._inflight.discard(tid)
         begun = time.perf_counter()
-        self.core.receive_from_server(tid, reply, time.time())
+        self.core.receive_from_server(tid, reply, self._loop.time())
         await self._flush()
         refusal = "" if reply.status is Status.OK else "refusal"
         self.metrics.flight_handled(reply.payload, time.perf_counter() - begun, refusal)
 
-    async def _timer_loop(self) -> None:
-        pruned_at: float | None = None
+    # -- timers: the core's own, on the loop's monotonic clock ---------------------
+
+    def _schedule(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        due = self.core.get_timer()
+        if due is not None:
+            self._timer = self._loop.call_at(due, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.core.handle_timer(self._loop.time(), time.time())
+        self._spawn(self._flush())
+
+    async def _prune_loop(self) -> None:
         while True:
-            if pruned_at is None or time.monotonic() - pruned_at > PRUNE_EVERY:
-                pruned_at = time.monotonic()
-                old = self.core.prune_finished(time.time() - self.config.keep_finished)
-                if old:
-                    log.info("forgot %d finished transaction(s)", len(old))
-            due = self.core.get_timer()
-            delay = 1.0 if due is None else max(0.0, min(1.0, due - time.time()))
-            # asyncio.timeout, not wait_for: in Python 3.11 wait_for can turn a
-            # cancellation that races its timeout into TimeoutError, and this
-            # loop would then outlive the shutdown.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
-            self._wake.clear()
-            self.core.handle_timer(time.time())
-            await self._flush()
-            # Our own flush set the event, but the delay is recomputed right now:
-            # left set, the next wait would return at once and the loop would spin.
-            self._wake.clear()
+            old = self.core.prune_finished(time.time() - self.config.keep_finished)
+            if old:
+                log.info("forgot %d finished transaction(s)", len(old))
+                await self._flush()
+            await asyncio.sleep(PRUNE_EVERY)
 
     # -- decommissioning ------------------------------------------------------------
 
@@ -243,36 +246,26 @@ class ControllerService:
 
     async def poll_revocations(self) -> int:
         """Apply every revocation the server has recorded since the last poll."""
+        cursor = await self.saver.call(partial(self.store.get_counter, REVOCATION_CURSOR))
+        feed = RevocationFeed(self.controller_id, self._sk_cs, cursor, secrets.token_bytes)
         applied = 0
         while True:
-            after = self.store.get_counter(REVOCATION_CURSOR)
-            query = RevocationQuery(self.controller_id, after, secrets.token_bytes(8))
-            reply = await self.client.post(query.encode(self.core.state.sk_cs))
-            if reply.status is not Status.OK:
-                log.warning("revocation feed refused: %s %s", reply.status.value, reply.reason)
+            page = feed.receive(await self.client.post(feed.query()))
+            if isinstance(page, FeedRefused):
+                log.warning("revocation feed: %s", page.reason)
                 return applied
-            try:
-                answer = RevocationList.decode(
-                    reply.payload, self.core.state.sk_cs, self.controller_id, query.challenge
-                )
-            except DecodeError as exc:
-                log.warning("revocation feed: answer rejected (%s)", exc)
-                return applied
-            for _, node_id in answer.entries:
+            for node_id in page.revoked:
                 await self._drop_node(node_id)
-            self.store.set_counter(REVOCATION_CURSOR, answer.next_after)
-            applied += len(answer.entries)
-            if len(answer.entries) < MAX_REVOCATIONS:
+            await self.saver.call(partial(self.store.set_counter, REVOCATION_CURSOR, page.cursor))
+            applied += len(page.revoked)
+            if not page.more:
                 return applied
 
     async def _drop_node(self, node_id: bytes) -> None:
         self.core.forget_node(node_id)
-        await self._flush()
-        known = self.store.revoke_node(node_id)
-        link = self._links.pop(node_id, None)
-        if link is not None:
-            await link.close()
-        if known or link is not None:
+        ended = await self._flush()
+        known = await self.saver.call(partial(self.store.revoke_node, node_id))
+        if known or ended:
             log.info(
                 "node=%s revoked by the server: dropped its sessions and credential", eui64(node_id)
             )
@@ -281,40 +274,45 @@ class ControllerService:
 
     # -- the persistence rule: save, then send ------------------------------------
 
-    async def _flush(self) -> None:
+    async def _flush(self) -> int:
+        """Save what the core changed, then send what it produced; returns the
+        number of sessions it ended."""
         changes = self.core.unsaved()
-        with self.metrics.timed_store("save"):
-            self.store.save(self.core.state, changes)
-        self.core.mark_saved(changes)
         outgoing = self.core.data_to_send()
-        closing: list[tuple[bytes, int]] = []
+        events = []
         while (event := self.core.next_event()) is not None:
+            events.append(event)
+        if changes:
+            with self.metrics.timed_store("save"):
+                await self.saver.ask((self.core.state, changes))
+            self.core.mark_saved(changes)
+        for event in events:
             self._log_event(event)
             self.metrics.controller_event(self.controller_id, event)
-            if isinstance(event, BootstrapConfirmed):
-                closing.append((event.node_id, event.tid))
-                psk = self.core.state.transactions[event.tid].psk
-                if psk is not None:
-                    self.store.record_node(event.node_id, event.tid, psk)
+        ended = 0
         for out in outgoing:
             if isinstance(out, ToServer):
-                if out.tid in self._inflight:
-                    continue  # CoAP is already retransmitting this request
+                if out.tid in self._inflight or not self.core.is_current(out):
+                    continue  # CoAP is already retransmitting it, or it was overtaken
                 self._inflight.add(out.tid)
-                task = asyncio.create_task(self._post(out.tid, out.data))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._spawn(self._post(out.tid, out.data))
             elif isinstance(out, ToNode):
-                link = self._links.get(out.node_id)
+                link = None if out.session is None else self._links.get(out.session)
                 if link is not None:
                     with contextlib.suppress(OobClosed):
                         await link.send(out.data)
-        for node_id, tid in closing:
-            link = self._links.pop(node_id, None)
-            if link is not None:
-                await self._say_confirmed(link, node_id, tid)
-                await link.close()
-        self._wake.set()
+            elif isinstance(out, EndSession):
+                link = self._links.pop(out.session, None)
+                if link is not None:
+                    ended += 1
+                    self._spawn(_close_soon(link))
+        self._schedule()
+        return ended
+
+    def _spawn(self, work: Coroutine[None, None, object]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     @staticmethod
     def _log_event(event: object) -> None:
@@ -327,3 +325,21 @@ class ControllerService:
             log.warning("node=%s tid=%d: failed: %s", eui64(event.node_id), event.tid, event.reason)
         elif isinstance(event, Rejected):
             log.info("rejected input: %s", event.reason)
+
+
+async def _close_soon(link: OobLink) -> None:
+    """End a session the node needs no more, a moment after its last message: a
+    node that has just repeated itself (its flight 5 crossing our flight 11) must
+    not find the session gone before it has read what was sent to it."""
+    try:
+        await asyncio.sleep(END_GRACE)
+    finally:
+        await link.close()
+
+
+def save_batch(store: ControllerStore, saves: Sequence[Save]) -> list[None]:
+    """On the store's thread: every save queued meanwhile in one commit. The last
+    state is the newest and holds every change the earlier ones named."""
+    changed = frozenset().union(*(tids for _, tids in saves))
+    store.save(saves[-1][0], changed)
+    return [None] * len(saves)

@@ -6,24 +6,34 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
 
 import aiocoap.resource
 
-from keystrap.coap.server import Observer, open_server_context, serve_core
+from keystrap.coap.prefilter import install as install_prefilter
+from keystrap.coap.server import Answer, Observer, open_server_context, serve_core
 from keystrap.config import ServerConfig
 from keystrap.metrics import Metrics, TimedRepository, serve_metrics
 from keystrap.protocol import Reply, Server, ServerPolicy, Status
+from keystrap.protocol.server import screen
 from keystrap.services.instance import InstanceLock
 from keystrap.services.lifetime import wait_for_signal
 from keystrap.store.activity import ActivityLog
+from keystrap.store.errors import StoreError, StoreInterrupted
 from keystrap.store.keyfile import load_master_key
 from keystrap.store.open import Repository, local_state, open_repository
 from keystrap.store.postgres_repository import redacted
+from keystrap.store.worker import StoreClosed, StoreThread
 from keystrap.wire import FlightType, RevocationQuery, peek_type
 
 log = logging.getLogger("keystrap.server")
+BATCH_ATTEMPTS = 3
+Requests = StoreThread[tuple[bytes, float], Reply]
+"""The store's thread as the server uses it: (request, wall-clock time) -> reply."""
 
 
 class LiveControllers(Mapping[bytes, bytes]):
@@ -39,9 +49,15 @@ class LiveControllers(Mapping[bytes, bytes]):
         self._checked = 0.0
         self._version = -1
         self._keys: dict[bytes, bytes] = {}
-        self._refresh(force=True)
+        self.refresh(force=True)
 
-    def _refresh(self, force: bool = False) -> None:
+    def snapshot(self) -> Mapping[bytes, bytes]:
+        """The table as last loaded, for another thread: replaced whole on each
+        reload, never changed in place."""
+        return self._keys
+
+    def refresh(self, force: bool = False) -> None:
+        """On the store's thread only: it reads the store's connection."""
         now = time.monotonic()
         if not force and now - self._checked < self._interval:
             return
@@ -52,7 +68,7 @@ class LiveControllers(Mapping[bytes, bytes]):
             self._keys = self._repository.controller_keys()
 
     def __getitem__(self, controller_id: bytes) -> bytes:
-        self._refresh()
+        self.refresh()
         return self._keys[controller_id]
 
     def __iter__(self) -> Iterator[bytes]:
@@ -67,35 +83,58 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
     a second instance, stops here before any file is written."""
     async with contextlib.AsyncExitStack() as held:
         site = aiocoap.resource.Site()
-        held.push_async_callback(
-            (await open_server_context(site, config.host, config.port)).shutdown
-        )
+        context = await open_server_context(site, config.host, config.port)
+        held.push_async_callback(context.shutdown)
         held.callback(InstanceLock.acquire(local_state(config), "server").release)
-        await _serve(config, site, ready)
+        await _serve(config, site, context, ready)
 
 
 async def _serve(
-    config: ServerConfig, site: aiocoap.resource.Site, ready: asyncio.Event | None
+    config: ServerConfig,
+    site: aiocoap.resource.Site,
+    context: aiocoap.Context,
+    ready: asyncio.Event | None,
 ) -> None:
-    async with server_core(config) as (core, observe):
-        resource = serve_core(site, core, observe)
+    async with server_core(config) as serving:
+        resource = serve_core(site, serving.answer, serving.observe)
+        controllers = serving.controllers
+        install_prefilter(
+            context, lambda data: screen(data, controllers.snapshot()), resource.count
+        )
         log.info(
             "listening on coap://%s:%d/bs (database %s, %s profile, %d controller(s))",
             config.host,
             config.port,
             redacted(str(config.database)),  # a PostgreSQL URL without its password
             config.profile,
-            len(core.controllers),
+            len(controllers),
         )
         try:
             await wait_for_signal(ready)
         finally:
             served = ", ".join(f"{k}={v}" for k, v in sorted(resource.counters.items()))
-            log.info("shutting down; replies sent: %s", served or "none")
+            log.info(
+                "shutting down; replies sent: %s; %d request(s) in %d commit(s)",
+                served or "none",
+                serving.store.requests,
+                serving.store.batches,
+            )
+
+
+@dataclass(frozen=True)
+class ServingCore:
+    """The SBS's core as the services reach it: its answers come from the store's
+    thread, awaited (:data:`keystrap.coap.server.Answer`)."""
+
+    answer: Answer
+    observe: Observer
+    controllers: LiveControllers
+    """The controller table the pre-filter reads (a snapshot, from the loop)."""
+    store: Requests
 
 
 @contextlib.asynccontextmanager
-async def server_core(config: ServerConfig) -> AsyncIterator[tuple[Server, Observer]]:
+async def server_core(config: ServerConfig) -> AsyncIterator[ServingCore]:
     """The SBS's core over its store, with its metrics and activity log: what the
     CoAP face serves, and what a controller that includes the server
     (:mod:`keystrap.services.small_network`) calls in memory. The caller holds
@@ -106,12 +145,17 @@ async def server_core(config: ServerConfig) -> AsyncIterator[tuple[Server, Obser
     if created:
         log.info("created %s (mode 0600); it wraps what is stored", config.master_key)
     repository = open_repository(config, master_key)
+    activity = ActivityLog(local_state(config))
+    # Read after the last write of start-up: an idle server's polls of the
+    # controller table then find nothing new and leave even SQLite's -shm alone.
     controllers = LiveControllers(repository)
     hardened, compact = config.profile == "hardened", config.compact == "accept"
     policy = ServerPolicy(config.window, config.max_pending, hardened, compact)
     metrics = Metrics("server")
-    metrics.open_transactions.set_function(repository.count_all_pending)
-    activity = ActivityLog(local_state(config))
+    core = Server(TimedRepository(repository, metrics), controllers, policy)
+    # From here on, the repository and the activity log are touched only on the
+    # store's thread.
+    store: Requests = StoreThread(partial(answer_batch, core), "keystrap-store")
 
     def observe(data: bytes, reply: Reply, seconds: float) -> None:
         metrics.server_reply(data, reply, seconds)
@@ -120,20 +164,68 @@ async def server_core(config: ServerConfig) -> AsyncIterator[tuple[Server, Obser
         elif reply.status is Status.OK and peek_type(data) is FlightType.F9_REVOCATION_QUERY:
             activity.heard_from(RevocationQuery.peek_controller(data), time.time())
 
-    core = Server(TimedRepository(repository, metrics), controllers, policy)
-    exporter = await serve_metrics(metrics, config.metrics) if config.metrics else None
-    flusher = asyncio.create_task(_flush_loop(activity))
+    async def answer(data: bytes, now: float) -> Reply:
+        try:
+            return await store.ask((data, now))
+        except (sqlite3.Error, StoreError, StoreClosed) as exc:
+            log.error("store unavailable: %s", exc)
+            return Reply(Status.UNAVAILABLE, reason="store unavailable; retry")
+
+    async def refresh_gauges() -> None:
+        metrics.open_transactions.set(await store.call(repository.count_all_pending))
+
+    exporter = (
+        await serve_metrics(metrics, config.metrics, refresh_gauges) if config.metrics else None
+    )
+    flusher = asyncio.create_task(_flush_loop(activity, controllers, store))
     try:
-        yield core, observe
+        yield ServingCore(answer, observe, controllers, store)
     finally:
         flusher.cancel()
         if exporter is not None:
             exporter.close()
-        activity.close()
-        repository.close()
+        last = activity.take()
+
+        def close() -> None:
+            activity.write(last)
+            activity.close()
+            repository.close()
+
+        await store.close(close)
 
 
-async def _flush_loop(activity: ActivityLog) -> None:
+def answer_batch(core: Server, requests: Sequence[tuple[bytes, float]]) -> list[Reply]:
+    """On the store's thread: answer queued requests in one transaction, one commit.
+
+    A request whose store work fails is answered 5.03 and its own changes are
+    undone (each write is a savepoint); the batch's other answers stand. A batch
+    the store lost whole (a PostgreSQL connection cut) is run again: none of its
+    answers was sent, none of its work kept."""
+    attempts = 1
+    while True:
+        try:
+            with core.repository.batch():
+                return [_answer_one(core, data, now) for data, now in requests]
+        except StoreInterrupted as exc:
+            if attempts == BATCH_ATTEMPTS:
+                raise
+            attempts += 1
+            log.warning("%s; the batch of %d request(s) runs again", exc, len(requests))
+
+
+def _answer_one(core: Server, data: bytes, now: float) -> Reply:
+    try:
+        return core.handle(data, now)
+    except (sqlite3.Error, StoreError) as exc:
+        log.error("store error on one request: %s", exc)
+        return Reply(Status.UNAVAILABLE, reason="store error; retry")
+
+
+async def _flush_loop(activity: ActivityLog, controllers: LiveControllers, store: Requests) -> None:
+    """Twice a second: the activity log written, and the controller table the
+    pre-filter reads kept as fresh as the core's (reloaded when it changed)."""
     while True:
         await asyncio.sleep(0.5)
-        activity.flush()
+        batch = activity.take()
+        await store.call(partial(activity.write, batch))
+        await store.call(controllers.refresh)

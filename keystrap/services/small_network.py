@@ -33,7 +33,7 @@ class InProcessServer:
         self._bootstrap = bootstrap
 
     async def post(self, data: bytes, lane: int = 0) -> Reply:
-        return self._bootstrap.answer(data, IN_PROCESS)
+        return await self._bootstrap.answer(data, IN_PROCESS)
 
     async def shutdown(self) -> None:
         """Nothing to close: the server's core is closed with its store."""
@@ -46,6 +46,6 @@ async def run_small_network(
     so neither a separate server nor a restore can run on it meanwhile."""
     async with contextlib.AsyncExitStack() as held:
         held.callback(InstanceLock.acquire(local_state(server), "server").release)
-        core, observe = await held.enter_async_context(server_core(server))
-        in_band = InProcessServer(BootstrapResource(core, observe))
+        serving = await held.enter_async_context(server_core(server))
+        in_band = InProcessServer(BootstrapResource(serving.answer, serving.observe))
         await ControllerService(controller, in_band).run(ready)

@@ -43,6 +43,12 @@ class LogEntry:
     cause: str  # the server's reason for a refusal, else ""
 
 
+@dataclass(frozen=True)
+class Batch:
+    entries: list[LogEntry]
+    seen: dict[bytes, float]  # ID_c -> when last heard from
+
+
 def entry_for(event: Event, now: float) -> LogEntry | None:
     """The log row for a server event, or None for events the log does not keep."""
     if isinstance(event, BootstrapGranted):
@@ -72,25 +78,33 @@ class ActivityLog:
     def heard_from(self, controller_id: bytes, now: float) -> None:
         self._seen[controller_id] = now
 
-    def flush(self) -> None:
-        if not self._pending and not self._seen:
+    def take(self) -> Batch:
+        """What was recorded since the last take (called where records are made)."""
+        taken = Batch(self._pending, self._seen)
+        self._pending, self._seen = [], {}
+        return taken
+
+    def write(self, batch: Batch) -> None:
+        """Store a batch (called on the store's thread, see keystrap.store.worker)."""
+        if not batch.entries and not batch.seen:
             return
-        rows, self._pending = self._pending, []
-        seen, self._seen = self._seen, {}
         with write_transaction(self._db) as db:
             db.executemany(
                 "INSERT INTO bootstrap_log (at, node_id, controller_id, tid, flight, outcome, "
                 "cause) VALUES (?,?,?,?,?,?,?)",
                 [
                     (e.at, e.node_id, e.controller_id, e.tid, e.flight, e.outcome, e.cause)
-                    for e in rows
+                    for e in batch.entries
                 ],
             )
             db.executemany(
                 "INSERT INTO controller_seen VALUES (?, ?) "
                 "ON CONFLICT(id) DO UPDATE SET at=MAX(at, excluded.at)",
-                seen.items(),
+                batch.seen.items(),
             )
+
+    def flush(self) -> None:
+        self.write(self.take())
 
     def close(self) -> None:
         self.flush()

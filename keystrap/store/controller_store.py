@@ -78,7 +78,9 @@ class ControllerStore:
     def save(self, current: ControllerState, changed_tids: Collection[int]) -> None:
         """Write the transactions named in ``changed_tids`` (the core's
         ``unsaved()``): those still held are written, the others deleted. The work
-        is proportional to the change, not to what the controller holds."""
+        is proportional to the change, not to what the controller holds. A
+        bootstrap that became done records the node's credential in the same
+        commit."""
         if not changed_tids:
             return
         held = current.transactions
@@ -106,6 +108,9 @@ class ControllerStore:
                 ),
             )
             db.executemany("DELETE FROM transactions WHERE tid=?", removed)
+            for tx in changed:
+                if tx.stage is TransactionStage.DONE and tx.psk is not None:
+                    self.record_node(tx.node_id, tx.tid, tx.psk)
 
     def _unwrap(self, wrapped: bytes) -> bytes:
         try:

@@ -24,6 +24,7 @@ itself done).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeAlias, TypeVar
@@ -43,7 +44,7 @@ from keystrap.protocol.repository import (
     TransactionStatus,
     UnknownTransaction,
 )
-from keystrap.store.errors import StoreError
+from keystrap.store.errors import StoreError, StoreInterrupted
 from keystrap.store.migrations import LATEST, META, TABLES, Migration, require_latest, steps_after
 from keystrap.store.sqlite_repository import (
     CheckReport,
@@ -84,6 +85,7 @@ class PostgresRepository:
         self.max_pending = max_pending
         self._kek = master_key
         self._conn: Connection | None = None
+        self._batch: Connection | None = None  # the connection of the open batch
         try:
             self._connect()
         except psycopg.Error as exc:
@@ -103,6 +105,28 @@ class PostgresRepository:
             self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
         return self._conn
 
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group commit (:meth:`KeyRepository.batch`): one transaction; each write in
+        it runs in a savepoint (psycopg nests ``transaction()`` as one).
+
+        The transaction is begun as any statement is run, across a lost connection
+        (the database restarting between batches). A connection lost inside
+        takes the batch's earlier work with it: :class:`StoreInterrupted`, and the
+        caller may run the batch again."""
+        try:
+            with contextlib.ExitStack() as held:
+                self._batch = self._run(
+                    lambda db: held.enter_context(db.transaction()).connection, atomic=False
+                )
+                try:
+                    yield
+                finally:
+                    self._batch = None
+        except psycopg.OperationalError as exc:
+            self.close()
+            raise StoreInterrupted(f"{self.path}: connection lost: {_first_line(exc)}") from None
+
     def _run(
         self, work: Callable[[Connection], T], *, serializable: bool = False, atomic: bool = True
     ) -> T:
@@ -110,6 +134,8 @@ class PostgresRepository:
         needs no BEGIN and COMMIT round trips); retried after a serialization
         failure or deadlock, and across a lost connection for up to
         RECONNECT_SECONDS."""
+        if self._batch is not None:
+            return self._in_batch(self._batch, work)
         deadline = time.monotonic() + RECONNECT_SECONDS
         pause = 0.05
         while True:
@@ -134,6 +160,20 @@ class PostgresRepository:
                     ) from None
                 time.sleep(pause)
                 pause = min(pause * 2, 1.0)
+
+    def _in_batch(self, db: Connection, work: Callable[[Connection], T]) -> T:
+        """``work`` in a savepoint of the open batch, retried after a deadlock with
+        another server's batch (the savepoint's locks are given up meanwhile)."""
+        deadline = time.monotonic() + RECONNECT_SECONDS
+        while True:
+            try:
+                with db.transaction():
+                    return work(db)
+            except RETRIED as exc:
+                if time.monotonic() > deadline:
+                    raise StoreError(f"{self.path}: {_first_line(exc)}") from None
+            except psycopg.OperationalError as exc:
+                raise StoreInterrupted(f"{self.path}: {_first_line(exc)}") from None
 
     def _bring_up_to_date(self, db: Connection, migrate: bool) -> list[Migration]:
         db.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))

@@ -104,7 +104,21 @@ def write_transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """One atomic write transaction (taken immediately, so writers queue up).
 
     Whatever the body does before the commit -- such as writing and fsyncing the
-    file that hands a new key out -- is undone with it if the commit fails."""
+    file that hands a new key out -- is undone with it if the commit fails.
+
+    Inside a transaction already open (a store thread's batch, see
+    :mod:`keystrap.store.worker`) it is a savepoint instead: atomic on its own,
+    made durable by the outer commit together with the rest of the batch."""
+    if db.in_transaction:
+        db.execute("SAVEPOINT inner")
+        try:
+            yield db
+            db.execute("RELEASE inner")
+        except BaseException:
+            db.execute("ROLLBACK TO inner")
+            db.execute("RELEASE inner")
+            raise
+        return
     db.execute("BEGIN IMMEDIATE")
     try:
         yield db

@@ -11,6 +11,7 @@ even across processes).
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -164,6 +165,11 @@ class SqliteRepository:
         return int(self._db.execute("PRAGMA data_version").fetchone()[0])
 
     # -- KeyRepository ------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        with write_transaction(self._db):
+            yield
 
     def get_node(self, node_id: bytes) -> NodeRecord | None:
         row = self._db.execute(

@@ -1,0 +1,65 @@
+"""The controller's side of the revocation feed (flights 9 and 10), sans I/O.
+
+One poll is a conversation of pages: the feed makes a query after its cursor
+with a fresh challenge, checks the answer against that challenge (so an old,
+shorter list cannot be replayed), and says which nodes to drop and whether to
+ask for another page. The service only moves the bytes, drops the nodes,
+stores :attr:`RevocationFeed.cursor` after the nodes are dropped, and asks
+again while :attr:`Page.more` says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from keystrap.protocol.keys import RandomSource
+from keystrap.protocol.replies import Reply, Status
+from keystrap.wire import DecodeError, RevocationList, RevocationQuery
+from keystrap.wire.revocation import CHALLENGE_SIZE, MAX_ENTRIES
+
+
+@dataclass(frozen=True)
+class Page:
+    revoked: tuple[bytes, ...]  # ID_i of nodes to drop, in the server's order
+    cursor: int  # to be stored once they are dropped
+    more: bool  # a full page: ask again
+
+
+@dataclass(frozen=True)
+class FeedRefused:
+    """The page was refused or did not authenticate; the cursor stays."""
+
+    reason: str
+
+
+class RevocationFeed:
+    def __init__(self, controller_id: bytes, sk_cs: bytes, cursor: int, rng: RandomSource) -> None:
+        """``cursor``: the last revocation sequence number already applied (stored)."""
+        self.cursor = cursor
+        self._controller_id = controller_id
+        self._sk_cs = sk_cs
+        self._rng = rng
+        self._challenge: bytes | None = None
+
+    def query(self) -> bytes:
+        """Flight 9 asking for the revocations after the cursor."""
+        query = RevocationQuery(self._controller_id, self.cursor, self._rng(CHALLENGE_SIZE))
+        self._challenge = query.challenge
+        return query.encode(self._sk_cs)
+
+    def receive(self, reply: Reply) -> Page | FeedRefused:
+        """The server's answer to the last :meth:`query` (answered once only)."""
+        challenge, self._challenge = self._challenge, None
+        if challenge is None:
+            return FeedRefused("an answer to no query")
+        if reply.status is not Status.OK:
+            return FeedRefused(f"refused: {reply.status.value} {reply.reason}")
+        try:
+            answer = RevocationList.decode(
+                reply.payload, self._sk_cs, self._controller_id, challenge
+            )
+        except DecodeError as exc:
+            return FeedRefused(f"answer rejected ({exc})")
+        self.cursor = answer.next_after
+        revoked = tuple(node_id for _, node_id in answer.entries)
+        return Page(revoked, answer.next_after, len(answer.entries) >= MAX_ENTRIES)

@@ -1,0 +1,140 @@
+"""The one thread that touches a store, so the event loop never waits for the disk.
+
+A service hands it requests and awaits the answers; the thread takes every
+request queued since it last looked, handles them together in one transaction
+and commits once (group commit): one fsync serves every request that arrived
+while the previous one was on the disk. Answers are handed back only after that
+commit, so whatever they promise is durable before it is sent -- the no-brick
+rule is unchanged, only shared.
+
+Other store work (a periodic flush, closing) runs on the same thread through
+:meth:`StoreThread.call`, in the order it was asked for, so the connection is
+never used from two threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+Request = TypeVar("Request")
+Answer = TypeVar("Answer")
+T = TypeVar("T")
+
+BatchHandler = Callable[[Sequence[Request]], Sequence[Answer]]
+"""Handles requests in one transaction, commits, and returns one answer each."""
+
+
+@dataclass(frozen=True)
+class _Ask(Generic[Request]):
+    request: Request
+    future: asyncio.Future[Any]
+
+
+@dataclass(frozen=True)
+class _Call:
+    function: Callable[[], Any]
+    future: asyncio.Future[Any]
+
+
+_STOP = None
+_Done = tuple[asyncio.Future[Any], Any, BaseException | None]
+"""A future and what it resolves to: a result, or the exception it raises."""
+
+
+class StoreClosed(Exception):
+    """Asked after :meth:`StoreThread.close`: shutting down, nothing is answered."""
+
+
+class StoreThread(Generic[Request, Answer]):
+    def __init__(self, handle_batch: BatchHandler[Request, Answer], name: str) -> None:
+        """Starts the thread; to be created inside the event loop it answers to."""
+        self._handle_batch = handle_batch
+        self._loop = asyncio.get_running_loop()
+        self._queue: queue.SimpleQueue[_Ask[Request] | _Call | None] = queue.SimpleQueue()
+        self.batches = 0
+        """Batches committed: with :attr:`requests`, the requests each fsync served."""
+        self.requests = 0
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    async def ask(self, request: Request) -> Answer:
+        """The answer to ``request``, once the batch it joined is committed; the
+        batch's exception if it failed (then none of its answers may be sent)."""
+        if self._closed:
+            raise StoreClosed("the store is closed")
+        future: asyncio.Future[Answer] = self._loop.create_future()
+        self._queue.put(_Ask(request, future))
+        return await future
+
+    async def call(self, function: Callable[[], T]) -> T:
+        """``function()`` run on the store's thread, between batches."""
+        if self._closed:
+            raise StoreClosed("the store is closed")
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._queue.put(_Call(function, future))
+        return await future
+
+    async def close(self, last: Callable[[], None]) -> None:
+        """Run ``last`` (closing the store) on the thread, then end the thread."""
+        try:
+            await self.call(last)
+        finally:
+            self._closed = True
+            self._queue.put(_STOP)
+            await asyncio.to_thread(self._thread.join)
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            jobs = [self._queue.get()]
+            while not self._queue.empty():
+                jobs.append(self._queue.get_nowait())
+            done: list[_Done] = []
+            asks: list[_Ask[Request]] = []
+            for job in jobs:
+                if isinstance(job, _Ask):
+                    asks.append(job)
+                    continue
+                done += self._batch(asks)
+                asks = []
+                if isinstance(job, _Call):
+                    done.append(_outcome(job.future, job.function))
+                else:
+                    stop = True
+            done += self._batch(asks)
+            self._loop.call_soon_threadsafe(_resolve, done)
+
+    def _batch(self, asks: list[_Ask[Request]]) -> list[_Done]:
+        if not asks:
+            return []
+        try:
+            answers = self._handle_batch([ask.request for ask in asks])
+        except Exception as exc:  # the commit failed: no answer of the batch may leave
+            return [(ask.future, None, exc) for ask in asks]
+        self.batches += 1
+        self.requests += len(asks)
+        return [(ask.future, answer, None) for ask, answer in zip(asks, answers, strict=True)]
+
+
+def _outcome(future: asyncio.Future[Any], function: Callable[[], Any]) -> _Done:
+    try:
+        return future, function(), None
+    except Exception as exc:
+        return future, None, exc
+
+
+def _resolve(done: list[_Done]) -> None:
+    """On the loop: one wake-up hands a whole batch's answers over."""
+    for future, result, error in done:
+        if future.cancelled():
+            continue
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
