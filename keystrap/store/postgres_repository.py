@@ -43,24 +43,9 @@ from keystrap.protocol.repository import (
     TransactionStatus,
     UnknownTransaction,
 )
+from keystrap.store import records
 from keystrap.store.errors import StoreError
 from keystrap.store.migrations import LATEST, META, TABLES, Migration, require_latest, steps_after
-from keystrap.store.records import (
-    UNKNOWN_CONTROLLER,
-    WRAPPED_CONTROLLER_KEYS,
-    WRAPPED_NODE_KEYS,
-    WRAPPED_TRANSACTION_KEYS,
-    already_enrolled,
-    already_registered,
-    count_states,
-    key_problems,
-    master_key_mismatch,
-    order_in_use,
-    shown_status,
-    transaction_record,
-    transaction_row,
-    unwrap_stored,
-)
 from keystrap.store.sqlite_repository import (
     CheckReport,
     ControllerInfo,
@@ -184,7 +169,7 @@ class PostgresRepository:
         return wrap_key(self._kek, key)
 
     def _unwrap(self, wrapped: bytes) -> bytes:
-        return unwrap_stored(self._kek, wrapped, self.path)
+        return records.unwrap_stored(self._kek, wrapped, self.path)
 
     def _check_master_key(self, db: Connection) -> None:
         row = db.execute("SELECT value FROM meta WHERE name='kek_check'").fetchone()
@@ -194,7 +179,7 @@ class PostgresRepository:
                 (self._wrap(bytes(16)).hex(),),
             )
         elif self._unwrap(bytes.fromhex(row[0])) != bytes(16):
-            raise master_key_mismatch(self.path)
+            raise records.master_key_mismatch(self.path)
 
     def _one(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
         def read(db: Connection) -> Any:
@@ -233,7 +218,7 @@ class PostgresRepository:
         )
         if not rows:
             return None
-        return transaction_record(controller_id, tid, rows[0], self._unwrap)
+        return records.transaction_record(controller_id, tid, rows[0], self._unwrap)
 
     def count_pending(self, node_id: bytes) -> int:
         return int(
@@ -260,7 +245,7 @@ class PostgresRepository:
                 raise NodeBusy(f"node {eui64(record.node_id)} has {pending[0]} open bootstraps")
             db.execute(
                 "INSERT INTO transactions VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-                transaction_row(record, self._wrap),
+                records.transaction_row(record, self._wrap),
             )
 
         try:
@@ -316,14 +301,7 @@ class PostgresRepository:
         def add(db: Connection) -> None:
             db.execute(
                 "INSERT INTO controllers VALUES (%s,%s,%s,%s,%s,%s)",
-                (
-                    info.controller_id,
-                    info.name,
-                    info.host,
-                    info.port,
-                    self._wrap(sk_cs),
-                    int(time.time()),
-                ),
+                records.controller_row(info, self._wrap(sk_cs)),
             )
             self._controllers_changed(db)
             publish()
@@ -331,7 +309,7 @@ class PostgresRepository:
         try:
             self._run(add)
         except psycopg.errors.UniqueViolation:
-            raise already_registered(info.controller_id) from None
+            raise records.already_registered(info.controller_id) from None
 
     def pending_of_controller(self, controller_id: bytes) -> int:
         return int(
@@ -404,7 +382,7 @@ class PostgresRepository:
 
         def create(db: Connection) -> int:
             if _count(db, "SELECT COUNT(*) FROM controllers WHERE id=%s", controller_id) == 0:
-                raise StoreError(UNKNOWN_CONTROLLER)
+                raise StoreError(records.UNKNOWN_CONTROLLER)
             self._refuse_known(db, ids, re_enrol)
             db.execute(
                 "INSERT INTO installers VALUES (%s, %s) ON CONFLICT DO NOTHING", (installer, now)
@@ -437,14 +415,10 @@ class PostgresRepository:
             (node_ids, re_enrol),
         ).fetchone()
         if clash is not None:
-            raise already_enrolled(*clash)
+            raise records.already_enrolled(*clash)
 
     def list_orders(self) -> list[OrderInfo]:
-        rows = self._all(
-            "SELECT o.id, o.installer, o.controller_id, o.key_mode, "
-            "(SELECT COUNT(*) FROM nodes n WHERE n.order_id=o.id), o.created "
-            "FROM orders o ORDER BY o.id"
-        )
+        rows = self._all(records.LIST_ORDERS)
         return [OrderInfo(*row) for row in rows]
 
     def remove_order(self, order_id: int) -> int:
@@ -457,7 +431,7 @@ class PostgresRepository:
                 order_id,
             )
             if live:
-                raise order_in_use(order_id, live)
+                raise records.order_in_use(order_id, live)
             nodes = db.execute(
                 "DELETE FROM nodes WHERE order_id=%s RETURNING id", (order_id,)
             ).fetchall()
@@ -488,12 +462,9 @@ class PostgresRepository:
     # -- nodes --------------------------------------------------------------------
 
     def list_nodes(self) -> list[NodeInfo]:
-        rows = self._all(
-            "SELECT n.id, n.order_id, n.status, EXISTS(SELECT 1 FROM transactions t "
-            "WHERE t.node_id=n.id AND t.status='pending') FROM nodes n ORDER BY n.id"
-        )
+        rows = self._all(records.LIST_NODES)
         return [
-            NodeInfo(node_id, order_id, shown_status(status, pending))
+            NodeInfo(node_id, order_id, records.shown_status(status, pending))
             for node_id, order_id, status, pending in rows
         ]
 
@@ -558,13 +529,15 @@ class PostgresRepository:
     def check(self) -> CheckReport:
         """Every wrapped key unwrapped, nodes counted by state (PostgreSQL checks
         its own pages; see docs/deployment.md for amcheck)."""
-        problems = key_problems(
+        problems = records.key_problems(
             self._kek,
-            self._all(WRAPPED_CONTROLLER_KEYS),
-            self._all(WRAPPED_NODE_KEYS),
-            self._all(WRAPPED_TRANSACTION_KEYS),
+            self._all(records.WRAPPED_CONTROLLER_KEYS),
+            self._all(records.WRAPPED_NODE_KEYS),
+            self._all(records.WRAPPED_TRANSACTION_KEYS),
         )
-        return CheckReport(problems, count_states(node.status for node in self.list_nodes()))
+        return CheckReport(
+            problems, records.count_states(node.status for node in self.list_nodes())
+        )
 
     def backup(self, target: object) -> None:
         raise StoreError(

@@ -7,13 +7,17 @@ sees no difference; only the statements and the transaction handling differ.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keystrap.crypto import KeyUnwrapError, unwrap_key
 from keystrap.ids import eui64
 from keystrap.protocol.repository import TransactionRecord, TransactionStatus
 from keystrap.store.errors import StoreError
+
+if TYPE_CHECKING:
+    from keystrap.store.sqlite_repository import ControllerInfo
 
 ALREADY_REGISTERED = (
     "controller {} is already registered; to give it a new key use: "
@@ -72,6 +76,11 @@ def transaction_row(record: TransactionRecord, wrap: Callable[[bytes], bytes]) -
         record.status.value,
         record.created,
     )
+
+
+def controller_row(info: ControllerInfo, sk_wrapped: bytes) -> tuple[Any, ...]:
+    """The columns of the controllers table, in order, registered now."""
+    return (info.controller_id, info.name, info.host, info.port, sk_wrapped, int(time.time()))
 
 
 def already_registered(controller_id: bytes) -> StoreError:
@@ -138,6 +147,15 @@ def count_states(statuses: Iterable[str]) -> dict[str, int]:
     return counts
 
 
+LIST_ORDERS = (
+    "SELECT o.id, o.installer, o.controller_id, o.key_mode, "
+    "(SELECT COUNT(*) FROM nodes n WHERE n.order_id=o.id), o.created "
+    "FROM orders o ORDER BY o.id"
+)
+LIST_NODES = (
+    "SELECT n.id, n.order_id, n.status, EXISTS(SELECT 1 FROM transactions t "
+    "WHERE t.node_id=n.id AND t.status='pending') FROM nodes n ORDER BY n.id"
+)
 WRAPPED_CONTROLLER_KEYS = "SELECT id, sk_wrapped FROM controllers"
 WRAPPED_NODE_KEYS = "SELECT id, key_wrapped FROM nodes"
 WRAPPED_TRANSACTION_KEYS = "SELECT controller_id, tid, rn_c_wrapped, psk_wrapped FROM transactions"

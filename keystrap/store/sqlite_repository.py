@@ -27,6 +27,7 @@ from keystrap.protocol.repository import (
     TransactionRecord,
     UnknownTransaction,
 )
+from keystrap.store import records
 from keystrap.store.errors import StoreError
 from keystrap.store.migrations import (
     LATEST,
@@ -35,22 +36,6 @@ from keystrap.store.migrations import (
     Migration,
     require_latest,
     steps_after,
-)
-from keystrap.store.records import (
-    UNKNOWN_CONTROLLER,
-    WRAPPED_CONTROLLER_KEYS,
-    WRAPPED_NODE_KEYS,
-    WRAPPED_TRANSACTION_KEYS,
-    already_enrolled,
-    already_registered,
-    count_states,
-    key_problems,
-    master_key_mismatch,
-    order_in_use,
-    shown_status,
-    transaction_record,
-    transaction_row,
-    unwrap_stored,
 )
 from keystrap.store.sqlite import (
     StoreKind,
@@ -126,7 +111,7 @@ class SqliteRepository:
         return wrap_key(self._kek, key)
 
     def _unwrap(self, wrapped: bytes) -> bytes:
-        return unwrap_stored(self._kek, wrapped, str(self.path))
+        return records.unwrap_stored(self._kek, wrapped, str(self.path))
 
     def _bring_up_to_date(self, migrate: bool) -> list[Migration]:
         with write_transaction(self._db) as db:
@@ -159,7 +144,7 @@ class SqliteRepository:
                 "INSERT INTO meta VALUES ('kek_check', ?)", (self._wrap(bytes(16)).hex(),)
             )
         elif self._unwrap(bytes.fromhex(row[0])) != bytes(16):
-            raise master_key_mismatch(str(self.path))
+            raise records.master_key_mismatch(str(self.path))
 
     def data_version(self) -> int:
         """Changes whenever another connection commits (used to reload controllers)."""
@@ -183,7 +168,7 @@ class SqliteRepository:
         ).fetchone()
         if row is None:
             return None
-        return transaction_record(controller_id, tid, row, self._unwrap)
+        return records.transaction_record(controller_id, tid, row, self._unwrap)
 
     def count_pending(self, node_id: bytes) -> int:
         row = self._db.execute(
@@ -202,7 +187,7 @@ class SqliteRepository:
             with write_transaction(self._db) as db:
                 db.execute(
                     "INSERT INTO transactions VALUES (?,?,?,?,?,?,?,?,?)",
-                    transaction_row(record, self._wrap),
+                    records.transaction_row(record, self._wrap),
                 )
         except sqlite3.IntegrityError:
             raise TransactionExists(f"TID {record.tid} already recorded") from None
@@ -243,18 +228,11 @@ class SqliteRepository:
             with write_transaction(self._db) as db:
                 db.execute(
                     "INSERT INTO controllers VALUES (?,?,?,?,?,?)",
-                    (
-                        info.controller_id,
-                        info.name,
-                        info.host,
-                        info.port,
-                        self._wrap(sk_cs),
-                        int(time.time()),
-                    ),
+                    records.controller_row(info, self._wrap(sk_cs)),
                 )
                 publish()
         except sqlite3.IntegrityError:
-            raise already_registered(info.controller_id) from None
+            raise records.already_registered(info.controller_id) from None
 
     def pending_of_controller(self, controller_id: bytes) -> int:
         row = self._db.execute(
@@ -326,7 +304,7 @@ class SqliteRepository:
                 db.execute("SELECT 1 FROM controllers WHERE id=?", (controller_id,)).fetchone()
                 is None
             ):
-                raise StoreError(UNKNOWN_CONTROLLER)
+                raise StoreError(records.UNKNOWN_CONTROLLER)
             self._refuse_known(db, [nid for nid, _ in keys], re_enrol)
             db.execute("INSERT OR IGNORE INTO installers VALUES (?, ?)", (installer, now))
             cursor = db.execute(
@@ -360,14 +338,10 @@ class SqliteRepository:
         ).fetchone()
         db.execute("DELETE FROM new_ids")
         if clash is not None:
-            raise already_enrolled(*clash)
+            raise records.already_enrolled(*clash)
 
     def list_orders(self) -> list[OrderInfo]:
-        rows = self._db.execute(
-            "SELECT o.id, o.installer, o.controller_id, o.key_mode, "
-            "(SELECT COUNT(*) FROM nodes n WHERE n.order_id=o.id), o.created "
-            "FROM orders o ORDER BY o.id"
-        )
+        rows = self._db.execute(records.LIST_ORDERS)
         return [OrderInfo(*row) for row in rows]
 
     def remove_order(self, order_id: int) -> int:
@@ -383,7 +357,7 @@ class SqliteRepository:
                 (order_id,),
             ).fetchone()[0]
             if live:
-                raise order_in_use(order_id, live)
+                raise records.order_in_use(order_id, live)
             nodes = [r[0] for r in db.execute("SELECT id FROM nodes WHERE order_id=?", (order_id,))]
             db.executemany("DELETE FROM transactions WHERE node_id=?", ((n,) for n in nodes))
             db.execute("DELETE FROM nodes WHERE order_id=?", (order_id,))
@@ -411,12 +385,9 @@ class SqliteRepository:
     # -- nodes --------------------------------------------------------------------
 
     def list_nodes(self) -> list[NodeInfo]:
-        rows = self._db.execute(
-            "SELECT n.id, n.order_id, n.status, EXISTS(SELECT 1 FROM transactions t "
-            "WHERE t.node_id=n.id AND t.status='pending') FROM nodes n ORDER BY n.id"
-        )
+        rows = self._db.execute(records.LIST_NODES)
         return [
-            NodeInfo(node_id, order_id, shown_status(status, pending))
+            NodeInfo(node_id, order_id, records.shown_status(status, pending))
             for node_id, order_id, status, pending in rows
         ]
 
@@ -480,13 +451,13 @@ class SqliteRepository:
         return report
 
     def _check_keys(self, report: CheckReport) -> None:
-        report.problems += key_problems(
+        report.problems += records.key_problems(
             self._kek,
-            self._db.execute(WRAPPED_CONTROLLER_KEYS),
-            self._db.execute(WRAPPED_NODE_KEYS),
-            self._db.execute(WRAPPED_TRANSACTION_KEYS),
+            self._db.execute(records.WRAPPED_CONTROLLER_KEYS),
+            self._db.execute(records.WRAPPED_NODE_KEYS),
+            self._db.execute(records.WRAPPED_TRANSACTION_KEYS),
         )
-        report.counts = count_states(node.status for node in self.list_nodes())
+        report.counts = records.count_states(node.status for node in self.list_nodes())
 
     def backup(self, target: Path) -> None:
         """A consistent copy of the live repository into the new file ``target``;
