@@ -50,11 +50,10 @@ from typing import Any
 from compare import BACKBONE_DELAY, CRED_V, KID_I, W_KEY, authz_exchange
 
 from keystrap.oob.frame import frame
-from keystrap.protocol import ControllerState, InMemoryRepository, NodeState
 from keystrap.protocol.events import BootstrapConfirmed
 from keystrap.wire import COMPACT, VERSION
 from keystrap_lab.link import LINK_PROFILES, LinkProfile, frame_sizes
-from keystrap_lab.simulation import Fault, Message, Simulation
+from keystrap_lab.simulation import Fault, Message, one_bootstrap
 
 CONTROLLER_ID = bytes.fromhex("02000000000000c0")
 START = 1_800_000_000.0
@@ -111,15 +110,8 @@ def keystrap_bootstrap(n: int, channel: Channel, deadline: float, version: int) 
     flight 7, or None."""
     node_id = n.to_bytes(8, "big")
     sk_cs, ik = secrets.token_bytes(16), secrets.token_bytes(16)
-    repository = InMemoryRepository()
-    repository.enroll(node_id, ik)
-    sim = Simulation(
-        repository,
-        {CONTROLLER_ID: sk_cs},
-        ControllerState(CONTROLLER_ID, sk_cs),
-        [NodeState(node_id, CONTROLLER_ID, ik, version=version)],
-        secrets.token_bytes,
-        now=START,
+    sim = one_bootstrap(
+        CONTROLLER_ID, sk_cs, node_id, ik, secrets.token_bytes, version=version, now=START
     )
 
     def plan(_index: int, message: Message) -> Fault:

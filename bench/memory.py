@@ -100,13 +100,20 @@ def node_core_size() -> dict[str, int]:
     }
 
 
-def node_core_heap() -> dict[str, int]:
+def _vector() -> tuple[VectorInputs, dict[str, str]]:
+    """One fixed bootstrap, so both the CPython and the MicroPython figures
+    measure the node answering the same flight 4."""
     inputs = VectorInputs(
         bytes(16), bytes(range(16)), bytes(8), b"\1" * 8,
         bytes(range(16)), bytes(range(16, 32)), 1, 1_800_000_000,
     )  # fmt: skip
     flights = run_vector(inputs)["flights"]
     assert isinstance(flights, dict)
+    return inputs, flights
+
+
+def node_core_heap() -> dict[str, int]:
+    inputs, flights = _vector()
     flight4 = bytes.fromhex(flights["4"])
     tracemalloc.start()
     block = CountingBlock(aes_encrypt_block)
@@ -208,12 +215,7 @@ MICROPYTHON_STEPS = ("baseline()", "make()", "hello()", "answer()", "sample()", 
 
 
 def micropython_bootstrap() -> dict[str, Any]:
-    inputs = VectorInputs(
-        bytes(16), bytes(range(16)), bytes(8), b"\1" * 8,
-        bytes(range(16)), bytes(range(16, 32)), 1, 1_800_000_000,
-    )  # fmt: skip
-    flights = run_vector(inputs)["flights"]
-    assert isinstance(flights, dict)
+    inputs, flights = _vector()
     hex_inputs = [inputs.node_id.hex(), inputs.controller_id.hex(), inputs.ik.hex()]
     hex_inputs += [inputs.rn_i.hex(), flights["4"], flights["5"]]
     with tempfile.TemporaryDirectory(prefix="keystrap-micropython-") as tmp:

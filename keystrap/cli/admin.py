@@ -8,7 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from keystrap.cli.console import add_user_parser, user_command
-from keystrap.config import ServerConfig, load_config
+from keystrap.cli.flags import add_store_flags, store_config
+from keystrap.config import ServerConfig
 from keystrap.enrolment import (
     KEY_MODES,
     PROFILES,
@@ -33,13 +34,9 @@ from keystrap.store.move import move_store
 from keystrap.store.open import Repository, local_state, sqlite_file
 from keystrap.store.open import open_repository as open_configured
 from keystrap.store.postgres_repository import redacted
+from keystrap.store.records import WrongMasterKey
 from keystrap.store.sqlite import connect, copy_database, integrity_problems
-from keystrap.store.sqlite_repository import (
-    CheckReport,
-    ControllerInfo,
-    SqliteRepository,
-    WrongMasterKey,
-)
+from keystrap.store.sqlite_repository import CheckReport, ControllerInfo, SqliteRepository
 
 CREATES_SITE = {"controller.add"}
 OWN_STORE = {"restore", "migrate", "migrate-store"}
@@ -59,11 +56,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         description="Administrator commands. They act on the server's SQLite repository, "
         "located by --config (the server's TOML file) or --database/--master-key.",
     )
-    admin.add_argument("--config", type=Path, help="the server's TOML configuration")
-    admin.add_argument(
-        "--database", help="SQLite file or postgresql:// URL of the store (overrides --config)"
-    )
-    admin.add_argument("--master-key", type=Path, help="master key file (overrides --config)")
+    add_store_flags(admin)
     what = admin.add_subparsers(dest="admin_command", required=True, metavar="WHAT")
 
     controller = what.add_parser("controller", help="register, list or remove controllers")
@@ -192,12 +185,6 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     add_user_parser(what)
 
 
-def server_config(args: argparse.Namespace) -> ServerConfig:
-    return load_config(
-        ServerConfig, args.config, {"database": args.database, "master_key": args.master_key}
-    )
-
-
 def open_repository(config: ServerConfig, create: bool, *, migrate: bool = False) -> Repository:
     """The configured store; only a command that sets up a site may create it
     (a PostgreSQL database is created by its administrator, its tables by us)."""
@@ -228,7 +215,7 @@ def read_master_key(config: ServerConfig) -> bytes:
 
 def run(args: argparse.Namespace) -> int:
     key = args.admin_command + ("." + args.action if getattr(args, "action", None) else "")
-    config = server_config(args)
+    config = store_config(args)
     if key == "restore":
         _restore(config, args)
         return 0

@@ -9,7 +9,8 @@ import ssl
 import sys
 from pathlib import Path
 
-from keystrap.config import ConfigError, ServerConfig, load_config
+from keystrap.cli.flags import add_store_flags, store_config
+from keystrap.config import ConfigError
 from keystrap.store.errors import StoreError
 from keystrap.store.open import sqlite_file
 from keystrap.store.sqlite_repository import SqliteRepository
@@ -24,9 +25,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         description="A web console over the server's store: dashboard, nodes, orders, "
         "controllers and a live view. Log in with an account from `keystrap admin user add`.",
     )
-    console.add_argument("--config", type=Path, help="the server's TOML configuration")
-    console.add_argument("--database", type=Path, help="SQLite repository (overrides --config)")
-    console.add_argument("--master-key", type=Path, help="master key file (overrides --config)")
+    add_store_flags(console)
     console.add_argument("--host", default="127.0.0.1", help="address to listen on")
     console.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port (default 8080)")
     console.add_argument("--certfile", type=Path, help="TLS certificate (PEM): serve HTTPS")
@@ -92,9 +91,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give both --certfile and --keyfile, or neither")
     if not 1 <= args.port <= 65535:
         raise ValueError(f"--port must be from 1 to 65535, got {args.port}")
-    config = load_config(
-        ServerConfig, args.config, {"database": args.database, "master_key": args.master_key}
-    )
+    config = store_config(args)
     database = sqlite_file(config, "keystrap console")
     repository = open_repository(config, create=False)
     if not isinstance(repository, SqliteRepository):  # sqlite_file() refused it already

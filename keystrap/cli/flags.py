@@ -56,6 +56,22 @@ def add_config_flags(parser: argparse.ArgumentParser, schema: type[C]) -> None:
     )
 
 
+def add_store_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of the commands that open the server's store without running the
+    server (admin, console): its TOML file, or the store and master key directly."""
+    parser.add_argument("--config", type=Path, help="the server's TOML configuration")
+    parser.add_argument(
+        "--database", help="SQLite file or postgresql:// URL of the store (overrides --config)"
+    )
+    parser.add_argument("--master-key", type=Path, help="master key file (overrides --config)")
+
+
+def store_config(args: argparse.Namespace) -> ServerConfig:
+    """The server configuration named by :func:`add_store_flags`' flags."""
+    overrides = {"database": args.database, "master_key": args.master_key}
+    return load_config(ServerConfig, args.config, overrides)
+
+
 def config_from_args(schema: type[C], args: argparse.Namespace) -> C:
     """The TOML file named by ``--config``, overridden by every flag typed."""
     overrides = {f.name: getattr(args, f.name, None) for f in fields(schema)}

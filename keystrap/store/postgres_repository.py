@@ -33,7 +33,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import psycopg.errors
 
-from keystrap.crypto import KeyUnwrapError, unwrap_key, wrap_key
+from keystrap.crypto import wrap_key
 from keystrap.ids import eui64
 from keystrap.protocol.repository import (
     NodeBusy,
@@ -44,6 +44,7 @@ from keystrap.protocol.repository import (
     TransactionStatus,
     UnknownTransaction,
 )
+from keystrap.store import records
 from keystrap.store.errors import StoreError, StoreInterrupted
 from keystrap.store.migrations import LATEST, META, TABLES, Migration, require_latest, steps_after
 from keystrap.store.sqlite_repository import (
@@ -51,7 +52,6 @@ from keystrap.store.sqlite_repository import (
     ControllerInfo,
     NodeInfo,
     OrderInfo,
-    WrongMasterKey,
     _nothing,
 )
 
@@ -209,12 +209,7 @@ class PostgresRepository:
         return wrap_key(self._kek, key)
 
     def _unwrap(self, wrapped: bytes) -> bytes:
-        try:
-            return unwrap_key(self._kek, wrapped)
-        except KeyUnwrapError:
-            raise WrongMasterKey(
-                f"{self.path}: a stored key does not unwrap -- wrong master key file?"
-            ) from None
+        return records.unwrap_stored(self._kek, wrapped, self.path)
 
     def _check_master_key(self, db: Connection) -> None:
         row = db.execute("SELECT value FROM meta WHERE name='kek_check'").fetchone()
@@ -224,10 +219,7 @@ class PostgresRepository:
                 (self._wrap(bytes(16)).hex(),),
             )
         elif self._unwrap(bytes.fromhex(row[0])) != bytes(16):
-            raise WrongMasterKey(
-                f"{self.path}: master key check failed: its keys were not wrapped under "
-                "this master key file"
-            )
+            raise records.master_key_mismatch(self.path)
 
     def _one(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
         def read(db: Connection) -> Any:
@@ -266,18 +258,7 @@ class PostgresRepository:
         )
         if not rows:
             return None
-        row = rows[0]
-        return TransactionRecord(
-            controller_id=controller_id,
-            tid=tid,
-            node_id=row[0],
-            request=row[1],
-            grant=row[2],
-            rn_c=self._unwrap(row[3]),
-            psk=None if row[4] is None else self._unwrap(row[4]),
-            status=TransactionStatus(row[5]),
-            created=row[6],
-        )
+        return records.transaction_record(controller_id, tid, rows[0], self._unwrap)
 
     def count_pending(self, node_id: bytes) -> int:
         return int(
@@ -304,17 +285,7 @@ class PostgresRepository:
                 raise NodeBusy(f"node {eui64(record.node_id)} has {pending[0]} open bootstraps")
             db.execute(
                 "INSERT INTO transactions VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-                (
-                    record.controller_id,
-                    record.tid,
-                    record.node_id,
-                    record.request,
-                    record.grant,
-                    self._wrap(record.rn_c),
-                    None if record.psk is None else self._wrap(record.psk),
-                    record.status.value,
-                    record.created,
-                ),
+                records.transaction_row(record, self._wrap),
             )
 
         try:
@@ -370,14 +341,7 @@ class PostgresRepository:
         def add(db: Connection) -> None:
             db.execute(
                 "INSERT INTO controllers VALUES (%s,%s,%s,%s,%s,%s)",
-                (
-                    info.controller_id,
-                    info.name,
-                    info.host,
-                    info.port,
-                    self._wrap(sk_cs),
-                    int(time.time()),
-                ),
+                records.controller_row(info, self._wrap(sk_cs)),
             )
             self._controllers_changed(db)
             publish()
@@ -385,10 +349,7 @@ class PostgresRepository:
         try:
             self._run(add)
         except psycopg.errors.UniqueViolation:
-            raise StoreError(
-                f"controller {eui64(info.controller_id)} is already registered; to give it "
-                "a new key use: keystrap admin controller rotate-key"
-            ) from None
+            raise records.already_registered(info.controller_id) from None
 
     def pending_of_controller(self, controller_id: bytes) -> int:
         return int(
@@ -462,7 +423,7 @@ class PostgresRepository:
 
         def create(db: Connection) -> int:
             if _count(db, "SELECT COUNT(*) FROM controllers WHERE id=%s", controller_id) == 0:
-                raise StoreError("unknown controller; add it with: keystrap admin controller add")
+                raise StoreError(records.UNKNOWN_CONTROLLER)
             self._refuse_known(db, ids, re_enrol)
             db.execute(
                 "INSERT INTO installers VALUES (%s, %s) ON CONFLICT DO NOTHING", (installer, now)
@@ -494,25 +455,11 @@ class PostgresRepository:
             "AND NOT (%s AND status='revoked') LIMIT 1",
             (node_ids, re_enrol),
         ).fetchone()
-        if clash is None:
-            return
-        node = eui64(clash[0])
-        if clash[2] == "revoked":
-            raise StoreError(
-                f"node {node} is already enrolled (order {clash[1]}, revoked); "
-                "to enrol it again on purpose add --re-enrol"
-            )
-        raise StoreError(
-            f"node {node} is already enrolled (order {clash[1]}, {clash[2]}); only a revoked "
-            f"node can be enrolled again: revoke it first (keystrap admin revoke {node})"
-        )
+        if clash is not None:
+            raise records.already_enrolled(*clash)
 
     def list_orders(self) -> list[OrderInfo]:
-        rows = self._all(
-            "SELECT o.id, o.installer, o.controller_id, o.key_mode, "
-            "(SELECT COUNT(*) FROM nodes n WHERE n.order_id=o.id), o.created, o.version "
-            "FROM orders o ORDER BY o.id"
-        )
+        rows = self._all(records.LIST_ORDERS)
         return [OrderInfo(*row) for row in rows]
 
     def remove_order(self, order_id: int) -> int:
@@ -525,10 +472,7 @@ class PostgresRepository:
                 order_id,
             )
             if live:
-                raise StoreError(
-                    f"order {order_id} has {live} bootstrapping or active node(s); revoke them "
-                    f"first (keystrap admin revoke --order {order_id}), then remove the order"
-                )
+                raise records.order_in_use(order_id, live)
             nodes = db.execute(
                 "DELETE FROM nodes WHERE order_id=%s RETURNING id", (order_id,)
             ).fetchall()
@@ -559,14 +503,9 @@ class PostgresRepository:
     # -- nodes --------------------------------------------------------------------
 
     def list_nodes(self) -> list[NodeInfo]:
-        rows = self._all(
-            "SELECT n.id, n.order_id, n.status, EXISTS(SELECT 1 FROM transactions t "
-            "WHERE t.node_id=n.id AND t.status='pending') FROM nodes n ORDER BY n.id"
-        )
+        rows = self._all(records.LIST_NODES)
         return [
-            NodeInfo(
-                node_id, order_id, "bootstrapping" if pending and status != "revoked" else status
-            )
+            NodeInfo(node_id, order_id, records.shown_status(status, pending))
             for node_id, order_id, status, pending in rows
         ]
 
@@ -631,30 +570,15 @@ class PostgresRepository:
     def check(self) -> CheckReport:
         """Every wrapped key unwrapped, nodes counted by state (PostgreSQL checks
         its own pages; see docs/deployment.md for amcheck)."""
-        report = CheckReport()
-        wrapped = [
-            (f"controller {eui64(c)}", w)
-            for c, w in self._all("SELECT id, sk_wrapped FROM controllers")
-        ]
-        wrapped += [
-            (f"node {eui64(n)}", w) for n, w in self._all("SELECT id, key_wrapped FROM nodes")
-        ]
-        wrapped += [
-            (f"transaction {tid} of controller {eui64(cid)}", w)
-            for cid, tid, *keys in self._all(
-                "SELECT controller_id, tid, rn_c_wrapped, psk_wrapped FROM transactions"
-            )
-            for w in keys
-            if w is not None
-        ]
-        for owner, blob in wrapped:
-            try:
-                unwrap_key(self._kek, blob)
-            except KeyUnwrapError:
-                report.problems.append(f"the key of {owner} does not unwrap under the master key")
-        for node in self.list_nodes():
-            report.counts[node.status] = report.counts.get(node.status, 0) + 1
-        return report
+        problems = records.key_problems(
+            self._kek,
+            self._all(records.WRAPPED_CONTROLLER_KEYS),
+            self._all(records.WRAPPED_NODE_KEYS),
+            self._all(records.WRAPPED_TRANSACTION_KEYS),
+        )
+        return CheckReport(
+            problems, records.count_states(node.status for node in self.list_nodes())
+        )
 
     def backup(self, target: object) -> None:
         raise StoreError(

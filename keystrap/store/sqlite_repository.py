@@ -19,16 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from keystrap.crypto import KeyUnwrapError, unwrap_key, wrap_key
+from keystrap.crypto import wrap_key
 from keystrap.ids import eui64
 from keystrap.protocol.repository import (
     NodeRecord,
     NodeStatus,
     TransactionExists,
     TransactionRecord,
-    TransactionStatus,
     UnknownTransaction,
 )
+from keystrap.store import records
 from keystrap.store.errors import StoreError
 from keystrap.store.migrations import (
     LATEST,
@@ -47,10 +47,6 @@ from keystrap.store.sqlite import (
 )
 
 SERVER_STORE = StoreKind("a keystrap server store", has="controllers")
-
-
-class WrongMasterKey(StoreError):
-    """The store's keys were wrapped under another master key."""
 
 
 @dataclass(frozen=True)
@@ -117,12 +113,7 @@ class SqliteRepository:
         return wrap_key(self._kek, key)
 
     def _unwrap(self, wrapped: bytes) -> bytes:
-        try:
-            return unwrap_key(self._kek, wrapped)
-        except KeyUnwrapError:
-            raise WrongMasterKey(
-                f"{self.path}: a stored key does not unwrap -- wrong master key file?"
-            ) from None
+        return records.unwrap_stored(self._kek, wrapped, str(self.path))
 
     def _bring_up_to_date(self, migrate: bool) -> list[Migration]:
         with write_transaction(self._db) as db:
@@ -155,10 +146,7 @@ class SqliteRepository:
                 "INSERT INTO meta VALUES ('kek_check', ?)", (self._wrap(bytes(16)).hex(),)
             )
         elif self._unwrap(bytes.fromhex(row[0])) != bytes(16):
-            raise WrongMasterKey(
-                f"{self.path}: master key check failed: its keys were not wrapped under "
-                "this master key file"
-            )
+            raise records.master_key_mismatch(str(self.path))
 
     def data_version(self) -> int:
         """Changes whenever another connection commits (used to reload controllers)."""
@@ -187,17 +175,7 @@ class SqliteRepository:
         ).fetchone()
         if row is None:
             return None
-        return TransactionRecord(
-            controller_id=controller_id,
-            tid=tid,
-            node_id=row[0],
-            request=row[1],
-            grant=row[2],
-            rn_c=self._unwrap(row[3]),
-            psk=None if row[4] is None else self._unwrap(row[4]),
-            status=TransactionStatus(row[5]),
-            created=row[6],
-        )
+        return records.transaction_record(controller_id, tid, row, self._unwrap)
 
     def count_pending(self, node_id: bytes) -> int:
         row = self._db.execute(
@@ -216,17 +194,7 @@ class SqliteRepository:
             with write_transaction(self._db) as db:
                 db.execute(
                     "INSERT INTO transactions VALUES (?,?,?,?,?,?,?,?,?)",
-                    (
-                        record.controller_id,
-                        record.tid,
-                        record.node_id,
-                        record.request,
-                        record.grant,
-                        self._wrap(record.rn_c),
-                        None if record.psk is None else self._wrap(record.psk),
-                        record.status.value,
-                        record.created,
-                    ),
+                    records.transaction_row(record, self._wrap),
                 )
         except sqlite3.IntegrityError:
             raise TransactionExists(f"TID {record.tid} already recorded") from None
@@ -267,21 +235,11 @@ class SqliteRepository:
             with write_transaction(self._db) as db:
                 db.execute(
                     "INSERT INTO controllers VALUES (?,?,?,?,?,?)",
-                    (
-                        info.controller_id,
-                        info.name,
-                        info.host,
-                        info.port,
-                        self._wrap(sk_cs),
-                        int(time.time()),
-                    ),
+                    records.controller_row(info, self._wrap(sk_cs)),
                 )
                 publish()
         except sqlite3.IntegrityError:
-            raise StoreError(
-                f"controller {eui64(info.controller_id)} is already registered; to give it "
-                "a new key use: keystrap admin controller rotate-key"
-            ) from None
+            raise records.already_registered(info.controller_id) from None
 
     def pending_of_controller(self, controller_id: bytes) -> int:
         row = self._db.execute(
@@ -354,7 +312,7 @@ class SqliteRepository:
                 db.execute("SELECT 1 FROM controllers WHERE id=?", (controller_id,)).fetchone()
                 is None
             ):
-                raise StoreError("unknown controller; add it with: keystrap admin controller add")
+                raise StoreError(records.UNKNOWN_CONTROLLER)
             self._refuse_known(db, [nid for nid, _ in keys], re_enrol)
             db.execute("INSERT OR IGNORE INTO installers VALUES (?, ?)", (installer, now))
             cursor = db.execute(
@@ -388,26 +346,11 @@ class SqliteRepository:
             (re_enrol,),
         ).fetchone()
         db.execute("DELETE FROM new_ids")
-        if clash is None:
-            return
-        node = eui64(clash[0])
-        if clash[2] == "revoked":
-            raise StoreError(
-                f"node {node} is already enrolled (order {clash[1]}, revoked); "
-                "to enrol it again on purpose add --re-enrol"
-            )
-        raise StoreError(
-            f"node {node} is already enrolled (order {clash[1]}, {clash[2]}); only a revoked "
-            f"node can be enrolled again: revoke it first (keystrap admin revoke {node})"
-        )
+        if clash is not None:
+            raise records.already_enrolled(*clash)
 
     def list_orders(self) -> list[OrderInfo]:
-        rows = self._db.execute(
-            "SELECT o.id, o.installer, o.controller_id, o.key_mode, "
-            "(SELECT COUNT(*) FROM nodes n WHERE n.order_id=o.id), o.created, "
-            "o.version FROM orders o "
-            "ORDER BY o.id"
-        )
+        rows = self._db.execute(records.LIST_ORDERS)
         return [OrderInfo(*row) for row in rows]
 
     def remove_order(self, order_id: int) -> int:
@@ -423,10 +366,7 @@ class SqliteRepository:
                 (order_id,),
             ).fetchone()[0]
             if live:
-                raise StoreError(
-                    f"order {order_id} has {live} bootstrapping or active node(s); revoke them "
-                    f"first (keystrap admin revoke --order {order_id}), then remove the order"
-                )
+                raise records.order_in_use(order_id, live)
             nodes = [r[0] for r in db.execute("SELECT id FROM nodes WHERE order_id=?", (order_id,))]
             db.executemany("DELETE FROM transactions WHERE node_id=?", ((n,) for n in nodes))
             db.execute("DELETE FROM nodes WHERE order_id=?", (order_id,))
@@ -454,15 +394,11 @@ class SqliteRepository:
     # -- nodes --------------------------------------------------------------------
 
     def list_nodes(self) -> list[NodeInfo]:
-        rows = self._db.execute(
-            "SELECT n.id, n.order_id, n.status, EXISTS(SELECT 1 FROM transactions t "
-            "WHERE t.node_id=n.id AND t.status='pending') FROM nodes n ORDER BY n.id"
-        )
-        out = []
-        for node_id, order_id, status, pending in rows:
-            shown = "bootstrapping" if pending and status != "revoked" else status
-            out.append(NodeInfo(node_id, order_id, shown))
-        return out
+        rows = self._db.execute(records.LIST_NODES)
+        return [
+            NodeInfo(node_id, order_id, records.shown_status(status, pending))
+            for node_id, order_id, status, pending in rows
+        ]
 
     def revoke(self, node_id: bytes) -> None:
         with write_transaction(self._db) as db:
@@ -524,24 +460,13 @@ class SqliteRepository:
         return report
 
     def _check_keys(self, report: CheckReport) -> None:
-        wrapped = [
-            (f"controller {eui64(cid)}", w)
-            for cid, w in self._db.execute("SELECT id, sk_wrapped FROM controllers")
-        ]
-        wrapped += [(f"node {eui64(nid)}", w) for nid, w in self._db.execute(WRAPPED_NODE_KEYS)]
-        wrapped += [
-            (f"transaction {tid} of controller {eui64(cid)}", w)
-            for cid, tid, *keys in self._db.execute(WRAPPED_TRANSACTION_KEYS)
-            for w in keys
-            if w is not None
-        ]
-        for owner, blob in wrapped:
-            try:
-                unwrap_key(self._kek, blob)
-            except KeyUnwrapError:
-                report.problems.append(f"the key of {owner} does not unwrap under the master key")
-        for node in self.list_nodes():
-            report.counts[node.status] = report.counts.get(node.status, 0) + 1
+        report.problems += records.key_problems(
+            self._kek,
+            self._db.execute(records.WRAPPED_CONTROLLER_KEYS),
+            self._db.execute(records.WRAPPED_NODE_KEYS),
+            self._db.execute(records.WRAPPED_TRANSACTION_KEYS),
+        )
+        report.counts = records.count_states(node.status for node in self.list_nodes())
 
     def backup(self, target: Path) -> None:
         """A consistent copy of the live repository into the new file ``target``;
@@ -573,7 +498,3 @@ class SqliteRepository:
                 if rows:
                     marks = ",".join("?" * len(rows[0]))
                     db.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)  # noqa: S608
-
-
-WRAPPED_NODE_KEYS = "SELECT id, key_wrapped FROM nodes"
-WRAPPED_TRANSACTION_KEYS = "SELECT controller_id, tid, rn_c_wrapped, psk_wrapped FROM transactions"

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from keystrap.crypto import TAG_SIZE, kbkdf_cmac
 from keystrap.wire.errors import DecodeError, DecodeReason
-from keystrap.wire.flights import _open, _require, _require_u32, _seal
+from keystrap.wire.flights import _open, _require, _require_u32, _seal, _to_server
 from keystrap.wire.header import COMPACT, FlightType, check_frame, header_byte
 from keystrap.wire.sizes import ID_SIZE, KEY_SIZE, RN_SIZE, TID_MAX, TID_SIZE, TS_MAX, TS_SIZE
 
@@ -74,16 +74,6 @@ def _tid(data: bytes, at: int) -> int:
     return int(tid)
 
 
-def _to_server(
-    kind: FlightType, sk_cs: bytes, controller_id: bytes, tid: int, plaintext: bytes
-) -> bytes:
-    """Flights 2 and 6: ``ID_c`` and ``TID`` in the clear, the rest sealed under SK_cs."""
-    _require("ID_c", controller_id, ID_SIZE)
-    _require_u32("TID", tid, TID_MAX)
-    sealed = _seal(kind, sk_cs, controller_id, tid, plaintext, version=COMPACT)
-    return _hdr(kind) + controller_id + struct.pack(">I", tid) + sealed
-
-
 def peek_to_server(data: bytes, kind: FlightType) -> tuple[bytes, int]:
     """``(ID_c, TID)`` of a flight 2 or 6, to pick ``SK_cs`` before anything else."""
     check_frame(data, kind, COMPACT_SIZES[kind], COMPACT)
@@ -116,7 +106,7 @@ def seal_compact_request(
     _require("RN_i", rn_i, RN_SIZE)
     _require_u32("TS", ts, TS_MAX)
     plaintext = struct.pack(">I", ts) + node_id + rn_i
-    return _to_server(FlightType.F2_REQUEST, sk_cs, controller_id, tid, plaintext)
+    return _to_server(FlightType.F2_REQUEST, sk_cs, controller_id, tid, plaintext, COMPACT)
 
 
 def open_compact_request(data: bytes, sk_cs: bytes) -> CompactRequest:
@@ -209,7 +199,7 @@ def check_compact_proof(
 def seal_compact_confirm(sk_cs: bytes, controller_id: bytes, tid: int, proof: bytes) -> bytes:
     """Forwards flight 5's tag (its header and TID are flight 6's own)."""
     compact_proof_tid(proof)
-    return _to_server(FlightType.F6_CONFIRM, sk_cs, controller_id, tid, proof[5:])
+    return _to_server(FlightType.F6_CONFIRM, sk_cs, controller_id, tid, proof[5:], COMPACT)
 
 
 def open_compact_confirm(data: bytes, sk_cs: bytes) -> bytes:

@@ -103,6 +103,22 @@ def _open(
         raise AuthenticationError(f"flight {int(flight_type)} failed authentication") from None
 
 
+def _to_server(
+    kind: FlightType,
+    sk_cs: bytes,
+    controller_id: bytes,
+    tid: int,
+    plaintext: bytes,
+    version: int = VERSION,
+) -> bytes:
+    """Flights 2 and 6 (both profiles): ``ID_c`` and ``TID`` in the clear, for the
+    server to pick ``SK_cs`` and build the nonce; the rest sealed under SK_cs."""
+    _require("ID_c", controller_id, ID_SIZE)
+    _require_u32("TID", tid, TID_MAX)
+    sealed = _seal(kind, sk_cs, controller_id, tid, plaintext, version=version)
+    return header_byte(kind, version) + controller_id + struct.pack(">I", tid) + sealed
+
+
 # --- flight 1 -------------------------------------------------------------------
 
 
@@ -165,14 +181,11 @@ class Flight2:
 def seal_flight2(
     sk_cs: bytes, controller_id: bytes, tid: int, ts: int, rn_c: bytes, flight1: bytes
 ) -> bytes:
-    _require("ID_c", controller_id, ID_SIZE)
-    _require_u32("TID", tid, TID_MAX)
     _require_u32("TS", ts, TS_MAX)
     _require("RN_c", rn_c, RN_SIZE)
     Flight1.decode(flight1)
     plaintext = struct.pack(">I", ts) + rn_c + flight1
-    sealed = _seal(FlightType.F2_REQUEST, sk_cs, controller_id, tid, plaintext)
-    return header_byte(FlightType.F2_REQUEST) + controller_id + struct.pack(">I", tid) + sealed
+    return _to_server(FlightType.F2_REQUEST, sk_cs, controller_id, tid, plaintext)
 
 
 # --- flight 3 -------------------------------------------------------------------
@@ -292,10 +305,8 @@ class Flight6:
 
 
 def seal_flight6(sk_cs: bytes, controller_id: bytes, tid: int, flight5: bytes) -> bytes:
-    _require("ID_c", controller_id, ID_SIZE)
     Flight5.decode(flight5)
-    sealed = _seal(FlightType.F6_CONFIRM, sk_cs, controller_id, tid, flight5)
-    return header_byte(FlightType.F6_CONFIRM) + controller_id + struct.pack(">I", tid) + sealed
+    return _to_server(FlightType.F6_CONFIRM, sk_cs, controller_id, tid, flight5)
 
 
 def seal_flight7(sk_cs: bytes, controller_id: bytes, tid: int, node_id: bytes) -> bytes:

@@ -18,6 +18,7 @@ from keystrap.protocol import (
     Controller,
     ControllerState,
     Event,
+    InMemoryRepository,
     Node,
     NodeState,
     Reply,
@@ -29,6 +30,7 @@ from keystrap.protocol import (
 from keystrap.protocol.keys import RandomSource
 from keystrap.protocol.node import CoreFactory, local_core
 from keystrap.protocol.repository import KeyRepository
+from keystrap.wire import VERSION
 
 
 class Fault(Enum):
@@ -207,3 +209,27 @@ class Simulation:
             self.queue.append(Message("node", "controller", data, node_id))
         while (event := node.next_event()) is not None:
             self.trace.events.append((self.now, "node", event))
+
+
+def one_bootstrap(
+    controller_id: bytes,
+    sk_cs: bytes,
+    node_id: bytes,
+    ik: bytes,
+    rng: RandomSource,
+    *,
+    version: int = VERSION,
+    now: float = 1_700_000_000.0,
+) -> Simulation:
+    """A fresh site for a single bootstrap: one node enrolled with ``ik`` at a server
+    that knows one controller by ``sk_cs``."""
+    repository = InMemoryRepository()
+    repository.enroll(node_id, ik)
+    return Simulation(
+        repository,
+        {controller_id: sk_cs},
+        ControllerState(controller_id, sk_cs),
+        [NodeState(node_id, controller_id, ik, version=version)],
+        rng,
+        now=now,
+    )

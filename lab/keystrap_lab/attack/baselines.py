@@ -15,15 +15,12 @@ import secrets
 
 from keystrap.crypto import InvalidTag, ccm_open, ccm_seal, derive_session_key
 from keystrap.protocol import (
-    ControllerState,
-    InMemoryRepository,
-    NodeState,
     Status,
     derive_psk,
 )
 from keystrap.wire import Flight4, FlightType, peek_type
 from keystrap_lab.attack.report import FALLS, HOLDS, Row
-from keystrap_lab.simulation import Simulation
+from keystrap_lab.simulation import Simulation, one_bootstrap
 
 KANG_2014 = "Kang 2014 draft (flight 4 in band)"
 JENNINGS = "Jennings QR enrolment"
@@ -32,15 +29,7 @@ JENNINGS = "Jennings QR enrolment"
 def _run_bootstrap() -> tuple[Simulation, bytes, bytes, bytes]:
     ik_n, sk_cs = secrets.token_bytes(16), secrets.token_bytes(16)
     node_id, controller_id = b"\x02" + secrets.token_bytes(7), b"\x02" + secrets.token_bytes(7)
-    repo = InMemoryRepository()
-    repo.enroll(node_id, ik_n)
-    sim = Simulation(
-        repo,
-        {controller_id: sk_cs},
-        ControllerState(controller_id, sk_cs),
-        [NodeState(node_id, controller_id, ik_n)],
-        secrets.token_bytes,
-    )
+    sim = one_bootstrap(controller_id, sk_cs, node_id, ik_n, secrets.token_bytes)
     sim.start(node_id)
     sim.run()
     return sim, ik_n, node_id, controller_id

@@ -1,0 +1,161 @@
+"""What the SQLite and PostgreSQL repositories share above their SQL dialects.
+
+Both stores hold the same rows under the same AES-KW wrapping and must refuse
+the same things in the same words, so an operator moving a site between them
+sees no difference; only the statements and the transaction handling differ.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from keystrap.crypto import KeyUnwrapError, unwrap_key
+from keystrap.ids import eui64
+from keystrap.protocol.repository import TransactionRecord, TransactionStatus
+from keystrap.store.errors import StoreError
+
+if TYPE_CHECKING:
+    from keystrap.store.sqlite_repository import ControllerInfo
+
+ALREADY_REGISTERED = (
+    "controller {} is already registered; to give it a new key use: "
+    "keystrap admin controller rotate-key"
+)
+UNKNOWN_CONTROLLER = "unknown controller; add it with: keystrap admin controller add"
+
+
+class WrongMasterKey(StoreError):
+    """The store's keys were wrapped under another master key."""
+
+
+def unwrap_stored(kek: bytes, wrapped: bytes, store: str) -> bytes:
+    try:
+        return unwrap_key(kek, wrapped)
+    except KeyUnwrapError:
+        raise WrongMasterKey(
+            f"{store}: a stored key does not unwrap -- wrong master key file?"
+        ) from None
+
+
+def master_key_mismatch(store: str) -> WrongMasterKey:
+    return WrongMasterKey(
+        f"{store}: master key check failed: its keys were not wrapped under this master key file"
+    )
+
+
+def transaction_record(
+    controller_id: bytes, tid: int, row: Sequence[Any], unwrap: Callable[[bytes], bytes]
+) -> TransactionRecord:
+    """``row`` is ``node_id, request, grant_flight, rn_c_wrapped, psk_wrapped,
+    status, created``, as both stores select it."""
+    return TransactionRecord(
+        controller_id=controller_id,
+        tid=tid,
+        node_id=row[0],
+        request=row[1],
+        grant=row[2],
+        rn_c=unwrap(row[3]),
+        psk=None if row[4] is None else unwrap(row[4]),
+        status=TransactionStatus(row[5]),
+        created=row[6],
+    )
+
+
+def transaction_row(record: TransactionRecord, wrap: Callable[[bytes], bytes]) -> tuple[Any, ...]:
+    """The columns of the transactions table, in order, with the keys wrapped."""
+    return (
+        record.controller_id,
+        record.tid,
+        record.node_id,
+        record.request,
+        record.grant,
+        wrap(record.rn_c),
+        None if record.psk is None else wrap(record.psk),
+        record.status.value,
+        record.created,
+    )
+
+
+def controller_row(info: ControllerInfo, sk_wrapped: bytes) -> tuple[Any, ...]:
+    """The columns of the controllers table, in order, registered now."""
+    return (info.controller_id, info.name, info.host, info.port, sk_wrapped, int(time.time()))
+
+
+def already_registered(controller_id: bytes) -> StoreError:
+    return StoreError(ALREADY_REGISTERED.format(eui64(controller_id)))
+
+
+def already_enrolled(node_id: bytes, order_id: int, status: str) -> StoreError:
+    """Why an order naming a known node is refused, and what to do about it."""
+    node = eui64(node_id)
+    if status == "revoked":
+        return StoreError(
+            f"node {node} is already enrolled (order {order_id}, revoked); "
+            "to enrol it again on purpose add --re-enrol"
+        )
+    return StoreError(
+        f"node {node} is already enrolled (order {order_id}, {status}); only a revoked "
+        f"node can be enrolled again: revoke it first (keystrap admin revoke {node})"
+    )
+
+
+def order_in_use(order_id: int, live: int) -> StoreError:
+    return StoreError(
+        f"order {order_id} has {live} bootstrapping or active node(s); revoke them "
+        f"first (keystrap admin revoke --order {order_id}), then remove the order"
+    )
+
+
+def shown_status(status: str, pending: bool) -> str:
+    """An enrolled or active node with an open candidate is shown as bootstrapping."""
+    return "bootstrapping" if pending and status != "revoked" else status
+
+
+def key_problems(
+    kek: bytes,
+    controllers: Iterable[Sequence[Any]],
+    nodes: Iterable[Sequence[Any]],
+    transactions: Iterable[Sequence[Any]],
+) -> list[str]:
+    """Every wrapped key that does not unwrap under ``kek``, named by its owner.
+
+    The rows are ``(id, sk_wrapped)``, ``(id, key_wrapped)`` and
+    ``(controller_id, tid, rn_c_wrapped, psk_wrapped)``."""
+    wrapped = [(f"controller {eui64(cid)}", w) for cid, w in controllers]
+    wrapped += [(f"node {eui64(nid)}", w) for nid, w in nodes]
+    wrapped += [
+        (f"transaction {tid} of controller {eui64(cid)}", w)
+        for cid, tid, *keys in transactions
+        for w in keys
+        if w is not None
+    ]
+    problems = []
+    for owner, blob in wrapped:
+        try:
+            unwrap_key(kek, blob)
+        except KeyUnwrapError:
+            problems.append(f"the key of {owner} does not unwrap under the master key")
+    return problems
+
+
+def count_states(statuses: Iterable[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for status in statuses:
+        counts[status] = counts.get(status, 0) + 1
+    return counts
+
+
+LIST_ORDERS = (
+    "SELECT o.id, o.installer, o.controller_id, o.key_mode, "
+    "(SELECT COUNT(*) FROM nodes n WHERE n.order_id=o.id), o.created, o.version "
+    "FROM orders o ORDER BY o.id"
+)
+LIST_NODES = (
+    "SELECT n.id, n.order_id, n.status, EXISTS(SELECT 1 FROM transactions t "
+    "WHERE t.node_id=n.id AND t.status='pending') FROM nodes n ORDER BY n.id"
+)
+WRAPPED_CONTROLLER_KEYS = "SELECT id, sk_wrapped FROM controllers"
+WRAPPED_NODE_KEYS = "SELECT id, key_wrapped FROM nodes"
+WRAPPED_TRANSACTION_KEYS = "SELECT controller_id, tid, rn_c_wrapped, psk_wrapped FROM transactions"
