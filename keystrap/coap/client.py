@@ -25,6 +25,13 @@ def server_uris(servers: str) -> list[str]:
     return [uri.strip() for uri in servers.split(",") if uri.strip()]
 
 
+ROUNDS = 2
+"""Times each server is tried before it counts as unreachable. A dead server's ICMP
+"port unreachable" can surface on the shared socket while the next datagram goes to
+another server, and aiocoap then fails that other server's request: a second round
+keeps one lost ICMP race from failing a request a live server would answer."""
+
+
 class SbsClient:
     """Posts to the servers through a small pool of CoAP endpoints, failing over
     from one server to the next.
@@ -68,7 +75,7 @@ class SbsClient:
         Raises :class:`ServerUnreachable` only when no server answered."""
         context = self._contexts[lane % len(self._contexts)]
         failures = []
-        for _ in self._uris:
+        for _ in range(ROUNDS * len(self._uris)):
             current = self._current
             uri = self._uris[current]
             message = aiocoap.Message(code=aiocoap.POST, payload=data, uri=uri)
