@@ -14,7 +14,16 @@ from typing import TypeVar
 from keystrap.coap.client import SbsClient
 from keystrap.config import DEFAULT_CONTROLLER_ID
 from keystrap.ids import parse_eui64
-from keystrap.protocol import Controller, ControllerState, Node, NodeState, Status, ToNode, ToServer
+from keystrap.protocol import (
+    Controller,
+    ControllerState,
+    Node,
+    NodeState,
+    Reply,
+    Status,
+    ToNode,
+    ToServer,
+)
 from keystrap.store.keyfile import read_key_file
 from keystrap.wire import Flight1, seal_flight2
 from keystrap_lab.pg_cluster import PrivateCluster
@@ -78,13 +87,23 @@ async def bootstrap_all(
         action()
         return next(item for item in core.data_to_send() if isinstance(item, kind))
 
+    async def post(data: bytes, tid: int) -> Reply:
+        """As the controller core does: a transient answer (5.03 while the database
+        is away) is asked again with the same bytes, which the server answers alike."""
+        for _ in range(30):
+            reply = await client.post(data, lane=tid)
+            if not reply.status.transient:
+                return reply
+            await asyncio.sleep(1)
+        return reply
+
     async def one(node_id: bytes) -> bool:
         nonlocal granted
         node = Node(NodeState(node_id, CID, ik), secrets.token_bytes)
         node.start(time.time())
         hello = node.data_to_send()[0]
         flight2 = step(lambda: core.receive_from_node(hello, time.time()), ToServer)
-        reply = await client.post(flight2.data, lane=flight2.tid)
+        reply = await post(flight2.data, flight2.tid)
         if reply.status is not Status.OK:
             return False
         challenge = step(lambda: core.receive_from_server(flight2.tid, reply, time.time()), ToNode)
@@ -95,7 +114,7 @@ async def bootstrap_all(
         node.receive(challenge.data, time.time())
         proof = node.data_to_send()[0]
         flight6 = step(lambda: core.receive_from_node(proof, time.time()), ToServer)
-        reply = await client.post(flight6.data, lane=flight6.tid)
+        reply = await post(flight6.data, flight6.tid)
         core.receive_from_server(flight6.tid, reply, time.time())
         core.data_to_send()
         return reply.status is Status.OK

@@ -216,6 +216,8 @@ def answer_batch(core: Server, requests: Sequence[tuple[bytes, float]]) -> list[
 def _answer_one(core: Server, data: bytes, now: float) -> Reply:
     try:
         return core.handle(data, now)
+    except StoreInterrupted:
+        raise  # the batch's transaction is gone: none of its answers may leave
     except (sqlite3.Error, StoreError) as exc:
         log.error("store error on one request: %s", exc)
         return Reply(Status.UNAVAILABLE, reason="store error; retry")
