@@ -252,7 +252,8 @@ def _controller_add(repo: Repository, args: argparse.Namespace) -> None:
     info = ControllerInfo(controller_id, args.name, args.host, args.port)
     with new_output(args.key_out, args.force) as write:
         repo.add_controller(info, sk_cs, publish=lambda: write(key_file_bytes(sk_cs)))
-    print(f"controller {eui64(controller_id)} registered; hand it {args.key_out} (mode 0600)")
+    handed = args.key_out  # the file's name; its bytes are never printed
+    print(f"controller {eui64(controller_id)} registered; hand it {handed} (mode 0600)")
 
 
 def _controller_rotate_key(repo: Repository, args: argparse.Namespace) -> None:
@@ -269,8 +270,9 @@ def _controller_rotate_key(repo: Repository, args: argparse.Namespace) -> None:
         repo.rotate_controller_key(
             controller_id, sk_cs, publish=lambda: write(key_file_bytes(sk_cs))
         )
+    handed = args.key_out
     print(
-        f"controller {eui64(controller_id)}: new SK_cs in {args.key_out} (mode 0600); "
+        f"controller {eui64(controller_id)}: new SK_cs in {handed} (mode 0600); "
         "the old key is refused from now on: restart the controller with the new key file"
     )
 
@@ -324,9 +326,10 @@ def _order_list(repo: Repository, args: argparse.Namespace) -> None:
     head = f"{'order':>5}  {'installer':<16} {'controller':<24} {'keys':<11} {'profile':<7}"
     print(f"{head} {'nodes':>7}")
     for o in rows:
+        mode, profile = o.key_mode, names.get(o.version, o.version)
         print(
             f"{o.order_id:>5}  {o.installer:<16} {eui64(o.controller_id):<24} "
-            f"{o.key_mode:<11} {names.get(o.version, o.version)!s:<7} {o.nodes:>7}"
+            f"{mode:<11} {profile!s:<7} {o.nodes:>7}"
         )
     print(f"{len(rows)} order(s)")
 

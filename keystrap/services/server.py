@@ -143,7 +143,8 @@ async def server_core(config: ServerConfig) -> AsyncIterator[ServingCore]:
         local_state(config), config.master_key, secrets.token_bytes
     )
     if created:
-        log.info("created %s (mode 0600); it wraps what is stored", config.master_key)
+        wrapping_file = config.master_key  # a path: the log names the file, never its bytes
+        log.info("created %s (mode 0600); it wraps what is stored", wrapping_file)
     repository = open_repository(config, master_key)
     activity = ActivityLog(local_state(config))
     # Read after the last write of start-up: an idle server's polls of the

@@ -85,15 +85,15 @@ def run_demo(nodes: int = 3, out: TextIO = sys.stdout) -> int:
             f"  {eui64(nid)}  node and server hold the same PSK: {_yn(same)}   "
             f"IK_N replaced: {_yn(fresh)}   server status: {record.status.value}"
         )
-    no_ik = all(r.key != ik_n for r in repository.nodes.values())
+    initial_gone = all(r.key != ik_n for r in repository.nodes.values())
     leftover = any(t.psk is not None for t in repository.transactions.values())
-    say(f"  repository holds no IK_N any more: {_yn(no_ik)}")
+    say(f"  repository holds no IK_N any more: {_yn(initial_gone)}")
     say(f"  no half-finished candidate key left: {_yn(not leftover)}")
     say()
     say("Why the installer is locked out: PSK_i = AES_IK(RN_i XOR RN_c). The installer")
     say("knows IK_N and can read flight 1, but RN_c travels only inside flight 2")
     say("(sealed under SK_cs) and flight 4 (out of band), so it never learns RN_c.")
-    ok &= no_ik and not leftover
+    ok &= initial_gone and not leftover
     say()
     say("demo result: " + ("all nodes bootstrapped" if ok else "FAILED"))
     return 0 if ok else 1

@@ -183,10 +183,10 @@ async def _demo(site: Site, count: int, started: float, kept: bool) -> int:
 
     say("4. What is left of IK_N, and what the installer can still do")
     node_ids = [parse_eui64(n["id"]) for n in bundle["nodes"]]
-    keys = {nid: key for nid, key in site.server_keys().items() if nid in node_ids}
-    with_ik = sum(1 for k in keys.values() if k == ik_n)
+    held = {nid: key for nid, key in site.server_keys().items() if nid in node_ids}
+    still_initial, listed = sum(1 for k in held.values() if k == ik_n), len(held)
     active = site.node_statuses().count("active")
-    say(f"   repository: {with_ik} of {len(keys)} node keys equal IK_N; {active} nodes active")
+    say(f"   repository: {still_initial} of {listed} node keys equal IK_N; {active} nodes active")
 
     victims = nodes[:3]
     again = site.root / "installer-copy"
@@ -202,7 +202,7 @@ async def _demo(site: Site, count: int, started: float, kept: bool) -> int:
     for a in attempts:
         say(f"     {eui64(a.node_id)}: {a.outcome}")
     after = site.server_keys()
-    unchanged = all(after[a.node_id] == keys[a.node_id] for a in attempts)
+    unchanged = all(after[a.node_id] == held[a.node_id] for a in attempts)
     say(f"   the server's keys for those nodes are unchanged: {'yes' if unchanged else 'NO'}")
 
     node_ids = [parse_eui64(n["id"]) for n in bundle["nodes"]]
@@ -218,7 +218,7 @@ async def _demo(site: Site, count: int, started: float, kept: bool) -> int:
     say()
     ok = (
         ok_nodes == count
-        and with_ik == 0
+        and still_initial == 0
         and refused == len(victims)
         and unchanged
         and opened == 0
@@ -274,8 +274,8 @@ async def after_bootstrap(site: Site, path: Path, ik_n: bytes, say: Callable[...
         read = await independent(psk)
         same = check("libcoap", bool(read) and json.loads(read) == applied, "same", "NO")
         say(f"   independent stack ({tool}) with PSK_i reads it back: {same}")
-        with_ik = check("ik", not await independent(ik_n), "no data, handshake fails", "DATA")
-        say(f"   the same client with IK_N: {with_ik}")
+        locked_out = check("ik", not await independent(ik_n), "no data, handshake fails", "DATA")
+        say(f"   the same client with IK_N: {locked_out}")
 
         node.stop()
         say(f"   $ keystrap node nodes/{path.name} --reinstall --serve {port}")
