@@ -14,6 +14,7 @@ import contextlib
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -34,7 +35,9 @@ from keystrap.protocol import (
 from keystrap.protocol.repository import KeyRepository, NodeRecord, TransactionRecord
 from keystrap.wire import DecodeError, peek_type, peek_version
 
+Child = TypeVar("Child")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+MAX_SERIES = 256
 MAX_TRACKED = 100_000  # bootstraps whose start time is kept for the latency histogram
 
 
@@ -48,6 +51,23 @@ def flight_label(data: bytes) -> str:
         return str(int(peek_type(data, peek_version(data))))  # either profile
     except DecodeError:
         return "invalid"
+
+
+class _Series(Generic[Child]):
+    """A metric's series by label value, made once each; at most :data:`MAX_SERIES`
+    remembered, so a value that varies (a reason with a number) cannot grow it."""
+
+    def __init__(self, make: Callable[[str], Child]) -> None:
+        self._make = make
+        self._made: dict[str, Child] = {}
+
+    def __call__(self, value: str) -> Child:
+        found = self._made.get(value)
+        if found is None:
+            found = self._make(value)
+            if len(self._made) < MAX_SERIES:
+                self._made[value] = found
+        return found
 
 
 class Metrics:
@@ -96,6 +116,13 @@ class Metrics:
             registry=r,
         )
         self._begun: dict[tuple[bytes, int], float] = {}
+        # The labelled series of the per-request metrics, looked up once: at
+        # thousands of requests a second, prometheus_client's labels() would cost
+        # more than the request's own metrics.
+        self._flight_labels: dict[bytes, str] = {}
+        self._flights = _Series(lambda flight: self.flights.labels(flight))
+        self._flight_seconds = _Series(lambda flight: self.flight_seconds.labels(flight))
+        self._rejected = _Series(lambda reason: self.rejected.labels(label(reason)))
 
     def bootstrap_started(self, controller_id: bytes, tid: int) -> None:
         self.started.inc()
@@ -116,7 +143,7 @@ class Metrics:
         """One request the server answered (flight 2, 6 or 9) in ``seconds``."""
         self.flight_handled(data, seconds)
         if reply.status is not Status.OK:
-            self.rejected.labels(label(reply.reason)).inc()
+            self._rejected(reply.reason).inc()
         event = reply.event
         if isinstance(event, BootstrapGranted):
             self.bootstrap_started(event.controller_id, event.tid)
@@ -136,13 +163,20 @@ class Metrics:
             self.bootstrap_ended(controller_id, event.tid, failure)
             self.open_transactions.dec()
         elif isinstance(event, Rejected):
-            self.rejected.labels(label(event.reason)).inc()
+            self._rejected(event.reason).inc()
 
     def flight_handled(self, data: bytes, seconds: float, flight: str = "") -> None:
         """``flight`` names what ``data`` is when its first byte does not (a refusal's text)."""
-        flight = flight or flight_label(data)
-        self.flights.labels(flight).inc()
-        self.flight_seconds.labels(flight).observe(seconds)
+        flight = flight or self._flight_label(data)
+        self._flights(flight).inc()
+        self._flight_seconds(flight).observe(seconds)
+
+    def _flight_label(self, data: bytes) -> str:
+        header = data[:1]
+        found = self._flight_labels.get(header)
+        if found is None:
+            found = self._flight_labels[header] = flight_label(header)
+        return found
 
     @contextlib.contextmanager
     def timed_store(self, operation: str) -> Iterator[None]:

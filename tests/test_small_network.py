@@ -32,7 +32,13 @@ def test_controller_with_server_bootstraps_nodes_in_one_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PYTHONPATH", bare_environment(tmp_path / "hook")["PYTHONPATH"])
-    site = Site(tmp_path / "site", channels=("raw", "raw"), small_network=True, revocation_poll=1)
+    site = Site(
+        tmp_path / "site",
+        channels=("raw", "raw"),
+        small_network=True,
+        revocation_poll=1,
+        log_level="debug",
+    )
 
     async def scenario() -> None:
         await site.prepare()

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import aiocoap
 
-from keystrap.coap.prefilter import parse_post, refusal
+from keystrap.coap.datagram import parse_post
+from keystrap.coap.fast_path import response
 from keystrap.oob.link import travels_raw
 from keystrap.protocol import (
     Controller,
@@ -245,10 +246,10 @@ def test_prefilter_answers_a_forged_flight2_as_aiocoap_would_and_passes_the_rest
     controllers = {CONTROLLER_ID: sk_cs}
     for mtype, answer_type in ((aiocoap.CON, aiocoap.ACK), (aiocoap.NON, aiocoap.NON)):
         post = parse_post(coap_post(forged, mtype))
-        assert post is not None and post[3] == forged
-        reply = screen(post[3], controllers)
+        assert post is not None and post.payload == forged
+        reply = screen(post.payload, controllers)
         assert reply is not None and reply.status is Status.UNAUTHORIZED
-        answer = aiocoap.Message.decode(refusal(post[0], post[1], post[2], reply))
+        answer = aiocoap.Message.decode(response(post, reply))
         assert answer.code == aiocoap.UNAUTHORIZED and answer.mtype == answer_type
         assert answer.token == b"\x01\x02\x03"
         assert answer.payload == b"flight 2 failed authentication"

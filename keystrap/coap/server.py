@@ -5,16 +5,23 @@ answering function (the sans-I/O :class:`keystrap.protocol.Server` on the store'
 thread, see :mod:`keystrap.services.server`), awaits its reply without blocking
 the loop, and maps the reply to a CoAP response. Error responses carry the
 reason as text (never key material).
+
+A plain bootstrap request never gets this far on a running server: it is
+answered on the raw datagram (:mod:`keystrap.coap.fast_path`). This resource
+answers what that path leaves to aiocoap (a request with options aiocoap must
+judge), and every reply from either path is reported here (:meth:`report`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
 import json
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiocoap
 import aiocoap.resource as resource
@@ -39,6 +46,94 @@ Observer = Callable[[bytes, Reply, float], None]
 """Told of each request the core answered, with the reply and the seconds it took."""
 
 
+SUMMARY_INTERVAL = 10.0
+"""Seconds between the server's summary lines."""
+
+
+class ReplyLog:
+    """What the server logs of its replies.
+
+    A line per bootstrap (granted, activated) is DEBUG: at thousands of
+    bootstraps a second such lines would cost more CPU than the bootstraps
+    (about 50 µs each) and bury everything else, and each node's history is
+    kept anyway, in the activity log the console and ``keystrap admin`` read.
+    INFO gets a summary every :data:`SUMMARY_INTERVAL` seconds instead. A
+    refusal naming a node is a WARNING of its own: it needs an authentic
+    request, so only a registered controller can cause one. A refusal naming
+    none (malformed, unknown controller, forged) is what a flood is made of, so
+    it is only counted, with the latest one shown in the summary.
+    """
+
+    def __init__(self) -> None:
+        self._counts = {"granted": 0, "activated": 0, "refused": 0}
+        self._latest_anonymous = ""
+
+    def reply(self, reply: Reply, remote: str) -> None:
+        event = reply.event
+        if isinstance(event, BootstrapGranted):
+            self._counts["granted"] += 1
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "granted node=%s controller=%s tid=%d",
+                    eui64(event.node_id),
+                    eui64(event.controller_id),
+                    event.tid,
+                )
+        elif isinstance(event, NodeActivated):
+            self._counts["activated"] += 1
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "activated node=%s controller=%s tid=%d (initial key replaced)",
+                    eui64(event.node_id),
+                    eui64(event.controller_id),
+                    event.tid,
+                )
+        elif reply.status is not Status.OK:
+            self._counts["refused"] += 1
+            if reply.node_id is None:
+                self._latest_anonymous = f"{remote}: {reply.status.value} {reply.reason}"
+            else:
+                log.warning(
+                    "refused node=%s from %s: %s %s",
+                    eui64(reply.node_id),
+                    remote,
+                    reply.status.value,
+                    reply.reason,
+                )
+
+    @contextlib.asynccontextmanager
+    async def summaries(self) -> AsyncIterator[None]:
+        """A summary every :data:`SUMMARY_INTERVAL` seconds while inside; the last
+        one on the way out."""
+
+        async def every_interval() -> None:
+            while True:
+                await asyncio.sleep(SUMMARY_INTERVAL)
+                self.summary()
+
+        task = asyncio.create_task(every_interval())
+        try:
+            yield
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            self.summary()
+
+    def summary(self) -> None:
+        """One INFO line with the counts since the last one, if anything happened."""
+        if not any(self._counts.values()):
+            return
+        counts = ", ".join(f"{n} {what}" for what, n in self._counts.items())
+        latest = self._latest_anonymous
+        log.info(
+            "since the last summary: %s%s",
+            counts,
+            f" (latest refusal naming no node, from {latest})" if latest else "",
+        )
+        self._counts = dict.fromkeys(self._counts, 0)
+        self._latest_anonymous = ""
+
+
 class BindError(Exception):
     """The server's address cannot be bound: in use, not ours, or not resolvable."""
 
@@ -49,35 +144,24 @@ class BootstrapResource(resource.Resource):
         self._answer = answer
         self.counters: dict[str, int] = {}
         self._observe = observe
+        self.log = ReplyLog()
 
     async def answer(self, payload: bytes, remote: str) -> Reply:
-        """The core's reply to one request, counted, observed and logged; the CoAP
-        face above, and the controller's in-process handover in a small network
+        """The core's reply to one request, reported; the CoAP face above, and the
+        controller's in-process handover in a small network
         (:mod:`keystrap.services.small_network`), both answer through here."""
         begun = time.perf_counter()
         reply = await self._answer(payload, time.time())
-        self.count(payload, reply, time.perf_counter() - begun)
-        event = reply.event
-        if isinstance(event, BootstrapGranted):
-            log.info(
-                "granted node=%s controller=%s tid=%d",
-                eui64(event.node_id),
-                eui64(event.controller_id),
-                event.tid,
-            )
-        elif isinstance(event, NodeActivated):
-            log.info(
-                "activated node=%s controller=%s tid=%d (initial key replaced)",
-                eui64(event.node_id),
-                eui64(event.controller_id),
-                event.tid,
-            )
-        elif reply.status is not Status.OK:
-            node = "?" if reply.node_id is None else eui64(reply.node_id)
-            log.warning(
-                "refused node=%s from %s: %s %s", node, remote, reply.status.value, reply.reason
-            )
+        self.report(payload, reply, time.perf_counter() - begun, remote)
         return reply
+
+    def report(self, payload: bytes, reply: Reply, seconds: float, remote: str) -> None:
+        """One reply sent, here or by :mod:`keystrap.coap.fast_path`: counted,
+        observed and logged."""
+        if self._observe is not None:
+            self._observe(payload, reply, seconds)
+        self.counters[reply.status.name] = self.counters.get(reply.status.name, 0) + 1
+        self.log.reply(reply, remote)
 
     async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
         remote = request.remote.hostinfo
@@ -90,12 +174,6 @@ class BootstrapResource(resource.Resource):
         if reply.status is Status.OK:
             return aiocoap.Message(code=TO_COAP[reply.status], payload=reply.payload)
         return self._refuse(TO_COAP[reply.status], reply.reason)
-
-    def count(self, payload: bytes, reply: Reply, seconds: float) -> None:
-        """One reply sent, here or by :mod:`keystrap.coap.prefilter`."""
-        if self._observe is not None:
-            self._observe(payload, reply, seconds)
-        self.counters[reply.status.name] = self.counters.get(reply.status.name, 0) + 1
 
     @staticmethod
     def _refuse(code: aiocoap.numbers.codes.Code, reason: str) -> aiocoap.Message:

@@ -8,13 +8,14 @@ import logging
 import secrets
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 
 import aiocoap.resource
 
-from keystrap.coap.prefilter import install as install_prefilter
+from keystrap.coap.fast_path import Submit
+from keystrap.coap.fast_path import install as install_fast_path
 from keystrap.coap.server import Answer, Observer, open_server_context, serve_core
 from keystrap.config import ServerConfig
 from keystrap.metrics import Metrics, TimedRepository, serve_metrics
@@ -98,8 +99,11 @@ async def _serve(
     async with server_core(config) as serving:
         resource = serve_core(site, serving.answer, serving.observe)
         controllers = serving.controllers
-        install_prefilter(
-            context, lambda data: screen(data, controllers.snapshot()), resource.count
+        install_fast_path(
+            context,
+            lambda data: screen(data, controllers.snapshot()),
+            serving.submit,
+            resource.report,
         )
         log.info(
             "listening on coap://%s:%d/bs (database %s, %s profile, %d controller(s))",
@@ -110,7 +114,8 @@ async def _serve(
             len(controllers),
         )
         try:
-            await wait_for_signal(ready)
+            async with resource.log.summaries():
+                await wait_for_signal(ready)
         finally:
             served = ", ".join(f"{k}={v}" for k, v in sorted(resource.counters.items()))
             log.info(
@@ -127,6 +132,8 @@ class ServingCore:
     thread, awaited (:data:`keystrap.coap.server.Answer`)."""
 
     answer: Answer
+    submit: Submit
+    """:data:`answer` as a callback, for a service that answers datagrams."""
     observe: Observer
     controllers: LiveControllers
     """The controller table the pre-filter reads (a snapshot, from the loop)."""
@@ -168,9 +175,17 @@ async def server_core(config: ServerConfig) -> AsyncIterator[ServingCore]:
     async def answer(data: bytes, now: float) -> Reply:
         try:
             return await store.ask((data, now))
-        except (sqlite3.Error, StoreError, StoreClosed) as exc:
-            log.error("store unavailable: %s", exc)
-            return Reply(Status.UNAVAILABLE, reason="store unavailable; retry")
+        except _STORE_FAILURES as exc:
+            return _unavailable(exc)
+
+    def submit(data: bytes, now: float, answered: Callable[[Reply], None]) -> None:
+        def deliver(reply: Reply | None, error: BaseException | None) -> None:
+            answered(reply if reply is not None else _unavailable(error))
+
+        try:
+            store.submit((data, now), deliver)
+        except StoreClosed as exc:
+            answered(_unavailable(exc))
 
     async def refresh_gauges() -> None:
         metrics.open_transactions.set(await store.call(repository.count_all_pending))
@@ -180,7 +195,7 @@ async def server_core(config: ServerConfig) -> AsyncIterator[ServingCore]:
     )
     flusher = asyncio.create_task(_flush_loop(activity, controllers, store))
     try:
-        yield ServingCore(answer, observe, controllers, store)
+        yield ServingCore(answer, submit, observe, controllers, store)
     finally:
         flusher.cancel()
         if exporter is not None:
@@ -193,6 +208,14 @@ async def server_core(config: ServerConfig) -> AsyncIterator[ServingCore]:
             repository.close()
 
         await store.close(close)
+
+
+_STORE_FAILURES = (sqlite3.Error, StoreError, StoreClosed)
+
+
+def _unavailable(error: BaseException | None) -> Reply:
+    log.error("store unavailable: %s", error)
+    return Reply(Status.UNAVAILABLE, reason="store unavailable; retry")
 
 
 def answer_batch(core: Server, requests: Sequence[tuple[bytes, float]]) -> list[Reply]:

@@ -47,5 +47,6 @@ async def run_small_network(
     async with contextlib.AsyncExitStack() as held:
         held.callback(InstanceLock.acquire(local_state(server), "server").release)
         serving = await held.enter_async_context(server_core(server))
-        in_band = InProcessServer(BootstrapResource(serving.answer, serving.observe))
-        await ControllerService(controller, in_band).run(ready)
+        bootstrap = BootstrapResource(serving.answer, serving.observe)
+        async with bootstrap.log.summaries():
+            await ControllerService(controller, InProcessServer(bootstrap)).run(ready)

@@ -15,12 +15,15 @@ never used from two threads.
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Generic, TypeVar
 
+log = logging.getLogger("keystrap.store")
 Request = TypeVar("Request")
 Answer = TypeVar("Answer")
 T = TypeVar("T")
@@ -29,21 +32,24 @@ BatchHandler = Callable[[Sequence[Request]], Sequence[Answer]]
 """Handles requests in one transaction, commits, and returns one answer each."""
 
 
-@dataclass(frozen=True)
+Deliver = Callable[[Any, BaseException | None], None]
+"""Called on the loop with a job's result, or with the exception it raised."""
+
+
+@dataclass(frozen=True, slots=True)
 class _Ask(Generic[Request]):
     request: Request
-    future: asyncio.Future[Any]
+    deliver: Deliver
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Call:
     function: Callable[[], Any]
-    future: asyncio.Future[Any]
+    deliver: Deliver
 
 
 _STOP = None
-_Done = tuple[asyncio.Future[Any], Any, BaseException | None]
-"""A future and what it resolves to: a result, or the exception it raises."""
+_Done = tuple[Deliver, Any, BaseException | None]
 
 
 class StoreClosed(Exception):
@@ -63,13 +69,21 @@ class StoreThread(Generic[Request, Answer]):
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    async def ask(self, request: Request) -> Answer:
-        """The answer to ``request``, once the batch it joined is committed; the
-        batch's exception if it failed (then none of its answers may be sent)."""
+    def submit(
+        self, request: Request, deliver: Callable[[Answer | None, BaseException | None], None]
+    ) -> None:
+        """Queue ``request``; ``deliver`` gets its answer on the loop once the batch
+        it joined is committed, or the batch's exception if it failed (then none
+        of its answers may be sent). A callback, not a future: a service that
+        answers datagrams needs no task per request."""
         if self._closed:
             raise StoreClosed("the store is closed")
+        self._queue.put(_Ask(request, deliver))
+
+    async def ask(self, request: Request) -> Answer:
+        """:meth:`submit`, awaited."""
         future: asyncio.Future[Answer] = self._loop.create_future()
-        self._queue.put(_Ask(request, future))
+        self.submit(request, partial(_settle, future))
         return await future
 
     async def call(self, function: Callable[[], T]) -> T:
@@ -77,7 +91,7 @@ class StoreThread(Generic[Request, Answer]):
         if self._closed:
             raise StoreClosed("the store is closed")
         future: asyncio.Future[T] = self._loop.create_future()
-        self._queue.put(_Call(function, future))
+        self._queue.put(_Call(function, partial(_settle, future)))
         return await future
 
     async def close(self, last: Callable[[], None]) -> None:
@@ -104,7 +118,7 @@ class StoreThread(Generic[Request, Answer]):
                 done += self._batch(asks)
                 asks = []
                 if isinstance(job, _Call):
-                    done.append(_outcome(job.future, job.function))
+                    done.append(_outcome(job.deliver, job.function))
                 else:
                     stop = True
             done += self._batch(asks)
@@ -116,25 +130,32 @@ class StoreThread(Generic[Request, Answer]):
         try:
             answers = self._handle_batch([ask.request for ask in asks])
         except Exception as exc:  # the commit failed: no answer of the batch may leave
-            return [(ask.future, None, exc) for ask in asks]
+            return [(ask.deliver, None, exc) for ask in asks]
         self.batches += 1
         self.requests += len(asks)
-        return [(ask.future, answer, None) for ask, answer in zip(asks, answers, strict=True)]
+        return [(ask.deliver, answer, None) for ask, answer in zip(asks, answers, strict=True)]
 
 
-def _outcome(future: asyncio.Future[Any], function: Callable[[], Any]) -> _Done:
+def _outcome(deliver: Deliver, function: Callable[[], Any]) -> _Done:
     try:
-        return future, function(), None
+        return deliver, function(), None
     except Exception as exc:
-        return future, None, exc
+        return deliver, None, exc
 
 
 def _resolve(done: list[_Done]) -> None:
     """On the loop: one wake-up hands a whole batch's answers over."""
-    for future, result, error in done:
-        if future.cancelled():
-            continue
-        if error is None:
-            future.set_result(result)
-        else:
-            future.set_exception(error)
+    for deliver, result, error in done:
+        try:
+            deliver(result, error)
+        except Exception:  # one answer's bug must not keep the batch's others
+            log.exception("unexpected error delivering a store answer")
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)

@@ -51,6 +51,7 @@ class Site:
     revocation_poll: int = 5
     small_network: bool = False  # the controller includes the server (--with-server)
     store: str = ""  # a postgresql:// URL for the server's store; empty: SQLite in data/
+    log_level: str = "info"  # "debug" adds the server's line per bootstrap
     server_port: int = field(default_factory=free_udp_port)
     relay: UdpRelay | None = None
     server: Service | None = None
@@ -99,6 +100,7 @@ class Site:
             window=self.window,
             profile=self.profile,
             compact=self.compact,
+            log_level=self.log_level,
         )
         self.server_config.write_text(render_config(server, full=False))
         controller = ControllerConfig(
@@ -113,6 +115,7 @@ class Site:
             capture_dir=str(self.signals) if self.capture else "",
             window=self.window,
             revocation_poll=self.revocation_poll,
+            log_level=self.log_level,
         )
         self.controller_config.write_text(render_config(controller, full=False))
 

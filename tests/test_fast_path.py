@@ -1,0 +1,122 @@
+"""The SBS's bootstrap resource on the raw socket (keystrap.coap.datagram, .fast_path):
+RFC 7252 framing and deduplication, and that everything else still reaches aiocoap."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from functools import partial
+from pathlib import Path
+
+import aiocoap
+import pytest
+
+from keystrap.coap.codes import BOOTSTRAP_PATH
+from keystrap.coap.datagram import CON, EXCHANGE_LIFETIME, NON, Exchanges, parse_post
+from keystrap.coap.fast_path import install
+from keystrap.coap.server import open_server_context, serve_core
+from keystrap.protocol import Reply
+from keystrap.protocol.server import screen
+from keystrap.services.server import answer_batch
+from keystrap.store.worker import StoreThread
+from keystrap_lab.processes import free_udp_port
+
+from .test_thin_shells import flight2, sqlite_server
+
+SENDER = ("::ffff:127.0.0.1", 5683, 0, 0)
+
+
+def datagram(
+    payload: bytes, mid: int, mtype: aiocoap.numbers.types.Type = aiocoap.CON, **options: object
+) -> bytes:
+    message = aiocoap.Message(code=aiocoap.POST, payload=payload, **options)
+    message.mid, message.token, message.mtype = mid, mid.to_bytes(2, "big"), mtype
+    return bytes(message.encode())
+
+
+def test_parse_post_takes_the_root_and_bs_and_leaves_the_rest_to_aiocoap() -> None:
+    payload = bytes(range(40))
+    root = parse_post(datagram(payload, 7))
+    assert root is not None and (root.kind, root.mid, root.payload) == (CON, b"\x00\x07", payload)
+    alias = parse_post(datagram(payload, 8, aiocoap.NON, uri_path=BOOTSTRAP_PATH))
+    assert alias is not None and (alias.kind, alias.payload) == (NON, payload)
+    # An elective option with an extended (13 + n) length is skipped over, as RFC 7252 §3.1 says.
+    long_etag = parse_post(datagram(payload, 9, etag=b"x" * 8, size1=300))
+    assert long_etag is not None and long_etag.payload == payload
+    assert parse_post(datagram(payload, 9, uri_path=("health",))) is None
+    assert parse_post(datagram(b"", 9)) is None  # no payload: aiocoap answers
+    get = aiocoap.Message(code=aiocoap.GET, payload=payload)
+    get.mid, get.token, get.mtype = 1, b"", aiocoap.CON
+    assert parse_post(bytes(get.encode())) is None
+    assert parse_post(b"\x40\x02") is None
+    assert parse_post(bytes([0x44, 0x02, 0, 1]) + b"ab") is None  # token cut short
+
+
+def test_exchanges_answer_a_copy_once_and_tell_a_reused_message_id_apart() -> None:
+    exchanges = Exchanges(capacity=3)
+    first = datagram(b"one", 1)
+    assert exchanges.begin(SENDER, first, 0.0) is None  # new: process it
+    assert exchanges.begin(SENDER, first, 0.1) == b""  # a copy while it is processed: drop
+    exchanges.end(SENDER, first, b"answer-1")
+    assert exchanges.begin(SENDER, first, 1.0) == b"answer-1"  # a copy: the same bytes
+    assert exchanges.begin(("::1", 9, 0, 0), first, 1.0) is None  # another sender
+    reused = datagram(b"two", 1)  # Message ID 1 again, another request
+    assert exchanges.begin(SENDER, reused, 2.0) is None
+    assert exchanges.begin(SENDER, first, EXCHANGE_LIFETIME + 3) is None  # expired
+    for mid in range(2, 10):
+        exchanges.begin(SENDER, datagram(b"x", mid), 3.0)
+    assert len(exchanges) == 3  # bounded: the oldest went first
+
+
+def test_the_sbs_answers_a_repeated_flight2_from_its_exchange_and_still_serves_aiocoap(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        core, repo, sk_cs, ik = sqlite_server(tmp_path, 2)
+        store: StoreThread[tuple[bytes, float], Reply] = StoreThread(
+            partial(answer_batch, core), "test-store"
+        )
+        site = aiocoap.resource.Site()
+        port = free_udp_port()
+        context = await open_server_context(site, "127.0.0.1", port)
+        bootstrap = serve_core(site, store.ask)
+        controllers = repo.controller_keys()
+
+        def submit(data: bytes, now: float, answered: object) -> None:
+            store.submit((data, now), lambda reply, error: answered(reply))  # type: ignore[operator]
+
+        install(context, lambda data: screen(data, controllers), submit, bootstrap.report)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.settimeout(5)
+        try:
+            request = datagram(flight2(sk_cs, ik, 1, 7), 0x1234)
+            sock.sendto(request, ("127.0.0.1", port))
+            sock.sendto(request, ("127.0.0.1", port))  # a retransmission, maybe mid-commit
+            first = await asyncio.to_thread(sock.recv, 2048)
+            sock.sendto(request, ("127.0.0.1", port))  # after the answer: from the exchange
+            again = await asyncio.to_thread(sock.recv, 2048)
+            assert again == first
+            answer = aiocoap.Message.decode(first)
+            assert answer.code == aiocoap.CHANGED and answer.mtype == aiocoap.ACK
+            assert answer.mid == 0x1234 and answer.token == b"\x12\x34"
+            assert store.requests == 1  # processed once
+            assert bootstrap.counters == {"OK": 1}
+
+            sock.sendto(b"\x00garbage", ("127.0.0.1", port))  # not CoAP version 1: ignored
+            sock.settimeout(0.3)
+            with pytest.raises(TimeoutError):
+                await asyncio.to_thread(sock.recv, 2048)
+
+            client = await aiocoap.Context.create_client_context()
+            try:
+                health = aiocoap.Message(code=aiocoap.GET, uri=f"coap://127.0.0.1:{port}/health")
+                response = await asyncio.wait_for(client.request(health).response, 10)
+                assert response.payload == b"ok"  # every other resource: aiocoap's
+            finally:
+                await client.shutdown()
+        finally:
+            sock.close()
+            await context.shutdown()
+            await store.close(repo.close)
+
+    asyncio.run(scenario())
