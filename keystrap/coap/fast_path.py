@@ -45,7 +45,7 @@ Report = Callable[[bytes, Reply, float, str], None]
 
 BURST = 256
 """Datagrams read per wake-up at most, so other work on the loop still gets turns."""
-RECEIVE_BUFFER = 4 << 20
+RECEIVE_BUFFER = 32 << 20
 """Bytes of socket queue asked for: a burst waits here instead of being dropped."""
 _SO_RCVBUFFORCE = 33  # Linux's socket(7) option, absent from Python's socket module
 _ANCILLARY = 1024
@@ -108,7 +108,10 @@ class BootstrapPath:
             return  # not CoAP version 1: silently ignored (RFC 7252 §3), even in floods
         post = parse_post(data)
         if post is None:
-            self._aiocoap_received(data, ancdata, 0, address)
+            try:
+                self._aiocoap_received(data, ancdata, 0, address)
+            except Exception as exc:  # aiocoap lets some garbage escape its parser
+                log.debug("ignored a datagram from %s aiocoap could not parse: %r", address, exc)
             return
         begun = time.perf_counter()
         pktinfo = [a for a in ancdata if a[1] == socket.IPV6_PKTINFO]

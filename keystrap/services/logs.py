@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -28,7 +29,30 @@ def setup_logging(level: str, role: str) -> None:
         library.handlers[:] = [handler]
         library.propagate = False
         library.setLevel(logging.WARNING)
-        library.filters[:] = [_drop_close_notify]
+        library.filters[:] = [_drop_close_notify, _RateLimit(LIBRARY_REPEAT_INTERVAL)]
+
+
+LIBRARY_REPEAT_INTERVAL = 10.0
+
+
+class _RateLimit(logging.Filter):
+    """aiocoap warns of every odd datagram (unparsable, a type and code that do not
+    fit), so a flood of garbage would write a line per packet: the same message
+    is let through once per ``interval`` seconds."""
+
+    def __init__(self, interval: float) -> None:
+        super().__init__()
+        self._interval = interval
+        self._last: dict[object, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = time.monotonic()
+        if now - self._last.get(record.msg, -self._interval) < self._interval:
+            return False
+        if len(self._last) > 1000:
+            self._last.clear()
+        self._last[record.msg] = now
+        return True
 
 
 def _drop_close_notify(record: logging.LogRecord) -> bool:
