@@ -10,14 +10,18 @@ a message cannot grow a new time series per request.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
+import functools
+import itertools
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.utils import floatToGoString
 
 from keystrap.hostport import parse_host_port
 from keystrap.protocol import (
@@ -35,12 +39,12 @@ from keystrap.protocol import (
 from keystrap.protocol.repository import KeyRepository, NodeRecord, TransactionRecord
 from keystrap.wire import DecodeError, peek_type, peek_version
 
-Child = TypeVar("Child")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 MAX_SERIES = 256
 MAX_TRACKED = 100_000  # bootstraps whose start time is kept for the latency histogram
 
 
+@functools.lru_cache(maxsize=256)
 def label(reason: str) -> str:
     """A bounded label value: digits masked, at most 60 characters."""
     return re.sub(r"\d+", "N", reason)[:60] or "unknown"
@@ -53,21 +57,65 @@ def flight_label(data: bytes) -> str:
         return "invalid"
 
 
-class _Series(Generic[Child]):
-    """A metric's series by label value, made once each; at most :data:`MAX_SERIES`
-    remembered, so a value that varies (a reason with a number) cannot grow it."""
+class _LoopSeries:
+    """One labelled series of a :class:`_LoopFamily`: a count, and for a
+    histogram the sum and the count per bucket."""
 
-    def __init__(self, make: Callable[[str], Child]) -> None:
-        self._make = make
-        self._made: dict[str, Child] = {}
+    __slots__ = ("_bounds", "buckets", "count", "total")
 
-    def __call__(self, value: str) -> Child:
-        found = self._made.get(value)
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.count = 0
+        self.total = 0.0
+        self.buckets = [0] * (len(bounds) + 1)
+        self._bounds = bounds
+
+    def inc(self) -> None:
+        self.count += 1
+
+    def observe(self, seconds: float) -> None:
+        self.count += 1
+        self.total += seconds
+        self.buckets[bisect.bisect_left(self._bounds, seconds)] += 1
+
+
+class _LoopFamily:
+    """A labelled counter or histogram kept as plain numbers, for the metrics fed
+    once per request: prometheus_client takes a lock and builds its label tuple
+    on every update, which at thousands of requests a second costs more than the
+    request's own work. Updated from the event loop only; handed to Prometheus
+    as a collector at scrape time. At most :data:`MAX_SERIES` label values, the
+    rest counted under "other", so a varying reason cannot grow it."""
+
+    def __init__(
+        self, name: str, documentation: str, label: str, buckets: tuple[float, ...] = ()
+    ) -> None:
+        self.name, self.documentation, self.label = name, documentation, label
+        self._buckets = buckets
+        self.series: dict[str, _LoopSeries] = {}
+
+    def labels(self, value: str) -> _LoopSeries:
+        found = self.series.get(value)
         if found is None:
-            found = self._make(value)
-            if len(self._made) < MAX_SERIES:
-                self._made[value] = found
+            if len(self.series) >= MAX_SERIES:
+                value = "other"
+                found = self.series.get(value)
+            if found is None:
+                found = self.series[value] = _LoopSeries(self._buckets)
         return found
+
+    def collect(self) -> Iterator[Metric]:
+        if not self._buckets:
+            counter = CounterMetricFamily(self.name, self.documentation, labels=[self.label])
+            for value, series in self.series.items():
+                counter.add_metric([value], series.count)
+            yield counter
+            return
+        histogram = HistogramMetricFamily(self.name, self.documentation, labels=[self.label])
+        bounds = [*map(floatToGoString, self._buckets), "+Inf"]
+        for value, series in self.series.items():
+            cumulative = list(itertools.accumulate(series.buckets))
+            histogram.add_metric([value], list(zip(bounds, cumulative, strict=True)), series.total)
+        yield histogram
 
 
 class Metrics:
@@ -83,22 +131,20 @@ class Metrics:
         self.failed = Counter(
             "keystrap_bootstraps_failed", "Bootstraps that failed, by cause", ["cause"], registry=r
         )
-        self.flights = Counter(
-            "keystrap_flights_received",
-            "Flights received, by flight number",
-            ["flight"],
-            registry=r,
+        self.flights = _LoopFamily(
+            "keystrap_flights_received", "Flights received, by flight number", "flight"
         )
-        self.rejected = Counter(
-            "keystrap_flights_rejected", "Flights refused, by reason", ["reason"], registry=r
+        self.rejected = _LoopFamily(
+            "keystrap_flights_rejected", "Flights refused, by reason", "reason"
         )
-        self.flight_seconds = Histogram(
+        self.flight_seconds = _LoopFamily(
             "keystrap_flight_seconds",
             "Time to handle one flight, store included",
-            ["flight"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+            "flight",
+            LATENCY_BUCKETS,
         )
+        for family in (self.flights, self.rejected, self.flight_seconds):
+            r.register(family)
         self.bootstrap_seconds = Histogram(
             "keystrap_bootstrap_seconds",
             "From the bootstrap's first flight here to its confirmation",
@@ -116,13 +162,7 @@ class Metrics:
             registry=r,
         )
         self._begun: dict[tuple[bytes, int], float] = {}
-        # The labelled series of the per-request metrics, looked up once: at
-        # thousands of requests a second, prometheus_client's labels() would cost
-        # more than the request's own metrics.
         self._flight_labels: dict[bytes, str] = {}
-        self._flights = _Series(lambda flight: self.flights.labels(flight))
-        self._flight_seconds = _Series(lambda flight: self.flight_seconds.labels(flight))
-        self._rejected = _Series(lambda reason: self.rejected.labels(label(reason)))
 
     def bootstrap_started(self, controller_id: bytes, tid: int) -> None:
         self.started.inc()
@@ -143,7 +183,7 @@ class Metrics:
         """One request the server answered (flight 2, 6 or 9) in ``seconds``."""
         self.flight_handled(data, seconds)
         if reply.status is not Status.OK:
-            self._rejected(reply.reason).inc()
+            self.rejected.labels(label(reply.reason)).inc()
         event = reply.event
         if isinstance(event, BootstrapGranted):
             self.bootstrap_started(event.controller_id, event.tid)
@@ -163,13 +203,13 @@ class Metrics:
             self.bootstrap_ended(controller_id, event.tid, failure)
             self.open_transactions.dec()
         elif isinstance(event, Rejected):
-            self._rejected(event.reason).inc()
+            self.rejected.labels(label(event.reason)).inc()
 
     def flight_handled(self, data: bytes, seconds: float, flight: str = "") -> None:
         """``flight`` names what ``data`` is when its first byte does not (a refusal's text)."""
         flight = flight or self._flight_label(data)
-        self._flights(flight).inc()
-        self._flight_seconds(flight).observe(seconds)
+        self.flights.labels(flight).inc()
+        self.flight_seconds.labels(flight).observe(seconds)
 
     def _flight_label(self, data: bytes) -> str:
         header = data[:1]

@@ -7,9 +7,12 @@ import asyncio
 import urllib.request
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from keystrap.ids import eui64
+from keystrap.metrics import MAX_SERIES, Metrics
+from keystrap.protocol import Reply, Status
 from keystrap.services.node_agent import bootstrap_node
 from keystrap.store.node_file import load_node_file
 from keystrap_lab.processes import free_udp_port
@@ -108,3 +111,28 @@ def test_metrics_answer_nothing_else(tmp_path: Path) -> None:
             server.close()
 
     run(scenario())
+
+
+def test_per_request_metrics_keep_prometheus_semantics_and_bound_their_series() -> None:
+    metrics = Metrics("server")
+    flight2, refused = b"\x12" + bytes(65), Reply(Status.UNAUTHORIZED, reason="no")
+    for seconds in (0.001, 0.0011, 40.0):  # on a bound, just above it, past the last
+        metrics.server_reply(flight2, refused, seconds)
+    for n in range(MAX_SERIES + 5):
+        metrics.flight_handled(b"", 0.0, flight=f"kind {chr(65 + n % 26)}{n // 26}")
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(metrics.render().decode())
+        for sample in family.samples
+    }
+    bucket = "keystrap_flight_seconds_bucket"
+    assert samples[(bucket, (("flight", "2"), ("le", "0.001")))] == 1  # le: less or equal
+    assert samples[(bucket, (("flight", "2"), ("le", "0.0025")))] == 2
+    assert samples[(bucket, (("flight", "2"), ("le", "30.0")))] == 2
+    assert samples[(bucket, (("flight", "2"), ("le", "+Inf")))] == 3
+    assert samples[("keystrap_flight_seconds_sum", (("flight", "2"),))] == pytest.approx(40.0021)
+    assert samples[("keystrap_flights_received_total", (("flight", "2"),))] == 3
+    assert samples[("keystrap_flights_rejected_total", (("reason", "no"),))] == 3
+    flights = [k for k in samples if k[0] == "keystrap_flights_received_total"]
+    assert len(flights) == MAX_SERIES + 1  # the rest counted together
+    assert samples[("keystrap_flights_received_total", (("flight", "other"),))] == 6
