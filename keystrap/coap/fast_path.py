@@ -157,6 +157,14 @@ def _enlarge_receive_buffer(sock: socket.socket) -> None:
         sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, RECEIVE_BUFFER)
     except OSError:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+    granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2  # Linux reports twice
+    if granted < RECEIVE_BUFFER:
+        log.warning(
+            "UDP receive queue is %d KiB, not %d: a burst beyond it is dropped "
+            "(raise net.core.rmem_max, see docs/deployment.md)",
+            granted >> 10,
+            RECEIVE_BUFFER >> 10,
+        )
 
 
 def install(
