@@ -24,6 +24,7 @@ V = TypeVar("V")
 T = TypeVar("T")
 
 _MIN_BITS = 4
+_new = object.__new__
 
 
 class PersistentMap(Mapping[K, V]):
@@ -43,10 +44,10 @@ class PersistentMap(Mapping[K, V]):
         for key, value in items.items():
             self._chunks[hash(key) & self._mask][key] = value
 
-    @classmethod
-    def _of(cls, chunks: list[dict[K, V]], mask: int, limit: int, size: int) -> PersistentMap[K, V]:
-        new = cls.__new__(cls)
-        new._chunks, new._mask, new._limit, new._size = chunks, mask, limit, size
+    def _of(self, chunks: list[dict[K, V]], size: int) -> PersistentMap[K, V]:
+        """A map of these chunks, spread as this one's."""
+        new: PersistentMap[K, V] = _new(PersistentMap)
+        new._chunks, new._mask, new._limit, new._size = chunks, self._mask, self._limit, size
         return new
 
     # -- reading: what Mapping needs, and a faster get ----------------------------
@@ -82,13 +83,13 @@ class PersistentMap(Mapping[K, V]):
         """This map with ``key`` bound to ``value``."""
         chunks = self._chunks.copy()
         index = hash(key) & self._mask
-        chunk = chunks[index] = chunks[index].copy()
-        before = len(chunk)
+        old = chunks[index]
+        size = self._size if key in old else self._size + 1
+        chunk = chunks[index] = old.copy()
         chunk[key] = value
-        size = self._size + len(chunk) - before
         if size > self._limit:  # grown fourfold: twice the chunks
             return PersistentMap(item for c in chunks for item in c.items())
-        return self._of(chunks, self._mask, self._limit, size)
+        return self._of(chunks, size)
 
     def without(self, keys: Iterable[K]) -> PersistentMap[K, V]:
         """This map without ``keys`` (each must be in it); each chunk they touch
@@ -103,4 +104,4 @@ class PersistentMap(Mapping[K, V]):
                 copied.add(index)
             del chunks[index][key]
             size -= 1
-        return self._of(chunks, self._mask, self._limit, size)
+        return self._of(chunks, size)
