@@ -8,8 +8,9 @@ message's air time, so one message is in flight at a time, as on one half-duplex
 medium), then is dropped or not:
 
 - in band (controller <-> server): an IEEE 802.15.4 / 6LoWPAN path at ``--rate``
-  (``keystrap_lab.link.lowpan``'s framing and air time; CoAP headers as measured by
-  bench/compare.py); each frame is lost with the setting's probability;
+  (``keystrap_lab.link.lowpan``'s framing and air time; keystrap's CoAP headers
+  as aiocoap encodes them, lake-authz's as bench/compare.py measures them); each
+  frame is lost with the setting's probability;
 - out of band (flights 1, 4, 5): the light medium's air time per flight
   (``keystrap.oob.light``; ``--medium audio`` for the audio modem), each flight
   lost with ``--oob-loss``; a lost flight is recovered as the node agent does,
@@ -47,8 +48,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiocoap
 from compare import BACKBONE_DELAY, CRED_V, KID_I, W_KEY, authz_exchange
 
+from keystrap.coap.codes import BOOTSTRAP_ROOT
 from keystrap.oob.frame import frame
 from keystrap.protocol.events import BootstrapConfirmed
 from keystrap.wire import COMPACT, VERSION
@@ -57,12 +60,30 @@ from keystrap_lab.simulation import Fault, Message, one_bootstrap
 
 CONTROLLER_ID = bytes.fromhex("02000000000000c0")
 START = 1_800_000_000.0
-# CoAP bytes around each flight, as bench/compare.py's lossless runs carry them:
-# requests name their path (keystrap "/bs", EDHOC "/.well-known/edhoc").
-KEYSTRAP_COAP = {"request": 13, "response": 6}
+# CoAP bytes around each EDHOC message, as bench/compare.py's lossless runs carry
+# them: requests name their path ("/.well-known/edhoc").
 EDHOC_COAP = {"request": 20, "response": 6}
 ACK_TIMEOUT, ACK_RANDOM_FACTOR, MAX_RETRANSMIT = 2.0, 1.5, 4  # RFC 7252 section 4.8
 QUANTILES = (0.5, 0.9, 0.99, 0.999)
+
+
+def keystrap_coap() -> dict[str, int]:
+    """CoAP bytes around a keystrap flight, encoded by aiocoap as the SBS client and
+    server exchange them: a confirmable POST to the bootstrap resource
+    (:data:`keystrap.coap.codes.BOOTSTRAP_ROOT`, no Content-Format) and its
+    piggybacked 2.04, with the 2-byte token of aiocoap's client."""
+    request = aiocoap.Message(code=aiocoap.POST, uri_path=BOOTSTRAP_ROOT)
+    response = aiocoap.Message(code=aiocoap.CHANGED)
+    for message, kind in ((request, aiocoap.CON), (response, aiocoap.ACK)):
+        message.mtype, message.mid, message.token = kind, 1, bytes(2)
+    marker = 1  # the payload marker, 0xFF, before any payload
+    return {
+        "request": len(request.encode()) + marker,
+        "response": len(response.encode()) + marker,
+    }
+
+
+KEYSTRAP_COAP = keystrap_coap()
 
 
 def oob_seconds(medium: str) -> Callable[[int], float]:

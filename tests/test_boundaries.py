@@ -18,11 +18,11 @@ import keystrap
 
 PACKAGE = Path(keystrap.__file__).parent
 
-# The layers protocol/ and wire/ may build on, besides themselves and the standard library.
+# The layers protocol/ and wire/ may build on, besides themselves and the standard
+# library: no third-party package at all.
 INNER = ("keystrap.crypto", "keystrap.wire")
-# Besides those, protocol/ may use the node core (import-free itself, see below) and
-# one pure data structure: an immutable map, so a core's state can be kept and compared.
-PROTOCOL_EXTRA = ("keystrap.nodecore", "immutables")
+# Besides those, protocol/ wraps the node core (import-free itself, see below).
+PROTOCOL_EXTRA = ("keystrap.nodecore",)
 
 
 def imports(path: Path, package_dir: Path = PACKAGE) -> list[tuple[str, int]]:

@@ -18,8 +18,6 @@ from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
-from immutables import Map
-
 from keystrap.crypto import constant_time_equal, derive_session_key
 from keystrap.protocol.events import (
     BootstrapConfirmed,
@@ -31,6 +29,7 @@ from keystrap.protocol.events import (
     TransactionStarted,
 )
 from keystrap.protocol.keys import RandomSource, derive_psk
+from keystrap.protocol.persistent import PersistentMap
 from keystrap.protocol.replies import Reply, Status
 from keystrap.protocol.timers import IN_BAND, Backoff, Retransmission
 from keystrap.wire import (
@@ -114,17 +113,16 @@ class ControllerState:
     controller_id: bytes
     sk_cs: bytes
     next_tid: int = 1
-    transactions: Mapping[int, ControllerTransaction] = field(default_factory=Map)
+    transactions: Mapping[int, ControllerTransaction] = field(default_factory=PersistentMap)
 
     def __post_init__(self) -> None:
-        # A persistent map: a step costs O(log n) instead of copying every held
-        # transaction, and each snapshot stays valid (the store and the crash tests
-        # keep old ones).
-        if not isinstance(self.transactions, Map):
-            object.__setattr__(self, "transactions", Map(self.transactions))
+        # A persistent map: a step does not copy every held transaction, and each
+        # snapshot stays valid (the store and the crash tests keep old ones).
+        if not isinstance(self.transactions, PersistentMap):
+            object.__setattr__(self, "transactions", PersistentMap(self.transactions))
 
-    def _map(self) -> Map[int, ControllerTransaction]:
-        assert isinstance(self.transactions, Map)
+    def _map(self) -> PersistentMap[int, ControllerTransaction]:
+        assert isinstance(self.transactions, PersistentMap)
         return self.transactions
 
     def with_transaction(
@@ -137,10 +135,7 @@ class ControllerState:
         )
 
     def without(self, tids: Iterable[int]) -> ControllerState:
-        kept = self._map().mutate()
-        for tid in tids:
-            del kept[tid]
-        return replace(self, transactions=kept.finish())
+        return replace(self, transactions=self._map().without(tids))
 
 
 @dataclass(frozen=True)

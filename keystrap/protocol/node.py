@@ -93,6 +93,10 @@ def local_core(state: NodeState) -> NodeCore:
 
 
 class Node:
+    """The host's side of one node, sans-I/O. Every ``now`` it takes drives only
+    its retransmission timer, so it is a monotonic clock (the node agent passes
+    ``loop.time()``): the node makes and checks no timestamp."""
+
     ROLE = "node"
 
     def __init__(

@@ -9,17 +9,21 @@ reported as "keyed": the next run resumes and re-sends flight 5.
 The flights are computed by the node core (:mod:`keystrap.nodecore`), in this
 process or, with ``runtime="micropython"``, inside MicroPython
 (:mod:`keystrap.runtime`); this module only carries bytes and persists state.
+Its timers run on the loop's monotonic clock, scheduled with ``loop.call_at``:
+the node makes and checks no timestamp, so a step of the wall clock cannot
+stall its retransmission of flight 1.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import secrets
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from enum import Enum
 from pathlib import Path
 
 from keystrap.coap.node_server import NodeCoapsServer, serve_coaps
@@ -69,7 +73,8 @@ async def bootstrap_node(
     """``channels`` = (node->controller, controller->node) overrides the node file's;
     ``impair`` degrades every signal the node captures (see MediumLink); ``core``
     computes the flights (:meth:`keystrap.runtime.MicroPython.core`, for one)."""
-    start = time.monotonic()
+    loop = asyncio.get_running_loop()
+    start = loop.time()
     node_file = load_node_file(path)
     up, down = channels or (node_file.channel_up, node_file.channel_down)
     node = Node(node_file.state, secrets.token_bytes, core=core)
@@ -95,9 +100,9 @@ async def bootstrap_node(
     try:
         if reinstall or node.state.stage is NodeStage.PROVISIONED:
             node_file = replace(node_file, confirmed=False)
-            node.start(time.time())
+            node.start(loop.time())
         else:
-            node.resume(time.time())
+            node.resume(loop.time())
         await _flush(node, node_file, path, link, result)
         progress("flight 1 sent")
         result.outcome = await _converse(
@@ -111,10 +116,31 @@ async def bootstrap_node(
         )
     finally:
         await link.close()
-        result.seconds = time.monotonic() - start
+        result.seconds = loop.time() - start
         result.tid = node.state.tid
     log.info("node=%s: %s after %.2f s", eui64(result.node_id), result.outcome, result.seconds)
     return result
+
+
+class _Wake(Enum):
+    """An input to the conversation that is not a flight."""
+
+    TIMER = "the node core's retransmission timer"
+    DEADLINE = "the timeout for a valid flight 4"
+    LINGER = "the end of the wait for flight 11"
+
+
+Input = bytes | _Wake | OobError  # a flight, a due time, or the session's end
+
+
+async def _receive(link: OobLink, inputs: asyncio.Queue[Input]) -> None:
+    try:
+        while True:
+            data = await link.receive()
+            if data is not None:
+                inputs.put_nowait(data)
+    except OobError as exc:
+        inputs.put_nowait(exc)
 
 
 async def _converse(
@@ -127,47 +153,72 @@ async def _converse(
     linger: float,
     progress: Callable[[str], None],
 ) -> str:
+    """aioquic's loop around the node core: each input (a flight, a due timer)
+    goes to the core, the state is saved, what the core produced is sent, and
+    its next timer is scheduled with ``loop.call_at``. ``deadline`` and every
+    time the core sees are on the loop's monotonic clock: the node makes and
+    checks no timestamp, so the wall clock never enters."""
+    loop = asyncio.get_running_loop()
+    inputs: asyncio.Queue[Input] = asyncio.Queue()
+    receiver = asyncio.create_task(_receive(link, inputs))
+    timer: asyncio.TimerHandle | None = None
     # A node resumed after a restart may already hold its PSK (flight 5 re-sent).
-    keyed_at: float | None = time.monotonic() if node.state.stage is NodeStage.KEYED else None
+    keyed = node.state.stage is NodeStage.KEYED
+    end = loop.call_at(
+        loop.time() + linger if keyed else deadline,
+        inputs.put_nowait,
+        _Wake.LINGER if keyed else _Wake.DEADLINE,
+    )
     rejected = ""
-    while True:
-        now = time.monotonic()
-        if keyed_at is not None:
-            wait = keyed_at + linger - now
-            if wait <= 0:
+    try:
+        while True:
+            if timer is not None:
+                timer.cancel()
+            due = node.get_timer()
+            timer = None if due is None else loop.call_at(due, inputs.put_nowait, _Wake.TIMER)
+            data = await inputs.get()
+            if isinstance(data, OobError):
+                if keyed:
+                    return "keyed"
+                if isinstance(data, OobClosed):
+                    return "failed: controller closed the session"
+                return f"failed: {data}"
+            if data is _Wake.LINGER:
                 return "keyed"
-        else:
-            if now >= deadline:
-                return "failed: no valid flight 4 before the timeout" + rejected
-            timer = node.get_timer()
-            until_timer = max(0.0, timer - time.time()) if timer is not None else deadline - now
-            wait = min(deadline - now, until_timer)
-        try:
-            data = await link.receive(timeout=wait)
-        except OobClosed:
-            return "keyed" if keyed_at is not None else "failed: controller closed the session"
-        if data is None:
-            node.handle_timer(time.time())
-        elif is_refusal(data):
-            advice = _advice(data)
-            log.warning(
-                "node=%s: the controller says: %s (unverified)", eui64(result.node_id), advice
-            )
-            rejected = f" (the controller said: {advice})"
-        else:
-            _count(result, data)
-            node.receive(data, time.time())
-        while (event := node.next_event()) is not None:
-            if isinstance(event, NodeKeyed):
-                keyed_at = time.monotonic()
-                progress("flight 4 authenticated, PSK derived, flight 5 sent")
-            elif isinstance(event, NodeConfirmed):
-                progress("flight 11 authenticated: the server holds the PSK")
-                return "confirmed"
-            elif isinstance(event, Rejected):
-                rejected = f" (last rejected: {event.reason})"
-                log.warning("node=%s: rejected: %s", eui64(node.state.node_id), event.reason)
-        await _flush(node, node_file, path, link, result)
+            if data is _Wake.DEADLINE:
+                if not keyed:  # else queued just before flight 4 was taken
+                    return "failed: no valid flight 4 before the timeout" + rejected
+            elif data is _Wake.TIMER:
+                node.handle_timer(loop.time())
+            elif is_refusal(data):
+                advice = _advice(data)
+                log.warning(
+                    "node=%s: the controller says: %s (unverified)", eui64(result.node_id), advice
+                )
+                rejected = f" (the controller said: {advice})"
+            else:
+                _count(result, data)
+                node.receive(data, loop.time())
+            while (event := node.next_event()) is not None:
+                if isinstance(event, NodeKeyed):
+                    keyed = True
+                    end.cancel()
+                    end = loop.call_at(loop.time() + linger, inputs.put_nowait, _Wake.LINGER)
+                    progress("flight 4 authenticated, PSK derived, flight 5 sent")
+                elif isinstance(event, NodeConfirmed):
+                    progress("flight 11 authenticated: the server holds the PSK")
+                    return "confirmed"
+                elif isinstance(event, Rejected):
+                    rejected = f" (last rejected: {event.reason})"
+                    log.warning("node=%s: rejected: %s", eui64(node.state.node_id), event.reason)
+            await _flush(node, node_file, path, link, result)
+    finally:
+        end.cancel()
+        if timer is not None:
+            timer.cancel()
+        receiver.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await receiver
 
 
 def _advice(data: bytes) -> str:
