@@ -197,13 +197,12 @@ class SqliteRepository:
     def _atomic(self) -> Iterator[sqlite3.Connection]:
         """The statements of one write, all or none.
 
-        Alone, one transaction. In a batch, nothing of their own: SQLite undoes a
-        failed statement by itself, and a write that fails after another of its
-        statements succeeded undoes the whole batch and asks for it again
-        (:class:`StoreInterrupted`: none of its answers has left). The next batch,
-        that one run again, puts each write in a savepoint, so the failing request
-        alone is undone there. A savepoint costs two statements per write; a
-        failing write is rare."""
+        Outside a batch, a transaction of their own. Inside one, no savepoint (two
+        more statements per write, on every request): SQLite undoes a failed
+        statement by itself, and a write that fails after one of its statements
+        succeeded undoes the whole batch, none of whose answers has left, and asks
+        for it to be run again (:class:`StoreInterrupted`). That next batch gives
+        each write a savepoint, so there the failing write alone is undone."""
         if not self._batching or self._savepoints:
             with write_transaction(self._db) as db:
                 yield db
