@@ -7,11 +7,11 @@ real SQLite repository (10^6 nodes enrolled by default, keys wrapped, WAL with
 real activity log, all assembled as :func:`keystrap.services.server.server_core`
 assembles them. Here that thread's work runs alone, on this thread: the
 sans-I/O controller and node cores make valid flights 2 and 6 (not timed), and
-batches of 1, 8 and 32 of them go through ``answer_batch``. The CPU is this
+batches of 1, 4, 8 and 32 of them go through ``answer_batch``. The CPU is this
 thread's (``time.thread_time``), so the wait for the fsync is not in it;
 statements are every one SQLite runs, ``BEGIN`` and ``COMMIT`` included.
 
-    python bench/store_path.py [--enrolled 1000000] [--bootstraps 2000] [--batches 1,8,32]
+    python bench/store_path.py [--enrolled 1000000] [--bootstraps 2000] [--batches 1,4,8,32]
         [--keep DIR]
 
 ``--keep DIR`` keeps the enrolled site in DIR and reuses it on the next run
@@ -194,7 +194,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--enrolled", type=int, default=1_000_000)
     parser.add_argument("--bootstraps", type=int, default=2000, help="per batch size")
-    parser.add_argument("--batches", default="1,8,32")
+    parser.add_argument("--batches", default="1,4,8,32")
     parser.add_argument("--keep", type=Path, help="keep (and reuse) the enrolled site here")
     args = parser.parse_args()
     sizes = [int(b) for b in args.batches.split(",")]

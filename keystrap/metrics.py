@@ -36,8 +36,6 @@ from keystrap.protocol.repository import KeyRepository
 from keystrap.wire import DecodeError, peek_type, peek_version
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-P = ParamSpec("P")
-T = TypeVar("T")
 MAX_TRACKED = 100_000  # bootstraps whose start time is kept for the latency histogram
 
 
@@ -157,6 +155,10 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def _timed(histogram: Histogram, call: Callable[P, T]) -> Callable[P, T]:
