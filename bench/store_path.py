@@ -9,7 +9,9 @@ assembles them. Here that thread's work runs alone, on this thread: the
 sans-I/O controller and node cores make valid flights 2 and 6 (not timed), and
 batches of 1, 4, 8 and 32 of them go through ``answer_batch``. The CPU is this
 thread's (``time.thread_time``), so the wait for the fsync is not in it;
-statements are every one SQLite runs, ``BEGIN`` and ``COMMIT`` included.
+statements are every one SQLite runs, ``BEGIN`` and ``COMMIT`` included. "The
+core alone" is the same work over the in-memory repository (no store, no
+metrics, no log): what any store would add to, "the rest" is what this one adds.
 
     python bench/store_path.py [--enrolled 1000000] [--bootstraps 2000] [--batches 1,4,8,32]
         [--keep DIR]
@@ -39,6 +41,7 @@ from keystrap.metrics import Metrics, TimedRepository
 from keystrap.protocol import (
     Controller,
     ControllerState,
+    InMemoryRepository,
     Node,
     NodeState,
     Reply,
@@ -153,27 +156,31 @@ def run_batches(
     bootstraps: int,
     flights: Flights,
     handle: Callable[[list[tuple[bytes, float]]], list[Reply]],
-    activity: ActivityLog,
+    activity: ActivityLog | None,
+    prepare: Callable[[list[ToServer]], None] = lambda sent: None,
 ) -> tuple[float, int]:
     """Bootstraps ``bootstraps`` nodes, ``batch`` flights at a time; returns the
-    store thread's CPU seconds and how many bootstraps were confirmed."""
+    CPU seconds ``handle`` (and the activity log's writes) took and how many
+    bootstraps were confirmed. ``prepare`` sees each batch's flights 2 first."""
     cpu, ok, since_flush = 0.0, 0, 0
     for _ in range(bootstraps // batch):
         sent = flights.requests(batch)
+        prepare(sent)
         start = time.thread_time()
         grants = handle([(f.data, time.time()) for f in sent])
         cpu += time.thread_time() - start
-        record(activity, grants)
         confirms = flights.confirms(sent, grants)
         start = time.thread_time()
         acks = handle([(f.data, time.time()) for f in confirms])
         cpu += time.thread_time() - start
-        record(activity, acks)
         flights.confirmed(confirms, acks)
         ok += sum(
             a.status is Status.OK and g.status is Status.OK
             for g, a in zip(grants, acks, strict=True)
         )
+        if activity is None:
+            continue
+        record(activity, [*grants, *acks])
         since_flush += 2 * batch
         if since_flush >= FLUSH_EVERY:
             start = time.thread_time()
@@ -181,6 +188,25 @@ def run_batches(
             cpu += time.thread_time() - start
             since_flush = 0
     return cpu, ok
+
+
+class CoreAlone:
+    """The protocol core over the in-memory repository, for the part of the store
+    thread's work that is not the store's (a fresh repository per batch: the
+    fake scans every transaction it holds)."""
+
+    def __init__(self, flights: Flights, ik: bytes, sk_cs: bytes) -> None:
+        self.flights, self.ik = flights, ik
+        self.server = Server(InMemoryRepository(), {flights.cid: sk_cs}, ServerPolicy())
+
+    def prepare(self, sent: list[ToServer]) -> None:
+        repository = InMemoryRepository()
+        for flight2 in sent:
+            repository.enroll(self.flights.nodes[flight2.tid].state.node_id, self.ik)
+        self.server.repository = repository
+
+    def handle(self, requests: list[tuple[bytes, float]]) -> list[Reply]:
+        return [self.server.handle(data, now) for data, now in requests]
 
 
 def record(activity: ActivityLog, replies: list[Reply]) -> None:
@@ -208,6 +234,7 @@ def main() -> None:
         site, ik, ids = enrolled_site(root, args.enrolled, fresh)
         repository = SqliteRepository(site.database, read_key_file(site.master_key))
         held.callback(repository.close)
+        enrolled = repository.count_rows("nodes")
         activity = ActivityLog(site.database)
         held.callback(activity.close)
         core = Server(
@@ -217,6 +244,8 @@ def main() -> None:
         )
         counter = StatementCounter(repository._db)
         flights = Flights(site, ik, ids)
+        unenrolled = [(2**62 + n).to_bytes(8, "big") for n in range(fresh)]
+        alone = CoreAlone(Flights(site, ik, unenrolled), ik, read_key_file(Path(key(site))))
 
         def handle(requests: list[tuple[bytes, float]]) -> list[Reply]:
             return answer_batch(core, requests)
@@ -225,31 +254,39 @@ def main() -> None:
         if ok != 64:
             raise SystemExit(f"only {ok} of 64 warm-up bootstraps were confirmed")
         rows = []
-        print(f"{'batch':>5} {'bootstraps':>10} {'CPU per bootstrap':>18} {'statements':>10}")
+        print(
+            f"{'batch':>5} {'bootstraps':>10} {'CPU per bootstrap':>18} {'the core alone':>15} "
+            f"{'the rest':>9} {'statements':>10}   ({enrolled:,} nodes enrolled)"
+        )
         for size in sizes:
             counter.count = 0
             with counter.counting():
                 run_batches(size, size, flights, handle, activity)
             statements = counter.count / size
             cpu, ok = run_batches(size, args.bootstraps, flights, handle, activity)
-            if ok != args.bootstraps - args.bootstraps % size:
-                raise SystemExit(f"batch {size}: only {ok} bootstraps were confirmed")
+            core_cpu, core_ok = run_batches(
+                size, args.bootstraps, alone.flights, alone.handle, None, alone.prepare
+            )
+            if ok != core_ok or ok != args.bootstraps - args.bootstraps % size:
+                raise SystemExit(f"batch {size}: only {ok} / {core_ok} bootstraps were confirmed")
             row = {
                 "batch": size,
                 "bootstraps": ok,
                 "cpu_ms_per_bootstrap": round(cpu / ok * 1000, 3),
+                "core_alone_ms_per_bootstrap": round(core_cpu / ok * 1000, 3),
                 "statements_per_bootstrap": round(statements, 2),
             }
             rows.append(row)
             print(
                 f"{size:>5} {ok:>10} {row['cpu_ms_per_bootstrap']:>15} ms "
-                f"{row['statements_per_bootstrap']:>10}"
+                f"{row['core_alone_ms_per_bootstrap']:>12} ms "
+                f"{(cpu - core_cpu) / ok * 1000:>6.3f} ms {row['statements_per_bootstrap']:>10}"
             )
     print(
         json.dumps(
             {
                 "bench": "store_path",
-                "enrolled": args.enrolled,
+                "enrolled": enrolled,
                 "rows": rows,
             }
         )
