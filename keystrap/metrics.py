@@ -17,6 +17,7 @@ import itertools
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from typing import ParamSpec, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -36,7 +37,7 @@ from keystrap.protocol import (
     TransactionFailed,
     TransactionStarted,
 )
-from keystrap.protocol.repository import KeyRepository, NodeRecord, TransactionRecord
+from keystrap.protocol.repository import KeyRepository
 from keystrap.wire import DecodeError, peek_type, peek_version
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -230,42 +231,50 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _timed(histogram: Histogram, call: Callable[P, T]) -> Callable[P, T]:
+    """``call``, each run observed into ``histogram`` (bound to its labels once)."""
+
+    def timed(*args: P.args, **kwargs: P.kwargs) -> T:
+        begun = time.perf_counter()
+        try:
+            return call(*args, **kwargs)
+        finally:
+            histogram.observe(time.perf_counter() - begun)
+
+    return timed
+
+
 class TimedRepository:
-    """The server's repository with each call timed into ``keystrap_store_seconds``."""
+    """The server's repository with each call timed into ``keystrap_store_seconds``.
+
+    Each operation's histogram is looked up once, here: these calls are on the
+    store thread's path of every request."""
 
     def __init__(self, inner: KeyRepository, metrics: Metrics) -> None:
         self._inner = inner
-        self._timed = metrics.timed_store
+        seconds = metrics.store_seconds
+        self._batch = seconds.labels("batch")
+        self.lookup_request = _timed(seconds.labels("lookup_request"), inner.lookup_request)
+        self.lookup_confirm = _timed(seconds.labels("lookup_confirm"), inner.lookup_confirm)
+        self.add_transaction = _timed(seconds.labels("add_transaction"), inner.add_transaction)
+        self.confirm = _timed(seconds.labels("confirm"), inner.confirm)
+        self.revocations_after = _timed(
+            seconds.labels("revocations_after"), inner.revocations_after
+        )
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
         """Timed as a whole, its commit (the fsync) included."""
-        with self._timed("batch"), self._inner.batch():
-            yield
-
-    def get_node(self, node_id: bytes) -> NodeRecord | None:
-        with self._timed("get_node"):
-            return self._inner.get_node(node_id)
-
-    def get_transaction(self, controller_id: bytes, tid: int) -> TransactionRecord | None:
-        with self._timed("get_transaction"):
-            return self._inner.get_transaction(controller_id, tid)
-
-    def count_pending(self, node_id: bytes) -> int:
-        with self._timed("count_pending"):
-            return self._inner.count_pending(node_id)
-
-    def add_transaction(self, record: TransactionRecord) -> None:
-        with self._timed("add_transaction"):
-            self._inner.add_transaction(record)
-
-    def revocations_after(self, after: int, limit: int) -> list[tuple[int, bytes]]:
-        with self._timed("revocations_after"):
-            return self._inner.revocations_after(after, limit)
-
-    def confirm(self, controller_id: bytes, tid: int) -> None:
-        with self._timed("confirm"):
-            self._inner.confirm(controller_id, tid)
+        begun = time.perf_counter()
+        try:
+            with self._inner.batch():
+                yield
+        finally:
+            self._batch.observe(time.perf_counter() - begun)
 
 
 async def serve_metrics(

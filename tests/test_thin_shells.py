@@ -82,6 +82,55 @@ def test_a_batch_is_one_commit_and_retransmissions_in_it_get_the_same_grant(
         repo.close()
 
 
+def confirmations(server: Server, sk_cs: bytes, ik: bytes, tid: int, nodes: int) -> list[bytes]:
+    """Flight 6 of nodes ``0 .. nodes-1`` (TIDs from ``tid`` on), each flight 2
+    answered by ``server``."""
+    controller = Controller(
+        ControllerState(CONTROLLER_ID, sk_cs, next_tid=tid), secrets.token_bytes
+    )
+    flights = []
+    for n in range(nodes):
+        node = Node(NodeState(node_id(n), CONTROLLER_ID, ik), secrets.token_bytes)
+        node.start(time.time())
+        controller.receive_from_node(node.data_to_send()[0], time.monotonic(), time.time())
+        (request,) = controller.data_to_send()
+        assert isinstance(request, ToServer)
+        reply = server.handle(request.data, time.time())
+        controller.receive_from_server(request.tid, reply, time.time())
+        (challenge,) = controller.data_to_send()
+        assert isinstance(challenge, ToNode)
+        node.receive(challenge.data, time.time())
+        controller.receive_from_node(node.data_to_send()[0], time.monotonic(), time.time())
+        (confirm,) = controller.data_to_send()
+        assert isinstance(confirm, ToServer)
+        flights.append(confirm.data)
+    return flights
+
+
+def test_a_request_whose_write_fails_halfway_is_undone_alone(tmp_path: Path) -> None:
+    """One confirmation of a batch fails after the node took its new key: that
+    confirmation is answered 5.03 and undone whole (the node keeps its old key),
+    the batch's other confirmation is committed."""
+    server, repo, sk_cs, ik = sqlite_server(tmp_path, 2)
+    try:
+        flights = confirmations(server, sk_cs, ik, 20, 2)
+        other = sqlite3.connect(tmp_path / "sbs.sqlite")
+        other.execute(
+            "CREATE TRIGGER fail_21 BEFORE UPDATE ON transactions WHEN OLD.tid=21 "
+            "BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+        )
+        other.close()
+        replies = answer_batch(server, [(f, time.time()) for f in flights])
+        assert [r.status for r in replies] == [Status.OK, Status.UNAVAILABLE]
+        done, undone = repo.get_node(node_id(0)), repo.get_node(node_id(1))
+        assert done is not None and done.status.value == "active" and done.key != ik
+        assert undone is not None and undone.status.value == "enrolled" and undone.key == ik
+        still = repo.get_transaction(CONTROLLER_ID, 21)
+        assert still is not None and still.status.value == "pending"
+    finally:
+        repo.close()
+
+
 def test_a_failed_batch_answers_nothing_and_keeps_nothing(tmp_path: Path) -> None:
     server, repo, sk_cs, ik = sqlite_server(tmp_path, 1)
     request = flight2(sk_cs, ik, 0, 5)

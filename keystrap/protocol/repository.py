@@ -75,14 +75,27 @@ class KeyRepository(Protocol):
         """Group commit: every change made inside becomes durable together, when the
         block exits (the server sends no answer of the batch before that); an
         exception inside undoes them all. A write method called inside is atomic on
-        its own (a savepoint), so one request's failure leaves the others' changes."""
+        its own, so one request's failure leaves the others' changes: either its own
+        changes alone are undone, or the whole batch is and
+        :class:`~keystrap.store.errors.StoreInterrupted` asks for it to be run again
+        (then each write is undone alone)."""
         ...
 
-    def get_node(self, node_id: bytes) -> NodeRecord | None: ...
+    def lookup_request(
+        self, controller_id: bytes, tid: int, node_id: bytes
+    ) -> tuple[TransactionRecord | None, NodeRecord | None, int]:
+        """What a flight 2 is decided on, read together: the transaction already
+        recorded under ``(ID_c, TID)`` if any, the node, and how many pending
+        transactions the node has."""
+        ...
 
-    def get_transaction(self, controller_id: bytes, tid: int) -> TransactionRecord | None: ...
-
-    def count_pending(self, node_id: bytes) -> int: ...
+    def lookup_confirm(
+        self, controller_id: bytes, tid: int
+    ) -> tuple[TransactionRecord, NodeStatus | None] | None:
+        """What a flight 6 is decided on, read together: the transaction and the
+        status of its node (None if the node is gone), or None if no such
+        transaction was recorded."""
+        ...
 
     def add_transaction(self, record: TransactionRecord) -> None:
         """Record a pending transaction atomically; raise :class:`TransactionExists`."""
@@ -133,6 +146,21 @@ class InMemoryRepository:
             for t in self.transactions.values()
             if t.node_id == node_id and t.status is TransactionStatus.PENDING
         )
+
+    def lookup_request(
+        self, controller_id: bytes, tid: int, node_id: bytes
+    ) -> tuple[TransactionRecord | None, NodeRecord | None, int]:
+        previous = self.get_transaction(controller_id, tid)
+        return previous, self.get_node(node_id), self.count_pending(node_id)
+
+    def lookup_confirm(
+        self, controller_id: bytes, tid: int
+    ) -> tuple[TransactionRecord, NodeStatus | None] | None:
+        record = self.get_transaction(controller_id, tid)
+        if record is None:
+            return None
+        node = self.get_node(record.node_id)
+        return record, None if node is None else node.status
 
     def add_transaction(self, record: TransactionRecord) -> None:
         key = (record.controller_id, record.tid)

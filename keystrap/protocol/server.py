@@ -179,11 +179,10 @@ class Server:
             return Reply(Status.FORBIDDEN, reason="stale timestamp")
 
         repo = self.repository
-        previous = repo.get_transaction(request.controller_id, request.tid)
+        node_id = request.node_id
+        previous, node, pending = repo.lookup_request(request.controller_id, request.tid, node_id)
         if previous is not None:
             return self._retransmitted_request(previous, data)
-        node_id = request.node_id
-        node = repo.get_node(node_id)
 
         def refuse(status: Status, reason: str) -> Reply:
             event = BootstrapRefused(node_id, request.controller_id, request.tid, 2, reason)
@@ -193,7 +192,7 @@ class Server:
             return refuse(Status.NOT_FOUND, "unknown node")
         if node.status is NodeStatus.REVOKED:
             return refuse(Status.FORBIDDEN, "node revoked")
-        if repo.count_pending(node_id) >= self.policy.max_pending:
+        if pending >= self.policy.max_pending:
             return refuse(Status.TOO_MANY_REQUESTS, "too many unfinished bootstraps")
 
         # The current key (IK_i, or the PSK of a previous bootstrap on
@@ -215,7 +214,7 @@ class Server:
             repo.add_transaction(record)
         except TransactionExists:
             # Another worker recorded the same TID between our read and write.
-            raced = repo.get_transaction(request.controller_id, request.tid)
+            raced, _, _ = repo.lookup_request(request.controller_id, request.tid, node_id)
             if raced is None:
                 return Reply(Status.UNAVAILABLE, reason="repository inconsistent; retry")
             return self._retransmitted_request(raced, data)
@@ -270,9 +269,10 @@ class Server:
             return Reply(Status.BAD_REQUEST, reason=str(exc))
 
         repo = self.repository
-        record = repo.get_transaction(controller_id, tid)
-        if record is None:
+        found = repo.lookup_confirm(controller_id, tid)
+        if found is None:
             return Reply(Status.NOT_FOUND, reason="unknown transaction")
+        record, node_status = found
         if compact:
             ack = seal_compact_confirmed(sk_cs, controller_id, tid, record.node_id)
         else:
@@ -286,8 +286,7 @@ class Server:
             return Reply(Status.OK, ack)
         if record.status is TransactionStatus.SUPERSEDED or record.psk is None:
             return refuse(Status.CONFLICT, "another bootstrap of this node completed")
-        node = repo.get_node(record.node_id)
-        if node is None or node.status is NodeStatus.REVOKED:
+        if node_status is None or node_status is NodeStatus.REVOKED:
             return refuse(Status.FORBIDDEN, "node revoked")
         # The server checks the node's proof itself rather than trusting the
         # controller's word: only a holder of PSK_i can have sealed RN_c.

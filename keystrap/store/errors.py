@@ -3,5 +3,6 @@ class StoreError(Exception):
 
 
 class StoreInterrupted(StoreError):
-    """The connection to the database was lost inside a batch: nothing of the batch
-    was kept, so it can be run again from its start."""
+    """The batch's transaction is gone (the connection to the database was lost, or
+    a write failed halfway and took the batch with it): nothing of the batch was
+    kept, so it can be run again from its start."""

@@ -62,6 +62,21 @@ RECONNECT_SECONDS = 30.0
 SCHEMA_LOCK = 0x6B657973  # pg_advisory_xact_lock id: one migrator at a time
 RETRIED = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
 
+_GET_TRANSACTION = (
+    f"SELECT {records.TRANSACTION_COLUMNS} FROM transactions t "  # noqa: S608 (constants)
+    "WHERE t.controller_id=%s AND t.tid=%s"
+)
+_LOOKUP_REQUEST = (
+    f"SELECT {records.TRANSACTION_COLUMNS}, n.key_wrapped, n.status, "  # noqa: S608
+    "(SELECT COUNT(*) FROM transactions p WHERE p.node_id=%s AND p.status='pending') "
+    "FROM (SELECT 1) AS one LEFT JOIN transactions t ON t.controller_id=%s AND t.tid=%s "
+    "LEFT JOIN nodes n ON n.id=%s"
+)
+_LOOKUP_CONFIRM = (
+    f"SELECT {records.TRANSACTION_COLUMNS}, n.status FROM transactions t "  # noqa: S608
+    "LEFT JOIN nodes n ON n.id=t.node_id WHERE t.controller_id=%s AND t.tid=%s"
+)
+
 
 def is_postgres_url(database: object) -> bool:
     return isinstance(database, str) and database.startswith(("postgresql://", "postgres://"))
@@ -244,6 +259,20 @@ class PostgresRepository:
 
     # -- KeyRepository ------------------------------------------------------------
 
+    def lookup_request(
+        self, controller_id: bytes, tid: int, node_id: bytes
+    ) -> tuple[TransactionRecord | None, NodeRecord | None, int]:
+        rows = self._all(_LOOKUP_REQUEST, (node_id, controller_id, tid, node_id))
+        return records.request_lookup(controller_id, tid, node_id, rows[0], self._unwrap)
+
+    def lookup_confirm(
+        self, controller_id: bytes, tid: int
+    ) -> tuple[TransactionRecord, NodeStatus | None] | None:
+        rows = self._all(_LOOKUP_CONFIRM, (controller_id, tid))
+        if not rows:
+            return None
+        return records.confirm_lookup(controller_id, tid, rows[0], self._unwrap)
+
     def get_node(self, node_id: bytes) -> NodeRecord | None:
         row = self._all("SELECT key_wrapped, status FROM nodes WHERE id=%s", (node_id,))
         if not row:
@@ -251,11 +280,7 @@ class PostgresRepository:
         return NodeRecord(node_id, self._unwrap(row[0][0]), NodeStatus(row[0][1]))
 
     def get_transaction(self, controller_id: bytes, tid: int) -> TransactionRecord | None:
-        rows = self._all(
-            "SELECT node_id, request, grant_flight, rn_c_wrapped, psk_wrapped, status, created "
-            "FROM transactions WHERE controller_id=%s AND tid=%s",
-            (controller_id, tid),
-        )
+        rows = self._all(_GET_TRANSACTION, (controller_id, tid))
         if not rows:
             return None
         return records.transaction_record(controller_id, tid, rows[0], self._unwrap)

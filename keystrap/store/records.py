@@ -13,7 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from keystrap.crypto import KeyUnwrapError, unwrap_key
 from keystrap.ids import eui64
-from keystrap.protocol.repository import TransactionRecord, TransactionStatus
+from keystrap.protocol.repository import (
+    NodeRecord,
+    NodeStatus,
+    TransactionRecord,
+    TransactionStatus,
+)
 from keystrap.store.errors import StoreError
 
 if TYPE_CHECKING:
@@ -45,22 +50,55 @@ def master_key_mismatch(store: str) -> WrongMasterKey:
     )
 
 
+TRANSACTION_COLUMNS = (
+    "t.node_id, t.request, t.grant_flight, t.rn_c_wrapped, t.psk_wrapped, t.status, t.created"
+)
+"""A transaction's columns as both stores select them (the table named ``t``),
+first in every row :func:`transaction_record` reads."""
+
+_TRANSACTION_STATUS = {status.value: status for status in TransactionStatus}
+_NODE_STATUS = {status.value: status for status in NodeStatus}
+
+
 def transaction_record(
     controller_id: bytes, tid: int, row: Sequence[Any], unwrap: Callable[[bytes], bytes]
 ) -> TransactionRecord:
-    """``row`` is ``node_id, request, grant_flight, rn_c_wrapped, psk_wrapped,
-    status, created``, as both stores select it."""
+    """``row`` starts with :data:`TRANSACTION_COLUMNS`."""
     return TransactionRecord(
-        controller_id=controller_id,
-        tid=tid,
-        node_id=row[0],
-        request=row[1],
-        grant=row[2],
-        rn_c=unwrap(row[3]),
-        psk=None if row[4] is None else unwrap(row[4]),
-        status=TransactionStatus(row[5]),
-        created=row[6],
+        controller_id,
+        tid,
+        row[0],
+        row[1],
+        row[2],
+        unwrap(row[3]),
+        None if row[4] is None else unwrap(row[4]),
+        _TRANSACTION_STATUS[row[5]],
+        row[6],
     )
+
+
+def request_lookup(
+    controller_id: bytes,
+    tid: int,
+    node_id: bytes,
+    row: Sequence[Any],
+    unwrap: Callable[[bytes], bytes],
+) -> tuple[TransactionRecord | None, NodeRecord | None, int]:
+    """:meth:`KeyRepository.lookup_request` from the one row both stores select:
+    the transaction's columns (all NULL if there is none), the node's wrapped key
+    and status (NULL if there is none), its pending count."""
+    previous = None if row[0] is None else transaction_record(controller_id, tid, row, unwrap)
+    node = None if row[7] is None else NodeRecord(node_id, unwrap(row[7]), _NODE_STATUS[row[8]])
+    return previous, node, row[9]
+
+
+def confirm_lookup(
+    controller_id: bytes, tid: int, row: Sequence[Any], unwrap: Callable[[bytes], bytes]
+) -> tuple[TransactionRecord, NodeStatus | None]:
+    """:meth:`KeyRepository.lookup_confirm` from the transaction's columns and its
+    node's status (NULL if the node is gone)."""
+    status = None if row[7] is None else _NODE_STATUS[row[7]]
+    return transaction_record(controller_id, tid, row, unwrap), status
 
 
 def transaction_row(record: TransactionRecord, wrap: Callable[[bytes], bytes]) -> tuple[Any, ...]:

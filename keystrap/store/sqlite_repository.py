@@ -29,7 +29,7 @@ from keystrap.protocol.repository import (
     UnknownTransaction,
 )
 from keystrap.store import records
-from keystrap.store.errors import StoreError
+from keystrap.store.errors import StoreError, StoreInterrupted
 from keystrap.store.migrations import (
     LATEST,
     META,
@@ -87,12 +87,40 @@ def _nothing() -> None:
     pass
 
 
+_GET_TRANSACTION = (
+    f"SELECT {records.TRANSACTION_COLUMNS} FROM transactions t "  # noqa: S608 (constants)
+    "WHERE t.controller_id=? AND t.tid=?"
+)
+_LOOKUP_REQUEST = (
+    f"SELECT {records.TRANSACTION_COLUMNS}, n.key_wrapped, n.status, "  # noqa: S608 (constant)
+    "(SELECT COUNT(*) FROM transactions p WHERE p.node_id=?3 AND p.status='pending') "
+    "FROM (SELECT 1) LEFT JOIN transactions t ON t.controller_id=?1 AND t.tid=?2 "
+    "LEFT JOIN nodes n ON n.id=?3"
+)
+_LOOKUP_CONFIRM = (
+    f"SELECT {records.TRANSACTION_COLUMNS}, n.status FROM transactions t "  # noqa: S608
+    "LEFT JOIN nodes n ON n.id=t.node_id WHERE t.controller_id=? AND t.tid=?"
+)
+_TAKE_CANDIDATE = (
+    "UPDATE nodes SET key_wrapped=t.psk_wrapped, status='active', updated=?3 "
+    "FROM transactions t WHERE t.controller_id=?1 AND t.tid=?2 AND t.status='pending' "
+    "AND t.psk_wrapped IS NOT NULL AND nodes.id=t.node_id"
+)
+_END_PENDING = (
+    "UPDATE transactions SET psk_wrapped=NULL, grant_flight=NULL, status=CASE "
+    "WHEN controller_id=?1 AND tid=?2 THEN 'confirmed' ELSE 'superseded' END "
+    "WHERE node_id=(SELECT node_id FROM transactions WHERE controller_id=?1 AND tid=?2) "
+    "AND status='pending'"
+)
+
+
 class SqliteRepository:
     def __init__(self, path: Path, master_key: bytes, *, migrate: bool = False) -> None:
         """Opens (or creates) the store; an older schema is refused unless
         ``migrate``, which applies the missing steps (listed in :attr:`applied`)."""
         self.path = Path(path)
         self._kek = master_key
+        self._batching = self._savepoints = self._careful = False
         self._db = open_database(self.path, "", kind=SERVER_STORE, foreign_keys=True)
         try:
             self.applied = self._bring_up_to_date(migrate)
@@ -156,8 +184,53 @@ class SqliteRepository:
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
-        with write_transaction(self._db):
-            yield
+        """One transaction, one commit (:meth:`KeyRepository.batch`), its writes
+        without a savepoint each: see :meth:`_atomic`."""
+        self._batching, self._savepoints, self._careful = True, self._careful, False
+        try:
+            with write_transaction(self._db):
+                yield
+        finally:
+            self._batching = self._savepoints = False
+
+    @contextlib.contextmanager
+    def _atomic(self) -> Iterator[sqlite3.Connection]:
+        """The statements of one write, all or none.
+
+        Outside a batch, a transaction of their own. Inside one, no savepoint (two
+        more statements per write, on every request): SQLite undoes a failed
+        statement by itself, and a write that fails after one of its statements
+        succeeded undoes the whole batch, none of whose answers has left, and asks
+        for it to be run again (:class:`StoreInterrupted`). That next batch gives
+        each write a savepoint, so there the failing write alone is undone."""
+        if not self._batching or self._savepoints:
+            with write_transaction(self._db) as db:
+                yield db
+            return
+        try:
+            yield self._db
+        except sqlite3.Error as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            self._careful = True
+            raise StoreInterrupted(
+                f"{self.path}: a write failed ({exc}); the batch is undone, to be run again "
+                "with each write undone alone"
+            ) from None
+
+    def lookup_request(
+        self, controller_id: bytes, tid: int, node_id: bytes
+    ) -> tuple[TransactionRecord | None, NodeRecord | None, int]:
+        row = self._db.execute(_LOOKUP_REQUEST, (controller_id, tid, node_id)).fetchone()
+        return records.request_lookup(controller_id, tid, node_id, row, self._unwrap)
+
+    def lookup_confirm(
+        self, controller_id: bytes, tid: int
+    ) -> tuple[TransactionRecord, NodeStatus | None] | None:
+        row = self._db.execute(_LOOKUP_CONFIRM, (controller_id, tid)).fetchone()
+        if row is None:
+            return None
+        return records.confirm_lookup(controller_id, tid, row, self._unwrap)
 
     def get_node(self, node_id: bytes) -> NodeRecord | None:
         row = self._db.execute(
@@ -168,11 +241,7 @@ class SqliteRepository:
         return NodeRecord(node_id, self._unwrap(row[0]), NodeStatus(row[1]))
 
     def get_transaction(self, controller_id: bytes, tid: int) -> TransactionRecord | None:
-        row = self._db.execute(
-            "SELECT node_id, request, grant_flight, rn_c_wrapped, psk_wrapped, status, created "
-            "FROM transactions WHERE controller_id=? AND tid=?",
-            (controller_id, tid),
-        ).fetchone()
+        row = self._db.execute(_GET_TRANSACTION, (controller_id, tid)).fetchone()
         if row is None:
             return None
         return records.transaction_record(controller_id, tid, row, self._unwrap)
@@ -190,39 +259,23 @@ class SqliteRepository:
         return int(row[0])
 
     def add_transaction(self, record: TransactionRecord) -> None:
-        try:
-            with write_transaction(self._db) as db:
+        with self._atomic() as db:
+            try:
                 db.execute(
                     "INSERT INTO transactions VALUES (?,?,?,?,?,?,?,?,?)",
                     records.transaction_row(record, self._wrap),
                 )
-        except sqlite3.IntegrityError:
-            raise TransactionExists(f"TID {record.tid} already recorded") from None
+            except sqlite3.IntegrityError:
+                raise TransactionExists(f"TID {record.tid} already recorded") from None
 
     def confirm(self, controller_id: bytes, tid: int) -> None:
-        with write_transaction(self._db) as db:
-            row = db.execute(
-                "SELECT node_id, psk_wrapped FROM transactions "
-                "WHERE controller_id=? AND tid=? AND status='pending'",
-                (controller_id, tid),
-            ).fetchone()
-            if row is None or row[1] is None:
+        """The node takes the candidate's key straight from its row (the key stays
+        wrapped); then the node's pending transactions end, this one confirmed."""
+        with self._atomic() as db:
+            taken = db.execute(_TAKE_CANDIDATE, (controller_id, tid, int(time.time()))).rowcount
+            if taken == 0:
                 raise UnknownTransaction(f"no pending transaction for TID {tid}")
-            node_id, psk_wrapped = row
-            db.execute(
-                "UPDATE nodes SET key_wrapped=?, status='active', updated=? WHERE id=?",
-                (psk_wrapped, int(time.time()), node_id),
-            )
-            db.execute(
-                "UPDATE transactions SET status='superseded', psk_wrapped=NULL, grant_flight=NULL "
-                "WHERE node_id=? AND status='pending' AND NOT (controller_id=? AND tid=?)",
-                (node_id, controller_id, tid),
-            )
-            db.execute(
-                "UPDATE transactions SET status='confirmed', psk_wrapped=NULL, grant_flight=NULL "
-                "WHERE controller_id=? AND tid=?",
-                (controller_id, tid),
-            )
+            db.execute(_END_PENDING, (controller_id, tid))
 
     # -- controllers --------------------------------------------------------------
 
