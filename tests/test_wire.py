@@ -8,12 +8,13 @@ from keystrap.wire import (
     DecodeReason,
     Flight1,
     Flight2,
+    Flight3,
     Flight4,
     Flight5,
     Flight6,
+    Flight7,
+    Flight8,
     FlightType,
-    open_flight3,
-    open_flight7,
     peek_type,
 )
 
@@ -33,16 +34,16 @@ def decode(kind: FlightType, data: bytes) -> object:
     if kind is FlightType.F1_HELLO:
         return Flight1.decode(data)
     if kind is FlightType.F2_REQUEST:
-        return Flight2.decode(data)
+        return Flight2.peek_tid(data)
     if kind is FlightType.F3_GRANT:
-        return open_flight3(data, SK_CS, CID, TID, NID)
+        return Flight3.open(data, SK_CS, controller_id=CID, tid=TID, node_id=NID)
     if kind is FlightType.F4_CHALLENGE:
-        return Flight4.decode(data)
+        return Flight4.peek_tid(data)
     if kind is FlightType.F5_PROOF:
-        return Flight5.decode(data)
+        return Flight5.peek_tid(data)
     if kind is FlightType.F6_CONFIRM:
-        return Flight6.decode(data)
-    return open_flight7(data, SK_CS, CID, TID, NID)
+        return Flight6.peek_tid(data)
+    return Flight7.open(data, SK_CS, controller_id=CID, tid=TID, node_id=NID)
 
 
 def test_documented_sizes() -> None:
@@ -109,16 +110,14 @@ def test_encoders_refuse_wrong_field_sizes() -> None:
 
 
 def test_flight8_round_trip_and_strictness() -> None:
-    from keystrap.wire import open_flight8, seal_flight8
-
     f4 = FLIGHTS[FlightType.F4_CHALLENGE]
     psk = bytes(range(16))
-    sealed = seal_flight8(SK_CS, CID, TID, NID, psk, 7, f4)
+    sealed = Flight8(CID, TID, NID, psk, 7, f4).seal(SK_CS)
     assert len(sealed) == 78
-    body = open_flight8(sealed, SK_CS, CID, TID, NID)
+    body = Flight8.open(sealed, SK_CS, controller_id=CID, tid=TID, node_id=NID)
     assert (body.psk, body.ts, body.tid, body.challenge) == (psk, 7, TID, f4)
     for n in range(len(sealed)):
         with pytest.raises(DecodeError):
-            open_flight8(sealed[:n], SK_CS, CID, TID, NID)
+            Flight8.open(sealed[:n], SK_CS, controller_id=CID, tid=TID, node_id=NID)
     with pytest.raises(DecodeError):
-        open_flight8(sealed, SK_CS, CID, TID + 1, NID)  # another transaction
+        Flight8.open(sealed, SK_CS, controller_id=CID, tid=TID + 1, node_id=NID)  # another tx
