@@ -33,6 +33,7 @@ from keystrap.wire import (
     CompactFlight6,
     CompactFlight7,
     DecodeError,
+    Flight,
     Flight2,
     Flight3,
     Flight4,
@@ -45,7 +46,6 @@ from keystrap.wire import (
     derive_rn_c,
     flight_class,
 )
-from keystrap.wire.layout import Flight
 from keystrap.wire.revocation import MAX_ENTRIES as MAX_REVOCATIONS
 
 
