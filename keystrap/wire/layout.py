@@ -21,8 +21,6 @@ from keystrap.wire.errors import AuthenticationError
 from keystrap.wire.header import VERSION, FlightType, check_frame, header_byte
 from keystrap.wire.nonce import make_nonce
 
-TID = struct.Struct(">I")
-
 
 class Layout:
     """A big-endian :class:`struct.Struct` whose fields have names.
@@ -32,18 +30,20 @@ class Layout:
     """
 
     def __init__(self, *fields: tuple[str, str]) -> None:
-        self.fields = fields
         self.struct = struct.Struct(">" + "".join(code for _, code in fields))
         self.size = self.struct.size
+        # (name, bytes or not, its size in bytes)
+        self._fields = tuple(
+            (name, code.endswith("s"), struct.calcsize(">" + code)) for name, code in fields
+        )
 
     def pack(self, *values: bytes | int) -> bytes:
-        for (name, code), value in zip(self.fields, values, strict=True):
-            if isinstance(value, bytes):
-                size = int(code[:-1])
-                if len(value) != size:
-                    raise ValueError(f"{name} must be {size} bytes, got {len(value)}")
-            elif not 0 <= value < 1 << (8 * struct.calcsize(">" + code)):
-                raise ValueError(f"{name} {value} out of range")
+        for (name, is_bytes, size), value in zip(self._fields, values, strict=True):
+            if is_bytes:
+                if not isinstance(value, bytes) or len(value) != size:
+                    raise ValueError(f"{name} must be {size} bytes")
+            elif isinstance(value, bytes) or not 0 <= value < 1 << (8 * size):
+                raise ValueError(f"{name} {value!r} out of range")
         return self.struct.pack(*values)
 
     def unpack(self, data: bytes, offset: int = 0) -> tuple[Any, ...]:
@@ -55,6 +55,7 @@ ID_C = ("ID_c", "8s")
 ID_I = ("ID_i", "8s")
 TID_FIELD = ("TID", "I")
 NOTHING = Layout()
+_TID = Layout(TID_FIELD)
 
 
 class Flight:
@@ -99,7 +100,7 @@ class Flight:
     ) -> bytes:
         nonce = make_nonce(cls.TYPE, controller_id, tid)
         header = cls.header()
-        aad = header + controller_id + TID.pack(tid) + context
+        aad = header + controller_id + _TID.pack(tid) + context
         sealed = ccm_seal(key, nonce, cls.SEALED.pack(*plain), aad)
         return cls.CLEAR.pack(header[0], *clear) + sealed
 
@@ -109,7 +110,7 @@ class Flight:
     ) -> tuple[Any, ...]:
         """The sealed fields; the caller has checked the frame (:meth:`clear_fields`)."""
         nonce = make_nonce(cls.TYPE, controller_id, tid)
-        aad = data[:1] + controller_id + TID.pack(tid) + context
+        aad = data[:1] + controller_id + _TID.pack(tid) + context
         try:
             plaintext = ccm_open(key, nonce, data[cls.CLEAR.size :], aad)
         except InvalidTag:
