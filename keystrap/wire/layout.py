@@ -32,19 +32,21 @@ class Layout:
     def __init__(self, *fields: tuple[str, str]) -> None:
         self.struct = struct.Struct(">" + "".join(code for _, code in fields))
         self.size = self.struct.size
-        # (name, bytes or not, its size in bytes)
-        self._fields = tuple(
-            (name, code.endswith("s"), struct.calcsize(">" + code)) for name, code in fields
+        self._names = tuple(name for name, _ in fields)
+        # (position, name, size) of each bytes field; struct range-checks the integers
+        self._strings = tuple(
+            (i, name, int(code[:-1])) for i, (name, code) in enumerate(fields) if code[-1] == "s"
         )
 
     def pack(self, *values: bytes | int) -> bytes:
-        for (name, is_bytes, size), value in zip(self._fields, values, strict=True):
-            if is_bytes:
-                if not isinstance(value, bytes) or len(value) != size:
-                    raise ValueError(f"{name} must be {size} bytes")
-            elif isinstance(value, bytes) or not 0 <= value < 1 << (8 * size):
-                raise ValueError(f"{name} {value!r} out of range")
-        return self.struct.pack(*values)
+        for i, name, size in self._strings:
+            value = values[i]
+            if not isinstance(value, bytes) or len(value) != size:
+                raise ValueError(f"{name} must be {size} bytes")
+        try:
+            return self.struct.pack(*values)
+        except struct.error as exc:
+            raise ValueError(f"{', '.join(self._names)}: {exc}") from None
 
     def unpack(self, data: bytes, offset: int = 0) -> tuple[Any, ...]:
         return self.struct.unpack_from(data, offset)
@@ -55,7 +57,6 @@ ID_C = ("ID_c", "8s")
 ID_I = ("ID_i", "8s")
 TID_FIELD = ("TID", "I")
 NOTHING = Layout()
-_TID = Layout(TID_FIELD)
 
 
 class Flight:
@@ -73,19 +74,27 @@ class Flight:
     SEALED: ClassVar[Layout] = NOTHING
     SIZE: ClassVar[int]
 
+    _header: ClassVar[bytes]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "TYPE" in vars(cls) or "PROFILE" in vars(cls):  # a flight, not a family of them
+            cls._header = header_byte(cls.TYPE, cls.PROFILE)
+
     @classmethod
     def header(cls) -> bytes:
-        return header_byte(cls.TYPE, cls.PROFILE)
+        return cls._header
 
     @classmethod
     def matches(cls, data: bytes) -> bool:
         """Whether ``data`` is framed as this flight (header and size), without decoding."""
-        return len(data) == cls.SIZE and data[:1] == cls.header()
+        return len(data) == cls.SIZE and data[:1] == cls._header
 
     @classmethod
     def clear_fields(cls, data: bytes) -> tuple[Any, ...]:
         """The fields after the header, once type, profile and exact size are checked."""
-        check_frame(data, cls.TYPE, cls.SIZE, cls.PROFILE)
+        if not cls.matches(data):
+            check_frame(data, cls.TYPE, cls.SIZE, cls.PROFILE)  # raises, saying what is wrong
         return cls.CLEAR.unpack(data)[1:]
 
     @classmethod
@@ -99,10 +108,9 @@ class Flight:
         context: bytes = b"",
     ) -> bytes:
         nonce = make_nonce(cls.TYPE, controller_id, tid)
-        header = cls.header()
-        aad = header + controller_id + _TID.pack(tid) + context
+        aad = cls._header + nonce[1:] + context  # the nonce holds ID_c || TID
         sealed = ccm_seal(key, nonce, cls.SEALED.pack(*plain), aad)
-        return cls.CLEAR.pack(header[0], *clear) + sealed
+        return cls.CLEAR.pack(cls._header[0], *clear) + sealed
 
     @classmethod
     def _open(
@@ -110,7 +118,7 @@ class Flight:
     ) -> tuple[Any, ...]:
         """The sealed fields; the caller has checked the frame (:meth:`clear_fields`)."""
         nonce = make_nonce(cls.TYPE, controller_id, tid)
-        aad = data[:1] + controller_id + _TID.pack(tid) + context
+        aad = cls._header + nonce[1:] + context
         try:
             plaintext = ccm_open(key, nonce, data[cls.CLEAR.size :], aad)
         except InvalidTag:
