@@ -73,8 +73,7 @@ from keystrap.coap.node_client import NodeClient, NodeUnreachable
 from keystrap.protocol import Controller, ControllerState, InMemoryRepository
 from keystrap.protocol import Server as SbsCore
 from keystrap.services.node_agent import bootstrap_node
-from keystrap.wire import FLIGHT_SIZES, FlightType
-from keystrap.wire.compact import COMPACT_SIZES
+from keystrap.wire import COMPACT_SIZES, FLIGHT_SIZES, FlightType, peek_type
 from keystrap_lab.link import LINK_PROFILES, LowpanLink, frame_sizes
 from keystrap_lab.link.lowpan import PHY_OVERHEAD
 from keystrap_lab.processes import free_udp_port
@@ -166,7 +165,7 @@ def compact_wire(paper: Wire) -> Wire:
     datagrams = []
     for direction, datagram in paper.datagrams:
         payload = aiocoap.Message.decode(datagram).payload
-        flight = COMPACT_SIZES[FlightType(payload[0] & 0x0F)] if payload else 0
+        flight = COMPACT_SIZES[peek_type(payload)] if payload else 0
         datagrams.append((direction, bytes(len(datagram) - len(payload) + flight)))
     return Wire(datagrams)
 

@@ -27,7 +27,7 @@ import aiocoap
 
 from keystrap.ids import parse_eui64
 from keystrap.services.node_agent import bootstrap_node
-from keystrap.wire import Flight1, seal_flight2
+from keystrap.wire import Flight1, Flight2
 from keystrap_lab.site import Site
 
 
@@ -37,13 +37,12 @@ def cpu_seconds(pid: int) -> float:
 
 
 def forged_datagrams(controller_id: bytes, count: int) -> list[bytes]:
-    flight1 = Flight1(b"\x02" + bytes(7), bytes(16)).encode()
+    flight1 = Flight1(b"\x02" + bytes(7), bytes(16))
     now = int(time.time())
     out = []
     for i in range(count):
-        payload = seal_flight2(
-            secrets.token_bytes(16), controller_id, i, now, os.urandom(16), flight1
-        )
+        request = Flight2(controller_id, i, now, os.urandom(16), flight1)
+        payload = request.seal(secrets.token_bytes(16))
         message = aiocoap.Message(code=aiocoap.POST, payload=payload, uri_path=("bs",))
         message.mid, message.token, message.mtype = i % 65536, os.urandom(4), aiocoap.NON
         out.append(bytes(message.encode()))

@@ -28,9 +28,8 @@ from keystrap.oob.nfc import NfcMedium
 from keystrap.oob.qr import QrMedium
 from keystrap.protocol import NodeState
 from keystrap.store.node_file import NodeFile, encode_node_file
+from keystrap.wire import Flight9, Flight12, RefusalReason
 from keystrap_lab.vectors import VectorInputs, run_vector
-from keystrap.wire import RevocationQuery
-from keystrap.wire.refusal import Refusal, RefusalReason
 
 SEEDS = Path(__file__).resolve().parent / "seeds"
 
@@ -59,8 +58,8 @@ def flights() -> dict[int, bytes]:
 
 def seeds() -> dict[str, dict[str, bytes]]:
     wire = {f"flight-{n}": data for n, data in flights().items()}
-    wire["flight-12"] = Refusal(NID, RefusalReason.UNKNOWN_NODE).encode()
-    wire["revocation-query"] = RevocationQuery(CID, 0, bytes(8)).encode(KEY)
+    wire["flight-12"] = Flight12(NID, RefusalReason.UNKNOWN_NODE).encode()
+    wire["revocation-query"] = Flight9(CID, 0, bytes(8)).seal(KEY)
     out_of_band = {n: data for n, data in flights().items() if n in (1, 4, 5)}
     light = LightMedium()
     oob: dict[str, bytes] = {}

@@ -38,7 +38,7 @@ from keystrap.protocol import (
     TransactionStarted,
 )
 from keystrap.protocol.repository import KeyRepository
-from keystrap.wire import DecodeError, peek_type, peek_version
+from keystrap.wire import DecodeError, flight_class
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 MAX_SERIES = 256
@@ -53,7 +53,7 @@ def label(reason: str) -> str:
 
 def flight_label(data: bytes) -> str:
     try:
-        return str(int(peek_type(data, peek_version(data))))  # either profile
+        return str(int(flight_class(data).TYPE))  # either profile
     except DecodeError:
         return "invalid"
 

@@ -13,12 +13,12 @@ from keystrap.wire import (
     DecodeError,
     Flight1,
     Flight2,
+    Flight3,
     Flight4,
     Flight5,
     Flight6,
+    Flight7,
     FlightType,
-    open_flight3,
-    open_flight7,
     peek_type,
 )
 from keystrap_lab.simulation import Fault
@@ -78,15 +78,16 @@ def test_flight1_bit_flips_never_change_a_key() -> None:
         assert sim.node_states[node_id(1)].stage is NodeStage.AWAITING_CHALLENGE
 
 
+KNOWN = {"controller_id": CONTROLLER_ID, "node_id": node_id(1)}
 DECODERS = {
     "peek_type": peek_type,
     "flight1": Flight1.decode,
-    "flight2": Flight2.decode,
-    "flight3": lambda d: open_flight3(d, bytes(16), CONTROLLER_ID, 1, node_id(1)),
-    "flight4": Flight4.decode,
-    "flight5": Flight5.decode,
-    "flight6": Flight6.decode,
-    "flight7": lambda d: open_flight7(d, bytes(16), CONTROLLER_ID, 1, node_id(1)),
+    "flight2": lambda d: Flight2.open(d, bytes(16)),
+    "flight3": lambda d: Flight3.open(d, bytes(16), tid=1, **KNOWN),
+    "flight4": lambda d: Flight4.open(d, bytes(16), **KNOWN),
+    "flight5": lambda d: Flight5.open(d, bytes(16), **KNOWN),
+    "flight6": lambda d: Flight6.open(d, bytes(16)),
+    "flight7": lambda d: Flight7.open(d, bytes(16), tid=1, **KNOWN),
 }
 
 
@@ -117,9 +118,8 @@ def test_random_bytes_change_no_state_anywhere(data: bytes) -> None:
 def test_sealed_flights_with_random_bodies_fail_authentication(key: bytes, data: bytes) -> None:
     for kind in (FlightType.F2_REQUEST, FlightType.F6_CONFIRM):
         framed = bytes([0x10 | kind]) + (data * 70)[: {2: 65, 6: 49}[int(kind)]]
-        decoded = Flight2.decode(framed) if kind == 2 else Flight6.decode(framed)
         with pytest.raises(DecodeError):
-            decoded.open(key)
+            (Flight2 if kind == 2 else Flight6).open(framed, key)
 
 
 def test_unknown_flight_types_at_each_party_are_refused() -> None:

@@ -21,13 +21,19 @@ from keystrap.protocol import (
     Status,
 )
 from keystrap.protocol.events import BootstrapConfirmed, TransactionFailed
-from keystrap.wire import COMPACT, FLIGHT_SIZES, VERSION, DecodeError, FlightType, seal_flight11
-from keystrap.wire.compact import (
+from keystrap.wire import (
+    COMPACT,
     COMPACT_SIZES,
-    check_compact_proof,
-    open_compact_challenge,
-    open_compact_confirmed,
-    open_compact_grant,
+    FLIGHT_SIZES,
+    VERSION,
+    CompactFlight3,
+    CompactFlight4,
+    CompactFlight5,
+    CompactFlight7,
+    CompactFlight11,
+    DecodeError,
+    Flight11,
+    FlightType,
 )
 from keystrap_lab.simulation import Simulation
 from keystrap_lab.vectors import inputs_from_vector, run_vector
@@ -158,10 +164,12 @@ def _openers(vector: dict[str, object]) -> dict[str, Callable[[bytes], object]]:
     tid, ts = int(str(vector["TID"])), int(str(vector["TS"]))
     cid, nid = h["ID_c"], h["ID_i"]
     return {
-        "3": lambda d: open_compact_grant(d, h["SK_cs"], cid, tid, nid, ts),
-        "4": lambda d: open_compact_challenge(d, h["IK"], cid, nid, rn_i),
-        "5": lambda d: check_compact_proof(d, h["PSK"], cid, tid, nid, rn_c),
-        "7": lambda d: open_compact_confirmed(d, h["SK_cs"], cid, tid, nid),
+        "3": lambda d: CompactFlight3.open(
+            d, h["SK_cs"], controller_id=cid, tid=tid, node_id=nid, ts=ts
+        ),
+        "4": lambda d: CompactFlight4.open(d, h["IK"], controller_id=cid, node_id=nid, rn_i=rn_i),
+        "5": lambda d: CompactFlight5.open(d, h["PSK"], controller_id=cid, node_id=nid, rn_c=rn_c),
+        "7": lambda d: CompactFlight7.open(d, h["SK_cs"], controller_id=cid, tid=tid, node_id=nid),
     }
 
 
@@ -189,10 +197,10 @@ def test_compact_node_takes_a_compact_flight_11_only() -> None:
     node.hello(h["RN_i"])
     f4 = bytes.fromhex(flights["4"])
     node.answer(f4)
-    tid = int.from_bytes(f4[1:5], "big")
-    node.confirm(seal_flight11(h["SK_i"], h["ID_c"], tid, h["ID_i"], COMPACT))
+    tid = CompactFlight4.peek_tid(f4)
+    node.confirm(CompactFlight11(h["ID_c"], tid, h["ID_i"]).seal(h["SK_i"]))
     with pytest.raises(NodeCoreError):
-        node.confirm(seal_flight11(h["SK_i"], h["ID_c"], tid, h["ID_i"]))
+        node.confirm(Flight11(h["ID_c"], tid, h["ID_i"]).seal(h["SK_i"]))
 
 
 def test_metrics_name_the_flights_of_either_profile() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from keystrap.protocol import InMemoryRepository, Server, Status
 from keystrap.services.server import LiveControllers
 from keystrap.store.sqlite_repository import ControllerInfo, SqliteRepository
-from keystrap.wire import Flight1, seal_flight2, seal_flight6
+from keystrap.wire import Flight1, Flight2, Flight6
 
 from .conftest import CONTROLLER_ID, node_id
 
@@ -36,7 +36,7 @@ class CountingRepository:
 
 def forged_requests(sk_cs: bytes, count: int) -> list[bytes]:
     now = int(time.time())
-    flight1 = Flight1(node_id(1), bytes(16)).encode()
+    flight1 = Flight1(node_id(1), bytes(16))
     out = []
     for i in range(count):
         kind = i % 5
@@ -44,21 +44,21 @@ def forged_requests(sk_cs: bytes, count: int) -> list[bytes]:
             out.append(os.urandom(1 + i % 100))  # random bytes
         elif kind == 1:  # well formed, unknown controller
             out.append(
-                seal_flight2(
-                    secrets.token_bytes(16), os.urandom(8), i, now, os.urandom(16), flight1
+                Flight2(os.urandom(8), i, now, os.urandom(16), flight1).seal(
+                    secrets.token_bytes(16)
                 )
             )
         elif kind == 2:  # well formed, real controller ID, wrong key
             out.append(
-                seal_flight2(
-                    secrets.token_bytes(16), CONTROLLER_ID, i, now, os.urandom(16), flight1
+                Flight2(CONTROLLER_ID, i, now, os.urandom(16), flight1).seal(
+                    secrets.token_bytes(16)
                 )
             )
         elif kind == 3:  # a confirm forged without SK_cs
             fake5 = bytes([0x15]) + i.to_bytes(4, "big") + os.urandom(24)
-            out.append(seal_flight6(secrets.token_bytes(16), CONTROLLER_ID, i, fake5))
+            out.append(Flight6(CONTROLLER_ID, i, fake5).seal(secrets.token_bytes(16)))
         else:  # correctly sealed but recorded long ago (stale)
-            out.append(seal_flight2(sk_cs, CONTROLLER_ID, i, now - 3600, os.urandom(16), flight1))
+            out.append(Flight2(CONTROLLER_ID, i, now - 3600, os.urandom(16), flight1).seal(sk_cs))
     return out
 
 

@@ -26,16 +26,16 @@ from keystrap.store.node_file import load_node_file
 from keystrap.wire import (
     Flight1,
     Flight2,
+    Flight3,
     Flight4,
     Flight5,
     Flight6,
+    Flight7,
+    Flight9,
+    Flight12,
     FlightType,
-    RevocationQuery,
-    open_flight3,
-    open_flight7,
     peek_type,
 )
-from keystrap.wire.refusal import Refusal
 
 FUZZ = Path(__file__).resolve().parent.parent / "fuzz"
 
@@ -60,14 +60,14 @@ def out_of_band(framed: bytes) -> None:
 
 WIRE: dict[str, Callable[[bytes], object]] = {
     "flight-1": Flight1.decode,
-    "flight-2": lambda d: Flight2.decode(d).open(KEY),
-    "flight-3": lambda d: open_flight3(d, KEY, CID, 1, NID),
-    "flight-4": lambda d: Flight4.decode(d).open(KEY, CID, NID),
-    "flight-5": Flight5.decode,
-    "flight-6": lambda d: Flight6.decode(d).open(KEY),
-    "flight-7": lambda d: open_flight7(d, KEY, CID, 1, NID),
-    "flight-12": Refusal.decode,
-    "revocation-query": lambda d: RevocationQuery.decode(d, KEY),
+    "flight-2": lambda d: Flight2.open(d, KEY),
+    "flight-3": lambda d: Flight3.open(d, KEY, controller_id=CID, tid=1, node_id=NID),
+    "flight-4": lambda d: Flight4.open(d, KEY, controller_id=CID, node_id=NID),
+    "flight-5": Flight5.peek_tid,
+    "flight-6": lambda d: Flight6.open(d, KEY),
+    "flight-7": lambda d: Flight7.open(d, KEY, controller_id=CID, tid=1, node_id=NID),
+    "flight-12": Flight12.decode,
+    "revocation-query": lambda d: Flight9.open(d, KEY),
 }
 OOB: dict[str, Callable[[bytes], object]] = {
     "frame": out_of_band,

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import keystrap.nodecore
 from keystrap.crypto import ccm_seal as reference_ccm_seal
 from keystrap.nodecore import CountingBlock, MinimalNode, NodeCoreError, ccm_open, ccm_seal, cmac
-from keystrap.wire import seal_flight11
+from keystrap.wire import Flight4, Flight11
 from keystrap_lab.vectors import VectorInputs, run_vector
 
 from .conftest import load_vectors
@@ -174,8 +174,8 @@ def test_flight11_confirms_only_under_this_bootstraps_sk_i() -> None:
     v = load_vectors("bootstrap.json")[0]
     nid, cid, f4 = h(v["ID_i"]), h(v["ID_c"]), h(v["flights"]["4"])
     node = MinimalNode(nid, cid, h(v["IK"]), ecb)
-    tid = int.from_bytes(f4[1:5], "big")
-    genuine = seal_flight11(h(v["SK_i"]), cid, tid, nid)
+    tid = Flight4.peek_tid(f4)
+    genuine = Flight11(cid, tid, nid).seal(h(v["SK_i"]))
     with pytest.raises(NodeCoreError):
         node.confirm(genuine)  # not keyed yet
     node.hello(h(v["RN_i"]))
@@ -183,8 +183,8 @@ def test_flight11_confirms_only_under_this_bootstraps_sk_i() -> None:
     node.confirm(genuine)
     for forged in (
         b"",
-        seal_flight11(h(v["PSK"]), cid, tid, nid),
-        seal_flight11(h(v["SK_i"]), cid, tid + 1, nid),
+        Flight11(cid, tid, nid).seal(h(v["PSK"])),
+        Flight11(cid, tid + 1, nid).seal(h(v["SK_i"])),
         genuine[:-1] + bytes([genuine[-1] ^ 1]),
     ):
         with pytest.raises(NodeCoreError):

@@ -25,7 +25,7 @@ from keystrap.protocol import (
     ToServer,
 )
 from keystrap.store.keyfile import read_key_file
-from keystrap.wire import Flight1, seal_flight2
+from keystrap.wire import Flight1, Flight2
 from keystrap_lab.pg_cluster import PrivateCluster
 from keystrap_lab.processes import Service, free_udp_port, start_service, wait_for_server
 from keystrap_lab.site import Site
@@ -139,8 +139,8 @@ def test_same_flight2_on_two_server_processes(tmp_path: Path, pg_url: str) -> No
         with contextlib.ExitStack() as held:
             _, _, port = await two_servers(site, held)
             sk = read_key_file(site.root / "data" / "controller-sk.key")
-            hello = Flight1(ids[0], secrets.token_bytes(16)).encode()
-            flight2 = seal_flight2(sk, CID, 77, int(time.time()), secrets.token_bytes(16), hello)
+            hello = Flight1(ids[0], secrets.token_bytes(16))
+            flight2 = Flight2(CID, 77, int(time.time()), secrets.token_bytes(16), hello).seal(sk)
             a = await SbsClient.create(f"coap://127.0.0.1:{site.server_port}")
             b = await SbsClient.create(f"coap://127.0.0.1:{port}")
             replies = await asyncio.gather(a.post(flight2), b.post(flight2), a.post(flight2))

@@ -26,7 +26,7 @@ from keystrap.store.errors import StoreError, StoreInterrupted
 from keystrap.store.migrations import LATEST, SchemaMismatch
 from keystrap.store.postgres_repository import PostgresRepository
 from keystrap.store.sqlite_repository import ControllerInfo
-from keystrap.wire import Flight1, seal_flight2
+from keystrap.wire import Flight1, Flight2
 from keystrap_lab.simulation import Fault, Simulation
 
 from .conftest import CONTROLLER_ID, node_id
@@ -242,8 +242,8 @@ def test_same_flight2_on_two_servers_gets_one_flight3(
     enrol(repo)
     sk = repo.controller_keys()[CONTROLLER_ID]
     now = 1_700_000_000
-    hello = Flight1(node_id(1), secrets.token_bytes(16)).encode()
-    flight2 = seal_flight2(sk, CONTROLLER_ID, 9, now, secrets.token_bytes(16), hello)
+    hello = Flight1(node_id(1), secrets.token_bytes(16))
+    flight2 = Flight2(CONTROLLER_ID, 9, now, secrets.token_bytes(16), hello).seal(sk)
     servers = [
         Server(PostgresRepository(pg_url, MASTER), {CONTROLLER_ID: sk}, ServerPolicy())
         for _ in range(2)

@@ -20,7 +20,7 @@ from keystrap.protocol import (
     derive_psk,
 )
 from keystrap.protocol.server import Server
-from keystrap.wire import FlightType, seal_flight2, seal_flight4, seal_flight5
+from keystrap.wire import Flight1, Flight2, Flight4, Flight5, FlightType
 
 from .conftest import CONTROLLER_ID, make_simulation, node_id
 from .stepper import NOW, Parties
@@ -109,14 +109,9 @@ def test_used_tid_with_other_content_is_refused() -> None:
     flights = p.run_until(FlightType.F2_REQUEST)
     f2 = flights[FlightType.F2_REQUEST]
     assert p.server.handle(f2, NOW).status is Status.OK
-    forged = seal_flight2(  # the same flight 1 and TID, another RN_c
-        p.sk_cs,
-        CONTROLLER_ID,
-        p.tid,
-        int(NOW),
-        secrets.token_bytes(16),
-        flights[FlightType.F1_HELLO],
-    )
+    hello = Flight1.decode(flights[FlightType.F1_HELLO])
+    # the same flight 1 and TID, another RN_c
+    forged = Flight2(CONTROLLER_ID, p.tid, int(NOW), secrets.token_bytes(16), hello).seal(p.sk_cs)
     reply = p.server.handle(forged, NOW)
     assert reply.status is Status.FORBIDDEN and "TID" in reply.reason
 
@@ -142,10 +137,10 @@ def test_pending_limit_per_node() -> None:
     sim.server = Server(sim.repository, sim.controllers, ServerPolicy(max_pending=2))
     server = sim.server
     sk = sim.controllers[CONTROLLER_ID]
-    f1 = bytes([0x11]) + node_id(1) + bytes(16)
+    f1 = Flight1(node_id(1), bytes(16))
     statuses = [
         server.handle(
-            seal_flight2(sk, CONTROLLER_ID, tid, int(sim.now), bytes(16), f1), sim.now
+            Flight2(CONTROLLER_ID, tid, int(sim.now), bytes(16), f1).seal(sk), sim.now
         ).status
         for tid in (1, 2, 3)
     ]
@@ -176,7 +171,7 @@ def test_controller_rejects_flight5_with_wrong_rn_c() -> None:
     p.run_until(FlightType.F5_PROOF)
     tx = p.controller.state.transactions[p.tid]
     assert tx.psk is not None
-    forged = seal_flight5(tx.psk, CONTROLLER_ID, p.tid, p.nid, secrets.token_bytes(16))
+    forged = Flight5(CONTROLLER_ID, p.tid, p.nid, secrets.token_bytes(16)).seal(tx.psk)
     before = p.controller.state
     assert p.deliver(FlightType.F5_PROOF, forged) is None
     assert p.controller.state == before
@@ -202,7 +197,7 @@ def test_controller_fails_transaction_on_refusal() -> None:
 def test_node_rejects_flight4_for_another_rn_i() -> None:
     p = Parties()
     p.run_until(FlightType.F4_CHALLENGE)
-    forged = seal_flight4(p.ik, CONTROLLER_ID, p.tid, p.nid, secrets.token_bytes(16), bytes(16))
+    forged = Flight4(CONTROLLER_ID, p.tid, p.nid, secrets.token_bytes(16), bytes(16)).seal(p.ik)
     before = p.node.state
     assert p.deliver(FlightType.F4_CHALLENGE, forged) is None
     assert p.node.state == before
@@ -215,7 +210,7 @@ def test_node_rejects_flight4_sealed_without_ik() -> None:
     p.run_until(FlightType.F4_CHALLENGE)
     rn_i = p.node.state.rn_i
     assert rn_i is not None
-    forged = seal_flight4(secrets.token_bytes(16), CONTROLLER_ID, p.tid, p.nid, rn_i, bytes(16))
+    forged = Flight4(CONTROLLER_ID, p.tid, p.nid, rn_i, bytes(16)).seal(secrets.token_bytes(16))
     before = p.node.state
     assert p.deliver(FlightType.F4_CHALLENGE, forged) is None
     assert p.node.state == before

@@ -14,8 +14,7 @@ import pytest
 from keystrap.protocol import Reply, Status, ToNode, TransactionStage
 from keystrap.services.node_agent import bootstrap_node
 from keystrap.store.node_file import load_node_file, save_node_file
-from keystrap.wire import DecodeError, FlightType
-from keystrap.wire.refusal import F12_SIZE, Refusal, RefusalReason
+from keystrap.wire import DecodeError, Flight12, FlightType, RefusalReason
 from keystrap_lab.site import Site
 
 from .conftest import node_id
@@ -23,13 +22,13 @@ from .stepper import NOW, Parties
 
 
 def test_flight12_bytes_and_strict_decoder() -> None:
-    record = Refusal(node_id(1), RefusalReason.UNKNOWN_NODE)
+    record = Flight12(node_id(1), RefusalReason.UNKNOWN_NODE)
     data = record.encode()
-    assert data == bytes([0x1C]) + node_id(1) + b"\x01" and len(data) == F12_SIZE
-    assert Refusal.decode(data) == record
+    assert data == bytes([0x1C]) + node_id(1) + b"\x01" and len(data) == Flight12.SIZE
+    assert Flight12.decode(data) == record
     for bad in (data[:-1], data + b"\x00", b"\x1b" + data[1:], data[:-1] + b"\x09", b""):
         with pytest.raises(DecodeError):
-            Refusal.decode(bad)
+            Flight12.decode(bad)
 
 
 @pytest.mark.parametrize(
@@ -46,7 +45,7 @@ def test_controller_core_passes_a_refusal_on(status: Status, reason: str, code: 
     p.run_until(FlightType.F2_REQUEST)
     p.controller.data_to_send()
     p.controller.receive_from_server(p.tid, Reply(status, reason=reason), NOW)
-    assert p.controller.data_to_send() == [ToNode(p.nid, Refusal(p.nid, code).encode())]
+    assert p.controller.data_to_send() == [ToNode(p.nid, Flight12(p.nid, code).encode())]
     assert p.controller.state.transactions[p.tid].stage is TransactionStage.FAILED
 
 
@@ -57,7 +56,7 @@ def test_transient_answers_and_unreachable_server_keep_the_transaction_open() ->
     p.controller.receive_from_server(p.tid, Reply(Status.UNAVAILABLE, reason="busy"), NOW)
     assert p.controller.data_to_send() == []
     p.controller.server_unreachable(p.tid)
-    unreachable = Refusal(p.nid, RefusalReason.SERVER_UNREACHABLE).encode()
+    unreachable = Flight12(p.nid, RefusalReason.SERVER_UNREACHABLE).encode()
     assert p.controller.data_to_send() == [ToNode(p.nid, unreachable)]
     assert p.controller.state.transactions[p.tid].stage is TransactionStage.AWAITING_GRANT
 

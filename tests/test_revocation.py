@@ -9,9 +9,9 @@ import pytest
 
 from keystrap.protocol import Status, TransactionStage
 from keystrap.store.controller_store import ControllerStore, NodeCredential
-from keystrap.wire import DecodeError, FlightType, RevocationList, RevocationQuery
+from keystrap.wire import DecodeError, Flight9, Flight10, FlightType
 from keystrap.wire.errors import AuthenticationError
-from keystrap.wire.revocation import MAX_ENTRIES, QUERY_SIZE
+from keystrap.wire.revocation import MAX_ENTRIES
 
 from .conftest import CONTROLLER_ID, node_id
 from .stepper import NOW, Parties
@@ -20,31 +20,39 @@ SK = bytes(range(16))
 
 
 def test_query_round_trip_and_size() -> None:
-    query = RevocationQuery(CONTROLLER_ID, 7, b"\x01" * 8)
-    data = query.encode(SK)
-    assert len(data) == QUERY_SIZE == 29
-    assert RevocationQuery.decode(data, SK) == query
+    query = Flight9(CONTROLLER_ID, 7, b"\x01" * 8)
+    data = query.seal(SK)
+    assert len(data) == Flight9.SIZE == 29
+    assert Flight9.open(data, SK) == query
 
 
-@pytest.mark.parametrize("position", range(QUERY_SIZE))
+@pytest.mark.parametrize("position", range(Flight9.SIZE))
 def test_every_flipped_bit_of_a_query_is_refused(position: int) -> None:
-    data = bytearray(RevocationQuery(CONTROLLER_ID, 7, b"\x01" * 8).encode(SK))
+    data = bytearray(Flight9(CONTROLLER_ID, 7, b"\x01" * 8).seal(SK))
     data[position] ^= 0x04
     with pytest.raises(DecodeError):
-        RevocationQuery.decode(bytes(data), SK)
+        Flight9.open(bytes(data), SK)
 
 
 def test_list_binds_controller_and_challenge() -> None:
     entries = ((3, node_id(1)), (4, node_id(2)))
-    data = RevocationList(b"\x02" * 8, 4, entries).encode(SK, CONTROLLER_ID)
+    data = Flight10(b"\x02" * 8, 4, entries).seal(SK, CONTROLLER_ID)
     assert len(data) == 22 + 12 * 2
-    assert RevocationList.decode(data, SK, CONTROLLER_ID, b"\x02" * 8).entries == entries
+    assert (
+        Flight10.open(data, SK, controller_id=CONTROLLER_ID, challenge=b"\x02" * 8).entries
+        == entries
+    )
     with pytest.raises(DecodeError, match="another query"):
-        RevocationList.decode(data, SK, CONTROLLER_ID, b"\x03" * 8)
+        Flight10.open(data, SK, controller_id=CONTROLLER_ID, challenge=b"\x03" * 8)
     with pytest.raises(AuthenticationError):
-        RevocationList.decode(data, SK, node_id(9), b"\x02" * 8)
+        Flight10.open(data, SK, controller_id=node_id(9), challenge=b"\x02" * 8)
     with pytest.raises(AuthenticationError):
-        RevocationList.decode(data[:-1] + bytes([data[-1] ^ 1]), SK, CONTROLLER_ID, b"\x02" * 8)
+        Flight10.open(
+            data[:-1] + bytes([data[-1] ^ 1]),
+            SK,
+            controller_id=CONTROLLER_ID,
+            challenge=b"\x02" * 8,
+        )
 
 
 @pytest.mark.parametrize(
@@ -53,7 +61,7 @@ def test_list_binds_controller_and_challenge() -> None:
 )
 def test_malformed_lists_raise_decode_error(data: bytes) -> None:
     with pytest.raises(DecodeError):
-        RevocationList.decode(data + b"\x00" * 8, SK, CONTROLLER_ID, b"\x00" * 8)
+        Flight10.open(data + b"\x00" * 8, SK, controller_id=CONTROLLER_ID, challenge=b"\x00" * 8)
 
 
 def test_server_answers_only_known_controllers_with_new_revocations() -> None:
@@ -62,21 +70,23 @@ def test_server_answers_only_known_controllers_with_new_revocations() -> None:
         parties.repository.enroll(node_id(n), secrets.token_bytes(16))
         parties.repository.revoke(node_id(n))
     challenge = secrets.token_bytes(8)
-    reply = parties.server.handle(
-        RevocationQuery(CONTROLLER_ID, 0, challenge).encode(parties.sk_cs), NOW
-    )
+    reply = parties.server.handle(Flight9(CONTROLLER_ID, 0, challenge).seal(parties.sk_cs), NOW)
     assert reply.status is Status.OK
-    first = RevocationList.decode(reply.payload, parties.sk_cs, CONTROLLER_ID, challenge)
+    first = Flight10.open(
+        reply.payload, parties.sk_cs, controller_id=CONTROLLER_ID, challenge=challenge
+    )
     assert len(first.entries) == MAX_ENTRIES and first.next_after == MAX_ENTRIES
     reply = parties.server.handle(
-        RevocationQuery(CONTROLLER_ID, first.next_after, challenge).encode(parties.sk_cs), NOW
+        Flight9(CONTROLLER_ID, first.next_after, challenge).seal(parties.sk_cs), NOW
     )
-    rest = RevocationList.decode(reply.payload, parties.sk_cs, CONTROLLER_ID, challenge)
+    rest = Flight10.open(
+        reply.payload, parties.sk_cs, controller_id=CONTROLLER_ID, challenge=challenge
+    )
     assert [n for _, n in rest.entries] == [node_id(n) for n in range(18, 21)]
 
-    forged = RevocationQuery(CONTROLLER_ID, 0, challenge).encode(secrets.token_bytes(16))
+    forged = Flight9(CONTROLLER_ID, 0, challenge).seal(secrets.token_bytes(16))
     assert parties.server.handle(forged, NOW).status is Status.UNAUTHORIZED
-    stranger = RevocationQuery(node_id(99), 0, challenge).encode(parties.sk_cs)
+    stranger = Flight9(node_id(99), 0, challenge).seal(parties.sk_cs)
     assert parties.server.handle(stranger, NOW).status is Status.UNAUTHORIZED
     assert parties.server.handle(forged[:-1], NOW).status is Status.BAD_REQUEST
 

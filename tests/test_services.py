@@ -16,7 +16,7 @@ from keystrap.ids import parse_eui64
 from keystrap.services.node_agent import bootstrap_node
 from keystrap.store.keyfile import read_key_file
 from keystrap.store.node_file import load_node_file
-from keystrap.wire import Flight1, seal_flight2
+from keystrap.wire import Flight1, Flight2
 from keystrap_lab.site import Site
 
 from .services_helpers import (
@@ -134,47 +134,37 @@ def test_bad_requests_get_4xx_and_change_nothing(tmp_path: Path) -> None:
             assert str(get.code).startswith("4.05")
 
             node_id = load_node_file(nodes[0]).state.node_id
-            flight1 = Flight1(node_id, secrets.token_bytes(16)).encode()
-            stranger = seal_flight2(
-                secrets.token_bytes(16),
-                bytes(8),
-                1,
-                int(time.time()),
-                secrets.token_bytes(16),
-                flight1,
-            )
+            flight1 = Flight1(node_id, secrets.token_bytes(16))
+            stranger = Flight2(
+                bytes(8), 1, int(time.time()), secrets.token_bytes(16), flight1
+            ).seal(secrets.token_bytes(16))
             assert str((await post(site, stranger)).code).startswith("4.01")
             sk_cs = read_key_file(site.root / "data" / "controller-sk.key")
             cid = parse_eui64(site.controller_id)
-            wrong_key = seal_flight2(
-                secrets.token_bytes(16), cid, 1, int(time.time()), secrets.token_bytes(16), flight1
+            wrong_key = Flight2(cid, 1, int(time.time()), secrets.token_bytes(16), flight1).seal(
+                secrets.token_bytes(16)
             )
             assert str((await post(site, wrong_key)).code).startswith("4.01")
-            stale = seal_flight2(
-                sk_cs, cid, 900, int(time.time()) - 600, secrets.token_bytes(16), flight1
-            )
+            stale = Flight2(
+                cid, 900, int(time.time()) - 600, secrets.token_bytes(16), flight1
+            ).seal(sk_cs)
             reply = await post(site, stale)
             assert str(reply.code).startswith("4.03") and b"stale" in reply.payload
             assert server_keys(site) == before and pending_candidates(site) == 0
 
-            fresh = seal_flight2(
-                sk_cs, cid, 901, int(time.time()), secrets.token_bytes(16), flight1
+            fresh = Flight2(cid, 901, int(time.time()), secrets.token_bytes(16), flight1).seal(
+                sk_cs
             )
             first, again = await post(site, fresh), await post(site, fresh)
             assert str(first.code).startswith("2.04") and first.payload == again.payload
-            reused = seal_flight2(
-                sk_cs, cid, 901, int(time.time()), secrets.token_bytes(16), flight1
+            reused = Flight2(cid, 901, int(time.time()), secrets.token_bytes(16), flight1).seal(
+                sk_cs
             )
             reply = await post(site, reused)
             assert str(reply.code).startswith("4.03") and b"TID" in reply.payload
-            unknown_node = seal_flight2(
-                sk_cs,
-                cid,
-                902,
-                int(time.time()),
-                secrets.token_bytes(16),
-                Flight1(b"\x02" * 8, bytes(16)).encode(),
-            )
+            unknown_node = Flight2(
+                cid, 902, int(time.time()), secrets.token_bytes(16), Flight1(b"\x02" * 8, bytes(16))
+            ).seal(sk_cs)
             assert str((await post(site, unknown_node)).code).startswith("4.04")
             assert server_keys(site) == before  # a grant alone changes no key
         finally:

@@ -32,9 +32,16 @@ from keystrap.protocol.server import screen
 from keystrap.services.server import answer_batch
 from keystrap.store.sqlite_repository import ControllerInfo, SqliteRepository
 from keystrap.store.worker import StoreThread
-from keystrap.wire import COMPACT, FlightType, RevocationList, RevocationQuery, peek_type
-from keystrap.wire.header import header_byte
-from keystrap.wire.refusal import Refusal, RefusalReason
+from keystrap.wire import (
+    COMPACT,
+    CompactFlight11,
+    Flight9,
+    Flight10,
+    Flight12,
+    FlightType,
+    RefusalReason,
+    peek_type,
+)
 from keystrap.wire.revocation import MAX_ENTRIES
 
 from .conftest import CONTROLLER_ID, node_id
@@ -242,7 +249,7 @@ def test_a_compact_bootstrap_ends_with_a_compact_flight_11_the_node_takes() -> N
     controller.receive_from_server(confirm.tid, server.handle(confirm.data, NOW), NOW)
     confirmed, end = controller.data_to_send()
     assert isinstance(confirmed, ToNode) and end == EndSession("s")
-    assert confirmed.data[:1] == header_byte(FlightType.F11_NODE_CONFIRMED, COMPACT)
+    assert confirmed.data[:1] == CompactFlight11.header()
     assert travels_raw(confirmed.data)  # on the session as it is, past the medium
     node.receive(confirmed.data, NOW)
     assert any(type(e).__name__ == "NodeConfirmed" for e in iter(node.next_event, None))
@@ -257,11 +264,11 @@ def test_flight_12_goes_to_the_nodes_session() -> None:
     assert isinstance(request, ToServer)
     controller.server_unreachable(request.tid)
     assert controller.data_to_send() == [
-        ToNode(parties.nid, Refusal(parties.nid, RefusalReason.SERVER_UNREACHABLE).encode(), "a")
+        ToNode(parties.nid, Flight12(parties.nid, RefusalReason.SERVER_UNREACHABLE).encode(), "a")
     ]
     controller.receive_from_server(request.tid, Reply(Status.FORBIDDEN, reason="node revoked"), NOW)
     assert controller.data_to_send() == [
-        ToNode(parties.nid, Refusal(parties.nid, RefusalReason.REVOKED).encode(), "a")
+        ToNode(parties.nid, Flight12(parties.nid, RefusalReason.REVOKED).encode(), "a")
     ]
 
 
@@ -269,11 +276,11 @@ def test_revocation_feed_pages_and_refuses_a_replayed_answer() -> None:
     sk_cs = secrets.token_bytes(16)
     feed = RevocationFeed(CONTROLLER_ID, sk_cs, 0, secrets.token_bytes)
     entries = tuple((n, node_id(n)) for n in range(1, MAX_ENTRIES + 1))
-    query = RevocationQuery.decode(feed.query(), sk_cs)
-    answer = RevocationList(query.challenge, MAX_ENTRIES, entries).encode(sk_cs, CONTROLLER_ID)
+    query = Flight9.open(feed.query(), sk_cs)
+    answer = Flight10(query.challenge, MAX_ENTRIES, entries).seal(sk_cs, CONTROLLER_ID)
     page = feed.receive(Reply(Status.OK, answer))
     assert page == Page(tuple(n for _, n in entries), MAX_ENTRIES, more=True)
-    second = RevocationQuery.decode(feed.query(), sk_cs)
+    second = Flight9.open(feed.query(), sk_cs)
     assert second.after == MAX_ENTRIES
     assert isinstance(feed.receive(Reply(Status.OK, answer)), FeedRefused)  # old challenge
     assert feed.cursor == MAX_ENTRIES

@@ -8,7 +8,7 @@ from pathlib import Path
 from keystrap.oob.frame import OobDecodeError, frame, unframe
 from keystrap.oob.medium import MEDIA, Medium, decode_flight, encode_flight, get_medium
 from keystrap.store.atomic import write_new
-from keystrap.wire import FLIGHT_SIZES, DecodeError, FlightType, peek_type
+from keystrap.wire import DecodeError, FlightType, flight_class
 
 OOB_FLIGHTS = (FlightType.F1_HELLO, FlightType.F4_CHALLENGE, FlightType.F5_PROOF)
 
@@ -56,7 +56,7 @@ def _encode(medium: Medium, args: argparse.Namespace) -> int:
     source = "--hex" if args.infile is None else str(args.infile)
     try:
         flight = bytes.fromhex(args.hex) if args.infile is None else args.infile.read_bytes()
-        _check_flight(flight)
+        kind = _check_flight(flight)
     except ValueError as exc:
         raise ValueError(f"{source}: {exc}") from None
     if args.format != "png" and medium.name != "qr":
@@ -82,7 +82,7 @@ def _encode(medium: Medium, args: argparse.Namespace) -> int:
         signal = encode_flight(medium, flight)
     write_new(args.out, signal, force=args.force)
     print(
-        f"{medium.name}: flight {flight[0] & 0x0F} ({len(flight)} bytes, frame "
+        f"{medium.name}: flight {int(kind)} ({len(flight)} bytes, frame "
         f"{len(flight) + 3}) -> {args.out} ({len(signal)} bytes)"
     )
     return 0
@@ -107,14 +107,14 @@ def _decode(medium: Medium, args: argparse.Namespace) -> int:
 def _check_flight(flight: bytes, channel: str | None = None) -> FlightType:
     """An out-of-band flight of the right size, or a clear error."""
     try:
-        kind = peek_type(flight)
+        kind = flight_class(flight)
     except DecodeError as exc:
         message = f"not a keystrap flight ({exc})"
         raise (OobDecodeError(channel, message) if channel else ValueError(message)) from None
-    if kind not in OOB_FLIGHTS or len(flight) != FLIGHT_SIZES[kind]:
-        message = f"flight {int(kind)} of {len(flight)} bytes is not an out-of-band flight"
+    if kind.TYPE not in OOB_FLIGHTS or not kind.matches(flight):
+        message = f"flight {int(kind.TYPE)} of {len(flight)} bytes is not an out-of-band flight"
         raise OobDecodeError(channel, message) if channel else ValueError(message)
-    return kind
+    return kind.TYPE
 
 
 def _device_send(medium: Medium, flight: bytes, args: argparse.Namespace) -> None:

@@ -18,13 +18,10 @@ from pathlib import Path
 from keystrap.oob.channel import OobLink
 from keystrap.oob.frame import OobDecodeError
 from keystrap.oob.medium import Medium, decode_flight, encode_flight
-from keystrap.wire import FlightType
-from keystrap.wire.flights import F11_SIZE
-from keystrap.wire.header import VERSIONS, header_byte
-from keystrap.wire.refusal import is_refusal
+from keystrap.wire import CompactFlight11, Flight11, Flight12
 
 log = logging.getLogger("keystrap.oob")
-_FLIGHT11 = {header_byte(FlightType.F11_NODE_CONFIRMED, v) for v in VERSIONS}
+_RAW = (Flight11, CompactFlight11, Flight12)
 
 
 def travels_raw(frame: bytes) -> bool:
@@ -36,7 +33,7 @@ def travels_raw(frame: bytes) -> bool:
     nothing. No medium's signal is 13 bytes starting with 0x1B or 0x2B (flight
     11 of either profile).
     """
-    return (len(frame) == F11_SIZE and frame[:1] in _FLIGHT11) or is_refusal(frame)
+    return any(flight.matches(frame) for flight in _RAW)
 
 
 _serial = itertools.count(1)

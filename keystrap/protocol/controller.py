@@ -36,33 +36,29 @@ from keystrap.wire import (
     COMPACT,
     RN_SIZE,
     TID_MAX,
-    VERSION,
     AuthenticationError,
+    CompactFlight2,
+    CompactFlight3,
+    CompactFlight4,
+    CompactFlight5,
+    CompactFlight6,
+    CompactFlight7,
+    CompactFlight11,
     DecodeError,
     Flight1,
+    Flight2,
+    Flight3,
+    Flight4,
     Flight5,
-    FlightType,
-    open_flight3,
-    open_flight7,
-    open_flight8,
-    peek_type,
-    peek_version,
-    seal_flight2,
-    seal_flight4,
-    seal_flight6,
-    seal_flight11,
-)
-from keystrap.wire.compact import (
-    check_compact_proof,
-    compact_proof_tid,
+    Flight6,
+    Flight7,
+    Flight8,
+    Flight11,
+    Flight12,
+    RefusalReason,
     derive_rn_c,
-    open_compact_confirmed,
-    open_compact_grant,
-    seal_compact_challenge,
-    seal_compact_confirm,
-    seal_compact_request,
+    flight_class,
 )
-from keystrap.wire.refusal import Refusal, RefusalReason
 
 # The server's refusals of a flight 2 or 6 (keystrap.protocol.server) as flight 12 codes.
 REFUSALS: dict[str, RefusalReason] = {
@@ -168,7 +164,7 @@ Outgoing = ToServer | ToNode | EndSession
 
 def _is_compact(tx: ControllerTransaction) -> bool:
     """The profile of a transaction is the version of its flight 2."""
-    return tx.request[0] >> 4 == COMPACT
+    return tx.request[:1] == CompactFlight2.header()
 
 
 _OPEN = (
@@ -238,20 +234,18 @@ class Controller:
         on. Once the server confirmed, the node gets flight 11 there and
         :class:`EndSession`."""
         try:
-            version = peek_version(data)
-            kind = peek_type(data, version)
-            compact = version == COMPACT
-            if kind is FlightType.F1_HELLO:
-                hello = Flight1.decode(data, version)
+            kind = flight_class(data)
+            if issubclass(kind, Flight1):
+                hello = kind.decode(data)
                 self._attach(hello.node_id, session)
+                compact = kind.PROFILE == COMPACT
                 self._on_hello(
                     hello.node_id, hello.rn_i, compact, now, now if wall is None else wall
                 )
-            elif kind is FlightType.F5_PROOF:
-                tid = compact_proof_tid(data) if compact else Flight5.decode(data).tid
-                self._on_proof(tid, data, now, session)
+            elif issubclass(kind, Flight5 | CompactFlight5):
+                self._on_proof(kind.peek_tid(data), data, now, session)
             else:
-                self._reject(f"flight {int(kind)} does not come from a node")
+                self._reject(f"flight {int(kind.TYPE)} does not come from a node")
         except DecodeError as exc:
             self._reject(str(exc))
 
@@ -269,10 +263,10 @@ class Controller:
         sk_cs, cid, ts = self.state.sk_cs, self.state.controller_id, int(wall)
         if compact:
             rn_c = derive_rn_c(sk_cs, cid, tid)
-            request = seal_compact_request(sk_cs, cid, tid, ts, node_id, rn_i)
+            request = CompactFlight2(cid, tid, ts, node_id, rn_i).seal(sk_cs)
         else:
             rn_c = self._rng(RN_SIZE)
-            request = seal_flight2(sk_cs, cid, tid, ts, rn_c, Flight1(node_id, rn_i).encode())
+            request = Flight2(cid, tid, ts, rn_c, Flight1(node_id, rn_i)).seal(sk_cs)
         tx = ControllerTransaction(
             tid=tid,
             node_id=node_id,
@@ -295,9 +289,11 @@ class Controller:
         cid = self.state.controller_id
         try:
             if _is_compact(tx):
-                check_compact_proof(data, tx.psk, cid, tid, tx.node_id, tx.rn_c)
+                CompactFlight5.open(
+                    data, tx.psk, controller_id=cid, node_id=tx.node_id, rn_c=tx.rn_c
+                )
             elif not constant_time_equal(
-                Flight5.decode(data).open(tx.psk, cid, tx.node_id), tx.rn_c
+                Flight5.open(data, tx.psk, controller_id=cid, node_id=tx.node_id).rn_c, tx.rn_c
             ):
                 self._reject("flight 5 carries another RN_c")
                 return
@@ -314,9 +310,9 @@ class Controller:
         if tx.stage is not TransactionStage.AWAITING_PROOF:
             return  # duplicate after failure: nothing to do
         if _is_compact(tx):
-            confirm = seal_compact_confirm(self.state.sk_cs, cid, tx.tid, data)
+            confirm = CompactFlight6(cid, tx.tid, data).seal(self.state.sk_cs)
         else:
-            confirm = seal_flight6(self.state.sk_cs, cid, tx.tid, data)
+            confirm = Flight6(cid, tx.tid, data).seal(self.state.sk_cs)
         self._store(replace(tx, stage=TransactionStage.CONFIRMING, confirm=confirm))
         self._outgoing.append(ToServer(tx.tid, confirm))
         self._arm(tx.tid, now)
@@ -346,23 +342,27 @@ class Controller:
         """Flight 3 (paper: IK_i, from which the controller derives PSK_i and seals
         flight 4) or flight 8 (hardened: PSK_i and flight 4 ready-made)."""
         cid, sk_cs = self.state.controller_id, self.state.sk_cs
-        sealed = bool(data) and data[0] & 0x0F == FlightType.F8_SEALED_GRANT
+        sealed = data[:1] == Flight8.header()
         try:
             if _is_compact(tx):
                 # TS and TID are in the tag's context: a grant that opens echoes them.
-                ik = open_compact_grant(data, sk_cs, cid, tx.tid, tx.node_id, tx.ts)
+                ik = CompactFlight3.open(
+                    data, sk_cs, controller_id=cid, tid=tx.tid, node_id=tx.node_id, ts=tx.ts
+                ).ik
                 ts, tid = tx.ts, tx.tid
                 psk = derive_psk(ik, tx.rn_i, tx.rn_c)
-                challenge = seal_compact_challenge(ik, cid, tx.tid, tx.node_id, tx.rn_i, tx.rn_c)
+                challenge = CompactFlight4(cid, tx.tid, tx.node_id, tx.rn_i, tx.rn_c).seal(ik)
             elif sealed:
-                hardened = open_flight8(data, sk_cs, cid, tx.tid, tx.node_id)
+                hardened = Flight8.open(
+                    data, sk_cs, controller_id=cid, tid=tx.tid, node_id=tx.node_id
+                )
                 ts, tid = hardened.ts, hardened.tid
                 psk, challenge = hardened.psk, hardened.challenge
             else:
-                grant = open_flight3(data, sk_cs, cid, tx.tid, tx.node_id)
+                grant = Flight3.open(data, sk_cs, controller_id=cid, tid=tx.tid, node_id=tx.node_id)
                 ts, tid = grant.ts, grant.tid
                 psk = derive_psk(grant.ik, tx.rn_i, tx.rn_c)
-                challenge = seal_flight4(grant.ik, cid, tx.tid, tx.node_id, tx.rn_i, tx.rn_c)
+                challenge = Flight4(cid, tx.tid, tx.node_id, tx.rn_i, tx.rn_c).seal(grant.ik)
         except AuthenticationError:
             self._reject(f"flight {8 if sealed else 3} failed authentication")
             return
@@ -382,8 +382,14 @@ class Controller:
 
     def _on_confirmed(self, tx: ControllerTransaction, data: bytes) -> None:
         try:
-            confirmed = open_compact_confirmed if _is_compact(tx) else open_flight7
-            confirmed(data, self.state.sk_cs, self.state.controller_id, tx.tid, tx.node_id)
+            flight7 = CompactFlight7 if _is_compact(tx) else Flight7
+            flight7.open(
+                data,
+                self.state.sk_cs,
+                controller_id=self.state.controller_id,
+                tid=tx.tid,
+                node_id=tx.node_id,
+            )
         except DecodeError as exc:
             self._reject(f"flight 7: {exc}")
             return
@@ -400,9 +406,8 @@ class Controller:
             return
         cid = self.state.controller_id
         sk_i = derive_session_key(tx.psk, tx.node_id, cid)
-        version = COMPACT if _is_compact(tx) else VERSION
-        flight11 = seal_flight11(sk_i, cid, tx.tid, tx.node_id, version)
-        self._outgoing.append(ToNode(tx.node_id, flight11, session))
+        flight11 = (CompactFlight11 if _is_compact(tx) else Flight11)(cid, tx.tid, tx.node_id)
+        self._outgoing.append(ToNode(tx.node_id, flight11.seal(sk_i), session))
         self._outgoing.append(EndSession(session))
 
     def session_closed(self, session: Session) -> None:
@@ -419,7 +424,7 @@ class Controller:
 
     def _tell_node(self, tx: ControllerTransaction, reason: RefusalReason) -> None:
         """Flight 12: why the bootstrap cannot go on, as advice for the node."""
-        self._to_node(tx.node_id, Refusal(tx.node_id, reason).encode())
+        self._to_node(tx.node_id, Flight12(tx.node_id, reason).encode())
 
     # -- decommissioning ---------------------------------------------------------
 

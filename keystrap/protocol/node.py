@@ -27,8 +27,15 @@ from keystrap.nodecore import MinimalNode, NodeCoreError
 from keystrap.protocol.events import Event, NodeConfirmed, NodeKeyed, Rejected
 from keystrap.protocol.keys import RandomSource
 from keystrap.protocol.timers import Backoff, Retransmission
-from keystrap.wire import RN_SIZE, VERSION, FlightType
-from keystrap.wire.header import header_byte
+from keystrap.wire import (
+    COMPACT,
+    RN_SIZE,
+    VERSION,
+    CompactFlight4,
+    CompactFlight11,
+    Flight4,
+    Flight11,
+)
 
 
 class NodeStage(Enum):
@@ -146,7 +153,8 @@ class Node:
     def receive(self, data: bytes, now: float) -> None:
         """Take one flight from the out-of-band channel: flight 4, or flight 11."""
         core = self._core(self.state)
-        if data[:1] == header_byte(FlightType.F11_NODE_CONFIRMED, self.state.version):
+        compact = self.state.version == COMPACT
+        if data[:1] == (CompactFlight11 if compact else Flight11).header():
             self._confirm(core, data)
             return
         try:
@@ -158,7 +166,7 @@ class Node:
         if self.state.stage is NodeStage.KEYED:
             return  # the identical flight 4 again: the stored flight 5 is re-sent
         state = self.state
-        tid = int.from_bytes(core.flight4[1:5], "big")  # both profiles: header, TID
+        tid = (CompactFlight4 if compact else Flight4).peek_tid(core.flight4)
         self.state = NodeState(
             node_id=state.node_id,
             controller_id=state.controller_id,

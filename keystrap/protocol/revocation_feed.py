@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from keystrap.protocol.keys import RandomSource
 from keystrap.protocol.replies import Reply, Status
-from keystrap.wire import DecodeError, RevocationList, RevocationQuery
+from keystrap.wire import DecodeError, Flight9, Flight10
 from keystrap.wire.revocation import CHALLENGE_SIZE, MAX_ENTRIES
 
 
@@ -43,9 +43,9 @@ class RevocationFeed:
 
     def query(self) -> bytes:
         """Flight 9 asking for the revocations after the cursor."""
-        query = RevocationQuery(self._controller_id, self.cursor, self._rng(CHALLENGE_SIZE))
+        query = Flight9(self._controller_id, self.cursor, self._rng(CHALLENGE_SIZE))
         self._challenge = query.challenge
-        return query.encode(self._sk_cs)
+        return query.seal(self._sk_cs)
 
     def receive(self, reply: Reply) -> Page | FeedRefused:
         """The server's answer to the last :meth:`query` (answered once only)."""
@@ -55,8 +55,8 @@ class RevocationFeed:
         if reply.status is not Status.OK:
             return FeedRefused(f"refused: {reply.status.value} {reply.reason}")
         try:
-            answer = RevocationList.decode(
-                reply.payload, self._sk_cs, self._controller_id, challenge
+            answer = Flight10.open(
+                reply.payload, self._sk_cs, controller_id=self._controller_id, challenge=challenge
             )
         except DecodeError as exc:
             return FeedRefused(f"answer rejected ({exc})")

@@ -7,8 +7,10 @@ access, so forged or random packets never touch storage.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
+from typing import Protocol, Self, TypeVar
 
 from keystrap.crypto import constant_time_equal
 from keystrap.protocol.events import BootstrapGranted, BootstrapRefused, NodeActivated
@@ -24,29 +26,25 @@ from keystrap.protocol.repository import (
 )
 from keystrap.wire import (
     COMPACT,
-    VERSION,
     AuthenticationError,
+    CompactFlight2,
+    CompactFlight3,
+    CompactFlight5,
+    CompactFlight6,
+    CompactFlight7,
     DecodeError,
+    Flight,
     Flight2,
+    Flight3,
+    Flight4,
+    Flight5,
     Flight6,
-    FlightType,
-    RevocationList,
-    RevocationQuery,
-    peek_type,
-    peek_version,
-    seal_flight3,
-    seal_flight4,
-    seal_flight7,
-    seal_flight8,
-)
-from keystrap.wire.compact import (
-    check_compact_proof,
+    Flight7,
+    Flight8,
+    Flight9,
+    Flight10,
     derive_rn_c,
-    open_compact_confirm,
-    open_compact_request,
-    peek_to_server,
-    seal_compact_confirmed,
-    seal_compact_grant,
+    flight_class,
 )
 from keystrap.wire.revocation import MAX_ENTRIES as MAX_REVOCATIONS
 
@@ -95,41 +93,69 @@ def screen(data: bytes, controllers: Mapping[bytes, bytes]) -> Reply | None:
     Stateless and cheap (one CCM check), so a service can run it on the raw
     datagram in front of everything else: a flood of forged flight 2s then costs
     no per-request work beyond it."""
-    try:
-        if peek_version(data) != VERSION or peek_type(data) is not FlightType.F2_REQUEST:
-            return None
-    except DecodeError:
+    if data[:1] != Flight2.header():
         return None
     request = open_request(data, controllers)
     return request if isinstance(request, Reply) else None
 
 
-def open_request(data: bytes, controllers: Mapping[bytes, bytes]) -> _Request | Reply:
-    """Flight 2 of either profile, authenticated under its controller's key."""
-    compact = data[0] >> 4 == COMPACT
+class _Routed(Protocol):
+    """Flights 2, 6 and 9: ``ID_c`` in the clear, the rest under (a key of) ``SK_cs``."""
+
+    @classmethod
+    def peek_controller(cls, data: bytes) -> bytes: ...
+
+    @classmethod
+    def open(cls, data: bytes, sk_cs: bytes) -> Self: ...
+
+
+R = TypeVar("R", bound=_Routed)
+
+
+def _authenticate(
+    data: bytes, controllers: Mapping[bytes, bytes], kind: type[R]
+) -> tuple[bytes, R] | Reply:
+    """``(SK_cs, flight)`` once the flight is framed, from a known controller and
+    authentic; else the refusal. No repository access."""
     try:
-        if compact:
-            controller_id, tid = peek_to_server(data, FlightType.F2_REQUEST)
-        else:
-            request = Flight2.decode(data)
-            controller_id, tid = request.controller_id, request.tid
+        controller_id = kind.peek_controller(data)
     except DecodeError as exc:
         return Reply(Status.BAD_REQUEST, reason=str(exc))
     sk_cs = controllers.get(controller_id)
     if sk_cs is None:
         return Reply(Status.UNAUTHORIZED, reason="unknown controller")
     try:
-        if compact:
-            c = open_compact_request(data, sk_cs)
-            rn_c = derive_rn_c(sk_cs, controller_id, tid)
-            return _Request(controller_id, tid, sk_cs, c.ts, c.node_id, c.rn_i, rn_c, True)
-        body = request.open(sk_cs)
-    except AuthenticationError:
-        return Reply(Status.UNAUTHORIZED, reason="flight 2 failed authentication")
+        return sk_cs, kind.open(data, sk_cs)
+    except AuthenticationError as exc:
+        return Reply(Status.UNAUTHORIZED, reason=exc.detail)
     except DecodeError as exc:
         return Reply(Status.BAD_REQUEST, reason=str(exc))
-    hello = body.flight1
-    return _Request(controller_id, tid, sk_cs, body.ts, hello.node_id, hello.rn_i, body.rn_c, False)
+
+
+def open_request(data: bytes, controllers: Mapping[bytes, bytes]) -> _Request | Reply:
+    """Flight 2 of either profile, authenticated under its controller's key."""
+    if data[:1] == CompactFlight2.header():
+        compact = _authenticate(data, controllers, CompactFlight2)
+        if isinstance(compact, Reply):
+            return compact
+        sk_cs, c = compact
+        rn_c = derive_rn_c(sk_cs, c.controller_id, c.tid)
+        return _Request(c.controller_id, c.tid, sk_cs, c.ts, c.node_id, c.rn_i, rn_c, True)
+    paper = _authenticate(data, controllers, Flight2)
+    if isinstance(paper, Reply):
+        return paper
+    sk_cs, p = paper
+    hello = p.flight1
+    return _Request(p.controller_id, p.tid, sk_cs, p.ts, hello.node_id, hello.rn_i, p.rn_c, False)
+
+
+def _refused(
+    node_id: bytes, controller_id: bytes, tid: int, flight: int, status: Status, reason: str
+) -> Reply:
+    """A refusal of an authenticated flight 2 or 6 about a known node, which the
+    node's history records."""
+    event = BootstrapRefused(node_id, controller_id, tid, flight, reason)
+    return Reply(status, reason=reason, event=event, node_id=node_id)
 
 
 class Server:
@@ -144,30 +170,32 @@ class Server:
         self.repository = repository
         self.controllers = controllers
         self.policy = policy or ServerPolicy()
+        self._handlers: dict[type[Flight], Callable[[bytes, float], Reply]] = {
+            Flight2: self._handle_request,
+            CompactFlight2: self._handle_request,
+            Flight6: self._handle_confirm,
+            CompactFlight6: self._handle_confirm,
+            Flight9: self._handle_revocation_query,
+        }
 
     def handle(self, data: bytes, now: float) -> Reply:
         """Answer one request (flight 2, 6 or 9) received at time ``now``."""
         try:
-            version = peek_version(data)
-            kind = peek_type(data, version)
+            kind = flight_class(data)
         except DecodeError as exc:
             return Reply(Status.BAD_REQUEST, reason=str(exc))
-        if version == COMPACT and kind in (FlightType.F2_REQUEST, FlightType.F6_CONFIRM):
-            if self.policy.hardened or not self.policy.compact:
-                why = "a hardened server never hands out IK" if self.policy.hardened else "off"
-                return Reply(
-                    Status.UNSUPPORTED_PROFILE,
-                    reason=f"compact profile (version 2) not spoken by this server: {why}",
-                )
-        elif version == COMPACT:
-            return Reply(Status.BAD_REQUEST, reason=f"flight {int(kind)} is not a server request")
-        if kind is FlightType.F2_REQUEST:
-            return self._handle_request(data, now)
-        if kind is FlightType.F6_CONFIRM:
-            return self._handle_confirm(data)
-        if kind is FlightType.F9_REVOCATION_QUERY:
-            return self._handle_revocation_query(data)
-        return Reply(Status.BAD_REQUEST, reason=f"flight {int(kind)} is not a server request")
+        handler = self._handlers.get(kind)
+        if handler is None:
+            return Reply(
+                Status.BAD_REQUEST, reason=f"flight {int(kind.TYPE)} is not a server request"
+            )
+        if kind.PROFILE == COMPACT and (self.policy.hardened or not self.policy.compact):
+            why = "a hardened server never hands out IK" if self.policy.hardened else "off"
+            return Reply(
+                Status.UNSUPPORTED_PROFILE,
+                reason=f"compact profile (version 2) not spoken by this server: {why}",
+            )
+        return handler(data, now)
 
     # -- flight 2 -> flight 3 ----------------------------------------------------
 
@@ -183,11 +211,7 @@ class Server:
         previous, node, pending = repo.lookup_request(request.controller_id, request.tid, node_id)
         if previous is not None:
             return self._retransmitted_request(previous, data)
-
-        def refuse(status: Status, reason: str) -> Reply:
-            event = BootstrapRefused(node_id, request.controller_id, request.tid, 2, reason)
-            return Reply(status, reason=reason, event=event, node_id=event.node_id)
-
+        refuse = partial(_refused, node_id, request.controller_id, request.tid, 2)
         if node is None:
             return refuse(Status.NOT_FOUND, "unknown node")
         if node.status is NodeStatus.REVOKED:
@@ -228,11 +252,11 @@ class Server:
         cid, tid, sk_cs = request.controller_id, request.tid, request.sk_cs
         node_id = request.node_id
         if request.compact:
-            return seal_compact_grant(sk_cs, cid, tid, node_id, request.ts, key)
+            return CompactFlight3(cid, tid, node_id, request.ts, key).seal(sk_cs)
         if self.policy.hardened:
-            challenge = seal_flight4(key, cid, tid, node_id, request.rn_i, request.rn_c)
-            return seal_flight8(sk_cs, cid, tid, node_id, psk, request.ts, challenge)
-        return seal_flight3(sk_cs, cid, tid, node_id, key, request.ts)
+            challenge = Flight4(cid, tid, node_id, request.rn_i, request.rn_c).seal(key)
+            return Flight8(cid, tid, node_id, psk, request.ts, challenge).seal(sk_cs)
+        return Flight3(cid, tid, node_id, key, request.ts).seal(sk_cs)
 
     @staticmethod
     def _retransmitted_request(previous: TransactionRecord, data: bytes) -> Reply:
@@ -245,43 +269,26 @@ class Server:
 
     # -- flight 6 -> flight 7 ----------------------------------------------------
 
-    def _handle_confirm(self, data: bytes) -> Reply:
-        compact = data[0] >> 4 == COMPACT
-        try:
-            if compact:
-                controller_id, tid = peek_to_server(data, FlightType.F6_CONFIRM)
-            else:
-                confirm = Flight6.decode(data)
-                controller_id, tid = confirm.controller_id, confirm.tid
-        except DecodeError as exc:
-            return Reply(Status.BAD_REQUEST, reason=str(exc))
-        sk_cs = self.controllers.get(controller_id)
-        if sk_cs is None:
-            return Reply(Status.UNAUTHORIZED, reason="unknown controller")
-        try:
-            if compact:
-                compact_proof = open_compact_confirm(data, sk_cs)
-            else:
-                proof = confirm.open(sk_cs)
-        except AuthenticationError:
-            return Reply(Status.UNAUTHORIZED, reason="flight 6 failed authentication")
-        except DecodeError as exc:
-            return Reply(Status.BAD_REQUEST, reason=str(exc))
+    def _handle_confirm(self, data: bytes, now: float) -> Reply:
+        compact = data[:1] == CompactFlight6.header()
+        opened = (
+            _authenticate(data, self.controllers, CompactFlight6)
+            if compact
+            else _authenticate(data, self.controllers, Flight6)
+        )
+        if isinstance(opened, Reply):
+            return opened
+        sk_cs, confirm = opened
+        controller_id, tid = confirm.controller_id, confirm.tid
 
         repo = self.repository
         found = repo.lookup_confirm(controller_id, tid)
         if found is None:
             return Reply(Status.NOT_FOUND, reason="unknown transaction")
         record, node_status = found
-        if compact:
-            ack = seal_compact_confirmed(sk_cs, controller_id, tid, record.node_id)
-        else:
-            ack = seal_flight7(sk_cs, controller_id, tid, record.node_id)
-
-        def refuse(status: Status, reason: str) -> Reply:
-            event = BootstrapRefused(record.node_id, controller_id, tid, 6, reason)
-            return Reply(status, reason=reason, event=event, node_id=event.node_id)
-
+        node_id = record.node_id
+        ack = (CompactFlight7 if compact else Flight7)(controller_id, tid, node_id).seal(sk_cs)
+        refuse = partial(_refused, node_id, controller_id, tid, 6)
         if record.status is TransactionStatus.CONFIRMED:
             return Reply(Status.OK, ack)
         if record.status is TransactionStatus.SUPERSEDED or record.psk is None:
@@ -292,34 +299,33 @@ class Server:
         # controller's word: only a holder of PSK_i can have sealed RN_c.
         try:
             if compact:
-                check_compact_proof(
-                    compact_proof, record.psk, controller_id, tid, record.node_id, record.rn_c
+                CompactFlight5.open(
+                    confirm.proof,
+                    record.psk,
+                    controller_id=controller_id,
+                    node_id=node_id,
+                    rn_c=record.rn_c,
                 )
-            elif not constant_time_equal(
-                proof.open(record.psk, controller_id, record.node_id), record.rn_c
-            ):
-                return refuse(Status.FORBIDDEN, "node proof carries another RN_c")
+            else:
+                proof = Flight5.open(
+                    confirm.proof, record.psk, controller_id=controller_id, node_id=node_id
+                )
+                if not constant_time_equal(proof.rn_c, record.rn_c):
+                    return refuse(Status.FORBIDDEN, "node proof carries another RN_c")
         except AuthenticationError:
             return refuse(Status.UNAUTHORIZED, "node proof (flight 5) failed")
         repo.confirm(controller_id, tid)
-        event = NodeActivated(record.node_id, controller_id, tid)
+        event = NodeActivated(node_id, controller_id, tid)
         return Reply(Status.OK, ack, event=event)
 
     # -- flight 9 -> flight 10 ---------------------------------------------------
 
-    def _handle_revocation_query(self, data: bytes) -> Reply:
-        try:
-            controller_id = RevocationQuery.peek_controller(data)
-        except DecodeError as exc:
-            return Reply(Status.BAD_REQUEST, reason=str(exc))
-        sk_cs = self.controllers.get(controller_id)
-        if sk_cs is None:
-            return Reply(Status.UNAUTHORIZED, reason="unknown controller")
-        try:
-            query = RevocationQuery.decode(data, sk_cs)
-        except AuthenticationError:
-            return Reply(Status.UNAUTHORIZED, reason="revocation query failed authentication")
+    def _handle_revocation_query(self, data: bytes, now: float) -> Reply:
+        opened = _authenticate(data, self.controllers, Flight9)
+        if isinstance(opened, Reply):
+            return opened
+        sk_cs, query = opened
         entries = self.repository.revocations_after(query.after, MAX_REVOCATIONS)
         next_after = entries[-1][0] if entries else query.after
-        answer = RevocationList(query.challenge, next_after, tuple(entries))
-        return Reply(Status.OK, answer.encode(sk_cs, controller_id))
+        answer = Flight10(query.challenge, next_after, tuple(entries))
+        return Reply(Status.OK, answer.seal(sk_cs, query.controller_id))

@@ -39,8 +39,7 @@ from keystrap.services.lifetime import wait_for_signal
 from keystrap.settings import NodeSettings
 from keystrap.store.errors import StoreError
 from keystrap.store.node_file import NodeFile, load_node_file, save_node_file
-from keystrap.wire import DecodeError, peek_type, peek_version
-from keystrap.wire.refusal import Refusal, is_refusal
+from keystrap.wire import DecodeError, Flight12, flight_class
 
 log = logging.getLogger("keystrap.node")
 
@@ -190,7 +189,7 @@ async def _converse(
                     return "failed: no valid flight 4 before the timeout" + rejected
             elif data is _Wake.TIMER:
                 node.handle_timer(loop.time())
-            elif is_refusal(data):
+            elif Flight12.matches(data):
                 advice = _advice(data)
                 log.warning(
                     "node=%s: the controller says: %s (unverified)", eui64(result.node_id), advice
@@ -225,7 +224,7 @@ def _advice(data: bytes) -> str:
     """Flight 12, as text: logged and kept in the outcome, never acted on (it is
     unauthenticated: the node's retry policy goes on as before)."""
     try:
-        return Refusal.decode(data).reason.text
+        return Flight12.decode(data).reason.text
     except DecodeError as exc:
         return f"an unreadable refusal ({exc})"
 
@@ -245,7 +244,7 @@ async def _flush(
 
 def _count(result: NodeResult, data: bytes) -> None:
     try:
-        kind = int(peek_type(data, peek_version(data)))
+        kind = int(flight_class(data).TYPE)
     except DecodeError:
         return
     result.flight_bytes[kind] = len(data)

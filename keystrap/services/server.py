@@ -29,7 +29,7 @@ from keystrap.store.keyfile import load_master_key
 from keystrap.store.open import Repository, local_state, open_repository
 from keystrap.store.postgres_repository import redacted
 from keystrap.store.worker import StoreClosed, StoreThread
-from keystrap.wire import FlightType, RevocationQuery, peek_type
+from keystrap.wire import Flight9
 
 log = logging.getLogger("keystrap.server")
 BATCH_ATTEMPTS = 3
@@ -169,8 +169,8 @@ async def server_core(config: ServerConfig) -> AsyncIterator[ServingCore]:
         metrics.server_reply(data, reply, seconds)
         if reply.event is not None:
             activity.record(reply.event, time.time())
-        elif reply.status is Status.OK and peek_type(data) is FlightType.F9_REVOCATION_QUERY:
-            activity.heard_from(RevocationQuery.peek_controller(data), time.time())
+        elif reply.status is Status.OK and data[:1] == Flight9.header():
+            activity.heard_from(Flight9.peek_controller(data), time.time())
 
     async def answer(data: bytes, now: float) -> Reply:
         try:

@@ -4,18 +4,20 @@ Same parties, same keys, same nonces (``type || ID_c || TID``), same checks; wha
 changes is that nothing is sent that its receiver already holds -- such a value
 is authenticated as associated data instead -- and that the server derives
 ``RN_c`` instead of being sent it. Specified in docs/protocol.md, "Compact
-profile"; vectors in tests/vectors/compact.json.
+profile"; vectors in tests/vectors/compact.json. One class per flight, with the
+interface of the paper's (:mod:`keystrap.wire.flights`).
 
 =====  ===========  ==========================================================  =====
 flight path         layout (AAD after ``|``; never sent)                        bytes
 =====  ===========  ==========================================================  =====
-1      SBI->SBR OOB hdr ID_i RN_i  (``Flight1`` with ``version=COMPACT``)           25
+1      SBI->SBR OOB hdr ID_i RN_i  (the paper's layout)                         25
 2      SBR->SBS     hdr ID_c TID seal_SKcs(TS ID_i RN_i)                        49
 3      SBS->SBR     hdr seal_SKcs(IK_i | ID_i TS)                               25
 4      SBR->SBI OOB hdr TID seal_IKi(RN_c | ID_i RN_i)                          29
 5      SBI->SBR OOB hdr TID tag_PSKi(| ID_i RN_c)                               13
 6      SBR->SBS     hdr ID_c TID seal_SKcs(flight 5's tag)                      29
-7      SBS->SBR     hdr seal_SKcs(| ID_i)                                       9
+7      SBS->SBR     hdr seal_SKcs(| ID_i)  (the paper's layout)                 9
+11     SBR->SBI OOB hdr TID seal_SKi(| ID_i)  (the paper's layout)              13
 =====  ===========  ==========================================================  =====
 
 Every AAD starts ``hdr || ID_c || TID`` as in the paper profile. ``RN_c =
@@ -26,71 +28,49 @@ as good a nonce as a drawn one, and it no longer crosses the in-band path at all
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
+from typing import Self
 
 from keystrap.crypto import TAG_SIZE, kbkdf_cmac
-from keystrap.wire.errors import DecodeError, DecodeReason
-from keystrap.wire.flights import _open, _require, _require_u32, _seal, _to_server
-from keystrap.wire.header import COMPACT, FlightType, check_frame, header_byte
-from keystrap.wire.sizes import ID_SIZE, KEY_SIZE, RN_SIZE, TID_MAX, TID_SIZE, TS_MAX, TS_SIZE
-
-_HDR = 1
-
-C1_SIZE = _HDR + ID_SIZE + RN_SIZE
-C2_SIZE = _HDR + ID_SIZE + TID_SIZE + TS_SIZE + ID_SIZE + RN_SIZE + TAG_SIZE
-C3_SIZE = _HDR + KEY_SIZE + TAG_SIZE
-C4_SIZE = _HDR + TID_SIZE + RN_SIZE + TAG_SIZE
-C5_SIZE = _HDR + TID_SIZE + TAG_SIZE
-C6_SIZE = _HDR + ID_SIZE + TID_SIZE + TAG_SIZE + TAG_SIZE
-C7_SIZE = _HDR + TAG_SIZE
-
-COMPACT_SIZES: dict[FlightType, int] = {
-    FlightType.F1_HELLO: C1_SIZE,
-    FlightType.F2_REQUEST: C2_SIZE,
-    FlightType.F3_GRANT: C3_SIZE,
-    FlightType.F4_CHALLENGE: C4_SIZE,
-    FlightType.F5_PROOF: C5_SIZE,
-    FlightType.F6_CONFIRM: C6_SIZE,
-    FlightType.F7_CONFIRMED: C7_SIZE,
-}
+from keystrap.wire.flights import (
+    HEADER_ONLY,
+    TO_SERVER,
+    WITH_TID,
+    Flight1,
+    Flight7,
+    Flight11,
+    ToServer,
+    WithTid,
+)
+from keystrap.wire.header import COMPACT, FlightType
+from keystrap.wire.layout import ID_C, ID_I, TID_FIELD, Flight, Layout, sealed_size
+from keystrap.wire.sizes import RN_SIZE
 
 RN_C_LABEL = b"keystrap RN_c\x00"
+_RN_C_CONTEXT = Layout(ID_C, TID_FIELD)
+_ID_AND_RN = Layout(ID_I, ("RN", "16s"))
+_ID_AND_TS = Layout(ID_I, ("TS", "I"))
 
 
 def derive_rn_c(sk_cs: bytes, controller_id: bytes, tid: int) -> bytes:
     """The controller's random of transaction ``tid``, which the server computes too."""
-    _require("ID_c", controller_id, ID_SIZE)
-    _require_u32("TID", tid, TID_MAX)
-    return kbkdf_cmac(sk_cs, RN_C_LABEL + controller_id + struct.pack(">I", tid), RN_SIZE)
+    return kbkdf_cmac(sk_cs, RN_C_LABEL + _RN_C_CONTEXT.pack(controller_id, tid), RN_SIZE)
 
 
-def _hdr(kind: FlightType) -> bytes:
-    return header_byte(kind, COMPACT)
+class CompactFlight1(Flight1):
+    """Flight 1 of a node ordered with the compact profile: the paper's layout."""
 
-
-def _tid(data: bytes, at: int) -> int:
-    (tid,) = struct.unpack(">I", data[at : at + TID_SIZE])
-    return int(tid)
-
-
-def peek_to_server(data: bytes, kind: FlightType) -> tuple[bytes, int]:
-    """``(ID_c, TID)`` of a flight 2 or 6, to pick ``SK_cs`` before anything else."""
-    check_frame(data, kind, COMPACT_SIZES[kind], COMPACT)
-    return data[1:9], _tid(data, 9)
-
-
-def _from_controller(data: bytes, kind: FlightType, sk_cs: bytes) -> tuple[int, bytes]:
-    controller_id, tid = peek_to_server(data, kind)
-    return tid, _open(kind, sk_cs, controller_id, tid, data[13:], version=COMPACT)
-
-
-# --- flight 2 -------------------------------------------------------------------
+    PROFILE = COMPACT
 
 
 @dataclass(frozen=True)
-class CompactRequest:
-    """What the server learns from flight 2, once authenticated."""
+class CompactFlight2(ToServer):
+    """SBR -> SBS: the node's ``ID_i`` and ``RN_i`` under ``SK_cs``; no ``RN_c``."""
+
+    TYPE = FlightType.F2_REQUEST
+    PROFILE = COMPACT
+    SEALED = Layout(("TS", "I"), ID_I, ("RN_i", "16s"))
+    SIZE = sealed_size(TO_SERVER, SEALED)
 
     controller_id: bytes
     tid: int
@@ -98,123 +78,145 @@ class CompactRequest:
     node_id: bytes
     rn_i: bytes
 
+    def seal(self, sk_cs: bytes) -> bytes:
+        plain = (self.ts, self.node_id, self.rn_i)
+        return self._seal(
+            sk_cs, self.controller_id, self.tid, (self.controller_id, self.tid), plain
+        )
 
-def seal_compact_request(
-    sk_cs: bytes, controller_id: bytes, tid: int, ts: int, node_id: bytes, rn_i: bytes
-) -> bytes:
-    _require("ID_i", node_id, ID_SIZE)
-    _require("RN_i", rn_i, RN_SIZE)
-    _require_u32("TS", ts, TS_MAX)
-    plaintext = struct.pack(">I", ts) + node_id + rn_i
-    return _to_server(FlightType.F2_REQUEST, sk_cs, controller_id, tid, plaintext, COMPACT)
-
-
-def open_compact_request(data: bytes, sk_cs: bytes) -> CompactRequest:
-    tid, pt = _from_controller(data, FlightType.F2_REQUEST, sk_cs)
-    (ts,) = struct.unpack(">I", pt[:4])
-    return CompactRequest(data[1:9], tid, int(ts), pt[4:12], pt[12:28])
+    @classmethod
+    def open(cls, data: bytes, sk_cs: bytes) -> Self:
+        controller_id, tid = cls.clear_fields(data)
+        ts, node_id, rn_i = cls._open(data, sk_cs, controller_id, tid)
+        return cls(controller_id, tid, ts, node_id, rn_i)
 
 
-# --- flight 3 -------------------------------------------------------------------
+@dataclass(frozen=True)
+class CompactFlight3(Flight):
+    """SBS -> SBR: ``IK_i``; ``TS`` and ``TID`` authenticated, not echoed (the
+    controller knows both, so only the grant of exactly its request opens)."""
+
+    TYPE = FlightType.F3_GRANT
+    PROFILE = COMPACT
+    CLEAR = HEADER_ONLY
+    SEALED = Layout(("IK", "16s"))
+    SIZE = sealed_size(CLEAR, SEALED)
+
+    controller_id: bytes
+    tid: int
+    node_id: bytes
+    ts: int
+    ik: bytes
+
+    def seal(self, sk_cs: bytes) -> bytes:
+        context = _ID_AND_TS.pack(self.node_id, self.ts)
+        return self._seal(sk_cs, self.controller_id, self.tid, (), (self.ik,), context)
+
+    @classmethod
+    def open(
+        cls, data: bytes, sk_cs: bytes, *, controller_id: bytes, tid: int, node_id: bytes, ts: int
+    ) -> Self:
+        cls.clear_fields(data)
+        context = _ID_AND_TS.pack(node_id, ts)
+        (ik,) = cls._open(data, sk_cs, controller_id, tid, context)
+        return cls(controller_id, tid, node_id, ts, ik)
 
 
-def seal_compact_grant(
-    sk_cs: bytes, controller_id: bytes, tid: int, node_id: bytes, ts: int, ik: bytes
-) -> bytes:
-    """``TS`` and ``TID`` are authenticated, not echoed: the controller knows both."""
-    _require("IK", ik, KEY_SIZE)
-    _require("ID_i", node_id, ID_SIZE)
-    context = node_id + struct.pack(">I", ts)
-    sealed = _seal(FlightType.F3_GRANT, sk_cs, controller_id, tid, ik, context, COMPACT)
-    return _hdr(FlightType.F3_GRANT) + sealed
+@dataclass(frozen=True)
+class CompactFlight4(WithTid):
+    """SBR -> SBI: ``RN_c`` under ``IK_i``. ``RN_i`` is authenticated, not sent: only
+    a flight 4 for the node's own ``RN_i`` opens, as the paper's equality check demands."""
+
+    TYPE = FlightType.F4_CHALLENGE
+    PROFILE = COMPACT
+    SEALED = Layout(("RN_c", "16s"))
+    SIZE = sealed_size(WITH_TID, SEALED)
+
+    controller_id: bytes
+    tid: int
+    node_id: bytes
+    rn_i: bytes
+    rn_c: bytes
+
+    def seal(self, ik: bytes) -> bytes:
+        context = _ID_AND_RN.pack(self.node_id, self.rn_i)
+        return self._seal(ik, self.controller_id, self.tid, (self.tid,), (self.rn_c,), context)
+
+    @classmethod
+    def open(
+        cls, data: bytes, ik: bytes, *, controller_id: bytes, node_id: bytes, rn_i: bytes
+    ) -> Self:
+        (tid,) = cls.clear_fields(data)
+        context = _ID_AND_RN.pack(node_id, rn_i)
+        (rn_c,) = cls._open(data, ik, controller_id, tid, context)
+        return cls(controller_id, tid, node_id, rn_i, rn_c)
 
 
-def open_compact_grant(
-    data: bytes, sk_cs: bytes, controller_id: bytes, tid: int, node_id: bytes, ts: int
-) -> bytes:
-    """``IK_i``, if flight 3 was sealed for exactly this transaction and timestamp."""
-    check_frame(data, FlightType.F3_GRANT, C3_SIZE, COMPACT)
-    context = node_id + struct.pack(">I", ts)
-    return _open(FlightType.F3_GRANT, sk_cs, controller_id, tid, data[1:], context, COMPACT)
+@dataclass(frozen=True)
+class CompactFlight5(WithTid):
+    """SBI -> SBR: a tag alone. ``RN_c`` is known to the controller and the server,
+    so the proof authenticates it instead of carrying it."""
+
+    TYPE = FlightType.F5_PROOF
+    PROFILE = COMPACT
+    SIZE = sealed_size(WITH_TID, Flight.SEALED)
+
+    controller_id: bytes
+    tid: int
+    node_id: bytes
+    rn_c: bytes
+
+    def seal(self, psk: bytes) -> bytes:
+        context = _ID_AND_RN.pack(self.node_id, self.rn_c)
+        return self._seal(psk, self.controller_id, self.tid, (self.tid,), (), context)
+
+    @classmethod
+    def open(
+        cls, data: bytes, psk: bytes, *, controller_id: bytes, node_id: bytes, rn_c: bytes
+    ) -> Self:
+        """Raises :class:`AuthenticationError` unless the holder of ``PSK_i`` saw ``RN_c``."""
+        (tid,) = cls.clear_fields(data)
+        cls._open(data, psk, controller_id, tid, _ID_AND_RN.pack(node_id, rn_c))
+        return cls(controller_id, tid, node_id, rn_c)
 
 
-# --- flight 4 -------------------------------------------------------------------
+@dataclass(frozen=True)
+class CompactFlight6(ToServer):
+    """SBR -> SBS: flight 5's tag (its header and TID are flight 6's own)."""
+
+    TYPE = FlightType.F6_CONFIRM
+    PROFILE = COMPACT
+    SEALED = Layout(("flight 5 tag", f"{TAG_SIZE}s"))
+    SIZE = sealed_size(TO_SERVER, SEALED)
+
+    controller_id: bytes
+    tid: int
+    proof: bytes  # flight 5, as the node sent it
+
+    def seal(self, sk_cs: bytes) -> bytes:
+        if CompactFlight5.peek_tid(self.proof) != self.tid:
+            raise ValueError("flight 5 of another transaction")
+        tag = self.proof[WITH_TID.size :]
+        return self._seal(
+            sk_cs, self.controller_id, self.tid, (self.controller_id, self.tid), (tag,)
+        )
+
+    @classmethod
+    def open(cls, data: bytes, sk_cs: bytes) -> Self:
+        """Flight 5 as the node sent it, rebuilt from flight 6."""
+        controller_id, tid = cls.clear_fields(data)
+        (tag,) = cls._open(data, sk_cs, controller_id, tid)
+        proof = WITH_TID.pack(CompactFlight5.header()[0], tid) + tag
+        return cls(controller_id, tid, proof)
 
 
-def seal_compact_challenge(
-    ik: bytes, controller_id: bytes, tid: int, node_id: bytes, rn_i: bytes, rn_c: bytes
-) -> bytes:
-    """``RN_i`` is authenticated, not sent: only a flight 4 for the node's own
-    ``RN_i`` opens, as the paper's equality check demands."""
-    _require("RN_i", rn_i, RN_SIZE)
-    _require("RN_c", rn_c, RN_SIZE)
-    _require("ID_i", node_id, ID_SIZE)
-    kind = FlightType.F4_CHALLENGE
-    sealed = _seal(kind, ik, controller_id, tid, rn_c, node_id + rn_i, COMPACT)
-    return _hdr(kind) + struct.pack(">I", tid) + sealed
+class CompactFlight7(Flight7):
+    """Flight 7 of a compact transaction: the paper's layout."""
+
+    PROFILE = COMPACT
 
 
-def open_compact_challenge(
-    data: bytes, ik: bytes, controller_id: bytes, node_id: bytes, rn_i: bytes
-) -> tuple[int, bytes]:
-    """``(TID, RN_c)``."""
-    check_frame(data, FlightType.F4_CHALLENGE, C4_SIZE, COMPACT)
-    tid = _tid(data, 1)
-    kind = FlightType.F4_CHALLENGE
-    return tid, _open(kind, ik, controller_id, tid, data[5:], node_id + rn_i, COMPACT)
+class CompactFlight11(Flight11):
+    """Flight 11 of a compact transaction: the paper's layout."""
 
-
-# --- flight 5 -------------------------------------------------------------------
-
-
-def seal_compact_proof(
-    psk: bytes, controller_id: bytes, tid: int, node_id: bytes, rn_c: bytes
-) -> bytes:
-    """A tag alone: ``RN_c`` is known to the controller and the server, so the proof
-    authenticates it instead of carrying it."""
-    _require("RN_c", rn_c, RN_SIZE)
-    _require("ID_i", node_id, ID_SIZE)
-    tag = _seal(FlightType.F5_PROOF, psk, controller_id, tid, b"", node_id + rn_c, COMPACT)
-    return _hdr(FlightType.F5_PROOF) + struct.pack(">I", tid) + tag
-
-
-def compact_proof_tid(data: bytes) -> int:
-    check_frame(data, FlightType.F5_PROOF, C5_SIZE, COMPACT)
-    return _tid(data, 1)
-
-
-def check_compact_proof(
-    data: bytes, psk: bytes, controller_id: bytes, tid: int, node_id: bytes, rn_c: bytes
-) -> None:
-    """Raises :class:`AuthenticationError` unless the holder of ``PSK_i`` saw ``RN_c``."""
-    if compact_proof_tid(data) != tid:
-        raise DecodeError(DecodeReason.BAD_VALUE, "flight 5 for another TID")
-    kind = FlightType.F5_PROOF
-    _open(kind, psk, controller_id, tid, data[5:], node_id + rn_c, COMPACT)
-
-
-# --- flights 6 and 7 --------------------------------------------------------------
-
-
-def seal_compact_confirm(sk_cs: bytes, controller_id: bytes, tid: int, proof: bytes) -> bytes:
-    """Forwards flight 5's tag (its header and TID are flight 6's own)."""
-    compact_proof_tid(proof)
-    return _to_server(FlightType.F6_CONFIRM, sk_cs, controller_id, tid, proof[5:], COMPACT)
-
-
-def open_compact_confirm(data: bytes, sk_cs: bytes) -> bytes:
-    """Flight 5 as the node sent it, rebuilt from flight 6."""
-    tid, tag = _from_controller(data, FlightType.F6_CONFIRM, sk_cs)
-    return _hdr(FlightType.F5_PROOF) + struct.pack(">I", tid) + tag
-
-
-def seal_compact_confirmed(sk_cs: bytes, controller_id: bytes, tid: int, node_id: bytes) -> bytes:
-    tag = _seal(FlightType.F7_CONFIRMED, sk_cs, controller_id, tid, b"", node_id, COMPACT)
-    return _hdr(FlightType.F7_CONFIRMED) + tag
-
-
-def open_compact_confirmed(
-    data: bytes, sk_cs: bytes, controller_id: bytes, tid: int, node_id: bytes
-) -> None:
-    check_frame(data, FlightType.F7_CONFIRMED, C7_SIZE, COMPACT)
-    _open(FlightType.F7_CONFIRMED, sk_cs, controller_id, tid, data[1:], node_id, COMPACT)
+    PROFILE = COMPACT

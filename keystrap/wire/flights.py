@@ -1,9 +1,9 @@
-"""Flights 1-7: layouts, sealing and strict decoding.
+"""The paper's flights (profile 1): 1-8 and 11, one class each.
 
 Notation: ``hdr`` is the header byte, ``seal_K(pt)`` is AES-128-CCM_8 under K with
 the nonce of :func:`keystrap.wire.nonce.make_nonce`, producing ``ct || tag(8)``.
 The associated data of every sealed flight is ``hdr || ID_c || TID`` and, for
-flights 3, 4, 5 and 7, ``|| ID_i``: fields a party already knows are
+flights 3, 4, 5, 7 and 11, ``|| ID_i``: fields a party already knows are
 authenticated without being sent.
 
 =====  ===========  ==========================================================  =====
@@ -17,364 +17,340 @@ flight path         layout                                                      
 6      SBR->SBS     hdr ID_c TID seal_SKcs(flight5)                             50
 7      SBS->SBR     hdr seal_SKcs()                                             9
 8      SBS->SBR     hdr seal_SKcs(PSK_i TS TID flight4)   (hardened profile)    78
+11     SBR->SBI OOB hdr TID seal_SKi()                                          13
 =====  ===========  ==========================================================  =====
+
+Each class holds every field of its flight, the sent ones and the ones only
+authenticated; ``open`` takes the latter from the caller (who knows them) and
+returns the whole flight. Where a flight echoes a value its receiver knows
+(flight 3's and 8's ``TS`` and ``TID``), the opened instance holds the echoed
+value, for the receiver to compare.
 """
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
+from typing import Self
 
-from keystrap.crypto import TAG_SIZE, InvalidTag, ccm_open, ccm_seal
-from keystrap.wire.errors import AuthenticationError, DecodeError, DecodeReason
-from keystrap.wire.header import VERSION, FlightType, check_frame, header_byte
-from keystrap.wire.nonce import make_nonce
-from keystrap.wire.sizes import ID_SIZE, KEY_SIZE, RN_SIZE, TID_MAX, TID_SIZE, TS_MAX, TS_SIZE
+from keystrap.wire.errors import DecodeError, DecodeReason
+from keystrap.wire.header import FlightType
+from keystrap.wire.layout import HDR, ID_C, ID_I, TID_FIELD, Flight, Layout, sealed_size
 
-_HDR = 1
-
-F1_SIZE = _HDR + ID_SIZE + RN_SIZE
-F2_SIZE = _HDR + ID_SIZE + TID_SIZE + TS_SIZE + RN_SIZE + F1_SIZE + TAG_SIZE
-F3_SIZE = _HDR + KEY_SIZE + TS_SIZE + TID_SIZE + TAG_SIZE
-F4_SIZE = _HDR + TID_SIZE + 2 * RN_SIZE + TAG_SIZE
-F5_SIZE = _HDR + TID_SIZE + RN_SIZE + TAG_SIZE
-F6_SIZE = _HDR + ID_SIZE + TID_SIZE + F5_SIZE + TAG_SIZE
-F7_SIZE = _HDR + TAG_SIZE
-F8_SIZE = _HDR + KEY_SIZE + TS_SIZE + TID_SIZE + F4_SIZE + TAG_SIZE
-
-FLIGHT_SIZES: dict[FlightType, int] = {
-    FlightType.F1_HELLO: F1_SIZE,
-    FlightType.F2_REQUEST: F2_SIZE,
-    FlightType.F3_GRANT: F3_SIZE,
-    FlightType.F4_CHALLENGE: F4_SIZE,
-    FlightType.F5_PROOF: F5_SIZE,
-    FlightType.F6_CONFIRM: F6_SIZE,
-    FlightType.F7_CONFIRMED: F7_SIZE,
-    FlightType.F8_SEALED_GRANT: F8_SIZE,
-}
+TO_SERVER = Layout(HDR, ID_C, TID_FIELD)
+"""Flights 2 and 6 (both profiles): ``ID_c`` and ``TID`` in the clear, for the
+server to pick ``SK_cs`` and build the nonce; the tag authenticates them."""
+WITH_TID = Layout(HDR, TID_FIELD)
+"""Out-of-band flights 4, 5 and 11: the node learns the TID from them."""
+HEADER_ONLY = Layout(HDR)
+"""Answers to a request (3, 7, 8): the controller opens them in the context of
+its own transaction, so one from another transaction cannot authenticate."""
 
 
-def _require(name: str, value: bytes, size: int) -> None:
-    if len(value) != size:
-        raise ValueError(f"{name} must be {size} bytes, got {len(value)}")
+class ToServer(Flight):
+    """Flights 2 and 6, both profiles: routed by the ``ID_c`` in the clear."""
+
+    CLEAR = TO_SERVER
+
+    @classmethod
+    def peek_controller(cls, data: bytes) -> bytes:
+        """``ID_c``, to pick the ``SK_cs`` that ``open`` needs; checks the frame."""
+        controller_id, _ = cls.clear_fields(data)
+        return bytes(controller_id)
+
+    @classmethod
+    def peek_tid(cls, data: bytes) -> int:
+        """The transaction, without the key (for an observer: the lab, the tests)."""
+        _, tid = cls.clear_fields(data)
+        return int(tid)
 
 
-def _require_u32(name: str, value: int, maximum: int) -> None:
-    if not 0 <= value <= maximum:
-        raise ValueError(f"{name} {value} out of range 0..{maximum}")
+class WithTid(Flight):
+    """Flights 4, 5 and 11, both profiles: the TID in the clear, which the node
+    learns from flight 4 and the controller uses to find the transaction."""
 
+    CLEAR = WITH_TID
 
-def _aad(
-    flight_type: FlightType, controller_id: bytes, tid: int, node_id: bytes, version: int
-) -> bytes:
-    return (
-        header_byte(flight_type, version) + controller_id + tid.to_bytes(TID_SIZE, "big") + node_id
-    )
-
-
-def _seal(
-    flight_type: FlightType,
-    key: bytes,
-    controller_id: bytes,
-    tid: int,
-    plaintext: bytes,
-    node_id: bytes = b"",
-    version: int = VERSION,
-) -> bytes:
-    """``node_id`` may be followed by further context that is authenticated, not sent."""
-    nonce = make_nonce(flight_type, controller_id, tid)
-    return ccm_seal(key, nonce, plaintext, _aad(flight_type, controller_id, tid, node_id, version))
-
-
-def _open(
-    flight_type: FlightType,
-    key: bytes,
-    controller_id: bytes,
-    tid: int,
-    sealed: bytes,
-    node_id: bytes = b"",
-    version: int = VERSION,
-) -> bytes:
-    nonce = make_nonce(flight_type, controller_id, tid)
-    aad = _aad(flight_type, controller_id, tid, node_id, version)
-    try:
-        return ccm_open(key, nonce, sealed, aad)
-    except InvalidTag:
-        raise AuthenticationError(f"flight {int(flight_type)} failed authentication") from None
-
-
-def _to_server(
-    kind: FlightType,
-    sk_cs: bytes,
-    controller_id: bytes,
-    tid: int,
-    plaintext: bytes,
-    version: int = VERSION,
-) -> bytes:
-    """Flights 2 and 6 (both profiles): ``ID_c`` and ``TID`` in the clear, for the
-    server to pick ``SK_cs`` and build the nonce; the rest sealed under SK_cs."""
-    _require("ID_c", controller_id, ID_SIZE)
-    _require_u32("TID", tid, TID_MAX)
-    sealed = _seal(kind, sk_cs, controller_id, tid, plaintext, version=version)
-    return header_byte(kind, version) + controller_id + struct.pack(">I", tid) + sealed
+    @classmethod
+    def peek_tid(cls, data: bytes) -> int:
+        """The transaction, to find the key before opening; checks the frame."""
+        (tid,) = cls.clear_fields(data)
+        return int(tid)
 
 
 # --- flight 1 -------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Flight1:
+class Flight1(Flight):
     """SBI -> SBR over the out-of-band channel, in the clear (paper: AE or plaintext).
 
-    It carries no secret: ``RN_i`` alone gives nothing without ``IK_i``. The same
-    layout in both profiles; ``version`` is the node's.
+    It carries no secret: ``RN_i`` alone gives nothing without ``IK_i``. The
+    compact profile sends the same layout (:class:`~keystrap.wire.compact.CompactFlight1`).
     """
+
+    TYPE = FlightType.F1_HELLO
+    CLEAR = Layout(HDR, ID_I, ("RN_i", "16s"))
+    SIZE = CLEAR.size
 
     node_id: bytes
     rn_i: bytes
-    version: int = VERSION
 
     def encode(self) -> bytes:
-        _require("ID_i", self.node_id, ID_SIZE)
-        _require("RN_i", self.rn_i, RN_SIZE)
-        return header_byte(FlightType.F1_HELLO, self.version) + self.node_id + self.rn_i
+        return self.CLEAR.pack(self.header()[0], self.node_id, self.rn_i)
 
     @classmethod
-    def decode(cls, data: bytes, version: int = VERSION) -> Flight1:
-        check_frame(data, FlightType.F1_HELLO, F1_SIZE, version)
-        return cls(node_id=data[1:9], rn_i=data[9:25], version=version)
+    def decode(cls, data: bytes) -> Self:
+        node_id, rn_i = cls.clear_fields(data)
+        return cls(node_id, rn_i)
 
 
 # --- flight 2 -------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Flight2Body:
-    """The sealed part of flight 2, once authenticated."""
+class Flight2(ToServer):
+    """SBR -> SBS: the node's flight 1 and the controller's ``RN_c``, under ``SK_cs``."""
 
+    TYPE = FlightType.F2_REQUEST
+    SEALED = Layout(("TS", "I"), ("RN_c", "16s"), ("flight 1", f"{Flight1.SIZE}s"))
+    SIZE = sealed_size(TO_SERVER, SEALED)
+
+    controller_id: bytes
+    tid: int
     ts: int
     rn_c: bytes
     flight1: Flight1
 
-
-@dataclass(frozen=True)
-class Flight2:
-    """SBR -> SBS. ``ID_c`` and ``TID`` travel in the clear: the server needs ``ID_c``
-    to pick ``SK_cs`` and both to build the nonce; the tag authenticates them."""
-
-    controller_id: bytes
-    tid: int
-    sealed: bytes
+    def seal(self, sk_cs: bytes) -> bytes:
+        hello = self.flight1.encode()
+        plain = (self.ts, self.rn_c, hello)
+        return self._seal(
+            sk_cs, self.controller_id, self.tid, (self.controller_id, self.tid), plain
+        )
 
     @classmethod
-    def decode(cls, data: bytes) -> Flight2:
-        check_frame(data, FlightType.F2_REQUEST, F2_SIZE)
-        (tid,) = struct.unpack(">I", data[9:13])
-        return cls(controller_id=data[1:9], tid=tid, sealed=data[13:])
-
-    def open(self, sk_cs: bytes) -> Flight2Body:
-        pt = _open(FlightType.F2_REQUEST, sk_cs, self.controller_id, self.tid, self.sealed)
-        (ts,) = struct.unpack(">I", pt[:4])
-        return Flight2Body(ts=ts, rn_c=pt[4:20], flight1=Flight1.decode(pt[20:]))
-
-
-def seal_flight2(
-    sk_cs: bytes, controller_id: bytes, tid: int, ts: int, rn_c: bytes, flight1: bytes
-) -> bytes:
-    _require_u32("TS", ts, TS_MAX)
-    _require("RN_c", rn_c, RN_SIZE)
-    Flight1.decode(flight1)
-    plaintext = struct.pack(">I", ts) + rn_c + flight1
-    return _to_server(FlightType.F2_REQUEST, sk_cs, controller_id, tid, plaintext)
+    def open(cls, data: bytes, sk_cs: bytes) -> Self:
+        controller_id, tid = cls.clear_fields(data)
+        ts, rn_c, hello = cls._open(data, sk_cs, controller_id, tid)
+        return cls(controller_id, tid, ts, rn_c, Flight1.decode(hello))
 
 
 # --- flight 3 -------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Flight3Body:
+class Flight3(Flight):
+    """SBS -> SBR: the node's initial key ``IK_i``, with ``TS`` and ``TID`` echoed."""
+
+    TYPE = FlightType.F3_GRANT
+    CLEAR = HEADER_ONLY
+    SEALED = Layout(("IK", "16s"), ("TS", "I"), TID_FIELD)
+    SIZE = sealed_size(CLEAR, SEALED)
+
+    controller_id: bytes
+    tid: int
+    node_id: bytes
     ik: bytes
     ts: int
-    tid: int
 
+    def seal(self, sk_cs: bytes) -> bytes:
+        plain = (self.ik, self.ts, self.tid)
+        return self._seal(sk_cs, self.controller_id, self.tid, (), plain, _id(self.node_id))
 
-def seal_flight3(
-    sk_cs: bytes, controller_id: bytes, tid: int, node_id: bytes, ik: bytes, ts: int
-) -> bytes:
-    _require("IK", ik, KEY_SIZE)
-    _require("ID_i", node_id, ID_SIZE)
-    plaintext = ik + struct.pack(">II", ts, tid)
-    sealed = _seal(FlightType.F3_GRANT, sk_cs, controller_id, tid, plaintext, node_id)
-    return header_byte(FlightType.F3_GRANT) + sealed
-
-
-def open_flight3(
-    data: bytes, sk_cs: bytes, controller_id: bytes, tid: int, node_id: bytes
-) -> Flight3Body:
-    """Flight 3 carries no clear fields: the controller opens it in the context of its
-    own transaction, so a flight 3 from another transaction cannot authenticate."""
-    check_frame(data, FlightType.F3_GRANT, F3_SIZE)
-    pt = _open(FlightType.F3_GRANT, sk_cs, controller_id, tid, data[1:], node_id)
-    ts, inner_tid = struct.unpack(">II", pt[16:24])
-    return Flight3Body(ik=pt[:16], ts=ts, tid=inner_tid)
+    @classmethod
+    def open(
+        cls, data: bytes, sk_cs: bytes, *, controller_id: bytes, tid: int, node_id: bytes
+    ) -> Self:
+        """``tid`` is the controller's transaction; the result holds the echoed one."""
+        cls.clear_fields(data)
+        ik, ts, echoed = cls._open(data, sk_cs, controller_id, tid, _id(node_id))
+        return cls(controller_id, echoed, node_id, ik, ts)
 
 
 # --- flight 4 -------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Flight4:
+class Flight4(WithTid):
     """SBR -> SBI over the out-of-band channel: ``TID, E_IKi(RN_i || RN_c)``."""
 
+    TYPE = FlightType.F4_CHALLENGE
+    SEALED = Layout(("RN_i", "16s"), ("RN_c", "16s"))
+    SIZE = sealed_size(WITH_TID, SEALED)
+
+    controller_id: bytes
     tid: int
-    sealed: bytes
+    node_id: bytes
+    rn_i: bytes
+    rn_c: bytes
+
+    def seal(self, ik: bytes) -> bytes:
+        plain = (self.rn_i, self.rn_c)
+        return self._seal(ik, self.controller_id, self.tid, (self.tid,), plain, _id(self.node_id))
 
     @classmethod
-    def decode(cls, data: bytes) -> Flight4:
-        check_frame(data, FlightType.F4_CHALLENGE, F4_SIZE)
-        (tid,) = struct.unpack(">I", data[1:5])
-        return cls(tid=tid, sealed=data[5:])
-
-    def open(self, ik: bytes, controller_id: bytes, node_id: bytes) -> tuple[bytes, bytes]:
-        """Return ``(RN_i, RN_c)``; the caller compares ``RN_i`` with its own."""
-        pt = _open(FlightType.F4_CHALLENGE, ik, controller_id, self.tid, self.sealed, node_id)
-        return pt[:16], pt[16:]
-
-
-def seal_flight4(
-    ik: bytes, controller_id: bytes, tid: int, node_id: bytes, rn_i: bytes, rn_c: bytes
-) -> bytes:
-    _require("RN_i", rn_i, RN_SIZE)
-    _require("RN_c", rn_c, RN_SIZE)
-    _require("ID_i", node_id, ID_SIZE)
-    sealed = _seal(FlightType.F4_CHALLENGE, ik, controller_id, tid, rn_i + rn_c, node_id)
-    return header_byte(FlightType.F4_CHALLENGE) + struct.pack(">I", tid) + sealed
+    def open(cls, data: bytes, ik: bytes, *, controller_id: bytes, node_id: bytes) -> Self:
+        """The caller compares ``rn_i`` with its own."""
+        (tid,) = cls.clear_fields(data)
+        rn_i, rn_c = cls._open(data, ik, controller_id, tid, _id(node_id))
+        return cls(controller_id, tid, node_id, rn_i, rn_c)
 
 
 # --- flight 5 -------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Flight5:
+class Flight5(WithTid):
     """SBI -> SBR over the out-of-band channel: ``E_PSKi(RN_c)``, proof of holding PSK_i."""
 
+    TYPE = FlightType.F5_PROOF
+    SEALED = Layout(("RN_c", "16s"))
+    SIZE = sealed_size(WITH_TID, SEALED)
+
+    controller_id: bytes
     tid: int
-    sealed: bytes
+    node_id: bytes
+    rn_c: bytes
+
+    def seal(self, psk: bytes) -> bytes:
+        return self._seal(
+            psk, self.controller_id, self.tid, (self.tid,), (self.rn_c,), _id(self.node_id)
+        )
 
     @classmethod
-    def decode(cls, data: bytes) -> Flight5:
-        check_frame(data, FlightType.F5_PROOF, F5_SIZE)
-        (tid,) = struct.unpack(">I", data[1:5])
-        return cls(tid=tid, sealed=data[5:])
-
-    def open(self, psk: bytes, controller_id: bytes, node_id: bytes) -> bytes:
-        """Return the ``RN_c`` the node saw; the caller compares it with its own."""
-        return _open(FlightType.F5_PROOF, psk, controller_id, self.tid, self.sealed, node_id)
-
-
-def seal_flight5(psk: bytes, controller_id: bytes, tid: int, node_id: bytes, rn_c: bytes) -> bytes:
-    _require("RN_c", rn_c, RN_SIZE)
-    _require("ID_i", node_id, ID_SIZE)
-    sealed = _seal(FlightType.F5_PROOF, psk, controller_id, tid, rn_c, node_id)
-    return header_byte(FlightType.F5_PROOF) + struct.pack(">I", tid) + sealed
+    def open(cls, data: bytes, psk: bytes, *, controller_id: bytes, node_id: bytes) -> Self:
+        """The ``RN_c`` the node saw; the caller compares it with its own."""
+        (tid,) = cls.clear_fields(data)
+        (rn_c,) = cls._open(data, psk, controller_id, tid, _id(node_id))
+        return cls(controller_id, tid, node_id, rn_c)
 
 
 # --- flights 6 and 7 (our addition: the server learns the node holds PSK_i) --------
 
 
 @dataclass(frozen=True)
-class Flight6:
+class Flight6(ToServer):
     """SBR -> SBS: the node's flight 5, forwarded so the server can check it itself."""
+
+    TYPE = FlightType.F6_CONFIRM
+    SEALED = Layout(("flight 5", f"{Flight5.SIZE}s"))
+    SIZE = sealed_size(TO_SERVER, SEALED)
 
     controller_id: bytes
     tid: int
-    sealed: bytes
+    proof: bytes  # flight 5, as the node sent it
+
+    def seal(self, sk_cs: bytes) -> bytes:
+        if Flight5.peek_tid(self.proof) != self.tid:
+            raise ValueError("flight 5 of another transaction")
+        clear = (self.controller_id, self.tid)
+        return self._seal(sk_cs, self.controller_id, self.tid, clear, (self.proof,))
 
     @classmethod
-    def decode(cls, data: bytes) -> Flight6:
-        check_frame(data, FlightType.F6_CONFIRM, F6_SIZE)
-        (tid,) = struct.unpack(">I", data[9:13])
-        return cls(controller_id=data[1:9], tid=tid, sealed=data[13:])
-
-    def open(self, sk_cs: bytes) -> Flight5:
-        pt = _open(FlightType.F6_CONFIRM, sk_cs, self.controller_id, self.tid, self.sealed)
-        flight5 = Flight5.decode(pt)
-        if flight5.tid != self.tid:
+    def open(cls, data: bytes, sk_cs: bytes) -> Self:
+        controller_id, tid = cls.clear_fields(data)
+        (proof,) = cls._open(data, sk_cs, controller_id, tid)
+        if Flight5.peek_tid(proof) != tid:
             raise DecodeError(DecodeReason.BAD_VALUE, "flight 5 inside flight 6 has another TID")
-        return flight5
+        return cls(controller_id, tid, proof)
 
 
-def seal_flight6(sk_cs: bytes, controller_id: bytes, tid: int, flight5: bytes) -> bytes:
-    Flight5.decode(flight5)
-    return _to_server(FlightType.F6_CONFIRM, sk_cs, controller_id, tid, flight5)
+@dataclass(frozen=True)
+class Flight7(Flight):
+    """SBS -> SBR: a tag alone, the server's word that it holds ``PSK_i``."""
 
+    TYPE = FlightType.F7_CONFIRMED
+    CLEAR = HEADER_ONLY
+    SIZE = sealed_size(CLEAR, Flight.SEALED)
 
-def seal_flight7(sk_cs: bytes, controller_id: bytes, tid: int, node_id: bytes) -> bytes:
-    sealed = _seal(FlightType.F7_CONFIRMED, sk_cs, controller_id, tid, b"", node_id)
-    return header_byte(FlightType.F7_CONFIRMED) + sealed
+    controller_id: bytes
+    tid: int
+    node_id: bytes
 
+    def seal(self, sk_cs: bytes) -> bytes:
+        return self._seal(sk_cs, self.controller_id, self.tid, (), (), _id(self.node_id))
 
-def open_flight7(data: bytes, sk_cs: bytes, controller_id: bytes, tid: int, node_id: bytes) -> None:
-    check_frame(data, FlightType.F7_CONFIRMED, F7_SIZE)
-    _open(FlightType.F7_CONFIRMED, sk_cs, controller_id, tid, data[1:], node_id)
-
-
-# --- flight 11 (our addition: the node learns, verifiably, that the server confirmed) --
-
-F11_SIZE = _HDR + TID_SIZE + TAG_SIZE
-
-
-def seal_flight11(
-    session_key: bytes, controller_id: bytes, tid: int, node_id: bytes, version: int = VERSION
-) -> bytes:
-    """``hdr TID seal_SKi()``: sent by the controller once flight 7 arrived.
-
-    Sealed under SK_i, which only this bootstrap's node and controller can
-    derive and which seals nothing else, so the node can tell it from an
-    attacker's "done" (the empty record that used to stand here). The same
-    layout in both profiles; ``version`` is the transaction's.
-    """
-    _require("ID_i", node_id, ID_SIZE)
-    kind = FlightType.F11_NODE_CONFIRMED
-    sealed = _seal(kind, session_key, controller_id, tid, b"", node_id, version)
-    return header_byte(kind, version) + struct.pack(">I", tid) + sealed
+    @classmethod
+    def open(
+        cls, data: bytes, sk_cs: bytes, *, controller_id: bytes, tid: int, node_id: bytes
+    ) -> Self:
+        cls.clear_fields(data)
+        cls._open(data, sk_cs, controller_id, tid, _id(node_id))
+        return cls(controller_id, tid, node_id)
 
 
 # --- flight 8 (hardened profile: the controller never learns IK) ------------------
 
 
 @dataclass(frozen=True)
-class Flight8Body:
+class Flight8(Flight):
+    """SBS -> SBR, hardened: ``PSK_i`` and flight 4 sealed by the server under ``IK_i``."""
+
+    TYPE = FlightType.F8_SEALED_GRANT
+    CLEAR = HEADER_ONLY
+    SEALED = Layout(("PSK", "16s"), ("TS", "I"), TID_FIELD, ("flight 4", f"{Flight4.SIZE}s"))
+    SIZE = sealed_size(CLEAR, SEALED)
+
+    controller_id: bytes
+    tid: int
+    node_id: bytes
     psk: bytes
     ts: int
+    challenge: bytes  # flight 4
+
+    def seal(self, sk_cs: bytes) -> bytes:
+        if Flight4.peek_tid(self.challenge) != self.tid:
+            raise ValueError("flight 4 of another transaction")
+        plain = (self.psk, self.ts, self.tid, self.challenge)
+        return self._seal(sk_cs, self.controller_id, self.tid, (), plain, _id(self.node_id))
+
+    @classmethod
+    def open(
+        cls, data: bytes, sk_cs: bytes, *, controller_id: bytes, tid: int, node_id: bytes
+    ) -> Self:
+        """``tid`` is the controller's transaction; the result holds the echoed one."""
+        cls.clear_fields(data)
+        psk, ts, echoed, challenge = cls._open(data, sk_cs, controller_id, tid, _id(node_id))
+        if Flight4.peek_tid(challenge) != tid:
+            raise DecodeError(DecodeReason.BAD_VALUE, "flight 4 inside flight 8 has another TID")
+        return cls(controller_id, echoed, node_id, psk, ts, challenge)
+
+
+# --- flight 11 (our addition: the node learns, verifiably, that the server confirmed) --
+
+
+@dataclass(frozen=True)
+class Flight11(WithTid):
+    """SBR -> SBI, once flight 7 arrived: ``hdr TID seal_SKi()``.
+
+    Sealed under SK_i, which only this bootstrap's node and controller can
+    derive and which seals nothing else, so the node can tell it from an
+    attacker's "done". The compact profile sends the same layout
+    (:class:`~keystrap.wire.compact.CompactFlight11`).
+    """
+
+    TYPE = FlightType.F11_NODE_CONFIRMED
+    SIZE = sealed_size(WITH_TID, Flight.SEALED)
+
+    controller_id: bytes
     tid: int
-    challenge: bytes  # flight 4, sealed by the server under IK_i
+    node_id: bytes
+
+    def seal(self, session_key: bytes) -> bytes:
+        return self._seal(
+            session_key, self.controller_id, self.tid, (self.tid,), (), _id(self.node_id)
+        )
+
+    @classmethod
+    def open(cls, data: bytes, session_key: bytes, *, controller_id: bytes, node_id: bytes) -> Self:
+        (tid,) = cls.clear_fields(data)
+        cls._open(data, session_key, controller_id, tid, _id(node_id))
+        return cls(controller_id, tid, node_id)
 
 
-def seal_flight8(
-    sk_cs: bytes,
-    controller_id: bytes,
-    tid: int,
-    node_id: bytes,
-    psk: bytes,
-    ts: int,
-    challenge: bytes,
-) -> bytes:
-    _require("PSK", psk, KEY_SIZE)
-    _require("ID_i", node_id, ID_SIZE)
-    Flight4.decode(challenge)
-    plaintext = psk + struct.pack(">II", ts, tid) + challenge
-    sealed = _seal(FlightType.F8_SEALED_GRANT, sk_cs, controller_id, tid, plaintext, node_id)
-    return header_byte(FlightType.F8_SEALED_GRANT) + sealed
+NODE_ID = Layout(ID_I)
 
 
-def open_flight8(
-    data: bytes, sk_cs: bytes, controller_id: bytes, tid: int, node_id: bytes
-) -> Flight8Body:
-    check_frame(data, FlightType.F8_SEALED_GRANT, F8_SIZE)
-    pt = _open(FlightType.F8_SEALED_GRANT, sk_cs, controller_id, tid, data[1:], node_id)
-    ts, inner_tid = struct.unpack(">II", pt[16:24])
-    challenge = pt[24:]
-    if Flight4.decode(challenge).tid != tid:
-        raise DecodeError(DecodeReason.BAD_VALUE, "flight 4 inside flight 8 has another TID")
-    return Flight8Body(psk=pt[:16], ts=ts, tid=inner_tid, challenge=challenge)
+def _id(node_id: bytes) -> bytes:
+    """``ID_i`` as associated data, checked like a sent field."""
+    return NODE_ID.pack(node_id)

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Self
 
 from keystrap.wire.errors import DecodeError, DecodeReason
-from keystrap.wire.header import FlightType, check_frame, header_byte
-from keystrap.wire.sizes import ID_SIZE
-
-F12_SIZE = 1 + ID_SIZE + 1
+from keystrap.wire.header import FlightType
+from keystrap.wire.layout import HDR, ID_I, Flight, Layout
 
 
 class RefusalReason(IntEnum):
@@ -36,24 +35,24 @@ class RefusalReason(IntEnum):
 
 
 @dataclass(frozen=True)
-class Refusal:
+class Flight12(Flight):
+    """SBR -> SBI, out of band: ``hdr ID_i reason``, in the clear."""
+
+    TYPE = FlightType.F12_REFUSED
+    CLEAR = Layout(HDR, ID_I, ("reason", "B"))
+    SIZE = CLEAR.size
+
     node_id: bytes
     reason: RefusalReason
 
     def encode(self) -> bytes:
-        return header_byte(FlightType.F12_REFUSED) + self.node_id + bytes([self.reason])
+        return self.CLEAR.pack(self.header()[0], self.node_id, self.reason)
 
     @classmethod
-    def decode(cls, data: bytes) -> Refusal:
-        check_frame(data, FlightType.F12_REFUSED, F12_SIZE)
+    def decode(cls, data: bytes) -> Self:
+        node_id, code = cls.clear_fields(data)
         try:
-            reason = RefusalReason(data[-1])
+            reason = RefusalReason(code)
         except ValueError:
-            raise DecodeError(DecodeReason.BAD_VALUE, f"refusal code {data[-1]}") from None
-        return cls(data[1 : 1 + ID_SIZE], reason)
-
-
-def is_refusal(data: bytes) -> bool:
-    """Cheap test for the session's raw records (no medium carries 10 bytes
-    starting with 0x1C)."""
-    return len(data) == F12_SIZE and data[:1] == header_byte(FlightType.F12_REFUSED)
+            raise DecodeError(DecodeReason.BAD_VALUE, f"refusal code {code}") from None
+        return cls(node_id, reason)

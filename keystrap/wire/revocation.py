@@ -21,20 +21,20 @@ the number to ask after next time. The MAC of 10 also covers ``ID_c``.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
+from typing import Self
 
 from keystrap.crypto import cmac, constant_time_equal, kbkdf_cmac
 from keystrap.wire.errors import AuthenticationError, DecodeError, DecodeReason
-from keystrap.wire.header import FlightType, check_frame, header_byte, peek_type
-from keystrap.wire.sizes import ID_SIZE, KEY_SIZE
+from keystrap.wire.header import FlightType, peek_type
+from keystrap.wire.layout import HDR, ID_C, Flight, Layout
+from keystrap.wire.sizes import KEY_SIZE
 
 CHALLENGE_SIZE = 8
 MAC_SIZE = 8
 MAX_ENTRIES = 16
-_ENTRY = struct.Struct(">I8s")
-QUERY_SIZE = 1 + ID_SIZE + 4 + CHALLENGE_SIZE + MAC_SIZE
-LIST_MIN_SIZE = 1 + CHALLENGE_SIZE + 4 + 1 + MAC_SIZE
+_CHALLENGE = ("challenge", f"{CHALLENGE_SIZE}s")
+_ENTRY = Layout(("seq", "I"), ("ID_i", "8s"))
 _LABEL = b"keystrap revocations"
 
 
@@ -53,65 +53,65 @@ def _check_mac(key: bytes, data: bytes, mac: bytes, what: str) -> None:
 
 
 @dataclass(frozen=True)
-class RevocationQuery:
+class Flight9(Flight):
+    """SBR -> SBS: "what was revoked after ``after``?", with a fresh challenge."""
+
+    TYPE = FlightType.F9_REVOCATION_QUERY
+    CLEAR = Layout(HDR, ID_C, ("after", "I"), _CHALLENGE)
+    SIZE = CLEAR.size + MAC_SIZE
+
     controller_id: bytes
     after: int
     challenge: bytes
 
-    def encode(self, sk_cs: bytes) -> bytes:
-        body = (
-            header_byte(FlightType.F9_REVOCATION_QUERY)
-            + self.controller_id
-            + self.after.to_bytes(4, "big")
-            + self.challenge
-        )
+    def seal(self, sk_cs: bytes) -> bytes:
+        body = self.CLEAR.pack(self.header()[0], self.controller_id, self.after, self.challenge)
         return body + _mac(revocation_key(sk_cs, self.controller_id), body)
 
-    @staticmethod
-    def peek_controller(data: bytes) -> bytes:
-        """``ID_c``, to find the key that :meth:`decode` needs."""
-        check_frame(data, FlightType.F9_REVOCATION_QUERY, QUERY_SIZE)
-        return data[1 : 1 + ID_SIZE]
+    @classmethod
+    def peek_controller(cls, data: bytes) -> bytes:
+        """``ID_c``, to find the key that :meth:`open` needs; checks the frame."""
+        controller_id, _, _ = cls.clear_fields(data)
+        return bytes(controller_id)
 
     @classmethod
-    def decode(cls, data: bytes, sk_cs: bytes) -> RevocationQuery:
-        controller_id = cls.peek_controller(data)
-        body, mac = data[:-MAC_SIZE], data[-MAC_SIZE:]
+    def open(cls, data: bytes, sk_cs: bytes) -> Self:
+        controller_id, after, challenge = cls.clear_fields(data)
+        body, mac = data[: cls.CLEAR.size], data[cls.CLEAR.size :]
         _check_mac(revocation_key(sk_cs, controller_id), body, mac, "revocation query")
-        after = int.from_bytes(body[1 + ID_SIZE : 5 + ID_SIZE], "big")
-        return cls(controller_id, after, body[5 + ID_SIZE :])
+        return cls(controller_id, after, challenge)
 
 
 @dataclass(frozen=True)
-class RevocationList:
+class Flight10(Flight):
+    """SBS -> SBR: at most :data:`MAX_ENTRIES` revocations, MAC'd with ``ID_c``."""
+
+    TYPE = FlightType.F10_REVOCATION_LIST
+    CLEAR = Layout(HDR, _CHALLENGE, ("next", "I"), ("n", "B"))
+    SIZE = CLEAR.size + MAC_SIZE  # with no entries; each adds _ENTRY.size
+
     challenge: bytes
     next_after: int
     entries: tuple[tuple[int, bytes], ...]  # (sequence number, ID_i)
 
-    def encode(self, sk_cs: bytes, controller_id: bytes) -> bytes:
+    def seal(self, sk_cs: bytes, controller_id: bytes) -> bytes:
         if len(self.entries) > MAX_ENTRIES:
             raise ValueError(f"at most {MAX_ENTRIES} entries per answer")
-        body = (
-            header_byte(FlightType.F10_REVOCATION_LIST)
-            + self.challenge
-            + self.next_after.to_bytes(4, "big")
-            + bytes([len(self.entries)])
-            + b"".join(_ENTRY.pack(seq, node_id) for seq, node_id in self.entries)
-        )
+        head = (self.header()[0], self.challenge, self.next_after, len(self.entries))
+        body = self.CLEAR.pack(*head) + b"".join(_ENTRY.pack(*entry) for entry in self.entries)
         key = revocation_key(sk_cs, controller_id)
         return body + _mac(key, controller_id + body)
 
     @classmethod
-    def decode(
-        cls, data: bytes, sk_cs: bytes, controller_id: bytes, challenge: bytes
-    ) -> RevocationList:
+    def open(cls, data: bytes, sk_cs: bytes, *, controller_id: bytes, challenge: bytes) -> Self:
+        """Only the answer to the query that carried ``challenge`` opens."""
         kind = peek_type(data)
-        if kind is not FlightType.F10_REVOCATION_LIST:
+        if kind is not cls.TYPE:
             raise DecodeError(DecodeReason.WRONG_TYPE, f"flight {int(kind)}, expected 10")
-        if len(data) < LIST_MIN_SIZE:
+        if len(data) < cls.SIZE:
             raise DecodeError(DecodeReason.TRUNCATED, f"revocation list of {len(data)} bytes")
-        count = data[1 + CHALLENGE_SIZE + 4]
-        size = LIST_MIN_SIZE + count * _ENTRY.size
+        _, sent_challenge, next_after, count = cls.CLEAR.unpack(data)
+        size = cls.SIZE + count * _ENTRY.size
         if count > MAX_ENTRIES or len(data) != size:
             raise DecodeError(
                 DecodeReason.BAD_VALUE, f"{len(data)} bytes for {count} entries (needs {size})"
@@ -120,9 +120,8 @@ class RevocationList:
         _check_mac(
             revocation_key(sk_cs, controller_id), controller_id + body, mac, "revocation list"
         )
-        if not constant_time_equal(body[1 : 1 + CHALLENGE_SIZE], challenge):
+        if not constant_time_equal(sent_challenge, challenge):
             raise DecodeError(DecodeReason.BAD_VALUE, "revocation list answers another query")
-        next_after = int.from_bytes(body[1 + CHALLENGE_SIZE : 5 + CHALLENGE_SIZE], "big")
-        start = LIST_MIN_SIZE - MAC_SIZE
-        entries = tuple(_ENTRY.unpack_from(body, start + i * _ENTRY.size) for i in range(count))
+        start = cls.CLEAR.size
+        entries = tuple(_ENTRY.unpack(body, start + i * _ENTRY.size) for i in range(count))
         return cls(challenge, next_after, entries)

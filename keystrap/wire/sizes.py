@@ -2,8 +2,6 @@
 
 ID_SIZE = 8  # EUI-64 of a node (ID_i) or a controller (ID_c)
 RN_SIZE = 16  # RN_i, RN_c: 128-bit randoms
-TID_SIZE = 4  # per-controller transaction sequence number
-TS_SIZE = 4  # seconds since the Unix epoch, unsigned (good until 2106)
 KEY_SIZE = 16  # IK, PSK, SK_cs: AES-128 keys
 
 TID_MAX = 2**32 - 1

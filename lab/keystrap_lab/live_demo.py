@@ -26,15 +26,7 @@ from keystrap.ids import eui64, parse_eui64
 from keystrap.services.node_agent import NodeResult, bootstrap_node
 from keystrap.store.atomic import refuse_non_empty_dir
 from keystrap.store.node_file import load_node_file
-from keystrap.wire import (
-    DecodeError,
-    Flight2,
-    Flight6,
-    FlightType,
-    open_flight3,
-    open_flight7,
-    peek_type,
-)
+from keystrap.wire import VERSION, DecodeError, Flight2, Flight3, Flight6, Flight7, flight_class
 from keystrap_lab.independent import independent_get
 from keystrap_lab.pg_cluster import private_cluster
 from keystrap_lab.processes import free_udp_port
@@ -321,15 +313,12 @@ def inband_sizes(record: Recording) -> dict[int, dict[int, int]]:
     sizes: dict[int, dict[int, int]] = {}
     for direction, size, token, payload in _decoded(record):
         try:
-            kind = peek_type(payload)
-            if direction == "up" and kind is FlightType.F2_REQUEST:
-                tid = Flight2.decode(payload).tid
-                by_token[token] = (tid, 3)
-                sizes.setdefault(tid, {})[2] = size
-            elif direction == "up" and kind is FlightType.F6_CONFIRM:
-                tid = Flight6.decode(payload).tid
-                by_token[token] = (tid, 7)
-                sizes.setdefault(tid, {})[6] = size
+            kind = flight_class(payload)
+            if direction == "up" and issubclass(kind, Flight2 | Flight6):
+                tid = kind.peek_tid(payload)
+                number = int(kind.TYPE)
+                by_token[token] = (tid, number + 1)
+                sizes.setdefault(tid, {})[number] = size
             elif direction == "down" and token in by_token:
                 tid, answer = by_token[token]
                 sizes.setdefault(tid, {})[answer] = size
@@ -348,26 +337,23 @@ def try_open_with(
     tids: dict[bytes, int] = {}
     for direction, _, token, payload in _decoded(record):
         try:
-            kind = peek_type(payload)
+            kind = flight_class(payload)
         except DecodeError:
             continue
-        if direction == "up" and kind in (FlightType.F2_REQUEST, FlightType.F6_CONFIRM):
+        if kind.PROFILE != VERSION:
+            continue
+        if direction == "up" and issubclass(kind, Flight2 | Flight6):
             tried += 1
-            flight = (
-                Flight2.decode(payload)
-                if kind is FlightType.F2_REQUEST
-                else (Flight6.decode(payload))
-            )
-            tids[token] = flight.tid
+            tids[token] = kind.peek_tid(payload)
             with contextlib.suppress(DecodeError):
-                flight.open(key)
+                kind.open(payload, key)
                 opened += 1
-        elif direction == "down" and kind in (FlightType.F3_GRANT, FlightType.F7_CONFIRMED):
+        elif direction == "down" and issubclass(kind, Flight3 | Flight7):
             tried += 1
-            opener = open_flight3 if kind is FlightType.F3_GRANT else open_flight7
             for node_id in node_ids:
                 with contextlib.suppress(DecodeError):
-                    opener(payload, key, cid, tids.get(token, 0), node_id)
+                    tid = tids.get(token, 0)
+                    kind.open(payload, key, controller_id=cid, tid=tid, node_id=node_id)
                     opened += 1
                     break
     return opened, tried

@@ -42,7 +42,8 @@ def kang_2014_rows() -> list[Row]:
     radio = [
         m.data for _, m, _ in sim.trace.deliveries if peek_type(m.data) is FlightType.F4_CHALLENGE
     ]
-    rn_i, rn_c = Flight4.decode(radio[0]).open(ik_n, controller_id, node_id)
+    challenge = Flight4.open(radio[0], ik_n, controller_id=controller_id, node_id=node_id)
+    rn_i, rn_c = challenge.rn_i, challenge.rn_c
     psk = derive_psk(ik_n, rn_i, rn_c)
     stolen_session = derive_session_key(psk, node_id, controller_id)
     leaked = psk == node.key and stolen_session == node.session_key

@@ -25,15 +25,7 @@ from keystrap.protocol import Node
 from keystrap.services.node_agent import NodeResult, bootstrap_node
 from keystrap.store.keyfile import read_key_file
 from keystrap.store.node_file import load_node_file, save_node_file
-from keystrap.wire import (
-    DecodeError,
-    Flight2,
-    FlightType,
-    open_flight3,
-    open_flight8,
-    seal_flight2,
-    seal_flight4,
-)
+from keystrap.wire import DecodeError, Flight1, Flight2, Flight3, Flight4, Flight8, FlightType
 from keystrap_lab.attack.coapview import Captured, flip_bit, view, with_payload
 from keystrap_lab.attack.report import HOLDS, RESIDUAL, Row
 from keystrap_lab.relay import Outgoing
@@ -235,18 +227,12 @@ async def bit_flips(lab: Lab, kind: FlightType) -> Row:
 async def impersonate_controller(lab: Lab) -> Row:
     (path,) = lab.take(1)
     node = load_node_file(path).state
-    flight1 = bytes([0x11]) + node.node_id + secrets.token_bytes(16)
+    flight1 = Flight1(node.node_id, secrets.token_bytes(16))
     before = lab.server_keys()
     codes = []
     for controller_id in (parse_eui64(lab.site.controller_id), secrets.token_bytes(8)):
-        forged = seal_flight2(
-            secrets.token_bytes(16),
-            controller_id,
-            1,
-            int(time.time()),
-            secrets.token_bytes(16),
-            flight1,
-        )
+        request = Flight2(controller_id, 1, int(time.time()), secrets.token_bytes(16), flight1)
+        forged = request.seal(secrets.token_bytes(16))
         codes.append((await lab.post(forged)).code.dotted)
     ok = codes == ["4.01", "4.01"] and lab.server_keys() == before
     return Row(
@@ -309,7 +295,7 @@ async def installer_eavesdrops(lab: Lab) -> Row:
     for c in traffic:
         if c.kind is FlightType.F2_REQUEST:
             try:
-                Flight2.decode(c.payload).open(ik_n)
+                Flight2.open(c.payload, ik_n)
                 opened += 1
             except DecodeError:
                 pass
@@ -321,7 +307,7 @@ async def installer_eavesdrops(lab: Lab) -> Row:
                     secrets_found += 1
     injected = 0
     for state in states:
-        forged = seal_flight4(ik_n, state.controller_id, 99, state.node_id, bytes(16), bytes(16))
+        forged = Flight4(state.controller_id, 99, state.node_id, bytes(16), bytes(16)).seal(ik_n)
         node = Node(state, secrets.token_bytes)
         node.receive(forged, time.time())
         injected += node.state != state
@@ -378,18 +364,13 @@ async def controller_learns_ik(lab: Lab, profile: str) -> Row:
     sk_cs = read_key_file(lab.site.root / "data" / "controller-sk.key")
     state = load_node_file(path).state
     learned = False
+    cid, tid, nid = state.controller_id, state.tid or 0, state.node_id
     for c in lab.captured()[start:]:
         if c.kind is FlightType.F3_GRANT:
-            learned |= (
-                open_flight3(
-                    c.payload, sk_cs, state.controller_id, state.tid or 0, state.node_id
-                ).ik
-                == ik_n
-            )
+            grant = Flight3.open(c.payload, sk_cs, controller_id=cid, tid=tid, node_id=nid)
+            learned |= grant.ik == ik_n
         if c.kind is FlightType.F8_SEALED_GRANT:
-            body = open_flight8(
-                c.payload, sk_cs, state.controller_id, state.tid or 0, state.node_id
-            )
+            body = Flight8.open(c.payload, sk_cs, controller_id=cid, tid=tid, node_id=nid)
             learned |= ik_n in body.psk + body.challenge
     if profile == "paper":
         return Row(
