@@ -7,11 +7,13 @@ import asyncio
 import secrets
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import aiocoap
+import pytest
 
+import keystrap.protocol.server as server_module
 from keystrap.coap.datagram import parse_post
 from keystrap.coap.fast_path import response
 from keystrap.oob.link import travels_raw
@@ -316,3 +318,36 @@ def test_prefilter_answers_a_forged_flight2_as_aiocoap_would_and_passes_the_rest
     assert parse_post(coap_post(forged, aiocoap.CON, uri_host="x")) is None  # critical
     assert parse_post(coap_post(bytes(300), aiocoap.CON)) is None  # 4.13 is aiocoap's
     assert parse_post(coap_post(forged, aiocoap.CON)[: -len(forged) - 1]) is None
+
+
+def test_a_flight2_screened_on_the_loop_is_not_authenticated_again_unless_its_key_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[bytes] = []
+    real_open = server_module.open_request
+
+    def counting_open(data: bytes, controllers: Mapping[bytes, bytes]) -> object:
+        opened.append(data)
+        return real_open(data, controllers)
+
+    monkeypatch.setattr(server_module, "open_request", counting_open)
+    _, repo, sk_cs, ik = sqlite_server(tmp_path, 3)
+    controllers = dict(repo.controller_keys())
+    core = Server(repo, controllers)
+    now = time.time()
+    genuine, forged = flight2(sk_cs, ik, 0, 1), flight2(secrets.token_bytes(16), ik, 1, 2)
+    refused = core.screen(forged, controllers)
+    assert refused is not None and refused.status is Status.UNAUTHORIZED
+    assert core.screen(genuine, controllers) is None
+    assert core.handle(forged, now) == refused  # the very reply, and nothing remembered
+    opened.clear()
+    assert core.handle(genuine, now).status is Status.OK
+    assert opened == []  # authenticated once, by the screen
+    assert core.handle(genuine, now).status is Status.OK  # a retransmission, opened again
+    assert opened == [genuine]
+
+    rekeyed = flight2(sk_cs, ik, 2, 3)
+    assert core.screen(rekeyed, controllers) is None
+    controllers[CONTROLLER_ID] = secrets.token_bytes(16)  # rotated between screen and handle
+    late = core.handle(rekeyed, now)
+    assert late.status is Status.UNAUTHORIZED and "authentication" in late.reason

@@ -7,6 +7,7 @@ access, so forged or random packets never touch storage.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -47,6 +48,9 @@ from keystrap.wire import (
     flight_class,
 )
 from keystrap.wire.revocation import MAX_ENTRIES as MAX_REVOCATIONS
+
+SCREENED_MAX = 4096
+"""Authentic flight 2s remembered between :meth:`Server.screen` and :meth:`Server.handle`."""
 
 
 @dataclass(frozen=True)
@@ -170,6 +174,7 @@ class Server:
         self.repository = repository
         self.controllers = controllers
         self.policy = policy or ServerPolicy()
+        self._screened: OrderedDict[bytes, _Request] = OrderedDict()
         self._handlers: dict[type[Flight], Callable[[bytes, float], Reply]] = {
             Flight2: self._handle_request,
             CompactFlight2: self._handle_request,
@@ -199,8 +204,30 @@ class Server:
 
     # -- flight 2 -> flight 3 ----------------------------------------------------
 
+    def screen(self, data: bytes, controllers: Mapping[bytes, bytes]) -> Reply | None:
+        """:func:`screen`, remembering each flight 2 it found authentic, so that
+        :meth:`handle` need not authenticate the same bytes again: that check is
+        most of the core's work on a flight 2. A service may call this on its
+        receiving thread while :meth:`handle` runs on the store's; the memo is
+        bounded, and only authentic flights (whose sender holds ``SK_cs``) enter it.
+        """
+        if data[:1] != Flight2.header():
+            return None
+        request = open_request(data, controllers)
+        if isinstance(request, Reply):
+            return request
+        screened = self._screened
+        screened[data] = request
+        while len(screened) > SCREENED_MAX:
+            screened.popitem(last=False)
+        return None
+
     def _handle_request(self, data: bytes, now: float) -> Reply:
-        request = open_request(data, self.controllers)
+        screened = self._screened.pop(data, None)
+        if screened is not None and self.controllers.get(screened.controller_id) == screened.sk_cs:
+            request: _Request | Reply = screened
+        else:  # not screened, or the controller's key changed since
+            request = open_request(data, self.controllers)
         if isinstance(request, Reply):
             return request
         if abs(now - request.ts) > self.policy.window:

@@ -14,13 +14,12 @@ from functools import partial
 
 import aiocoap.resource
 
-from keystrap.coap.fast_path import Submit
+from keystrap.coap.fast_path import Screen, Submit
 from keystrap.coap.fast_path import install as install_fast_path
 from keystrap.coap.server import Answer, Observer, open_server_context, serve_core
 from keystrap.config import ServerConfig
 from keystrap.metrics import Metrics, TimedRepository, serve_metrics
 from keystrap.protocol import Reply, Server, ServerPolicy, Status
-from keystrap.protocol.server import screen
 from keystrap.services.instance import InstanceLock
 from keystrap.services.lifetime import wait_for_signal
 from keystrap.store.activity import ActivityLog
@@ -101,7 +100,7 @@ async def _serve(
         controllers = serving.controllers
         install_fast_path(
             context,
-            lambda data: screen(data, controllers.snapshot()),
+            serving.screen,
             serving.submit,
             resource.report,
         )
@@ -134,9 +133,10 @@ class ServingCore:
     answer: Answer
     submit: Submit
     """:data:`answer` as a callback, for a service that answers datagrams."""
+    screen: Screen
+    """The core's stateless checks of a flight 2, on the loop, before any store work."""
     observe: Observer
     controllers: LiveControllers
-    """The controller table the pre-filter reads (a snapshot, from the loop)."""
     store: Requests
 
 
@@ -178,6 +178,9 @@ async def server_core(config: ServerConfig) -> AsyncIterator[ServingCore]:
         except _STORE_FAILURES as exc:
             return _unavailable(exc)
 
+    def screen(data: bytes) -> Reply | None:
+        return core.screen(data, controllers.snapshot())
+
     def submit(data: bytes, now: float, answered: Callable[[Reply], None]) -> None:
         def deliver(reply: Reply | None, error: BaseException | None) -> None:
             answered(reply if reply is not None else _unavailable(error))
@@ -195,7 +198,7 @@ async def server_core(config: ServerConfig) -> AsyncIterator[ServingCore]:
     )
     flusher = asyncio.create_task(_flush_loop(activity, controllers, store))
     try:
-        yield ServingCore(answer, submit, observe, controllers, store)
+        yield ServingCore(answer, submit, screen, observe, controllers, store)
     finally:
         flusher.cancel()
         if exporter is not None:
