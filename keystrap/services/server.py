@@ -225,9 +225,9 @@ def answer_batch(core: Server, requests: Sequence[tuple[bytes, float]]) -> list[
     """On the store's thread: answer queued requests in one transaction, one commit.
 
     A request whose store work fails is answered 5.03 and its own changes are
-    undone (each write is a savepoint); the batch's other answers stand. A batch
-    the store lost whole (a PostgreSQL connection cut) is run again: none of its
-    answers was sent, none of its work kept."""
+    undone; the batch's other answers stand. A batch the store lost or undid
+    whole (a PostgreSQL connection cut; on SQLite, a write that failed halfway)
+    is run again: none of its answers was sent, none of its work kept."""
     attempts = 1
     while True:
         try:
