@@ -62,6 +62,8 @@ def test_exchanges_answer_a_copy_once_and_tell_a_reused_message_id_apart() -> No
     assert exchanges.begin(("::1", 9, 0, 0), first, 1.0) is None  # another sender
     reused = datagram(b"two", 1)  # Message ID 1 again, another request
     assert exchanges.begin(SENDER, reused, 2.0) is None
+    exchanges.forget(SENDER, reused)  # answered 5.03: a copy is processed anew
+    assert exchanges.begin(SENDER, reused, 2.5) is None
     assert exchanges.begin(SENDER, first, EXCHANGE_LIFETIME + 3) is None  # expired
     for mid in range(2, 10):
         exchanges.begin(SENDER, datagram(b"x", mid), 3.0)

@@ -144,7 +144,8 @@ class Exchanges:
             self._held[key] = (held[0], data, answer)
 
     def forget(self, sender: Hashable, data: bytes) -> None:
-        """The request went unanswered (shutting down): a copy is processed anew."""
+        """The request's answer holds for this moment only (5.03): a copy is
+        processed anew."""
         key = (sender, data[2:4])
         held = self._held.get(key)
         if held is not None and held[1] == data:

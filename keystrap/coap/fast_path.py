@@ -128,7 +128,10 @@ class BootstrapPath:
 
         def answered(reply: Reply) -> None:
             answer = response(post, reply)
-            self.exchanges.end(address, data, answer)
+            if reply.status.transient:  # a copy may find the store back: process it anew
+                self.exchanges.forget(address, data)
+            else:
+                self.exchanges.end(address, data, answer)
             self._send(answer, pktinfo, address)
             self._report(post.payload, reply, time.perf_counter() - begun, _remote(address))
 

@@ -70,23 +70,17 @@ class ReplyLog:
 
     def reply(self, reply: Reply, remote: str) -> None:
         event = reply.event
-        if isinstance(event, BootstrapGranted):
-            self._counts["granted"] += 1
+        if isinstance(event, BootstrapGranted | NodeActivated):
+            what = "granted" if isinstance(event, BootstrapGranted) else "activated"
+            self._counts[what] += 1
             if log.isEnabledFor(logging.DEBUG):
                 log.debug(
-                    "granted node=%s controller=%s tid=%d",
+                    "%s node=%s controller=%s tid=%d%s",
+                    what,
                     eui64(event.node_id),
                     eui64(event.controller_id),
                     event.tid,
-                )
-        elif isinstance(event, NodeActivated):
-            self._counts["activated"] += 1
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug(
-                    "activated node=%s controller=%s tid=%d (initial key replaced)",
-                    eui64(event.node_id),
-                    eui64(event.controller_id),
-                    event.tid,
+                    " (initial key replaced)" if what == "activated" else "",
                 )
         elif reply.status is not Status.OK:
             self._counts["refused"] += 1
