@@ -60,8 +60,11 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy --strict keystrap lab/keystrap_lab
 
+# Two workers (pytest-xdist), one per core of CI's machine: most process-based
+# tests spend their time waiting on timers and child processes, so a second
+# test runs meanwhile; worksteal rebalances when one worker draws the long ones.
 unit: setup
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist worksteal
 
 # The quick benchmarks; bench/services.py, server_scale.py, oob.py, faults.py and
 # flood.py take longer and are run on their own (README, docs/performance.md).
