@@ -33,7 +33,7 @@ from keystrap.store.migrations import LATEST
 from keystrap.store.move import move_store
 from keystrap.store.open import Repository, local_state, sqlite_file
 from keystrap.store.open import open_repository as open_configured
-from keystrap.store.postgres_repository import redacted
+from keystrap.store.postgres_url import redacted
 from keystrap.store.records import WrongMasterKey
 from keystrap.store.sqlite import connect, copy_database, integrity_problems
 from keystrap.store.sqlite_repository import CheckReport, ControllerInfo, SqliteRepository

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from pathlib import Path
 
 from keystrap.extras import require_lab
@@ -22,6 +21,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def run(args: argparse.Namespace) -> int:
     require_lab("attack")
+    import asyncio
+
     from keystrap.services.logs import setup_logging
     from keystrap_lab.attack.runner import main as attack_main
 

@@ -8,12 +8,14 @@ import socket
 import ssl
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from keystrap.cli.flags import add_store_flags, store_config
 from keystrap.config import ConfigError
 from keystrap.store.errors import StoreError
-from keystrap.store.open import sqlite_file
-from keystrap.store.sqlite_repository import SqliteRepository
+
+if TYPE_CHECKING:
+    from keystrap.store.sqlite_repository import SqliteRepository
 
 DEFAULT_PORT = 8080
 
@@ -86,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
             "pip install 'keystrap[console]'"
         ) from None
     from keystrap.cli.admin import open_repository
+    from keystrap.store.open import sqlite_file
+    from keystrap.store.sqlite_repository import SqliteRepository
 
     if (args.certfile is None) != (args.keyfile is None):
         raise ValueError("give both --certfile and --keyfile, or neither")

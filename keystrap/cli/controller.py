@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from pathlib import Path
 
@@ -88,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--server-config needs --with-server")
     require_medium(config.channel_from_node)
     require_medium(config.channel_to_node)
+    import asyncio
+
     from keystrap.services.logs import setup_logging
 
     setup_logging(config.log_level, "sbr")
@@ -104,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _action(args: argparse.Namespace, config: ControllerConfig) -> int:
+    import asyncio
+
     from keystrap.ids import parse_eui64
     from keystrap.services.configure import (
         ConfigUpdate,

@@ -8,7 +8,6 @@ operator's installation needs none of it.
 from __future__ import annotations
 
 import argparse
-import asyncio
 from pathlib import Path
 
 from keystrap.extras import require_lab, require_medium
@@ -57,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
 
         return run_demo(args.nodes)
     require_medium(args.channel)
+    import asyncio
+
     from keystrap_lab.live_demo import run_live_demo
 
     return asyncio.run(

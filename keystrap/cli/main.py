@@ -19,9 +19,6 @@ from typing import NoReturn
 
 from keystrap import __version__
 from keystrap.cli.commands import COMMANDS
-from keystrap.coap.client import ServerUnresolvable
-from keystrap.coap.node_client import NodeRefused, NodeUnreachable
-from keystrap.coap.server import BindError
 from keystrap.config import ConfigError
 from keystrap.extras import MissingExtra
 from keystrap.oob import OobError
@@ -61,11 +58,7 @@ TYPED_ERRORS = (
     StoreError,
     OobError,
     ValueError,
-    NodeUnreachable,
-    NodeRefused,
     AlreadyRunning,
-    BindError,
-    ServerUnresolvable,
     MissingExtra,
 )
 EXIT_ERROR = 2
@@ -98,8 +91,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = _os_error(exc)
     except sqlite3.DatabaseError as exc:
         message = f"database error: {exc}"
+    except Exception as exc:
+        if not isinstance(exc, network_errors()):
+            raise
+        message = str(exc)
     print(f"{command}: error: {_one_line(message)}", file=sys.stderr)
     return EXIT_ERROR
+
+
+def network_errors() -> tuple[type[Exception], ...]:
+    """The typed errors of the CoAP layer. They are looked up only if a command
+    loaded that layer: importing it imports aiocoap, which would add a sixth of a
+    second to every command that never goes on the network -- and an error
+    whose module was never imported cannot have been raised."""
+    if "keystrap.coap" not in sys.modules:
+        return ()
+    from keystrap.coap.client import ServerUnresolvable
+    from keystrap.coap.node_client import NodeRefused, NodeUnreachable
+    from keystrap.coap.server import BindError
+
+    return (NodeUnreachable, NodeRefused, BindError, ServerUnresolvable)
 
 
 def _os_error(exc: OSError) -> str:

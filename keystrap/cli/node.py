@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from pathlib import Path
 
 from keystrap.extras import require_medium
@@ -66,6 +65,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def run(args: argparse.Namespace) -> int:
+    import asyncio
+
     from keystrap.services.logs import setup_logging
     from keystrap.services.node_agent import run_node_cli
     from keystrap.store.node_file import factory_reset, load_node_file

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from keystrap.oob.frame import OobDecodeError, frame, unframe
 from keystrap.oob.medium import MEDIA, Medium, decode_flight, encode_flight, get_medium
 from keystrap.store.atomic import write_new
-from keystrap.wire import DecodeError, FlightType, flight_class
 
-OOB_FLIGHTS = (FlightType.F1_HELLO, FlightType.F4_CHALLENGE, FlightType.F5_PROOF)
+if TYPE_CHECKING:
+    from keystrap.wire import FlightType
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -105,13 +106,17 @@ def _decode(medium: Medium, args: argparse.Namespace) -> int:
 
 
 def _check_flight(flight: bytes, channel: str | None = None) -> FlightType:
-    """An out-of-band flight of the right size, or a clear error."""
+    """An out-of-band flight of the right size, or a clear error. (The wire
+    codec is imported here: ``keystrap``'s other commands start without it.)"""
+    from keystrap.wire import DecodeError, FlightType, flight_class
+
     try:
         kind = flight_class(flight)
     except DecodeError as exc:
         message = f"not a keystrap flight ({exc})"
         raise (OobDecodeError(channel, message) if channel else ValueError(message)) from None
-    if kind.TYPE not in OOB_FLIGHTS or not kind.matches(flight):
+    oob_flights = (FlightType.F1_HELLO, FlightType.F4_CHALLENGE, FlightType.F5_PROOF)
+    if kind.TYPE not in oob_flights or not kind.matches(flight):
         message = f"flight {int(kind.TYPE)} of {len(flight)} bytes is not an out-of-band flight"
         raise OobDecodeError(channel, message) if channel else ValueError(message)
     return kind.TYPE

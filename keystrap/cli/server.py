@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 
 from keystrap.cli.flags import add_config_flags, config_from_args, print_config
 from keystrap.config import ServerConfig
@@ -22,6 +21,8 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(ServerConfig, args)
     if args.print_config:
         return print_config(config)
+    import asyncio
+
     from keystrap.services.logs import setup_logging
     from keystrap.services.server import serve
 

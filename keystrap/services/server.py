@@ -26,7 +26,7 @@ from keystrap.store.activity import ActivityLog
 from keystrap.store.errors import StoreError, StoreInterrupted
 from keystrap.store.keyfile import load_master_key
 from keystrap.store.open import Repository, local_state, open_repository
-from keystrap.store.postgres_repository import redacted
+from keystrap.store.postgres_url import redacted
 from keystrap.store.worker import StoreClosed, StoreThread
 from keystrap.wire import Flight9
 

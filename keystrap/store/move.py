@@ -13,7 +13,7 @@ from pathlib import Path
 from keystrap.store.errors import StoreError
 from keystrap.store.migrations import TABLES
 from keystrap.store.open import Repository, open_store
-from keystrap.store.postgres_repository import is_postgres_url, redacted
+from keystrap.store.postgres_url import is_postgres_url, redacted
 
 
 def move_store(source: Repository, target: str, master_key: bytes) -> dict[str, int]:

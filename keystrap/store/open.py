@@ -1,22 +1,31 @@
 """Which key repository a server configuration names: a SQLite file (the
-embedded default) or a PostgreSQL database shared by several servers."""
+embedded default) or a PostgreSQL database shared by several servers.
+
+psycopg is imported only when a PostgreSQL store is opened: loading it takes
+longer than most commands of a SQLite site take to run."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
 
 from keystrap.config import ServerConfig
 from keystrap.store.errors import StoreError
-from keystrap.store.postgres_repository import PostgresRepository, is_postgres_url
+from keystrap.store.postgres_url import is_postgres_url
 from keystrap.store.sqlite_repository import SqliteRepository
 
-Repository = SqliteRepository | PostgresRepository
+if TYPE_CHECKING:
+    from keystrap.store.postgres_repository import PostgresRepository
+
+Repository: TypeAlias = "SqliteRepository | PostgresRepository"
 
 
 def open_repository(
     config: ServerConfig, master_key: bytes, *, migrate: bool = False
 ) -> Repository:
     if isinstance(config.database, str):
+        from keystrap.store.postgres_repository import PostgresRepository
+
         return PostgresRepository(
             config.database, master_key, max_pending=config.max_pending, migrate=migrate
         )
@@ -26,6 +35,8 @@ def open_repository(
 def open_store(database: Path | str, master_key: bytes) -> Repository:
     """A store named by a path or URL alone (``admin migrate-store --to``)."""
     if is_postgres_url(database):
+        from keystrap.store.postgres_repository import PostgresRepository
+
         return PostgresRepository(str(database), master_key)
     return SqliteRepository(Path(database), master_key)
 

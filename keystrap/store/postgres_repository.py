@@ -28,7 +28,6 @@ import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeAlias, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import psycopg.errors
@@ -47,6 +46,7 @@ from keystrap.protocol.repository import (
 from keystrap.store import records
 from keystrap.store.errors import StoreError, StoreInterrupted
 from keystrap.store.migrations import LATEST, META, TABLES, Migration, require_latest, steps_after
+from keystrap.store.postgres_url import redacted
 from keystrap.store.sqlite_repository import (
     CheckReport,
     ControllerInfo,
@@ -76,19 +76,6 @@ _LOOKUP_CONFIRM = (
     f"SELECT {records.TRANSACTION_COLUMNS}, n.status FROM transactions t "  # noqa: S608
     "LEFT JOIN nodes n ON n.id=t.node_id WHERE t.controller_id=%s AND t.tid=%s"
 )
-
-
-def is_postgres_url(database: object) -> bool:
-    return isinstance(database, str) and database.startswith(("postgresql://", "postgres://"))
-
-
-def redacted(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class PostgresRepository:
