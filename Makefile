@@ -54,8 +54,8 @@ demo: setup
 test: setup lint typecheck unit
 
 lint: setup
-	$(BIN)/ruff check keystrap lab tests bench
-	$(BIN)/ruff format --check keystrap lab tests bench
+	$(BIN)/ruff check keystrap lab tests bench fuzz
+	$(BIN)/ruff format --check keystrap lab tests bench fuzz
 
 typecheck: setup
 	$(BIN)/mypy --strict keystrap lab/keystrap_lab

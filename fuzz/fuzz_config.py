@@ -1,5 +1,6 @@
 """Fuzz the configuration loader, node state files and installer bundles."""
 
+import contextlib
 import sys
 import tempfile
 from pathlib import Path
@@ -19,18 +20,12 @@ def one_input(data: bytes) -> None:
     path = WORK / "input"
     path.write_bytes(data)
     for cls in (ServerConfig, ControllerConfig):
-        try:
+        with contextlib.suppress(ConfigError):
             load_config(cls, path, {})
-        except ConfigError:
-            pass
-    try:
+    with contextlib.suppress(StoreError):
         load_node_file(path)
-    except StoreError:
-        pass
-    try:
+    with contextlib.suppress(StoreError):
         install_bundle(path, WORK / "out")
-    except StoreError:
-        pass
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Fuzz the out-of-band decoders: common frame, Base45, NDEF, light traces, WAV."""
 
+import contextlib
 import sys
 
 import atheris
@@ -20,14 +21,10 @@ def one_input(data: bytes) -> None:
         lambda d: parse_schedule(d, "light"),
         lambda d: from_wav(d, "audio"),
     ):
-        try:
+        with contextlib.suppress(OobDecodeError):
             decode(data)
-        except OobDecodeError:
-            pass
-    try:
+    with contextlib.suppress(Base45Error):
         b45decode(data.decode("latin-1"))
-    except Base45Error:
-        pass
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Fuzz the QR decoder with arbitrary image files."""
 
+import contextlib
 import sys
 
 import atheris
@@ -12,10 +13,8 @@ MEDIUM = QrMedium()
 
 
 def one_input(data: bytes) -> None:
-    try:
+    with contextlib.suppress(OobDecodeError):
         MEDIUM.demodulate(data)
-    except OobDecodeError:
-        pass
 
 
 if __name__ == "__main__":
