@@ -32,6 +32,7 @@ from typing import Any
 
 from keystrap.crypto import kbkdf_cmac
 from keystrap.ids import eui64, parse_eui64
+from keystrap.order_options import KEY_MODES, PROFILE_NAMES
 from keystrap.protocol import NodeState
 from keystrap.store.atomic import ExistingFile, write_new
 from keystrap.store.errors import StoreError
@@ -40,8 +41,7 @@ from keystrap.store.open import Repository
 from keystrap.wire import COMPACT, VERSION
 
 BUNDLE_FORMAT = "keystrap-bundle/1"
-KEY_MODES = ("shared", "diversified", "per-node")
-PROFILES = {"paper": VERSION, "compact": COMPACT}
+PROFILES = dict(zip(PROFILE_NAMES, (VERSION, COMPACT), strict=True))
 
 
 def diversify(ik_n: bytes, node_id: bytes) -> bytes:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import socket
-import ssl
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,6 +13,8 @@ from keystrap.config import ConfigError
 from keystrap.store.errors import StoreError
 
 if TYPE_CHECKING:
+    import socket
+
     from keystrap.store.sqlite_repository import SqliteRepository
 
 DEFAULT_PORT = 8080
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
             f"the console needs its extra dependencies ({exc.name}): "
             "pip install 'keystrap[console]'"
         ) from None
-    from keystrap.cli.admin import open_repository
+    from keystrap.cli.admin_actions import open_repository
     from keystrap.store.open import sqlite_file
     from keystrap.store.sqlite_repository import SqliteRepository
 
@@ -131,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
 
 def check_certificate(certfile: Path | None, keyfile: Path | None) -> None:
     """Loaded once here, so that a wrong file is one error line, not uvicorn's exit."""
+    import ssl  # not at the top: every command imports this module to build its parser
+
     if certfile is None or keyfile is None:
         return
     try:
@@ -144,6 +146,8 @@ def check_certificate(certfile: Path | None, keyfile: Path | None) -> None:
 
 def listen(host: str, port: int) -> socket.socket:
     """Bound here rather than by uvicorn, so a taken port is one clear error line."""
+    import socket
+
     try:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         listening = socket.socket(family, socket.SOCK_STREAM)

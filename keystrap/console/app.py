@@ -33,7 +33,6 @@ from keystrap.console import history, queries
 from keystrap.console.sessions import SESSION_SECONDS, Session, Sessions
 from keystrap.console.users import Users
 from keystrap.enrolment import (
-    KEY_MODES,
     Order,
     bundle_bytes,
     create_order,
@@ -41,6 +40,7 @@ from keystrap.enrolment import (
     ids_from_range,
 )
 from keystrap.ids import eui64, parse_eui64
+from keystrap.order_options import KEY_MODES
 from keystrap.store.errors import StoreError
 from keystrap.store.keyfile import write_key_file
 from keystrap.store.sqlite_repository import ControllerInfo, SqliteRepository

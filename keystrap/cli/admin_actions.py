@@ -1,0 +1,394 @@
+"""What each ``keystrap admin`` command does (:mod:`keystrap.cli.admin` parses them)."""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+
+from keystrap.cli.console import user_command
+from keystrap.cli.flags import store_config
+from keystrap.config import ServerConfig
+from keystrap.enrolment import (
+    PROFILES,
+    bundle_bytes,
+    create_order,
+    ids_from_count,
+    ids_from_csv,
+    ids_from_range,
+)
+from keystrap.ids import eui64, parse_eui64
+from keystrap.services.instance import InstanceLock
+from keystrap.store.atomic import new_output, place_new, refuse_existing
+from keystrap.store.errors import StoreError
+from keystrap.store.keyfile import (
+    key_file_bytes,
+    load_master_key,
+    load_or_create_key_file,
+    read_key_file,
+)
+from keystrap.store.migrations import LATEST
+from keystrap.store.move import move_store
+from keystrap.store.open import Repository, local_state, sqlite_file
+from keystrap.store.open import open_repository as open_configured
+from keystrap.store.postgres_url import redacted
+from keystrap.store.records import WrongMasterKey
+from keystrap.store.sqlite import connect, copy_database, integrity_problems
+from keystrap.store.sqlite_repository import CheckReport, ControllerInfo, SqliteRepository
+
+CREATES_SITE = {"controller.add"}
+OWN_STORE = {"restore", "migrate", "migrate-store"}
+OUTPUTS = {  # the file each command hands out, never overwritten without --force
+    "controller.add": "key_out",
+    "controller.rotate-key": "key_out",
+    "order.create": "out",
+    "backup": "file",
+}  # works on a backup file, then writes the configured store
+
+
+def open_repository(config: ServerConfig, create: bool, *, migrate: bool = False) -> Repository:
+    """The configured store; only a command that sets up a site may create it
+    (a PostgreSQL database is created by its administrator, its tables by us)."""
+    if isinstance(config.database, str):
+        master_key = (
+            load_or_create_key_file(config.master_key, secrets.token_bytes)[0]
+            if create
+            else read_master_key(config)
+        )
+        return open_configured(config, master_key, migrate=migrate)
+    if not create and not config.database.exists():
+        raise StoreError(
+            f"no server store at {config.database}: create one with "
+            "`keystrap admin controller add`, or give --config/--database"
+        )
+    master_key, _ = load_master_key(config.database, config.master_key, secrets.token_bytes)
+    return open_configured(config, master_key, migrate=migrate)
+
+
+def read_master_key(config: ServerConfig) -> bytes:
+    if not config.master_key.exists():
+        raise StoreError(
+            f"master key file {config.master_key} does not exist: the keys in "
+            f"{config.database} cannot be unwrapped without it; put it back (or give --master-key)"
+        )
+    return read_key_file(config.master_key)
+
+
+def run(args: argparse.Namespace) -> int:
+    key = args.admin_command + ("." + args.action if getattr(args, "action", None) else "")
+    config = store_config(args)
+    if key == "restore":
+        _restore(config, args)
+        return 0
+    if key == "migrate":
+        _migrate(config)
+        return 0
+    if key == "migrate-store":
+        _migrate_store(config, args.to)
+        return 0
+    if key == "check":
+        _check_integrity(config)
+    _validate(key, args)
+    repo = open_repository(config, create=key in CREATES_SITE)
+    try:
+        COMMANDS[key](repo, args)
+    finally:
+        repo.close()
+    return 0
+
+
+def _validate(key: str, args: argparse.Namespace) -> None:
+    """What can be checked before the store is opened (or created): the IDs typed,
+    and that no output file would be overwritten."""
+    for name in ("id", "controller", "node"):
+        if getattr(args, name, None) is not None:
+            parse_eui64(getattr(args, name))
+    if key in OUTPUTS:
+        refuse_existing(getattr(args, OUTPUTS[key]), args.force)
+
+
+def _controller_add(repo: Repository, args: argparse.Namespace) -> None:
+    controller_id = parse_eui64(args.id)
+    sk_cs = secrets.token_bytes(16)
+    info = ControllerInfo(controller_id, args.name, args.host, args.port)
+    with new_output(args.key_out, args.force) as write:
+        repo.add_controller(info, sk_cs, publish=lambda: write(key_file_bytes(sk_cs)))
+    handed = args.key_out  # the file's name; its bytes are never printed
+    print(f"controller {eui64(controller_id)} registered; hand it {handed} (mode 0600)")
+
+
+def _controller_rotate_key(repo: Repository, args: argparse.Namespace) -> None:
+    controller_id = parse_eui64(args.id)
+    pending = repo.pending_of_controller(controller_id)
+    if pending and not args.force:
+        raise StoreError(
+            f"controller {eui64(controller_id)} has {pending} unfinished bootstrap(s); their "
+            "confirmations are sealed with the old key. Let them finish (admin nodes shows "
+            "them as bootstrapping), or give --force if they are abandoned"
+        )
+    sk_cs = secrets.token_bytes(16)
+    with new_output(args.key_out, args.force) as write:
+        repo.rotate_controller_key(
+            controller_id, sk_cs, publish=lambda: write(key_file_bytes(sk_cs))
+        )
+    handed = args.key_out
+    print(
+        f"controller {eui64(controller_id)}: new SK_cs in {handed} (mode 0600); "
+        "the old key is refused from now on: restart the controller with the new key file"
+    )
+
+
+def _controller_list(repo: Repository, args: argparse.Namespace) -> None:
+    rows = repo.list_controllers()
+    print(f"{'controller':<24} {'NID':<22} name")
+    for c in rows:
+        print(f"{eui64(c.controller_id):<24} {c.host + ':' + str(c.port):<22} {c.name}")
+    print(f"{len(rows)} controller(s)")
+
+
+def _controller_remove(repo: Repository, args: argparse.Namespace) -> None:
+    repo.remove_controller(parse_eui64(args.id))
+    print(f"controller {args.id} removed")
+
+
+def _order_create(repo: Repository, args: argparse.Namespace) -> None:
+    if args.count is not None:
+        node_ids = ids_from_count(args.count)
+    elif args.id_range is not None:
+        node_ids = ids_from_range(args.id_range)
+    else:
+        node_ids = ids_from_csv(args.csv)
+    with new_output(args.out, args.force) as write:
+        order = create_order(
+            repo,
+            args.installer,
+            parse_eui64(args.controller),
+            node_ids,
+            key_mode=args.key_mode,
+            profile=args.profile,
+            oob=args.oob,
+            re_enrol=args.re_enrol,
+            publish=lambda made: write(bundle_bytes(made)),
+        )
+    mode = {
+        "shared": "one shared IK_N",
+        "diversified": "IK_N diversified per node",
+        "per-node": "one key per node",
+    }[args.key_mode]
+    print(
+        f"order {order.order_id}: {len(node_ids)} node(s) for installer "
+        f"{args.installer!r} ({mode}, {args.profile} profile); bundle written to {args.out}"
+    )
+
+
+def _order_list(repo: Repository, args: argparse.Namespace) -> None:
+    rows = repo.list_orders()
+    names = {version: name for name, version in PROFILES.items()}
+    head = f"{'order':>5}  {'installer':<16} {'controller':<24} {'keys':<11} {'profile':<7}"
+    print(f"{head} {'nodes':>7}")
+    for o in rows:
+        mode, profile = o.key_mode, names.get(o.version, o.version)
+        print(
+            f"{o.order_id:>5}  {o.installer:<16} {eui64(o.controller_id):<24} "
+            f"{mode:<11} {profile!s:<7} {o.nodes:>7}"
+        )
+    print(f"{len(rows)} order(s)")
+
+
+def _order_remove(repo: Repository, args: argparse.Namespace) -> None:
+    removed = repo.remove_order(args.order_id)
+    print(f"order {args.order_id} removed with {removed} node(s)")
+
+
+def _installer_list(repo: Repository, args: argparse.Namespace) -> None:
+    rows = repo.list_installers()
+    for name, orders in rows:
+        print(f"{name:<24} {orders} order(s)")
+    print(f"{len(rows)} installer(s)")
+
+
+def _installer_remove(repo: Repository, args: argparse.Namespace) -> None:
+    repo.remove_installer(args.name)
+    print(f"installer {args.name!r} removed")
+
+
+def _nodes(repo: Repository, args: argparse.Namespace) -> None:
+    nodes = repo.list_nodes()
+    counts: dict[str, int] = {}
+    for n in nodes:
+        print(f"{eui64(n.node_id)}  order {n.order_id:<5} {n.status}")
+        counts[n.status] = counts.get(n.status, 0) + 1
+    print(f"{len(nodes)} node(s): {_counts(counts)}")
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+
+
+def _revoke(repo: Repository, args: argparse.Namespace) -> None:
+    if args.order is not None:
+        count = repo.revoke_order(args.order)
+        print(f"order {args.order}: {count} node(s) revoked")
+        return
+    repo.revoke(parse_eui64(args.node))
+    print(f"node {args.node} revoked")
+
+
+def _backup(repo: Repository, args: argparse.Namespace) -> None:
+    if not args.file.parent.is_dir():
+        raise StoreError(f"cannot write {args.file}: no directory {args.file.parent}")
+    tmp = args.file.with_name(f".{args.file.name}.partial")
+    try:
+        tmp.unlink(missing_ok=True)
+        repo.backup(tmp)
+        copy = connect(tmp)
+        try:
+            problems = integrity_problems(copy)
+        finally:
+            copy.close()
+        place_new(tmp, args.file, force=args.force)
+    finally:
+        tmp.unlink(missing_ok=True)
+    if problems:
+        raise StoreError(
+            f"backup written to {args.file}, but the store fails SQLite's integrity check "
+            f"({problems[0]}); run keystrap admin check"
+        )
+    print(
+        f"backup of {repo.path} written to {args.file} (mode 0600, keys wrapped); "
+        "keep the master key file safe separately: the backup is useless without it"
+    )
+
+
+def _restore(config: ServerConfig, args: argparse.Namespace) -> None:
+    """Verify the backup on a private copy first; only then replace the store,
+    holding the server's lock so that no server runs on it meanwhile."""
+    database = sqlite_file(config, "keystrap admin restore")
+    refuse_existing(database, args.force)
+    if not args.file.is_file():
+        raise StoreError(f"backup file {args.file} does not exist")
+    master_key = read_master_key(config)
+    database.parent.mkdir(parents=True, exist_ok=True)
+    lock = InstanceLock.acquire(database, "server")
+    trial = database.with_name(f".{database.name}.restoring")
+    try:
+        for stale in trial.parent.glob(trial.name + "*"):
+            stale.unlink()
+        report = _restore_through(trial, config, args.file, master_key)
+    finally:
+        for leftover in trial.parent.glob(trial.name + "*"):
+            leftover.unlink()
+        lock.release()
+    print(f"restored {args.file} into {database} ({_counts(report.counts)})")
+
+
+def _restore_through(
+    trial: Path, config: ServerConfig, backup: Path, master_key: bytes
+) -> CheckReport:
+    source = connect(backup)
+    try:
+        copy_database(source, trial)
+    finally:
+        source.close()
+    try:
+        repo = SqliteRepository(trial, master_key)
+    except WrongMasterKey:
+        raise StoreError(
+            f"backup {backup} refused: its keys do not unwrap under the master key "
+            f"{config.master_key}"
+        ) from None
+    try:
+        report = repo.check()
+        if report.problems:
+            raise StoreError(
+                f"backup {backup} refused: {len(report.problems)} problem(s), "
+                f"the first: {report.problems[0]}"
+            )
+        repo.restore_into(sqlite_file(config, "keystrap admin restore"))
+    finally:
+        repo.close()
+    return report
+
+
+def _user(repo: Repository, args: argparse.Namespace) -> None:
+    if not isinstance(repo, SqliteRepository):
+        raise StoreError(
+            "console accounts live in a SQLite store; the console does not run on PostgreSQL yet"
+        )
+    user_command(repo, args)
+
+
+def _migrate(config: ServerConfig) -> None:
+    """The servers must be stopped: they refuse a schema they do not know, and a
+    step run under a live server could meet its writes."""
+    lock = InstanceLock.acquire(local_state(config), "server")
+    try:
+        repo = open_repository(config, create=False, migrate=True)
+        repo.close()
+    finally:
+        lock.release()
+    for step in repo.applied:
+        print(f"applied schema step {step.version}: {step.what}")
+    print(f"{repo.path}: schema at version {LATEST}" + ("" if repo.applied else " (nothing to do)"))
+
+
+def _migrate_store(config: ServerConfig, target: str) -> None:
+    source = open_repository(config, create=False)
+    try:
+        counts = move_store(source, target, read_master_key(config))
+    finally:
+        source.close()
+    copied = ", ".join(f"{n} {table}" for table, n in counts.items())
+    print(f"copied {source.path} into {redacted(target)}: {copied}; counts checked")
+    print(f"point the servers' `database` at {redacted(target)} and start them")
+
+
+def _check_integrity(config: ServerConfig) -> None:
+    """SQLite's own check first, on a bare connection: a damaged store may not
+    even open as a repository, and the check says where it is damaged."""
+    if isinstance(config.database, str):
+        return  # PostgreSQL checks its own pages (docs/deployment.md: amcheck)
+    if not config.database.exists():
+        open_repository(config, create=False)  # the error that says how to make one
+    db = connect(config.database)
+    try:
+        problems = integrity_problems(db)
+    finally:
+        db.close()
+    for problem in problems:
+        print(f"problem: {problem}")
+    if problems:
+        raise StoreError(
+            f"{config.database}: {len(problems)} problem(s) found by SQLite's integrity check"
+        )
+
+
+def _check(repo: Repository, args: argparse.Namespace) -> None:
+    report = repo.check()
+    print(f"{repo.path}: {_counts(report.counts)}")
+    for problem in report.problems:
+        print(f"problem: {problem}")
+    if report.problems:
+        raise StoreError(f"{repo.path}: {len(report.problems)} problem(s) found")
+    print("integrity ok; every key unwraps under the master key")
+
+
+COMMANDS: dict[str, Callable[[Repository, argparse.Namespace], None]] = {
+    "controller.add": _controller_add,
+    "controller.rotate-key": _controller_rotate_key,
+    "controller.list": _controller_list,
+    "controller.remove": _controller_remove,
+    "order.create": _order_create,
+    "order.list": _order_list,
+    "order.remove": _order_remove,
+    "installer.list": _installer_list,
+    "installer.remove": _installer_remove,
+    "nodes": _nodes,
+    "revoke": _revoke,
+    "backup": _backup,
+    "check": _check,
+    "user.add": _user,
+    "user.list": _user,
+    "user.remove": _user,
+}
