@@ -15,16 +15,17 @@ from pathlib import Path
 import pytest
 
 HEAVY = ("psycopg", "starlette", "uvicorn", "jinja2", "aiocoap", "keystrap.console")
+STORE = ("keystrap.protocol", "keystrap.store.sqlite_repository", "cryptography")
 
 
-def loaded_by(argv: list[str], cwd: Path) -> list[str]:
+def loaded_by(argv: list[str], cwd: Path, watched: tuple[str, ...] = HEAVY) -> list[str]:
     code = f"""
 import contextlib, json, sys
 from keystrap.cli.main import main
 with contextlib.suppress(SystemExit):
     status = main({argv!r})
     assert status == 0, status
-print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))
+print(json.dumps(sorted(m for m in {watched!r} if m in sys.modules)))
 """
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=60
@@ -37,8 +38,8 @@ print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))
 @pytest.mark.parametrize(
     "argv", [["--help"], ["server", "--print-config"], ["admin", "controller", "--help"]]
 )
-def test_parsing_loads_none_of_them(argv: list[str], tmp_path: Path) -> None:
-    assert loaded_by(argv, tmp_path) == []
+def test_parsing_loads_none_of_them_nor_the_store(argv: list[str], tmp_path: Path) -> None:
+    assert loaded_by(argv, tmp_path, HEAVY + STORE) == []
 
 
 def test_an_admin_command_on_a_sqlite_store_loads_none_of_them(tmp_path: Path) -> None:
