@@ -204,6 +204,8 @@ def _exchange(sock: socket.socket, requests: dict[int, bytes], rate: int) -> dic
             with contextlib.suppress(BlockingIOError):
                 while True:
                     data = sock.recv(2048, socket.MSG_DONTWAIT)
+                    if data[1] == 0:  # an empty ACK: the answer follows on its own
+                        continue
                     tid = int.from_bytes(data[4:8], "big")
                     replies[tid] = Reply(codes[data[1]], payload=data[9:])
     if len(replies) < len(requests):
