@@ -206,6 +206,8 @@ def _exchange(sock: socket.socket, requests: dict[int, bytes], rate: int) -> dic
                     data = sock.recv(2048, socket.MSG_DONTWAIT)
                     if data[1] == 0:  # an empty ACK: the answer follows on its own
                         continue
+                    if data[0] >> 4 & 3 == 0:  # that separate answer, confirmable: ACK it
+                        sock.send(bytes((0x60, 0)) + data[2:4])
                     tid = int.from_bytes(data[4:8], "big")
                     replies[tid] = Reply(codes[data[1]], payload=data[9:])
     if len(replies) < len(requests):
