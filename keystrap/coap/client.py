@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from urllib.parse import urlsplit
 
@@ -71,14 +72,19 @@ class SbsClient:
     serving many nodes therefore speaks from a few endpoints, like a few clients.
 
     Several servers share one database (docs/deployment.md), so any of them can
-    carry on any bootstrap: a server that does not answer within CoAP's own
-    retransmission budget is skipped, the same request goes to the next one (an
+    carry on any bootstrap: a server that answers none of :data:`TRIES`
+    tries is skipped, the same request goes to the next one (an
     identical flight 2 gets the identical flight 3 from whichever server), and
     later requests stay with the server that answered.
     """
 
     def __init__(self, contexts: list[aiocoap.Context], servers: str) -> None:
         self._contexts = contexts
+        # One try at a time per endpoint, queued here rather than in aiocoap's
+        # NSTART backlog: when a try there goes unanswered, aiocoap fails every
+        # request queued behind it, unsent, and under loss two transactions on
+        # one lane used up each other's tries without a datagram leaving.
+        self._turns = [asyncio.Lock() for _ in contexts]
         self._uris = [uri.rstrip("/") + "/" for uri in server_uris(servers)]  # the root (codes.py)
         self._current = 0
 
@@ -102,13 +108,13 @@ class SbsClient:
     async def post(self, data: bytes, lane: int = 0) -> Reply:
         """``lane`` picks the endpoint (the TID keeps one transaction on one).
         Raises :class:`ServerUnreachable` only when no server answered."""
-        context = self._contexts[lane % len(self._contexts)]
+        endpoint = lane % len(self._contexts)
         failures = []
         for _ in range(ROUNDS * len(self._uris)):
             current = self._current
             uri = self._uris[current]
             try:
-                response = await _paced_request(context, data, uri)
+                response = await self._paced_request(endpoint, data, uri)
                 break
             except aiocoap.error.Error as exc:
                 failures.append(f"{uri}: {exc}")
@@ -124,17 +130,17 @@ class SbsClient:
             return Reply(status, response.payload)
         return Reply(status, reason=response.payload.decode("utf-8", "replace"))
 
-
-async def _paced_request(context: aiocoap.Context, data: bytes, uri: str) -> aiocoap.Message:
-    """The answer to the first of up to :data:`TRIES` transmissions of ``data`` that
-    gets one; aiocoap's error at once for anything but silence (an ICMP error: the
-    caller fails over)."""
-    for _ in range(TRIES - 1):
-        try:
+    async def _paced_request(self, endpoint: int, data: bytes, uri: str) -> aiocoap.Message:
+        """The answer to the first of up to :data:`TRIES` transmissions of ``data``
+        that gets one; aiocoap's error at once for anything but silence (an ICMP
+        error: the caller fails over)."""
+        turn, context = self._turns[endpoint], self._contexts[endpoint]
+        for _ in range(TRIES - 1):
+            async with turn:
+                with contextlib.suppress(aiocoap.error.ConRetransmitsExceeded):
+                    return await context.request(_post(data, uri)).response
+        async with turn:
             return await context.request(_post(data, uri)).response
-        except aiocoap.error.ConRetransmitsExceeded:
-            continue
-    return await context.request(_post(data, uri)).response
 
 
 def _post(data: bytes, uri: str) -> aiocoap.Message:
