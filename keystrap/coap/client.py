@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from urllib.parse import urlsplit
 
@@ -10,6 +11,7 @@ import aiocoap
 
 from keystrap.coap.codes import FROM_COAP
 from keystrap.protocol import Reply, Status
+from keystrap.protocol.timers import IN_BAND
 
 
 class ServerUnreachable(Exception):
@@ -32,6 +34,34 @@ another server, and aiocoap then fails that other server's request: a second rou
 keeps one lost ICMP race from failing a request a live server would answer."""
 
 
+TRIES = 8
+"""Transmissions of a request to one server, :class:`Paced` apart, before it counts
+as silent: at 20 % loss each way a try fails about a third of the time, so eight
+silent tries (0.36**8, about 3 in 10**4) mean a server that is down, after
+16-24 s rather than CoAP's 93 s."""
+
+
+class Paced(aiocoap.TransportTuning):  # type: ignore[misc]  # aiocoap is untyped
+    """One transmission per CoAP exchange, answered within IN_BAND's pace (2-3 s).
+
+    Why: CoAP's own retransmissions back off exponentially (2, 4, 8, 16 s, then
+    32 s of waiting), and the controller lets them carry a request it has sent
+    (NSTART=1: a second copy would only queue behind the first). Under 20 % loss a
+    round trip fails a third of the time, so one exchange in twenty waited 14-21 s,
+    one in sixty 30-45 s (and held its lane's other requests as long), past the
+    node's minute with a queue -- while the protocol paces flights 2 and 6 at
+    2 s then every 3 s (:data:`~keystrap.protocol.timers.IN_BAND`). Each try is a
+    new message (a new Message ID), so the server processes it again: its core
+    answers a repeated flight 2 or 6 with the very same flight 3 or 7."""
+
+    ACK_TIMEOUT = IN_BAND.initial
+    ACK_RANDOM_FACTOR = IN_BAND.maximum / IN_BAND.initial
+    MAX_RETRANSMIT = 0
+
+
+PACED = Paced()
+
+
 class SbsClient:
     """Posts to the servers through a small pool of CoAP endpoints, failing over
     from one server to the next.
@@ -42,14 +72,19 @@ class SbsClient:
     serving many nodes therefore speaks from a few endpoints, like a few clients.
 
     Several servers share one database (docs/deployment.md), so any of them can
-    carry on any bootstrap: a server that does not answer within CoAP's own
-    retransmission budget is skipped, the same request goes to the next one (an
+    carry on any bootstrap: a server that answers none of :data:`TRIES`
+    tries is skipped, the same request goes to the next one (an
     identical flight 2 gets the identical flight 3 from whichever server), and
     later requests stay with the server that answered.
     """
 
     def __init__(self, contexts: list[aiocoap.Context], servers: str) -> None:
         self._contexts = contexts
+        # One try at a time per endpoint, queued here rather than in aiocoap's
+        # NSTART backlog: when a try there goes unanswered, aiocoap fails every
+        # request queued behind it, unsent, and under loss two transactions on
+        # one lane used up each other's tries without a datagram leaving.
+        self._turns = [asyncio.Lock() for _ in contexts]
         self._uris = [uri.rstrip("/") + "/" for uri in server_uris(servers)]  # the root (codes.py)
         self._current = 0
 
@@ -73,14 +108,13 @@ class SbsClient:
     async def post(self, data: bytes, lane: int = 0) -> Reply:
         """``lane`` picks the endpoint (the TID keeps one transaction on one).
         Raises :class:`ServerUnreachable` only when no server answered."""
-        context = self._contexts[lane % len(self._contexts)]
+        endpoint = lane % len(self._contexts)
         failures = []
         for _ in range(ROUNDS * len(self._uris)):
             current = self._current
             uri = self._uris[current]
-            message = aiocoap.Message(code=aiocoap.POST, payload=data, uri=uri)
             try:
-                response = await context.request(message).response
+                response = await self._paced_request(endpoint, data, uri)
                 break
             except aiocoap.error.Error as exc:
                 failures.append(f"{uri}: {exc}")
@@ -95,3 +129,19 @@ class SbsClient:
         if status is Status.OK:
             return Reply(status, response.payload)
         return Reply(status, reason=response.payload.decode("utf-8", "replace"))
+
+    async def _paced_request(self, endpoint: int, data: bytes, uri: str) -> aiocoap.Message:
+        """The answer to the first of up to :data:`TRIES` transmissions of ``data``
+        that gets one; aiocoap's error at once for anything but silence (an ICMP
+        error: the caller fails over)."""
+        turn, context = self._turns[endpoint], self._contexts[endpoint]
+        for _ in range(TRIES - 1):
+            async with turn:
+                with contextlib.suppress(aiocoap.error.ConRetransmitsExceeded):
+                    return await context.request(_post(data, uri)).response
+        async with turn:
+            return await context.request(_post(data, uri)).response
+
+
+def _post(data: bytes, uri: str) -> aiocoap.Message:
+    return aiocoap.Message(code=aiocoap.POST, payload=data, uri=uri, transport_tuning=PACED)
