@@ -10,8 +10,10 @@ from pathlib import Path
 
 import aiocoap
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from keystrap.coap.codes import BOOTSTRAP_PATH
+from keystrap.coap.codes import BOOTSTRAP_PATH, MAX_PAYLOAD
 from keystrap.coap.datagram import CON, EXCHANGE_LIFETIME, NON, Exchanges, parse_post
 from keystrap.coap.fast_path import install
 from keystrap.coap.server import open_server_context, serve_core
@@ -122,3 +124,26 @@ def test_the_sbs_answers_a_repeated_flight2_from_its_exchange_and_still_serves_a
             await store.close(repo.close)
 
     asyncio.run(scenario())
+
+
+@given(st.binary(max_size=300))
+def test_parse_post_never_raises_on_garbage(data: bytes) -> None:
+    post = parse_post(data)
+    assert post is None or (post.payload and data.endswith(post.payload))
+
+
+@given(
+    path=st.sampled_from([(), ("bs",), ("health",), ("bs", "x")]),
+    etag=st.binary(min_size=1, max_size=8),
+    size1=st.integers(min_value=0, max_value=70_000),
+    payload=st.binary(min_size=1, max_size=300),
+)
+def test_parse_post_agrees_with_aiocoap_on_what_is_a_bootstrap_request(
+    path: tuple[str, ...], etag: bytes, size1: int, payload: bytes
+) -> None:
+    encoded = datagram(payload, 5, uri_path=path, etag=etag, size1=size1)
+    post = parse_post(encoded)
+    ours = path in ((), ("bs",)) and len(payload) <= MAX_PAYLOAD
+    assert (post is not None) == ours
+    if post is not None:
+        assert post.payload == aiocoap.Message.decode(encoded).payload == payload

@@ -71,19 +71,10 @@ def _payload_after_options(data: bytes, at: int) -> bytes | None:
     """The payload if the options name the bootstrap path and nothing critical."""
     number, end, path = 0, len(data), []
     while at < end and data[at] != _PAYLOAD_MARKER:
-        delta, length = data[at] >> 4, data[at] & 0x0F
-        at += 1
-        if delta == 13 and at < end:
-            delta, at = data[at] + 13, at + 1
-        elif delta == 14 and at + 2 <= end:
-            delta, at = int.from_bytes(data[at : at + 2], "big") + 269, at + 2
-        elif delta >= 13:
-            return None
-        if length == 13 and at < end:
-            length, at = data[at] + 13, at + 1
-        elif length == 14 and at + 2 <= end:
-            length, at = int.from_bytes(data[at : at + 2], "big") + 269, at + 2
-        elif length >= 13:
+        head, at = data[at], at + 1
+        delta, at = _extended(data, at, head >> 4)
+        length, at = _extended(data, at, head & 0x0F)
+        if delta < 0 or length < 0:
             return None
         number += delta
         if at + length > end:
@@ -100,6 +91,18 @@ def _payload_after_options(data: bytes, at: int) -> bytes | None:
     if at >= end or path not in _PATHS:
         return None
     return data[at + 1 :]
+
+
+def _extended(data: bytes, at: int, nibble: int) -> tuple[int, int]:
+    """An option's delta or length (RFC 7252 §3.1): the nibble itself, or the one
+    or two bytes after the option's first; -1 if malformed (15 is reserved)."""
+    if nibble < 13:
+        return nibble, at
+    if nibble == 13 and at < len(data):
+        return data[at] + 13, at + 1
+    if nibble == 14 and at + 2 <= len(data):
+        return int.from_bytes(data[at : at + 2], "big") + 269, at + 2
+    return -1, at
 
 
 _PENDING = b""
