@@ -132,5 +132,6 @@ def _action(args: argparse.Namespace, config: ControllerConfig) -> int:
             update.set(key, None)
     address = None if args.address is None else format_host_port(*parse_host_port(args.address))
     settings = asyncio.run(configure_node(config, parse_eui64(args.node), update, address))
-    print(json.dumps(settings, indent=2, sort_keys=True))
+    applied = json.dumps(settings, indent=2, sort_keys=True)  # the node's settings, no secret
+    print(applied)
     return 0

@@ -258,7 +258,8 @@ async def after_bootstrap(site: Site, path: Path, ik_n: bytes, say: Callable[...
         args += ["--proxy", "coap://[fd00::2]:5683", "--set", "report_interval=60"]
         say(f"   $ keystrap controller configure {nid} --address {where} {' '.join(args)}")
         applied = json.loads(site.controller_cli("configure", nid, "--address", where, *args))
-        say(f"     node applied: {json.dumps(applied, sort_keys=True)}")
+        applied_text = json.dumps(applied, sort_keys=True)
+        say(f"     node applied: {applied_text}")
         shown = json.loads(site.controller_cli("show", nid))
         say(f"   $ keystrap controller show {nid}: {check('show', shown == applied, 'same', 'NO')}")
         psk = load_node_file(path).state.key
