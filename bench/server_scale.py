@@ -119,13 +119,6 @@ async def _generate(job: Job) -> tuple[int, int]:
     return sum(results), len(results)
 
 
-def loop_cpu_seconds(pid: int) -> float:
-    """CPU of a process's main thread, the one that runs its event loop (the
-    SBS's other thread is its store's)."""
-    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _generate_raw(job: Job) -> tuple[int, int]:
     """The same cores as :func:`_generate`, but the flights go as raw CoAP datagrams
     from one socket, every flight 2 first and then every flight 6, paced at
@@ -325,13 +318,15 @@ async def measure(
             for level in levels:
                 batch = ids[offset : offset + args.per * level]
                 cpu0 = [cpu_seconds(s.process.pid) for _, s in servers[:count]]
-                loop0 = [loop_cpu_seconds(s.process.pid) for _, s in servers[:count]]
+                # The main thread runs the event loop; the other is the store's.
+                loop0 = [cpu_seconds(s.process.pid, s.process.pid) for _, s in servers[:count]]
                 db0 = 0.0 if cluster is None else postgres_cpu_seconds(cluster.postmaster_pid())
                 done, elapsed = run_load(
                     ports, controllers[:level], ik, batch, args.concurrency, offset + 1, args.rate
                 )
                 cpu = sum(cpu_seconds(s.process.pid) for _, s in servers[:count]) - sum(cpu0)
-                loop = sum(loop_cpu_seconds(s.process.pid) for _, s in servers[:count]) - sum(loop0)
+                loop = sum(cpu_seconds(p.process.pid, p.process.pid) for _, p in servers[:count])
+                loop -= sum(loop0)
                 db = (
                     0.0 if cluster is None else postgres_cpu_seconds(cluster.postmaster_pid()) - db0
                 )

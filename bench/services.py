@@ -70,9 +70,11 @@ async def measure(size: int, batch: int, concurrency: int, channel: str) -> dict
         }
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far, from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """User + system CPU of a process (or of one of its threads) so far, from /proc
+    (Linux)."""
+    where = f"/proc/{pid}" if thread is None else f"/proc/{pid}/task/{thread}"
+    fields = Path(f"{where}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 

@@ -18,7 +18,6 @@ from keystrap.coap.datagram import CON, EXCHANGE_LIFETIME, NON, Exchanges, parse
 from keystrap.coap.fast_path import install
 from keystrap.coap.server import open_server_context, serve_core
 from keystrap.protocol import Reply
-from keystrap.protocol.server import screen
 from keystrap.services.server import answer_batch
 from keystrap.store.worker import StoreThread
 from keystrap_lab.processes import free_udp_port
@@ -89,7 +88,7 @@ def test_the_sbs_answers_a_repeated_flight2_from_its_exchange_and_still_serves_a
         def submit(data: bytes, now: float, answered: object) -> None:
             store.submit((data, now), lambda reply, error: answered(reply))  # type: ignore[operator]
 
-        install(context, lambda data: screen(data, controllers), submit, bootstrap.report)
+        install(context, lambda data: core.screen(data, controllers), submit, bootstrap.report)
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.settimeout(5)
         try:

@@ -20,6 +20,7 @@ from keystrap.oob.link import travels_raw
 from keystrap.protocol import (
     Controller,
     ControllerState,
+    InMemoryRepository,
     Node,
     NodeState,
     Reply,
@@ -30,7 +31,6 @@ from keystrap.protocol import (
 )
 from keystrap.protocol.controller import EndSession
 from keystrap.protocol.revocation_feed import FeedRefused, Page, RevocationFeed
-from keystrap.protocol.server import screen
 from keystrap.services.server import answer_batch
 from keystrap.store.sqlite_repository import ControllerInfo, SqliteRepository
 from keystrap.store.worker import StoreThread
@@ -302,6 +302,7 @@ def test_prefilter_answers_a_forged_flight2_as_aiocoap_would_and_passes_the_rest
     genuine = flight2(sk_cs, ik, 1, 7)
     forged = flight2(secrets.token_bytes(16), ik, 1, 7)  # the real ID_c, another key
     controllers = {CONTROLLER_ID: sk_cs}
+    screen = Server(InMemoryRepository(), controllers).screen
     for mtype, answer_type in ((aiocoap.CON, aiocoap.ACK), (aiocoap.NON, aiocoap.NON)):
         post = parse_post(coap_post(forged, mtype))
         assert post is not None and post.payload == forged

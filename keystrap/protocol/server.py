@@ -89,20 +89,6 @@ class _Request:
     compact: bool
 
 
-def screen(data: bytes, controllers: Mapping[bytes, bytes]) -> Reply | None:
-    """The refusal a flight 2 of the paper's profile gets before any repository
-    access (malformed, unknown controller, failed authentication) -- the very
-    reply :meth:`Server.handle` would give -- or None for anything else.
-
-    Stateless and cheap (one CCM check), so a service can run it on the raw
-    datagram in front of everything else: a flood of forged flight 2s then costs
-    no per-request work beyond it."""
-    if data[:1] != Flight2.header():
-        return None
-    request = open_request(data, controllers)
-    return request if isinstance(request, Reply) else None
-
-
 class _Routed(Protocol):
     """Flights 2, 6 and 9: ``ID_c`` in the clear, the rest under (a key of) ``SK_cs``."""
 
@@ -205,11 +191,18 @@ class Server:
     # -- flight 2 -> flight 3 ----------------------------------------------------
 
     def screen(self, data: bytes, controllers: Mapping[bytes, bytes]) -> Reply | None:
-        """:func:`screen`, remembering each flight 2 it found authentic, so that
-        :meth:`handle` need not authenticate the same bytes again: that check is
-        most of the core's work on a flight 2. A service may call this on its
-        receiving thread while :meth:`handle` runs on the store's; the memo is
-        bounded, and only authentic flights (whose sender holds ``SK_cs``) enter it.
+        """The refusal a flight 2 of the paper's profile gets before any repository
+        access (malformed, unknown controller, failed authentication) -- the very
+        reply :meth:`handle` would give -- or None for anything else.
+
+        Cheap (one CCM check) and without repository access, so a service can run
+        it on the raw datagram in front of everything else: a flood of forged
+        flight 2s then costs no per-request work beyond it. Each flight 2 it finds
+        authentic is remembered, so that :meth:`handle` need not authenticate the
+        same bytes again (most of the core's work on a flight 2). A service may
+        call this on its receiving thread while :meth:`handle` runs on the store's;
+        the memo is bounded, and only authentic flights (whose sender holds
+        ``SK_cs``) enter it.
         """
         if data[:1] != Flight2.header():
             return None
