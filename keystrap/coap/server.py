@@ -138,7 +138,7 @@ class BootstrapResource(resource.Resource):
         self._answer = answer
         self.counters: dict[str, int] = {}
         self._observe = observe
-        self.log = ReplyLog()
+        self.reply_log = ReplyLog()
 
     async def answer(self, payload: bytes, remote: str) -> Reply:
         """The core's reply to one request, reported; the CoAP face above, and the
@@ -155,7 +155,7 @@ class BootstrapResource(resource.Resource):
         if self._observe is not None:
             self._observe(payload, reply, seconds)
         self.counters[reply.status.name] = self.counters.get(reply.status.name, 0) + 1
-        self.log.reply(reply, remote)
+        self.reply_log.reply(reply, remote)
 
     async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
         remote = request.remote.hostinfo

@@ -113,7 +113,7 @@ async def _serve(
             len(controllers),
         )
         try:
-            async with resource.log.summaries():
+            async with resource.reply_log.summaries():
                 await wait_for_signal(ready)
         finally:
             served = ", ".join(f"{k}={v}" for k, v in sorted(resource.counters.items()))

@@ -48,5 +48,5 @@ async def run_small_network(
         held.callback(InstanceLock.acquire(local_state(server), "server").release)
         serving = await held.enter_async_context(server_core(server))
         bootstrap = BootstrapResource(serving.answer, serving.observe)
-        async with bootstrap.log.summaries():
+        async with bootstrap.reply_log.summaries():
             await ControllerService(controller, InProcessServer(bootstrap)).run(ready)
