@@ -37,6 +37,7 @@ from keystrap.store.worker import StoreThread
 from keystrap.wire import (
     COMPACT,
     CompactFlight11,
+    Flight4,
     Flight9,
     Flight10,
     Flight12,
@@ -352,3 +353,24 @@ def test_a_flight2_screened_on_the_loop_is_not_authenticated_again_unless_its_ke
     controllers[CONTROLLER_ID] = secrets.token_bytes(16)  # rotated between screen and handle
     late = core.handle(rekeyed, now)
     assert late.status is Status.UNAUTHORIZED and "authentication" in late.reason
+
+
+def test_the_screen_refuses_whatever_handle_refuses_before_the_store(tmp_path: Path) -> None:
+    server, repo, sk_cs, ik = sqlite_server(tmp_path, 2)
+    controllers = dict(repo.controller_keys())
+    (genuine6,) = confirmations(server, sk_cs, ik, 1, 1)
+    forged6 = genuine6[:-1] + bytes([genuine6[-1] ^ 1])  # one bit of the tag
+    stranger = dict(controllers)
+    stranger.pop(CONTROLLER_ID)
+    core = Server(repo, controllers)
+    for data, known in (
+        (forged6, controllers),
+        (genuine6, stranger),  # unknown controller
+        (b"\x00garbage", controllers),  # not a flight of this protocol
+        (Flight4.header() + bytes(40), controllers),  # not a request
+    ):
+        refused = core.screen(data, known)
+        assert refused is not None and refused.status is not Status.OK
+        assert Server(repo, known).handle(data, time.time()) == refused
+    assert core.screen(genuine6, controllers) is None  # authentic: on to the store
+    assert core.handle(genuine6, time.time()).status is Status.OK

@@ -11,7 +11,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Protocol, Self, TypeVar
+from typing import Protocol, Self, TypeVar, cast
 
 from keystrap.crypto import constant_time_equal
 from keystrap.protocol.events import BootstrapGranted, BootstrapRefused, NodeActivated
@@ -171,12 +171,47 @@ class Server:
 
     def handle(self, data: bytes, now: float) -> Reply:
         """Answer one request (flight 2, 6 or 9) received at time ``now``."""
+        kind = self._route(data)
+        if isinstance(kind, Reply):
+            return kind
+        return self._handlers[kind](data, now)
+
+    def screen(self, data: bytes, controllers: Mapping[bytes, bytes]) -> Reply | None:
+        """The refusal a request gets before any repository access (not a request
+        this server serves, malformed, unknown controller, failed authentication)
+        -- the very reply :meth:`handle` would give -- or None to go on.
+
+        Cheap (one CCM check) and without repository access, so a service can run
+        it on the raw datagram in front of everything else: a flood of forged
+        flights then costs no per-request work beyond it. Each flight 2 it finds
+        authentic is remembered, so that :meth:`handle` need not authenticate the
+        same bytes again (most of the core's work on a flight 2). A service may
+        call this on its receiving thread while :meth:`handle` runs on the store's;
+        the memo is bounded, and only authentic flights (whose sender holds
+        ``SK_cs``) enter it.
+        """
+        kind = self._route(data)
+        if isinstance(kind, Reply):
+            return kind
+        if kind not in (Flight2, CompactFlight2):  # flights 6 and 9
+            opened = _authenticate(data, controllers, cast("type[_Routed]", kind))
+            return opened if isinstance(opened, Reply) else None
+        request = open_request(data, controllers)
+        if isinstance(request, Reply):
+            return request
+        screened = self._screened
+        screened[data] = request
+        while len(screened) > SCREENED_MAX:
+            screened.popitem(last=False)
+        return None
+
+    def _route(self, data: bytes) -> type[Flight] | Reply:
+        """The request's class, or the refusal of anything this server does not serve."""
         try:
             kind = flight_class(data)
         except DecodeError as exc:
             return Reply(Status.BAD_REQUEST, reason=str(exc))
-        handler = self._handlers.get(kind)
-        if handler is None:
+        if kind not in self._handlers:
             return Reply(
                 Status.BAD_REQUEST, reason=f"flight {int(kind.TYPE)} is not a server request"
             )
@@ -186,34 +221,9 @@ class Server:
                 Status.UNSUPPORTED_PROFILE,
                 reason=f"compact profile (version 2) not spoken by this server: {why}",
             )
-        return handler(data, now)
+        return kind
 
     # -- flight 2 -> flight 3 ----------------------------------------------------
-
-    def screen(self, data: bytes, controllers: Mapping[bytes, bytes]) -> Reply | None:
-        """The refusal a flight 2 of the paper's profile gets before any repository
-        access (malformed, unknown controller, failed authentication) -- the very
-        reply :meth:`handle` would give -- or None for anything else.
-
-        Cheap (one CCM check) and without repository access, so a service can run
-        it on the raw datagram in front of everything else: a flood of forged
-        flight 2s then costs no per-request work beyond it. Each flight 2 it finds
-        authentic is remembered, so that :meth:`handle` need not authenticate the
-        same bytes again (most of the core's work on a flight 2). A service may
-        call this on its receiving thread while :meth:`handle` runs on the store's;
-        the memo is bounded, and only authentic flights (whose sender holds
-        ``SK_cs``) enter it.
-        """
-        if data[:1] != Flight2.header():
-            return None
-        request = open_request(data, controllers)
-        if isinstance(request, Reply):
-            return request
-        screened = self._screened
-        screened[data] = request
-        while len(screened) > SCREENED_MAX:
-            screened.popitem(last=False)
-        return None
 
     def _handle_request(self, data: bytes, now: float) -> Reply:
         screened = self._screened.pop(data, None)
