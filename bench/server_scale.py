@@ -13,6 +13,7 @@ from /proc; "per core" is 1 / that. ``--profile-server`` also runs the server
 under cProfile at the largest load and prints where its time goes.
 
     python bench/server_scale.py [--enrolled 1000000] [--controllers 1,2,4] [--per 300]
+    python bench/server_scale.py --profiles paper --controllers 2 --per 3000 --rate max
     python bench/server_scale.py --store postgresql --servers 1,2 --profiles paper
 
 With PostgreSQL, the database's CPU per bootstrap is read from /proc too (the
@@ -383,6 +384,14 @@ async def start_server(args: argparse.Namespace, site: Site, n: int) -> tuple[in
     return port, server
 
 
+MAX_RATE = 10**9
+"""``--rate max``: every flight sent at once, the server's socket queue holding them."""
+
+
+def offered_rate(text: str) -> int:
+    return MAX_RATE if text == "max" else int(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--enrolled", type=int, default=1_000_000)
@@ -392,10 +401,11 @@ def main() -> None:
     parser.add_argument("--profiles", default="paper,hardened")
     parser.add_argument(
         "--rate",
-        type=int,
+        type=offered_rate,
         default=0,
         help="offer raw CoAP datagrams at this many bootstraps/s in all "
-        "(flights 2, then flights 6) instead of aiocoap clients",
+        "(flights 2, then flights 6) instead of aiocoap clients; 'max': all at "
+        "once, so the server runs flat out (what one of its cores sustains)",
     )
     parser.add_argument("--profile-server", action="store_true")
     parser.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite")

@@ -16,10 +16,11 @@ import functools
 import itertools
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator
 from typing import ParamSpec, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.utils import floatToGoString
@@ -58,8 +59,8 @@ def flight_label(data: bytes) -> str:
         return "invalid"
 
 
-class _LoopSeries:
-    """One labelled series of a :class:`_LoopFamily`: a count, and for a
+class _PlainSeries:
+    """One labelled series of a :class:`_PlainFamily`: a count, and for a
     histogram the sum and the count per bucket."""
 
     __slots__ = ("_bounds", "buckets", "count", "total")
@@ -79,43 +80,52 @@ class _LoopSeries:
         self.buckets[bisect.bisect_left(self._bounds, seconds)] += 1
 
 
-class _LoopFamily:
+class _PlainFamily:
     """A labelled counter or histogram kept as plain numbers, for the metrics fed
     once per request: prometheus_client takes a lock and builds its label tuple
     on every update, which at thousands of requests a second costs more than the
-    request's own work. Updated from the event loop only; handed to Prometheus
-    as a collector at scrape time. At most :data:`MAX_SERIES` label values, the
-    rest counted under "other", so a varying reason cannot grow it."""
+    request's own work. Each series is updated by one thread only (the event
+    loop's, or the store's); handed to Prometheus as a collector at scrape time,
+    when a histogram's sum may be one observation ahead of its buckets. At most
+    :data:`MAX_SERIES` label values, the rest counted under "other", so a
+    varying reason cannot grow it."""
 
     def __init__(
-        self, name: str, documentation: str, label: str, buckets: tuple[float, ...] = ()
+        self, name: str, documentation: str, label: str = "", buckets: tuple[float, ...] = ()
     ) -> None:
+        """No ``label``: one series, :meth:`only`."""
         self.name, self.documentation, self.label = name, documentation, label
         self._buckets = buckets
-        self.series: dict[str, _LoopSeries] = {}
+        self.series: dict[str, _PlainSeries] = {}
 
-    def labels(self, value: str) -> _LoopSeries:
+    def only(self) -> _PlainSeries:
+        """The series of a family without a label (exported from the start, at 0)."""
+        return self.labels("")
+
+    def labels(self, value: str) -> _PlainSeries:
         found = self.series.get(value)
         if found is None:
             if len(self.series) >= MAX_SERIES:
                 value = "other"
                 found = self.series.get(value)
             if found is None:
-                found = self.series[value] = _LoopSeries(self._buckets)
+                found = self.series[value] = _PlainSeries(self._buckets)
         return found
 
     def collect(self) -> Iterator[Metric]:
+        names = [self.label] if self.label else []
         if not self._buckets:
-            counter = CounterMetricFamily(self.name, self.documentation, labels=[self.label])
-            for value, series in self.series.items():
-                counter.add_metric([value], series.count)
+            counter = CounterMetricFamily(self.name, self.documentation, labels=names)
+            for value, series in list(self.series.items()):
+                counter.add_metric([value][: len(names)], series.count)
             yield counter
             return
-        histogram = HistogramMetricFamily(self.name, self.documentation, labels=[self.label])
+        histogram = HistogramMetricFamily(self.name, self.documentation, labels=names)
         bounds = [*map(floatToGoString, self._buckets), "+Inf"]
-        for value, series in self.series.items():
+        for value, series in list(self.series.items()):
             cumulative = list(itertools.accumulate(series.buckets))
-            histogram.add_metric([value], list(zip(bounds, cumulative, strict=True)), series.total)
+            buckets = list(zip(bounds, cumulative, strict=True))
+            histogram.add_metric([value][: len(names)], buckets, series.total)
         yield histogram
 
 
@@ -123,52 +133,61 @@ class Metrics:
     def __init__(self, role: str) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.started = Counter(
-            "keystrap_bootstraps_started", f"Bootstraps the {role} started", registry=r
+        self._started = _PlainFamily(
+            "keystrap_bootstraps_started", f"Bootstraps the {role} started"
         )
-        self.confirmed = Counter(
-            "keystrap_bootstraps_confirmed", "Bootstraps confirmed by the server", registry=r
+        self._confirmed = _PlainFamily(
+            "keystrap_bootstraps_confirmed", "Bootstraps confirmed by the server"
         )
-        self.failed = Counter(
-            "keystrap_bootstraps_failed", "Bootstraps that failed, by cause", ["cause"], registry=r
+        self.failed = _PlainFamily(
+            "keystrap_bootstraps_failed", "Bootstraps that failed, by cause", "cause"
         )
-        self.flights = _LoopFamily(
+        self.flights = _PlainFamily(
             "keystrap_flights_received", "Flights received, by flight number", "flight"
         )
-        self.rejected = _LoopFamily(
+        self.rejected = _PlainFamily(
             "keystrap_flights_rejected", "Flights refused, by reason", "reason"
         )
-        self.flight_seconds = _LoopFamily(
+        self.flight_seconds = _PlainFamily(
             "keystrap_flight_seconds",
             "Time to handle one flight, store included",
             "flight",
             LATENCY_BUCKETS,
         )
-        for family in (self.flights, self.rejected, self.flight_seconds):
-            r.register(family)
-        self.bootstrap_seconds = Histogram(
+        self.store_seconds = _PlainFamily(
+            "keystrap_store_seconds", "Time of one store operation", "operation", LATENCY_BUCKETS
+        )
+        self._bootstrap_seconds = _PlainFamily(
             "keystrap_bootstrap_seconds",
             "From the bootstrap's first flight here to its confirmation",
             buckets=LATENCY_BUCKETS,
-            registry=r,
         )
+        for family in (
+            self._started,
+            self._confirmed,
+            self.failed,
+            self.flights,
+            self.rejected,
+            self.flight_seconds,
+            self._bootstrap_seconds,
+            self.store_seconds,
+        ):
+            r.register(family)
+        self.started = self._started.only()
+        self.confirmed = self._confirmed.only()
+        self.bootstrap_seconds = self._bootstrap_seconds.only()
         self.open_transactions = Gauge(
             "keystrap_open_transactions", "Bootstraps started and not yet finished", registry=r
         )
-        self.store_seconds = Histogram(
-            "keystrap_store_seconds",
-            "Time of one store operation",
-            ["operation"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self._begun: dict[tuple[bytes, int], float] = {}
+        # An OrderedDict: dropping a dict's oldest entry again and again makes
+        # each next drop walk every slot freed before it.
+        self._begun: OrderedDict[tuple[bytes, int], float] = OrderedDict()
         self._flight_labels: dict[bytes, str] = {}
 
     def bootstrap_started(self, controller_id: bytes, tid: int) -> None:
         self.started.inc()
         if len(self._begun) >= MAX_TRACKED:
-            self._begun.pop(next(iter(self._begun)))
+            self._begun.popitem(last=False)
         self._begun[(controller_id, tid)] = time.monotonic()
 
     def bootstrap_ended(self, controller_id: bytes, tid: int, failure: str | None) -> None:
@@ -235,7 +254,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-def _timed(histogram: Histogram, call: Callable[P, T]) -> Callable[P, T]:
+def _timed(histogram: _PlainSeries, call: Callable[P, T]) -> Callable[P, T]:
     """``call``, each run observed into ``histogram`` (bound to its labels once)."""
 
     def timed(*args: P.args, **kwargs: P.kwargs) -> T:

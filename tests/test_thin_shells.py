@@ -322,17 +322,24 @@ def test_prefilter_answers_a_forged_flight2_as_aiocoap_would_and_passes_the_rest
     assert parse_post(coap_post(forged, aiocoap.CON)[: -len(forged) - 1]) is None
 
 
-def test_a_flight2_screened_on_the_loop_is_not_authenticated_again_unless_its_key_changed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def count_opens(monkeypatch: pytest.MonkeyPatch, name: str) -> list[bytes]:
+    """The flights the core's ``name`` (open_request, open_confirm) authenticates
+    from now on."""
     opened: list[bytes] = []
-    real_open = server_module.open_request
+    real_open = getattr(server_module, name)
 
     def counting_open(data: bytes, controllers: Mapping[bytes, bytes]) -> object:
         opened.append(data)
         return real_open(data, controllers)
 
-    monkeypatch.setattr(server_module, "open_request", counting_open)
+    monkeypatch.setattr(server_module, name, counting_open)
+    return opened
+
+
+def test_a_flight2_screened_on_the_loop_is_not_authenticated_again_unless_its_key_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened = count_opens(monkeypatch, "open_request")
     _, repo, sk_cs, ik = sqlite_server(tmp_path, 3)
     controllers = dict(repo.controller_keys())
     core = Server(repo, controllers)
@@ -352,6 +359,28 @@ def test_a_flight2_screened_on_the_loop_is_not_authenticated_again_unless_its_ke
     assert core.screen(rekeyed, controllers) is None
     controllers[CONTROLLER_ID] = secrets.token_bytes(16)  # rotated between screen and handle
     late = core.handle(rekeyed, now)
+    assert late.status is Status.UNAUTHORIZED and "authentication" in late.reason
+
+
+def test_a_flight6_screened_on_the_loop_is_not_authenticated_again_unless_its_key_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, repo, sk_cs, ik = sqlite_server(tmp_path, 2)
+    genuine, rekeyed = confirmations(server, sk_cs, ik, 1, 2)
+    opened = count_opens(monkeypatch, "open_confirm")
+    controllers = dict(repo.controller_keys())
+    core = Server(repo, controllers)
+    assert core.screen(genuine, controllers) is None
+    opened.clear()
+    activated = core.handle(genuine, time.time())
+    assert activated.status is Status.OK and activated.event is not None
+    assert opened == []  # authenticated once, by the screen
+    assert core.handle(genuine, time.time()).payload == activated.payload  # a copy: opened
+    assert opened == [genuine]
+
+    assert core.screen(rekeyed, controllers) is None
+    controllers[CONTROLLER_ID] = secrets.token_bytes(16)  # rotated between screen and handle
+    late = core.handle(rekeyed, time.time())
     assert late.status is Status.UNAUTHORIZED and "authentication" in late.reason
 
 

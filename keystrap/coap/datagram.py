@@ -18,8 +18,9 @@ copies get the same response.
 from __future__ import annotations
 
 import secrets
+from collections import OrderedDict
 from collections.abc import Hashable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from keystrap.coap.codes import MAX_PAYLOAD, OCTET_STREAM
 
@@ -32,9 +33,9 @@ EXCHANGE_LIFETIME = 247.0
 """Seconds a Message ID may not be reused by its sender (RFC 7252 §4.8.2)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Post:
-    """A bootstrap request: what its response needs, and its payload."""
+class Post(NamedTuple):
+    """A bootstrap request: what its response needs, and its payload (a tuple:
+    one is made per datagram)."""
 
     kind: int
     mid: bytes
@@ -122,7 +123,10 @@ class Exchanges:
 
     def __init__(self, capacity: int = 65_536) -> None:
         self._capacity = capacity
-        self._held: dict[tuple[Hashable, bytes], tuple[float, bytes, bytes]] = {}
+        # Ordered by arrival, and an OrderedDict rather than a dict: dropping a
+        # dict's oldest entry again and again makes finding the next oldest walk
+        # every slot freed before it (35 µs a request at capacity, not 2).
+        self._held: OrderedDict[tuple[Hashable, bytes], tuple[float, bytes, bytes]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._held)
@@ -160,4 +164,4 @@ class Exchanges:
             key = next(iter(held))
             if held[key][0] > now and len(held) <= self._capacity:
                 return
-            del held[key]
+            held.popitem(last=False)

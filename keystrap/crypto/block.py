@@ -24,4 +24,4 @@ def xor_bytes(a: bytes, b: bytes) -> bytes:
     """XOR two equal-length byte strings (used for ``RN_i XOR RN_c``)."""
     if len(a) != len(b):
         raise ValueError("xor operands differ in length")
-    return bytes(x ^ y for x, y in zip(a, b, strict=True))
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(len(a), "big")

@@ -11,7 +11,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Protocol, Self, TypeVar, cast
+from typing import Protocol, Self, TypeVar
 
 from keystrap.crypto import constant_time_equal
 from keystrap.protocol.events import BootstrapGranted, BootstrapRefused, NodeActivated
@@ -50,7 +50,7 @@ from keystrap.wire import (
 from keystrap.wire.revocation import MAX_ENTRIES as MAX_REVOCATIONS
 
 SCREENED_MAX = 4096
-"""Authentic flight 2s remembered between :meth:`Server.screen` and :meth:`Server.handle`."""
+"""Authentic flights 2 and 6 remembered between :meth:`Server.screen` and :meth:`Server.handle`."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,18 @@ class _Request:
     rn_i: bytes
     rn_c: bytes
     compact: bool
+
+
+@dataclass(frozen=True)
+class _Confirm:
+    """Flight 6 of either profile, authenticated."""
+
+    sk_cs: bytes
+    flight: Flight6 | CompactFlight6
+
+    @property
+    def controller_id(self) -> bytes:
+        return self.flight.controller_id
 
 
 class _Routed(Protocol):
@@ -139,6 +151,16 @@ def open_request(data: bytes, controllers: Mapping[bytes, bytes]) -> _Request | 
     return _Request(p.controller_id, p.tid, sk_cs, p.ts, hello.node_id, hello.rn_i, p.rn_c, False)
 
 
+def open_confirm(data: bytes, controllers: Mapping[bytes, bytes]) -> _Confirm | Reply:
+    """Flight 6 of either profile, authenticated under its controller's key."""
+    opened: tuple[bytes, Flight6 | CompactFlight6] | Reply
+    if data[:1] == CompactFlight6.header():
+        opened = _authenticate(data, controllers, CompactFlight6)
+    else:
+        opened = _authenticate(data, controllers, Flight6)
+    return opened if isinstance(opened, Reply) else _Confirm(*opened)
+
+
 def _refused(
     node_id: bytes, controller_id: bytes, tid: int, flight: int, status: Status, reason: str
 ) -> Reply:
@@ -160,7 +182,7 @@ class Server:
         self.repository = repository
         self.controllers = controllers
         self.policy = policy or ServerPolicy()
-        self._screened: OrderedDict[bytes, _Request] = OrderedDict()
+        self._screened: OrderedDict[bytes, _Request | _Confirm] = OrderedDict()
         self._handlers: dict[type[Flight], Callable[[bytes, float], Reply]] = {
             Flight2: self._handle_request,
             CompactFlight2: self._handle_request,
@@ -183,27 +205,39 @@ class Server:
 
         Cheap (one CCM check) and without repository access, so a service can run
         it on the raw datagram in front of everything else: a flood of forged
-        flights then costs no per-request work beyond it. Each flight 2 it finds
-        authentic is remembered, so that :meth:`handle` need not authenticate the
-        same bytes again (most of the core's work on a flight 2). A service may
-        call this on its receiving thread while :meth:`handle` runs on the store's;
-        the memo is bounded, and only authentic flights (whose sender holds
-        ``SK_cs``) enter it.
+        flights then costs no per-request work beyond it. Each flight 2 or 6 it
+        finds authentic is remembered, so that :meth:`handle` need not
+        authenticate the same bytes again (most of the core's work on a flight
+        2). A service may call this on its receiving thread while :meth:`handle`
+        runs on the store's; the memo is bounded, and only authentic flights
+        (whose sender holds ``SK_cs``) enter it.
         """
         kind = self._route(data)
         if isinstance(kind, Reply):
             return kind
-        if kind not in (Flight2, CompactFlight2):  # flights 6 and 9
-            opened = _authenticate(data, controllers, cast("type[_Routed]", kind))
-            return opened if isinstance(opened, Reply) else None
-        request = open_request(data, controllers)
-        if isinstance(request, Reply):
-            return request
+        opened: _Request | _Confirm | Reply
+        if kind in (Flight2, CompactFlight2):
+            opened = open_request(data, controllers)
+        elif kind in (Flight6, CompactFlight6):
+            opened = open_confirm(data, controllers)
+        else:  # flight 9: rare, not remembered
+            refused = _authenticate(data, controllers, Flight9)
+            return refused if isinstance(refused, Reply) else None
+        if isinstance(opened, Reply):
+            return opened
         screened = self._screened
-        screened[data] = request
+        screened[data] = opened
         while len(screened) > SCREENED_MAX:
             screened.popitem(last=False)
         return None
+
+    def _recall(self, data: bytes) -> _Request | _Confirm | None:
+        """What :meth:`screen` found authentic in ``data``, if its controller's key
+        is still the one it was opened with."""
+        screened = self._screened.pop(data, None)
+        if screened is None or self.controllers.get(screened.controller_id) != screened.sk_cs:
+            return None
+        return screened
 
     def _route(self, data: bytes) -> type[Flight] | Reply:
         """The request's class, or the refusal of anything this server does not serve."""
@@ -226,10 +260,11 @@ class Server:
     # -- flight 2 -> flight 3 ----------------------------------------------------
 
     def _handle_request(self, data: bytes, now: float) -> Reply:
-        screened = self._screened.pop(data, None)
-        if screened is not None and self.controllers.get(screened.controller_id) == screened.sk_cs:
-            request: _Request | Reply = screened
-        else:  # not screened, or the controller's key changed since
+        screened = self._recall(data)
+        request: _Request | Reply
+        if isinstance(screened, _Request):
+            request = screened
+        else:  # not screened, or its controller's key changed since
             request = open_request(data, self.controllers)
         if isinstance(request, Reply):
             return request
@@ -300,15 +335,16 @@ class Server:
     # -- flight 6 -> flight 7 ----------------------------------------------------
 
     def _handle_confirm(self, data: bytes, now: float) -> Reply:
-        compact = data[:1] == CompactFlight6.header()
-        opened = (
-            _authenticate(data, self.controllers, CompactFlight6)
-            if compact
-            else _authenticate(data, self.controllers, Flight6)
-        )
+        screened = self._recall(data)
+        opened: _Confirm | Reply
+        if isinstance(screened, _Confirm):
+            opened = screened
+        else:
+            opened = open_confirm(data, self.controllers)
         if isinstance(opened, Reply):
             return opened
-        sk_cs, confirm = opened
+        sk_cs, confirm = opened.sk_cs, opened.flight
+        compact = isinstance(confirm, CompactFlight6)
         controller_id, tid = confirm.controller_id, confirm.tid
 
         repo = self.repository

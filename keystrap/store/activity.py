@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from keystrap.protocol import BootstrapGranted, BootstrapRefused, Event, NodeActivated
 from keystrap.store.sqlite import open_database, write_transaction
@@ -32,8 +33,10 @@ ACTIVATED = "activated"
 REFUSED = "refused"
 
 
-@dataclass(frozen=True)
-class LogEntry:
+class LogEntry(NamedTuple):
+    """One row of ``bootstrap_log``, its columns in order (a tuple: two are made
+    per bootstrap, and the log is written as they are)."""
+
     at: float
     node_id: bytes
     controller_id: bytes
@@ -92,10 +95,7 @@ class ActivityLog:
             db.executemany(
                 "INSERT INTO bootstrap_log (at, node_id, controller_id, tid, flight, outcome, "
                 "cause) VALUES (?,?,?,?,?,?,?)",
-                [
-                    (e.at, e.node_id, e.controller_id, e.tid, e.flight, e.outcome, e.cause)
-                    for e in batch.entries
-                ],
+                batch.entries,
             )
             db.executemany(
                 "INSERT INTO controller_seen VALUES (?, ?) "

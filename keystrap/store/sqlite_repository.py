@@ -101,10 +101,11 @@ _LOOKUP_CONFIRM = (
     f"SELECT {records.TRANSACTION_COLUMNS}, n.status FROM transactions t "  # noqa: S608
     "LEFT JOIN nodes n ON n.id=t.node_id WHERE t.controller_id=? AND t.tid=?"
 )
-_TAKE_CANDIDATE = (
-    "UPDATE nodes SET key_wrapped=t.psk_wrapped, status='active', updated=?3 "
-    "FROM transactions t WHERE t.controller_id=?1 AND t.tid=?2 AND t.status='pending' "
-    "AND t.psk_wrapped IS NOT NULL AND nodes.id=t.node_id"
+_TAKE_CANDIDATE = (  # two lookups by primary key: cheaper than SQLite's UPDATE ... FROM
+    "UPDATE nodes SET key_wrapped=(SELECT psk_wrapped FROM transactions "
+    "WHERE controller_id=?1 AND tid=?2), status='active', updated=?3 "
+    "WHERE id=(SELECT node_id FROM transactions WHERE controller_id=?1 AND tid=?2 "
+    "AND status='pending' AND psk_wrapped IS NOT NULL)"
 )
 _END_PENDING = (
     "UPDATE transactions SET psk_wrapped=NULL, grant_flight=NULL, status=CASE "

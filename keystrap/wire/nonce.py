@@ -24,4 +24,4 @@ def make_nonce(flight_type: FlightType, controller_id: bytes, tid: int) -> bytes
         raise ValueError(f"controller ID must be {ID_SIZE} bytes")
     if not 0 <= tid <= TID_MAX:
         raise ValueError(f"TID {tid} out of range")
-    return bytes([flight_type]) + controller_id + tid.to_bytes(4, "big")
+    return flight_type.to_bytes(1, "big") + controller_id + tid.to_bytes(4, "big")

@@ -91,9 +91,14 @@ COMPACT_SIZES: Mapping[FlightType, int] = {
 """The compact profile's bootstrap flights 1-7."""
 
 
+_BY_HEADER: Mapping[int, type[Flight]] = {cls.header()[0]: cls for cls in _CLASSES}
+
+
 def flight_class(data: bytes) -> type[Flight]:
     """The class that reads ``data``, from its header alone (not its length)."""
-    version = peek_version(data)
+    if data and (known := _BY_HEADER.get(data[0])) is not None:
+        return known  # every request takes this path: one lookup, no enum made
+    version = peek_version(data)  # the refusal, saying what is wrong
     kind = peek_type(data, version)
     cls = FLIGHTS[version].get(kind)
     if cls is None:
