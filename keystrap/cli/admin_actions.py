@@ -219,7 +219,7 @@ def _nodes(repo: Repository, args: argparse.Namespace) -> None:
     for n in nodes:
         print(f"{eui64(n.node_id)}  order {n.order_id:<5} {n.status}")
         counts[n.status] = counts.get(n.status, 0) + 1
-    print(f"{len(nodes)} node(s): {_counts(counts)}")
+    print(f"{len(nodes)} node(s): {_counts(counts)}" if nodes else "0 nodes enrolled")
 
 
 def _counts(counts: dict[str, int]) -> str:
