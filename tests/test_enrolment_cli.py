@@ -21,10 +21,6 @@ def site(tmp_path: Path) -> Site:
     return s
 
 
-def test_an_empty_store_lists_no_nodes_in_plain_words(site: Site) -> None:
-    assert site.admin("nodes").strip() == "0 nodes enrolled"
-
-
 def test_order_from_range_shared_key(site: Site) -> None:
     out = site.admin(
         "order",
