@@ -117,7 +117,7 @@ class _PlainFamily:
         if not self._buckets:
             counter = CounterMetricFamily(self.name, self.documentation, labels=names)
             for value, series in list(self.series.items()):
-                counter.add_metric([value][: len(names)], series.count)
+                counter.add_metric([value] if names else [], series.count)
             yield counter
             return
         histogram = HistogramMetricFamily(self.name, self.documentation, labels=names)
@@ -125,7 +125,7 @@ class _PlainFamily:
         for value, series in list(self.series.items()):
             cumulative = list(itertools.accumulate(series.buckets))
             buckets = list(zip(bounds, cumulative, strict=True))
-            histogram.add_metric([value][: len(names)], buckets, series.total)
+            histogram.add_metric([value] if names else [], buckets, series.total)
         yield histogram
 
 
