@@ -127,17 +127,17 @@ def test_a_key_is_committed_only_with_its_output_file(tmp_path: Path) -> None:
     info = ControllerInfo(bytes(8), "c", "h", 1)
 
     def publish_then_fail() -> None:
-        write(key_file_bytes(bytes(16)))
+        output(key_file_bytes(bytes(16)))
         assert out.exists()
         raise OSError("disk full")  # anything between the file and the commit
 
     try:
-        with pytest.raises(OSError, match="disk full"), new_output(out, False) as write:
+        with pytest.raises(OSError, match="disk full"), new_output(out, False) as output:
             repository.add_controller(info, bytes(16), publish=publish_then_fail)
         assert not out.exists() and repository.list_controllers() == []
-        with new_output(out, False) as write:
+        with new_output(out, False) as output:
             repository.add_controller(
-                info, bytes(16), publish=lambda: write(key_file_bytes(b"k" * 16))
+                info, bytes(16), publish=lambda: output(key_file_bytes(b"k" * 16))
             )
         assert read_key_file(out) == b"k" * 16 and len(repository.list_controllers()) == 1
     finally:

@@ -112,8 +112,8 @@ def _controller_add(repo: Repository, args: argparse.Namespace) -> None:
     controller_id = parse_eui64(args.id)
     sk_cs = secrets.token_bytes(16)
     info = ControllerInfo(controller_id, args.name, args.host, args.port)
-    with new_output(args.key_out, args.force) as write:
-        repo.add_controller(info, sk_cs, publish=lambda: write(key_file_bytes(sk_cs)))
+    with new_output(args.key_out, args.force) as output:
+        repo.add_controller(info, sk_cs, publish=lambda: output(key_file_bytes(sk_cs)))
     handed = args.key_out  # the file's name; its bytes are never printed
     print(f"controller {eui64(controller_id)} registered; hand it {handed} (mode 0600)")
 
@@ -128,14 +128,14 @@ def _controller_rotate_key(repo: Repository, args: argparse.Namespace) -> None:
             "them as bootstrapping), or give --force if they are abandoned"
         )
     sk_cs = secrets.token_bytes(16)
-    with new_output(args.key_out, args.force) as write:
+    with new_output(args.key_out, args.force) as output:
         repo.rotate_controller_key(
-            controller_id, sk_cs, publish=lambda: write(key_file_bytes(sk_cs))
+            controller_id, sk_cs, publish=lambda: output(key_file_bytes(sk_cs))
         )
     handed = args.key_out
     print(
-        f"controller {eui64(controller_id)}: new SK_cs in {handed} (mode 0600); "
-        "the old key is refused from now on: restart the controller with the new key file"
+        f"controller {eui64(controller_id)}: its new key is in {handed} (mode 0600); "
+        "the old one is refused from now on: restart the controller with the new key file"
     )
 
 
