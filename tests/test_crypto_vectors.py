@@ -46,6 +46,25 @@ def test_ccm8_rejects_any_flipped_bit_of_tag_or_ciphertext(v: dict[str, str]) ->
         ccm_open(key, nonce, sealed, aad + b"\x00")
 
 
+def test_ccm8_keeps_each_key_apart_across_its_cipher_cache() -> None:
+    """Cipher objects are kept for recent keys: every key, reused after many
+    others, and a key buffer changed in place after use, still gives the
+    vectors' answer for the key it holds at the call."""
+    vectors = load_vectors("aes128_ccm8.json")
+    for _ in range(3):
+        for v in vectors:
+            for other in range(40):  # more keys than the cache holds
+                ccm_seal(other.to_bytes(16, "big"), h(v["nonce"]), b"", b"")
+            key, nonce, aad = h(v["key"]), h(v["nonce"]), h(v["aad"])
+            assert ccm_seal(key, nonce, h(v["plaintext"]), aad) == h(v["sealed"])
+    first, second = vectors[0], next(v for v in vectors if v["key"] != vectors[0]["key"])
+    buffer = bytearray(h(first["key"]))
+    assert ccm_open(buffer, h(first["nonce"]), h(first["sealed"]), h(first["aad"]))  # type: ignore[arg-type]
+    buffer[:] = h(second["key"])
+    opened = ccm_open(buffer, h(second["nonce"]), h(second["sealed"]), h(second["aad"]))  # type: ignore[arg-type]
+    assert opened == h(second["plaintext"])
+
+
 @pytest.mark.parametrize("v", load_vectors("aes128_cmac.json"), ids=lambda v: v["message"][:8])
 def test_cmac(v: dict[str, str]) -> None:
     assert cmac(h(v["key"]), h(v["message"])) == h(v["tag"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from pathlib import Path
 from typing import Any
 
 from keystrap.protocol import InMemoryRepository, Server, Status
@@ -91,3 +92,22 @@ def test_controller_table_is_checked_at_most_once_a_second(tmp_path) -> None:  #
         table.get(os.urandom(8))
     assert checks <= 2
     assert CONTROLLER_ID in table
+
+
+def test_controller_table_sees_a_new_controller_and_a_new_key_once_its_interval_passed(
+    tmp_path: Path,
+) -> None:
+    master_key = secrets.token_bytes(16)
+    repo = SqliteRepository(tmp_path / "db", master_key)
+    repo.add_controller(ControllerInfo(CONTROLLER_ID, "c", "h", 1), b"\x01" * 16)
+    table = LiveControllers(repo, clock=0.05)
+    other = bytes.fromhex("0200000000000c99")
+    writer = SqliteRepository(tmp_path / "db", master_key)  # as an admin command would
+    writer.add_controller(ControllerInfo(other, "d", "h", 2), b"\x02" * 16)
+    writer.rotate_controller_key(CONTROLLER_ID, b"\x03" * 16)
+    assert table.get(other) is None  # within the interval: the table as loaded
+    assert table.get(CONTROLLER_ID) == b"\x01" * 16
+    time.sleep(0.06)
+    assert table.get(other) == b"\x02" * 16
+    assert table.get(CONTROLLER_ID) == b"\x03" * 16
+    assert table.get(bytes(8), b"none") == b"none"

@@ -50,6 +50,10 @@ SUMMARY_INTERVAL = 10.0
 """Seconds between the server's summary lines."""
 
 
+_STEPS = (BootstrapGranted, NodeActivated)
+_STATUS_NAMES = {status: status.name for status in Status}  # Enum.name is a descriptor call
+
+
 class ReplyLog:
     """What the server logs of its replies.
 
@@ -70,7 +74,7 @@ class ReplyLog:
 
     def reply(self, reply: Reply, remote: str) -> None:
         event = reply.event
-        if isinstance(event, BootstrapGranted | NodeActivated):
+        if isinstance(event, _STEPS):
             what = "granted" if isinstance(event, BootstrapGranted) else "activated"
             self._counts[what] += 1
             if log.isEnabledFor(logging.DEBUG):
@@ -154,7 +158,8 @@ class BootstrapResource(resource.Resource):
         observed and logged."""
         if self._observe is not None:
             self._observe(payload, reply, seconds)
-        self.counters[reply.status.name] = self.counters.get(reply.status.name, 0) + 1
+        name = _STATUS_NAMES[reply.status]
+        self.counters[name] = self.counters.get(name, 0) + 1
         self.reply_log.reply(reply, remote)
 
     async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:

@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import TypeVar, overload
 
 import aiocoap.resource
 
@@ -38,6 +39,7 @@ GC_YOUNG_THRESHOLD = 50_000
 is 700). Each collection walks every object still alive from the requests in
 flight -- thousands at a few thousand bootstraps a second -- so at the default
 the collector took about a sixth of the event loop's CPU (docs/performance.md)."""
+T = TypeVar("T")
 Requests = StoreThread[tuple[bytes, float], Reply]
 """The store's thread as the server uses it: (request, wall-clock time) -> reply."""
 
@@ -46,7 +48,9 @@ class LiveControllers(Mapping[bytes, bytes]):
     """``ID_c -> SK_cs`` held in memory, reloaded when the database changed.
 
     The check (SQLite's data_version, no table read) runs at most once a second,
-    so a flood of forged packets costs no repository access at all.
+    so a flood of forged packets costs no repository access at all. Looked up
+    twice per request on the store's thread, hence :meth:`get` of its own (the
+    Mapping's goes through ``__getitem__`` and an exception for a miss).
     """
 
     def __init__(self, repository: Repository, clock: float = 1.0) -> None:
@@ -76,6 +80,17 @@ class LiveControllers(Mapping[bytes, bytes]):
     def __getitem__(self, controller_id: bytes) -> bytes:
         self.refresh()
         return self._keys[controller_id]
+
+    @overload
+    def get(self, controller_id: bytes, /) -> bytes | None: ...
+
+    @overload
+    def get(self, controller_id: bytes, /, default: bytes | T) -> bytes | T: ...
+
+    def get(self, controller_id: bytes, /, default: object = None) -> object:
+        if time.monotonic() - self._checked >= self._interval:
+            self.refresh()
+        return self._keys.get(controller_id, default)
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self._keys)

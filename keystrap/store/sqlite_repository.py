@@ -115,6 +115,29 @@ _END_PENDING = (
 )
 
 
+class _InBatch:
+    """:meth:`SqliteRepository._atomic` inside a batch: a class rather than a
+    generator, made once, because it wraps two writes of every bootstrap."""
+
+    def __init__(self, repository: SqliteRepository) -> None:
+        self._repository = repository
+
+    def __enter__(self) -> sqlite3.Connection:
+        return self._repository._db
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _: Any) -> None:
+        if not isinstance(exc, sqlite3.Error):
+            return
+        repository = self._repository
+        if repository._db.in_transaction:
+            repository._db.execute("ROLLBACK")
+        repository._careful = True
+        raise StoreInterrupted(
+            f"{repository.path}: a write failed ({exc}); the batch is undone, to be run "
+            "again with each write undone alone"
+        ) from None
+
+
 class SqliteRepository:
     def __init__(self, path: Path, master_key: bytes, *, migrate: bool = False) -> None:
         """Opens (or creates) the store; an older schema is refused unless
@@ -122,6 +145,7 @@ class SqliteRepository:
         self.path = Path(path)
         self._kek = master_key
         self._batching = self._savepoints = self._careful = False
+        self._in_batch = _InBatch(self)
         self._db = open_database(self.path, "", kind=SERVER_STORE, foreign_keys=True)
         try:
             self.applied = self._bring_up_to_date(migrate)
@@ -194,8 +218,7 @@ class SqliteRepository:
         finally:
             self._batching = self._savepoints = False
 
-    @contextlib.contextmanager
-    def _atomic(self) -> Iterator[sqlite3.Connection]:
+    def _atomic(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         """The statements of one write, all or none.
 
         Outside a batch, a transaction of their own. Inside one, no savepoint (two
@@ -205,19 +228,8 @@ class SqliteRepository:
         for it to be run again (:class:`StoreInterrupted`). That next batch gives
         each write a savepoint, so there the failing write alone is undone."""
         if not self._batching or self._savepoints:
-            with write_transaction(self._db) as db:
-                yield db
-            return
-        try:
-            yield self._db
-        except sqlite3.Error as exc:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            self._careful = True
-            raise StoreInterrupted(
-                f"{self.path}: a write failed ({exc}); the batch is undone, to be run again "
-                "with each write undone alone"
-            ) from None
+            return write_transaction(self._db)
+        return self._in_batch
 
     def lookup_request(
         self, controller_id: bytes, tid: int, node_id: bytes
