@@ -46,23 +46,31 @@ def test_ccm8_rejects_any_flipped_bit_of_tag_or_ciphertext(v: dict[str, str]) ->
         ccm_open(key, nonce, sealed, aad + b"\x00")
 
 
-def test_ccm8_keeps_each_key_apart_across_its_cipher_cache() -> None:
-    """Cipher objects are kept for recent keys: every key, reused after many
-    others, and a key buffer changed in place after use, still gives the
-    vectors' answer for the key it holds at the call."""
-    vectors = load_vectors("aes128_ccm8.json")
+def test_kept_cipher_objects_keep_each_key_apart() -> None:
+    """Cipher objects are kept for recent keys (AES block and CCM): every key,
+    reused after many others, and a key buffer changed in place after use,
+    still gives the vectors' answer for the key it holds at the call."""
+    blocks, sealed = load_vectors("aes128_block.json"), load_vectors("aes128_ccm8.json")
     for _ in range(3):
-        for v in vectors:
-            for other in range(40):  # more keys than the cache holds
+        for b, v in zip(blocks * 2, sealed, strict=False):
+            for other in range(40):  # more keys than are kept
+                aes_encrypt_block(other.to_bytes(16, "big"), bytes(16))
                 ccm_seal(other.to_bytes(16, "big"), h(v["nonce"]), b"", b"")
+            assert aes_encrypt_block(h(b["key"]), h(b["plaintext"])) == h(b["ciphertext"])
             key, nonce, aad = h(v["key"]), h(v["nonce"]), h(v["aad"])
             assert ccm_seal(key, nonce, h(v["plaintext"]), aad) == h(v["sealed"])
-    first, second = vectors[0], next(v for v in vectors if v["key"] != vectors[0]["key"])
+    first, second = sealed[0], next(v for v in sealed if v["key"] != sealed[0]["key"])
     buffer = bytearray(h(first["key"]))
     assert ccm_open(buffer, h(first["nonce"]), h(first["sealed"]), h(first["aad"]))  # type: ignore[arg-type]
     buffer[:] = h(second["key"])
     opened = ccm_open(buffer, h(second["nonce"]), h(second["sealed"]), h(second["aad"]))  # type: ignore[arg-type]
     assert opened == h(second["plaintext"])
+    one, other_block = blocks[0], next(b for b in blocks if b["key"] != blocks[0]["key"])
+    buffer = bytearray(h(one["key"]))
+    assert aes_encrypt_block(buffer, h(one["plaintext"])) == h(one["ciphertext"])  # type: ignore[arg-type]
+    buffer[:] = h(other_block["key"])
+    expected = h(other_block["ciphertext"])
+    assert aes_encrypt_block(buffer, h(other_block["plaintext"])) == expected  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("v", load_vectors("aes128_cmac.json"), ids=lambda v: v["message"][:8])

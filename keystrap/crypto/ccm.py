@@ -10,16 +10,10 @@ from functools import lru_cache
 from cryptography.exceptions import InvalidTag as _CryptographyInvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
-from keystrap.crypto.block import KEY_SIZE
+from keystrap.crypto.block import KEY_SIZE, RECENT_KEYS
 
 NONCE_SIZE = 13
 TAG_SIZE = 8
-RECENT_KEYS = 16
-"""Keys whose cipher object is kept for the next call. A server seals and opens
-four flights per bootstrap under the same controller key, and making the object
-costs a quarter of a seal. It holds nothing a memory dump of the process would
-not already give: the process holds these keys, or the master key that unwraps
-them."""
 
 
 class InvalidTag(Exception):

@@ -14,6 +14,7 @@ sent.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from keystrap.crypto import TAG_SIZE, InvalidTag, ccm_open, ccm_seal
@@ -32,6 +33,10 @@ class Layout:
     def __init__(self, *fields: tuple[str, str]) -> None:
         self.struct = struct.Struct(">" + "".join(code for _, code in fields))
         self.size = self.struct.size
+        self.unpack: Callable[..., tuple[Any, ...]] = self.struct.unpack_from
+        """``unpack(data, offset=0)``: the fields at ``offset`` (``struct`` checks the
+        length); the struct's own method, as a flight is read several times per
+        request."""
         self._names = tuple(name for name, _ in fields)
         # (position, name, size) of each bytes field; struct range-checks the integers
         self._strings = tuple(
@@ -47,9 +52,6 @@ class Layout:
             return self.struct.pack(*values)
         except struct.error as exc:
             raise ValueError(f"{', '.join(self._names)}: {exc}") from None
-
-    def unpack(self, data: bytes, offset: int = 0) -> tuple[Any, ...]:
-        return self.struct.unpack_from(data, offset)
 
 
 HDR = ("hdr", "B")
@@ -93,7 +95,7 @@ class Flight:
     @classmethod
     def clear_fields(cls, data: bytes) -> tuple[Any, ...]:
         """The fields after the header, once type, profile and exact size are checked."""
-        if not cls.matches(data):
+        if len(data) != cls.SIZE or data[:1] != cls._header:  # what matches() checks
             check_frame(data, cls.TYPE, cls.SIZE, cls.PROFILE)  # raises, saying what is wrong
         return cls.CLEAR.unpack(data)[1:]
 
