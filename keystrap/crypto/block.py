@@ -8,13 +8,13 @@ KEY_SIZE = 16
 BLOCK_SIZE = 16
 RECENT_KEYS = 16
 """Keys whose cipher object is kept for the next call (here and in
-:mod:`keystrap.crypto.ccm`): making one costs several times the AES it then
+:mod:`keystrap.crypto.ccm`). Making one costs several times the AES it then
 does (one block: 5 µs with a new object, 0.7 µs with a kept one; a CCM seal:
-2.7 and 1.7 µs), and the same key comes back at once:
-a controller's key for the four flights it seals and opens per bootstrap, an
-installer's shared initial key for every node's ``PSK_i``, the node core's key
-for each block of a CMAC or CCM. Keeping them holds nothing a memory dump would
-not already give: the process holds these keys, or the master key that unwraps
+2.7 and 1.7 µs), and the same key comes back at once: a controller's key for
+the four flights the server seals and opens per bootstrap, an installer's
+shared initial key for every node's ``PSK_i``, the node core's key for each
+block of a CMAC or CCM. Keeping them holds nothing a memory dump would not
+already give: the process holds these keys, or the master key that unwraps
 them."""
 _ECB = modes.ECB()  # noqa: S305 (never on more than one block, see below)
 
