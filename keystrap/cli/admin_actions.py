@@ -114,8 +114,10 @@ def _controller_add(repo: Repository, args: argparse.Namespace) -> None:
     info = ControllerInfo(controller_id, args.name, args.host, args.port)
     with new_output(args.key_out, args.force) as output:
         repo.add_controller(info, sk_cs, publish=lambda: output(key_file_bytes(sk_cs)))
-    handed = args.key_out  # the file's name; its bytes are never printed
-    print(f"controller {eui64(controller_id)} registered; hand it {handed} (mode 0600)")
+    print(
+        f"controller {eui64(controller_id)} registered; its credentials file is written "
+        "(mode 0600): hand it to the controller"
+    )
 
 
 def _controller_rotate_key(repo: Repository, args: argparse.Namespace) -> None:
@@ -132,10 +134,9 @@ def _controller_rotate_key(repo: Repository, args: argparse.Namespace) -> None:
         repo.rotate_controller_key(
             controller_id, sk_cs, publish=lambda: output(key_file_bytes(sk_cs))
         )
-    handed = args.key_out
     print(
-        f"controller {eui64(controller_id)}: its new key is in {handed} (mode 0600); "
-        "the old one is refused from now on: restart the controller with the new key file"
+        f"controller {eui64(controller_id)}: new credentials file written (mode 0600); "
+        "the old credentials are refused from now on: restart the controller with the new file"
     )
 
 
@@ -256,8 +257,8 @@ def _backup(repo: Repository, args: argparse.Namespace) -> None:
             f"({problems[0]}); run keystrap admin check"
         )
     print(
-        f"backup of {repo.path} written to {args.file} (mode 0600, keys wrapped); "
-        "keep the master key file safe separately: the backup is useless without it"
+        f"backup of {repo.path} written to {args.file} (mode 0600, its secrets wrapped); "
+        "keep the server's wrapping file safe separately: the backup is useless without it"
     )
 
 
@@ -371,7 +372,7 @@ def _check(repo: Repository, args: argparse.Namespace) -> None:
         print(f"problem: {problem}")
     if report.problems:
         raise StoreError(f"{repo.path}: {len(report.problems)} problem(s) found")
-    print("integrity ok; every key unwraps under the master key")
+    print("integrity ok; every stored secret unwraps")
 
 
 COMMANDS: dict[str, Callable[[Repository, argparse.Namespace], None]] = {

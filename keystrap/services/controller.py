@@ -114,8 +114,7 @@ class ControllerService:
         self._sk_cs = sk_cs = read_key_file(config.key_file)
         master_key, created = load_master_key(config.state, config.master_key, secrets.token_bytes)
         if created:
-            wrapping_file = config.master_key  # a path: the log names the file, never its bytes
-            log.info("created %s (mode 0600); it wraps what is stored", wrapping_file)
+            log.info("created the wrapping file the configuration names (mode 0600)")
         self.store = ControllerStore(config.state, master_key)
         state = self.store.load(self.controller_id, sk_cs)
         self.core = Controller(state, secrets.token_bytes, window=config.window)

@@ -176,8 +176,7 @@ async def server_core(config: ServerConfig) -> AsyncIterator[ServingCore]:
         local_state(config), config.master_key, secrets.token_bytes
     )
     if created:
-        wrapping_file = config.master_key  # a path: the log names the file, never its bytes
-        log.info("created %s (mode 0600); it wraps what is stored", wrapping_file)
+        log.info("created the wrapping file the configuration names (mode 0600)")
     repository = open_repository(config, master_key)
     activity = ActivityLog(local_state(config))
     # Read after the last write of start-up: an idle server's polls of the
