@@ -31,10 +31,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from server_scale import MAX_RATE, run_load, start_server
+from server_scale import MAX_RATE, add_controllers, enrol, run_load, start_server
 from services import cpu_seconds
 
-from keystrap.ids import eui64
 from keystrap_lab.processes import Service
 from keystrap_lab.site import Site
 
@@ -51,16 +50,8 @@ class Side:
 
     async def enrol(self, enrolled: int, fresh: int, controllers: int) -> None:
         await self.site.prepare()
-        for n in range(controllers):
-            cid = eui64(bytes.fromhex("0200000000000c") + bytes([n]))
-            key = self.site.root / f"c{n}.key"
-            self.site.admin("controller", "add", cid, "--name", f"load{n}", "--key-out", str(key))
-            self.controllers.append((cid, key))
-        owner = self.controllers[0][0]
-        self.site.order(max(0, enrolled - fresh), "bulk", name="bulk", controller=owner)
-        self.site.order(fresh, "load", name="load", controller=owner)
-        bundle = json.loads((self.site.root / "load-bundle.json").read_text())
-        self.ik, self.ids = bytes.fromhex(bundle["shared_key"]), [n["id"] for n in bundle["nodes"]]
+        self.controllers = add_controllers(self.site, controllers)
+        self.ik, self.ids = enrol(self.site, self.controllers[0][0], enrolled, fresh)
 
     def load(self, port: int, r: int, per_round: int) -> int:
         """Round ``r``'s bootstraps through the server on ``port``; how many completed."""

@@ -287,6 +287,26 @@ def start_profiled(args: list[str], root: Path) -> Service:
     return Service("server", process, log)
 
 
+def add_controllers(site: Site, count: int) -> list[tuple[str, Path]]:
+    """Register ``count`` load controllers; their IDs and key files."""
+    controllers = []
+    for n in range(count):
+        cid = eui64(bytes.fromhex("0200000000000c") + bytes([n]))
+        key = site.root / f"c{n}.key"
+        site.admin("controller", "add", cid, "--name", f"load{n}", "--key-out", str(key))
+        controllers.append((cid, key))
+    return controllers
+
+
+def enrol(site: Site, owner: str, enrolled: int, fresh: int) -> tuple[bytes, list[str]]:
+    """``enrolled`` nodes in all, the last ``fresh`` of them in an order of their own
+    to bootstrap: their shared initial key and their IDs."""
+    site.order(max(0, enrolled - fresh), "bulk", name="bulk", controller=owner)
+    site.order(fresh, "load", name="load", controller=owner)
+    bundle = json.loads((site.root / "load-bundle.json").read_text())
+    return bytes.fromhex(bundle["shared_key"]), [n["id"] for n in bundle["nodes"]]
+
+
 async def measure(
     args: argparse.Namespace, profile: str, root: Path, cluster: PrivateCluster | None
 ) -> list[dict[str, Any]]:
@@ -295,19 +315,11 @@ async def measure(
     url = "" if cluster is None else cluster.create_database(f"scale_{profile}")
     site = Site(root, profile=profile, store=url)
     await site.prepare()
-    controllers: list[tuple[str, Path]] = []
-    for n in range(max(levels)):
-        cid = eui64(bytes.fromhex("0200000000000c") + bytes([n]))
-        key = root / f"c{n}.key"
-        site.admin("controller", "add", cid, "--name", f"load{n}", "--key-out", str(key))
-        controllers.append((cid, key))
+    controllers = add_controllers(site, max(levels))
     measured = args.per * sum(levels) * len(server_levels)
     t0 = time.monotonic()
-    site.order(max(0, args.enrolled - measured), "bulk", name="bulk", controller=controllers[0][0])
-    site.order(measured, "load", name="load", controller=controllers[0][0])
+    ik, ids = enrol(site, controllers[0][0], args.enrolled, measured)
     enrol_s = time.monotonic() - t0
-    bundle = json.loads((root / "load-bundle.json").read_text())
-    ik, ids = bytes.fromhex(bundle["shared_key"]), [n["id"] for n in bundle["nodes"]]
     servers: list[tuple[int, Service]] = []
     rows = []
     try:

@@ -264,12 +264,10 @@ class Server:
     # -- flight 2 -> flight 3 ----------------------------------------------------
 
     def _handle_request(self, data: bytes, now: float) -> Reply:
-        screened = self._recall(data)
-        request: _Request | Reply
-        if isinstance(screened, _Request):
-            request = screened
-        else:  # not screened, or its controller's key changed since
-            request = open_request(data, self.controllers)
+        screened = self._recall(data)  # None if not screened, or its controller's key changed
+        request = (
+            screened if isinstance(screened, _Request) else open_request(data, self.controllers)
+        )
         if isinstance(request, Reply):
             return request
         if abs(now - request.ts) > self.policy.window:
@@ -340,11 +338,9 @@ class Server:
 
     def _handle_confirm(self, data: bytes, now: float) -> Reply:
         screened = self._recall(data)
-        opened: _Confirm | Reply
-        if isinstance(screened, _Confirm):
-            opened = screened
-        else:
-            opened = open_confirm(data, self.controllers)
+        opened = (
+            screened if isinstance(screened, _Confirm) else open_confirm(data, self.controllers)
+        )
         if isinstance(opened, Reply):
             return opened
         sk_cs, confirm = opened.sk_cs, opened.flight
