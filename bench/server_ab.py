@@ -86,27 +86,40 @@ async def rounds(args: argparse.Namespace, root: Path) -> list[tuple[float, floa
         for _, server in served:
             server.stop()
         if min(done) < per_round:
-            raise SystemExit(f"round {r + 1}: only {min(done)} of {per_round} bootstraps completed")
+            raise RuntimeError(
+                f"round {r + 1}: only {min(done)} of {per_round} bootstraps completed"
+            )
         print(f"{r + 1:>5} {ms[0]:>8.3f} {ms[1]:>8.3f} {ms[1] / ms[0]:>7.2f}", flush=True)
         results.append((ms[0], ms[1]))
     return results
+
+
+def positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number above 0")
+    return int(text)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("a", help="checkout A (the baseline)")
     parser.add_argument("b", help="checkout B")
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--enrolled", type=int, default=1_000_000)
-    parser.add_argument("--controllers", type=int, default=2)
-    parser.add_argument("--per", type=int, default=3000, help="bootstraps per controller a round")
+    parser.add_argument("--rounds", type=positive, default=10)
+    parser.add_argument("--enrolled", type=positive, default=1_000_000)
+    parser.add_argument("--controllers", type=positive, default=2)
+    parser.add_argument(
+        "--per", type=positive, default=3000, help="bootstraps per controller a round"
+    )
     args = parser.parse_args()
     for checkout in (args.a, args.b):
         if not (Path(checkout) / "keystrap" / "__init__.py").is_file():
-            raise SystemExit(f"{checkout}: not a keystrap checkout (no keystrap/__init__.py)")
+            parser.error(f"{checkout}: not a keystrap checkout (no keystrap/__init__.py)")
     print(f"{'round':>5} {'A ms':>8} {'B ms':>8} {'B / A':>7}   (SBS CPU per bootstrap)")
     with tempfile.TemporaryDirectory(prefix="keystrap-ab-") as tmp:
-        results = asyncio.run(rounds(args, Path(tmp)))
+        try:
+            results = asyncio.run(rounds(args, Path(tmp)))
+        except RuntimeError as exc:  # a server or an admin command failed: say which, once
+            parser.exit(2, f"server_ab.py: error: {str(exc).strip().splitlines()[-1]}\n")
     summary: dict[str, Any] = {
         "bench": "server_ab",
         "enrolled": args.enrolled,

@@ -301,7 +301,8 @@ def add_controllers(site: Site, count: int) -> list[tuple[str, Path]]:
 def enrol(site: Site, owner: str, enrolled: int, fresh: int) -> tuple[bytes, list[str]]:
     """``enrolled`` nodes in all, the last ``fresh`` of them in an order of their own
     to bootstrap: their shared initial key and their IDs."""
-    site.order(max(0, enrolled - fresh), "bulk", name="bulk", controller=owner)
+    if enrolled > fresh:
+        site.order(enrolled - fresh, "bulk", name="bulk", controller=owner)
     site.order(fresh, "load", name="load", controller=owner)
     bundle = json.loads((site.root / "load-bundle.json").read_text())
     return bytes.fromhex(bundle["shared_key"]), [n["id"] for n in bundle["nodes"]]
