@@ -74,17 +74,21 @@ async def rounds(args: argparse.Namespace, root: Path) -> list[tuple[float, floa
         await side.enrol(args.enrolled, per_round * args.rounds, args.controllers)
     results = []
     for r in range(args.rounds):
-        served = [await side.start() for side in sides]
-        begun = [cpu_seconds(server.process.pid) for _, server in served]
-        with ThreadPoolExecutor(2) as both:  # each run_load waits on its own generators
-            ports = [port for port, _ in served]
-            done = list(both.map(Side.load, sides, ports, [r, r], [per_round, per_round]))
-        ms = [
-            (cpu_seconds(server.process.pid) - begun[i]) / max(done[i], 1) * 1000
-            for i, (_, server) in enumerate(served)
-        ]
-        for _, server in served:
-            server.stop()
+        served: list[tuple[int, Service]] = []
+        try:  # a server that started is stopped, whatever failed after it
+            for side in sides:
+                served.append(await side.start())
+            begun = [cpu_seconds(server.process.pid) for _, server in served]
+            with ThreadPoolExecutor(2) as both:  # each run_load waits on its own generators
+                ports = [port for port, _ in served]
+                done = list(both.map(Side.load, sides, ports, [r, r], [per_round, per_round]))
+            ms = [
+                (cpu_seconds(server.process.pid) - begun[i]) / max(done[i], 1) * 1000
+                for i, (_, server) in enumerate(served)
+            ]
+        finally:
+            for _, server in served:
+                server.stop()
         if min(done) < per_round:
             raise RuntimeError(
                 f"round {r + 1}: only {min(done)} of {per_round} bootstraps completed"

@@ -53,6 +53,13 @@ def command_name(chain: tuple[argparse.ArgumentParser, ...]) -> str:
 COMMANDS = list(leaf_commands(build_parser()))
 
 
+BAD_FILE_KINDS = ("bytes", "truncated", "corrupted", "text", "dir")
+NOT_A_DATABASE = ("bytes", "text", "dir")
+"""What a ``--database`` is given to be bad: text would name a new SQLite file,
+which the server rightly creates and serves, and a store with a few bytes
+flipped may still open."""
+
+
 class BadFiles:
     """Makes the bad files of one example and remembers what they held."""
 
@@ -62,10 +69,10 @@ class BadFiles:
         self.store = store
         self.names: list[str] = []
 
-    def make(self, dest: str) -> str:
+    def make(self, dest: str, kinds: tuple[str, ...] = BAD_FILE_KINDS) -> str:
         path = self.root / f"bad-{dest}-{len(self.names)}"
         self.names.append(path.name)
-        kind = self.draw(st.sampled_from(["bytes", "truncated", "corrupted", "text", "dir"]))
+        kind = self.draw(st.sampled_from(kinds))
         if kind == "dir":
             path.mkdir()
             (path / "inside").write_bytes(b"x")
@@ -152,8 +159,10 @@ def _value(
     required: bool,
     text: st.SearchStrategy[str] = SOME_TEXT,
 ) -> str | None:
-    if action.type is Path:
-        return files.make(action.dest) if required or draw(st.booleans()) else None
+    if action.type is Path or action.dest == "database":  # a path, or a PostgreSQL URL
+        if not (required or draw(st.booleans())):
+            return None
+        return files.make(action.dest, BAD_FILE_KINDS if action.type is Path else NOT_A_DATABASE)
     if action.choices is not None:
         choices = st.sampled_from(sorted(action.choices))
         return draw(choices if required else st.none() | choices)
@@ -206,7 +215,8 @@ def refuse_to_serve(ready: object = None) -> None:
 def test_every_command_fails_cleanly_on_bad_input(
     data: st.DataObject, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("keystrap.services.lifetime.wait_for_signal", refuse_to_serve)
+    for service in ("lifetime", "server", "controller", "node_agent"):  # each imported it
+        monkeypatch.setattr(f"keystrap.services.{service}.wait_for_signal", refuse_to_serve)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         monkeypatch.chdir(root)
