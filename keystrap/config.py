@@ -194,8 +194,21 @@ def _check(section: str, name: str, value: object) -> None:
             parse_endpoint(text)
         elif name == "metrics" and text:
             parse_host_port(text)
+        elif name == "database" and isinstance(value, str):
+            _check_postgres_url(text)
     except (ValueError, OobError) as exc:
         raise ConfigError(f"[{section}] {name}: {exc}") from None
+
+
+def _check_postgres_url(url: str) -> None:
+    """A URL that cannot be parsed fails at start, before the master key is made;
+    the message leaves the URL out, as it may hold a password."""
+    try:
+        port = urlsplit(url).port
+    except ValueError as exc:
+        raise ValueError(f"not a valid PostgreSQL URL ({exc})") from None
+    if port == 0:
+        raise ValueError("not a valid PostgreSQL URL (port 0)")
 
 
 def _check_coap_uri(uri: str) -> None:

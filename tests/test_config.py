@@ -50,6 +50,24 @@ def test_bad_files_are_refused_clearly(tmp_path: Path, text: str, message: str) 
         load_config(ServerConfig, path, {})
 
 
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("postgresql://[", "Invalid IPv6 URL"),
+        ("postgresql://k:s3cret@db:99999/sbs", "Port out of range"),
+        ("postgres://k:s3cret@db:0/sbs", "port 0"),
+    ],
+)
+def test_a_postgres_url_that_cannot_be_parsed_is_refused_without_its_password(
+    url: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError, match="database: not a valid PostgreSQL URL") as refused:
+        load_config(ServerConfig, None, {"database": url})
+    assert problem in str(refused.value) and "s3cret" not in str(refused.value)
+    good = "postgresql://k:s3cret@[::1]:5432/sbs?sslmode=require"
+    assert load_config(ServerConfig, None, {"database": good}).database == good
+
+
 def test_non_utf8_file_is_a_config_error(tmp_path: Path) -> None:
     path = tmp_path / "server.toml"
     path.write_bytes(b'[server]\nhost = "\xff"\n')

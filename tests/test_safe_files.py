@@ -6,8 +6,11 @@ it is a stale socket, and read-only commands never create a site."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 import socket
+import sqlite3
 import subprocess
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,7 +24,7 @@ from keystrap.protocol import NodeStage
 from keystrap.store.atomic import new_output
 from keystrap.store.controller_store import ControllerStore
 from keystrap.store.errors import StoreError
-from keystrap.store.keyfile import key_file_bytes, read_key_file
+from keystrap.store.keyfile import key_file_bytes, open_with_master_key, read_key_file
 from keystrap.store.node_file import load_node_file, save_node_file
 from keystrap.store.sqlite_repository import ControllerInfo, SqliteRepository
 from keystrap_lab.processes import keystrap_command
@@ -94,6 +97,7 @@ def test_nothing_is_overwritten_without_force(tmp_path: Path) -> None:
     # An output that cannot be written: the order is rolled back, nothing enrolled.
     assert refused(admin(*order, "--out", "precious.json/bundle.json"), "cannot write")
     assert admin("nodes").stdout.strip() == "0 nodes enrolled"
+    assert admin("check").stdout.splitlines()[0].endswith("sbs.sqlite: no nodes yet")
     assert admin(*order, "--out", "bundle.json").returncode == 0
     assert "3 node(s)" in admin("nodes").stdout
 
@@ -142,6 +146,46 @@ def test_a_key_is_committed_only_with_its_output_file(tmp_path: Path) -> None:
         assert read_key_file(out) == b"k" * 16 and len(repository.list_controllers()) == 1
     finally:
         repository.close()
+
+
+def test_a_start_that_fails_takes_back_only_what_it_made(tmp_path: Path) -> None:
+    store, key = tmp_path / "sbs.sqlite", tmp_path / "sbs-master.key"
+
+    def made_then_failed(master_key: bytes) -> SqliteRepository:
+        db = sqlite3.connect(store)  # the store's files are made, then opening fails
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("CREATE TABLE t (x)")
+        db.close()
+        raise StoreError("cannot use database")
+
+    def attempt(opener: Callable[[bytes], SqliteRepository] = made_then_failed) -> None:
+        with pytest.raises(StoreError):
+            open_with_master_key(store, key, secrets.token_bytes, opener)
+
+    attempt()  # a new site: the new key and the new store both go
+    assert list(tmp_path.iterdir()) == []
+
+    key.write_bytes(key_file_bytes(bytes(range(16))))
+    key.chmod(0o600)
+    attempt()  # the operator's key stays; the new store goes
+    assert [p.name for p in tmp_path.iterdir()] == [key.name]
+    assert read_key_file(key) == bytes(range(16))
+
+    repository, created = open_with_master_key(
+        store, key, secrets.token_bytes, lambda k: SqliteRepository(store, k)
+    )
+    repository.close()
+    assert not created
+    before = snapshot(tmp_path)
+    attempt(lambda _: SqliteRepository(store, bytes(16)))  # the wrong key: refused
+    assert snapshot(tmp_path) == before  # and the store and its key are as they were
+
+    # The CLI: a server whose PostgreSQL store cannot be reached leaves no key.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = keystrap(elsewhere, "server", "--database", "postgresql://k@127.0.0.1:1/sbs")
+    assert refused(done, "cannot open database", "127.0.0.1")
+    assert not list(elsewhere.rglob("*.key"))
 
 
 def test_only_a_stale_socket_is_unlinked(tmp_path: Path) -> None:

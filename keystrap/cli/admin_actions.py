@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import secrets
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from keystrap.cli.console import user_command
@@ -20,12 +21,12 @@ from keystrap.enrolment import (
 )
 from keystrap.ids import eui64, parse_eui64
 from keystrap.services.instance import InstanceLock
-from keystrap.store.atomic import new_output, place_new, refuse_existing
+from keystrap.store.atomic import new_output, place_new, refuse_existing, taken_back_on_failure
 from keystrap.store.errors import StoreError
 from keystrap.store.keyfile import (
     key_file_bytes,
-    load_master_key,
     load_or_create_key_file,
+    open_with_master_key,
     read_key_file,
 )
 from keystrap.store.migrations import LATEST
@@ -50,20 +51,18 @@ OUTPUTS = {  # the file each command hands out, never overwritten without --forc
 def open_repository(config: ServerConfig, create: bool, *, migrate: bool = False) -> Repository:
     """The configured store; only a command that sets up a site may create it
     (a PostgreSQL database is created by its administrator, its tables by us)."""
+    opener = partial(open_configured, config, migrate=migrate)
     if isinstance(config.database, str):
-        master_key = (
-            load_or_create_key_file(config.master_key, secrets.token_bytes)[0]
-            if create
-            else read_master_key(config)
-        )
-        return open_configured(config, master_key, migrate=migrate)
+        if not create:
+            return opener(read_master_key(config))
+        with taken_back_on_failure(config.master_key):
+            return opener(load_or_create_key_file(config.master_key, secrets.token_bytes)[0])
     if not create and not config.database.exists():
         raise StoreError(
             f"no server store at {config.database}: create one with "
             "`keystrap admin controller add`, or give --config/--database"
         )
-    master_key, _ = load_master_key(config.database, config.master_key, secrets.token_bytes)
-    return open_configured(config, master_key, migrate=migrate)
+    return open_with_master_key(config.database, config.master_key, secrets.token_bytes, opener)[0]
 
 
 def read_master_key(config: ServerConfig) -> bytes:
@@ -224,7 +223,7 @@ def _nodes(repo: Repository, args: argparse.Namespace) -> None:
 
 
 def _counts(counts: dict[str, int]) -> str:
-    return ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+    return ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "no nodes yet"
 
 
 def _revoke(repo: Repository, args: argparse.Namespace) -> None:

@@ -54,7 +54,7 @@ from keystrap.protocol.revocation_feed import FeedRefused, RevocationFeed
 from keystrap.services.instance import InstanceLock
 from keystrap.services.lifetime import wait_for_signal
 from keystrap.store.controller_store import ControllerStore
-from keystrap.store.keyfile import load_master_key, read_key_file
+from keystrap.store.keyfile import open_with_master_key, read_key_file
 from keystrap.store.worker import StoreThread
 
 log = logging.getLogger("keystrap.controller")
@@ -112,10 +112,14 @@ class ControllerService:
         config = self.config
         self._loop = asyncio.get_running_loop()
         self._sk_cs = sk_cs = read_key_file(config.key_file)
-        master_key, created = load_master_key(config.state, config.master_key, secrets.token_bytes)
+        self.store, created = open_with_master_key(
+            config.state,
+            config.master_key,
+            secrets.token_bytes,
+            partial(ControllerStore, config.state),
+        )
         if created:
             log.info("created the wrapping file the configuration names (mode 0600)")
-        self.store = ControllerStore(config.state, master_key)
         state = self.store.load(self.controller_id, sk_cs)
         self.core = Controller(state, secrets.token_bytes, window=config.window)
         open_count = sum(

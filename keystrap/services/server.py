@@ -26,7 +26,7 @@ from keystrap.services.instance import InstanceLock
 from keystrap.services.lifetime import wait_for_signal
 from keystrap.store.activity import ActivityLog
 from keystrap.store.errors import StoreError, StoreInterrupted
-from keystrap.store.keyfile import load_master_key
+from keystrap.store.keyfile import open_with_master_key
 from keystrap.store.open import Repository, local_state, open_repository
 from keystrap.store.postgres_url import redacted
 from keystrap.store.worker import StoreClosed, StoreThread
@@ -172,12 +172,14 @@ async def server_core(config: ServerConfig) -> AsyncIterator[ServingCore]:
     CoAP face serves, and what a controller that includes the server
     (:mod:`keystrap.services.small_network`) calls in memory. The caller holds
     the instance lock on ``config.database``."""
-    master_key, created = load_master_key(
-        local_state(config), config.master_key, secrets.token_bytes
+    repository, created = open_with_master_key(
+        local_state(config),
+        config.master_key,
+        secrets.token_bytes,
+        partial(open_repository, config),
     )
     if created:
         log.info("created the wrapping file the configuration names (mode 0600)")
-    repository = open_repository(config, master_key)
     activity = ActivityLog(local_state(config))
     # Read after the last write of start-up: an idle server's polls of the
     # controller table then find nothing new and leave even SQLite's -shm alone.

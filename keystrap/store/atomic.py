@@ -7,6 +7,7 @@ new one, never a torn mixture -- what the node's "no bricked node" rule needs.
 ``write_new`` is how a command hands out a file it creates: it never replaces a
 file it did not create (unless forced), and :func:`new_output` removes what it
 wrote if the step that follows -- committing the key to a store -- fails.
+:func:`taken_back_on_failure` does the same for what a service's start makes.
 """
 
 from __future__ import annotations
@@ -100,6 +101,25 @@ def new_output(path: Path, force: bool) -> Iterator[Callable[[bytes], None]]:
         if written:
             with contextlib.suppress(OSError):
                 Path(path).unlink()
+        raise
+
+
+@contextmanager
+def taken_back_on_failure(*paths: Path) -> Iterator[None]:
+    """If the block fails, remove those of ``paths`` that it created.
+
+    A start that fails (a store that cannot be opened, a wrong master key) then
+    leaves the site as it found it: no new master key without a store, which the
+    next start would take for the key of a store it cannot open, and no new
+    store without its key, which the next start would refuse to open."""
+    before = {path for path in paths if path.exists() or path.is_symlink()}
+    try:
+        yield
+    except BaseException:
+        for path in paths:
+            if path not in before:
+                with contextlib.suppress(OSError):
+                    path.unlink()
         raise
 
 

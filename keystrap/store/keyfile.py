@@ -5,9 +5,13 @@ from __future__ import annotations
 import stat
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
-from keystrap.store.atomic import write_new
+from keystrap.store.atomic import taken_back_on_failure, write_new
 from keystrap.store.errors import StoreError
+from keystrap.store.sqlite import files_of_new_database
+
+T = TypeVar("T")
 
 KEY_SIZE = 16
 
@@ -67,3 +71,14 @@ def load_master_key(store: Path, path: Path, rng: Callable[[int], bytes]) -> tup
             "unwrapped without it; put it back (or give --master-key)"
         )
     return read_key_file(path), False
+
+
+def open_with_master_key(
+    store: Path, path: Path, rng: Callable[[int], bytes], open_store: Callable[[bytes], T]
+) -> tuple[T, bool]:
+    """``(open_store(key), created)`` with the key of :func:`load_master_key`. If
+    the store cannot be opened, a key file made here goes again, and so do the
+    files of a SQLite store made here: a failed start leaves the site as it was."""
+    with taken_back_on_failure(path, *files_of_new_database(store)):
+        key, created = load_master_key(store, path, rng)
+        return open_store(key), created

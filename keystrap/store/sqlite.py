@@ -52,6 +52,15 @@ def make_private(path: Path) -> None:
             Path(f"{path}{name}").chmod(0o600)
 
 
+def files_of_new_database(path: Path) -> tuple[Path, ...]:
+    """The files a database at ``path`` would be made of, if none is there yet
+    (for :func:`keystrap.store.atomic.taken_back_on_failure`); nothing of an
+    existing database, whose ``-wal`` may hold its last commits."""
+    if path.exists() or path.is_symlink():
+        return ()
+    return tuple(Path(f"{path}{name}") for name in ("", *SIDECARS))
+
+
 def connect(path: Path) -> sqlite3.Connection:
     """A connection in autocommit mode, every file it creates 0600; a file that is
     not a database, or cannot be opened, is a :class:`StoreError` naming it."""
