@@ -136,6 +136,7 @@ def test_console_in_a_browser(site: tuple[Site, str], browser: Browser, tmp_path
     page.fill("input[name=count]", "20")
     page.fill("input[name=oob]", f"unix:{site_.oob_socket}")
     page.click("text=Create order")
+    expect(page.locator("#bundle")).to_be_visible()  # the new page, not the one it left
     shot(page, "order-created")
     with page.expect_download() as download:
         page.click("#bundle")
