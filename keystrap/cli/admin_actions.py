@@ -114,8 +114,8 @@ def _controller_add(repo: Repository, args: argparse.Namespace) -> None:
     with new_output(args.key_out, args.force) as output:
         repo.add_controller(info, sk_cs, publish=lambda: output(key_file_bytes(sk_cs)))
     print(
-        f"controller {eui64(controller_id)} registered; its credentials file is written "
-        "(mode 0600): hand it to the controller"
+        f"controller {eui64(controller_id)} registered; its file for the controller is written "
+        "(mode 0600): hand it over"
     )
 
 
@@ -134,8 +134,8 @@ def _controller_rotate_key(repo: Repository, args: argparse.Namespace) -> None:
             controller_id, sk_cs, publish=lambda: output(key_file_bytes(sk_cs))
         )
     print(
-        f"controller {eui64(controller_id)}: new credentials file written (mode 0600); "
-        "the old credentials are refused from now on: restart the controller with the new file"
+        f"controller {eui64(controller_id)}: new file for the controller written (mode 0600); "
+        "the old one is refused from now on: restart the controller with the new file"
     )
 
 
@@ -256,7 +256,7 @@ def _backup(repo: Repository, args: argparse.Namespace) -> None:
             f"({problems[0]}); run keystrap admin check"
         )
     print(
-        f"backup of {repo.path} written to {args.file} (mode 0600, its secrets wrapped); "
+        f"backup of {repo.path} written to {args.file} (mode 0600, its contents wrapped); "
         "keep the server's wrapping file safe separately: the backup is useless without it"
     )
 
@@ -371,7 +371,7 @@ def _check(repo: Repository, args: argparse.Namespace) -> None:
         print(f"problem: {problem}")
     if report.problems:
         raise StoreError(f"{repo.path}: {len(report.problems)} problem(s) found")
-    print("integrity ok; every stored secret unwraps")
+    print("integrity ok; every wrapped entry unwraps")
 
 
 COMMANDS: dict[str, Callable[[Repository, argparse.Namespace], None]] = {

@@ -84,7 +84,7 @@ class ReplyLog:
                     eui64(event.node_id),
                     eui64(event.controller_id),
                     event.tid,
-                    " (initial credential replaced)" if what == "activated" else "",
+                    " (bootstrap complete)" if what == "activated" else "",
                 )
         elif reply.status is not Status.OK:
             self._counts["refused"] += 1

@@ -267,8 +267,7 @@ async def start_coaps(path: Path, host: str, port: int) -> NodeCoapsServer:
         node_file.state.node_id, node_file.state.key, host, port, node_file.settings, save
     )
     log.info(
-        "node=%s: serving CoAPS (DTLS 1.2, AES-128-CCM-8 under the bootstrapped credential) on %s, "
-        "identity %s",
+        "node=%s: serving CoAPS (DTLS 1.2, AES-128-CCM-8) on %s, identity %s",
         eui64(node_file.state.node_id),
         server.uri,
         eui64(node_file.state.node_id),
