@@ -59,10 +59,9 @@ def load_or_create_key_file(path: Path, rng: Callable[[int], bytes]) -> tuple[by
     return key, True
 
 
-def load_master_key(store: Path, path: Path, rng: Callable[[int], bytes]) -> tuple[bytes, bool]:
+def _load_master_key(store: Path, path: Path, rng: Callable[[int], bytes]) -> tuple[bytes, bool]:
     """The master key wrapping ``store``'s keys: made with a new store only. An
-    existing store without its key is an error, and a store that turns out to be
-    unusable leaves no new key behind."""
+    existing store without its key is an error."""
     if not store.exists():
         return load_or_create_key_file(path, rng)
     if not path.exists():
@@ -76,9 +75,9 @@ def load_master_key(store: Path, path: Path, rng: Callable[[int], bytes]) -> tup
 def open_with_master_key(
     store: Path, path: Path, rng: Callable[[int], bytes], open_store: Callable[[bytes], T]
 ) -> tuple[T, bool]:
-    """``(open_store(key), created)`` with the key of :func:`load_master_key`. If
+    """``(open_store(key), created)`` with the key of :func:`_load_master_key`. If
     the store cannot be opened, a key file made here goes again, and so do the
     files of a SQLite store made here: a failed start leaves the site as it was."""
     with taken_back_on_failure(path, *files_of_new_database(store)):
-        key, created = load_master_key(store, path, rng)
+        key, created = _load_master_key(store, path, rng)
         return open_store(key), created
