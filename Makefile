@@ -58,7 +58,7 @@ lint: setup
 	$(BIN)/ruff format --check keystrap lab tests bench fuzz
 
 typecheck: setup
-	$(BIN)/mypy --strict keystrap lab/keystrap_lab
+	$(BIN)/mypy --strict keystrap lab/keystrap_lab tests bench fuzz
 
 # Two workers (pytest-xdist), one per core of CI's machine: most process-based
 # tests spend their time waiting on timers and child processes, so a second

@@ -21,6 +21,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from starlette.testclient import TestClient
 
@@ -120,7 +121,7 @@ def main() -> None:
             "controller + revoked": f"/nodes?controller={eui64(some)}&state=revoked",
             "filter: order 2": "/nodes?order=2",
         }
-        rows = []
+        rows: list[dict[str, Any]] = []
         for name, path in pages.items():
             times = []
             for _ in range(args.repeat):

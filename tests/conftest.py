@@ -32,7 +32,7 @@ def make_simulation(
     rng: Callable[[int], bytes] | None = None,
     policy: ServerPolicy | None = None,
     node_core: CoreFactory = local_core,
-) -> Simulation:
+) -> Simulation[InMemoryRepository]:
     """One controller, ``nodes`` enrolled nodes sharing one IK_N (the paper's default)."""
     ik = shared_ik or secrets.token_bytes(16)
     sk_cs = secrets.token_bytes(16)
@@ -53,7 +53,7 @@ def make_simulation(
 
 
 @pytest.fixture
-def sim() -> Simulation:
+def sim() -> Simulation[InMemoryRepository]:
     return make_simulation()
 
 

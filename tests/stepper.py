@@ -55,10 +55,11 @@ class Parties:
         if kind in (FlightType.F1_HELLO, FlightType.F5_PROOF):
             self.controller.receive_from_node(data, now)
             out = self.controller.data_to_send()
-            for o in out:
-                assert isinstance(o, ToServer)
-                self.tid = o.tid
-            return out[0].data if out else None
+            requests = [o for o in out if isinstance(o, ToServer)]
+            assert requests == out
+            for request in requests:
+                self.tid = request.tid
+            return requests[0].data if requests else None
         if kind in (FlightType.F2_REQUEST, FlightType.F6_CONFIRM):
             self.last_reply = self.server.handle(data, now)
             return self.last_reply.payload
@@ -67,9 +68,9 @@ class Parties:
             reply = Reply(self.last_reply.status, data, self.last_reply.reason)
             self.controller.receive_from_server(self.tid, reply, now)
             out = self.controller.data_to_send()
-            for o in out:
-                assert isinstance(o, ToNode)
-            return out[0].data if out else None
+            to_node = [o for o in out if isinstance(o, ToNode)]
+            assert to_node == out
+            return to_node[0].data if to_node else None
         self.node.receive(data, now)
         sent = self.node.data_to_send()
         return sent[0] if sent else None

@@ -27,7 +27,7 @@ from .test_safe_files import CONTROLLER, keystrap, refused
 NODES = 20
 
 
-async def _backups_during(site: Site, work: asyncio.Future[object], into: Path) -> list[Path]:
+async def _backups_during(site: Site, work: asyncio.Future[list[bool]], into: Path) -> list[Path]:
     """Run ``admin backup`` again and again until ``work`` is done."""
     taken: list[Path] = []
     while not work.done():

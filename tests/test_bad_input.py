@@ -3,6 +3,7 @@ typed error and leave every party's state as it was."""
 
 import contextlib
 import secrets
+from collections.abc import Callable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -79,7 +80,7 @@ def test_flight1_bit_flips_never_change_a_key() -> None:
 
 
 KNOWN = {"controller_id": CONTROLLER_ID, "node_id": node_id(1)}
-DECODERS = {
+DECODERS: dict[str, Callable[[bytes], object]] = {
     "peek_type": peek_type,
     "flight1": Flight1.decode,
     "flight2": lambda d: Flight2.open(d, bytes(16)),

@@ -96,7 +96,9 @@ def test_node_refuses_a_flight_4_of_another_profile(version: int, other: dict[st
     assert node.key == h["IK"]
 
 
-def _simulation(policy: ServerPolicy, version: int) -> tuple[Simulation, InMemoryRepository]:
+def _simulation(
+    policy: ServerPolicy, version: int
+) -> tuple[Simulation[InMemoryRepository], InMemoryRepository]:
     ik, sk_cs = secrets.token_bytes(16), secrets.token_bytes(16)
     repository = InMemoryRepository()
     repository.enroll(node_id(1), ik)

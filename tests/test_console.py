@@ -277,5 +277,5 @@ def test_re_enrol_a_revoked_node_and_rotate_a_controller_key(
     assert key_out.stat().st_mode & 0o777 == 0o600
     again = client.post(rotate, data={"csrf": token, "key_out": str(key_out)})
     assert again.status_code == 400 and read_key_file(key_out) == new_key
-    page = client.get("/controllers").text
-    assert new_key.hex() not in page and old_key.hex() not in page
+    listing = client.get("/controllers").text
+    assert new_key.hex() not in listing and old_key.hex() not in listing

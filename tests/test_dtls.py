@@ -46,7 +46,8 @@ def node_id_text(path: Path) -> str:
 
 
 def settings_of(site: Site, path: Path) -> dict[str, object]:
-    return json.loads(site.controller_cli("show", node_id_text(path)))
+    shown: dict[str, object] = json.loads(site.controller_cli("show", node_id_text(path)))
+    return shown
 
 
 async def read_with(path: Path, key: bytes, port: int) -> bytes:

@@ -82,7 +82,7 @@ def test_the_sbs_answers_a_repeated_flight2_from_its_exchange_and_still_serves_a
         site = aiocoap.resource.Site()
         port = free_udp_port()
         context = await open_server_context(site, "127.0.0.1", port)
-        bootstrap = serve_core(site, store.ask)
+        bootstrap = serve_core(site, lambda data, now: store.ask((data, now)))
         controllers = repo.controller_keys()
 
         def submit(data: bytes, now: float, answered: object) -> None:

@@ -12,6 +12,7 @@ import itertools
 import pytest
 
 from keystrap.protocol import (
+    InMemoryRepository,
     NodeStage,
     NodeStatus,
     ServerPolicy,
@@ -29,7 +30,7 @@ MESSAGE_FAULTS = [Fault.DROP, Fault.DUPLICATE, Fault.RESTART_RECIPIENT]
 PARTIES = ["node", "controller", "server"]
 
 
-def settle(sim: Simulation) -> None:
+def settle(sim: Simulation[InMemoryRepository]) -> None:
     """Both ends agree on one key, and IK exists nowhere."""
     node = sim.node_states[NID]
     record = sim.repository.nodes[NID]
@@ -48,14 +49,14 @@ def settle(sim: Simulation) -> None:
 INITIAL_KEY: dict[int, bytes] = {}
 
 
-def fresh(hardened: bool = False) -> Simulation:
+def fresh(hardened: bool = False) -> Simulation[InMemoryRepository]:
     sim = make_simulation(policy=ServerPolicy(hardened=hardened))
     INITIAL_KEY[id(sim)] = sim.repository.nodes[NID].key
     sim.start(NID)
     return sim
 
 
-def reinstall_still_works(sim: Simulation) -> None:
+def reinstall_still_works(sim: Simulation[InMemoryRepository]) -> None:
     old = sim.node_states[NID].key
     sim.start(NID)
     sim.run()

@@ -68,7 +68,7 @@ def test_forged_packets_never_touch_the_repository() -> None:
     inner = InMemoryRepository()
     inner.enroll(node_id(1), secrets.token_bytes(16))
     repo = CountingRepository(inner)
-    server = Server(repo, {CONTROLLER_ID: sk_cs})  # type: ignore[arg-type]
+    server = Server(repo, {CONTROLLER_ID: sk_cs})
     statuses = {server.handle(p, time.time()).status for p in forged_requests(sk_cs, 2000)}
     assert repo.calls == 0
     assert statuses <= {Status.BAD_REQUEST, Status.UNAUTHORIZED, Status.FORBIDDEN}

@@ -76,14 +76,16 @@ def test_lifecycle_without_dead_ends(tmp_path: Path) -> None:
             assert keystrap("node", str(first), "--factory-reset").returncode == 0
             site.admin("revoke", nid)
             await _revoked_at_controller(site, nid)
-            order = (*admin, "order", "create", "--installer", "acme", "--controller")
+            order: tuple[str, ...] = (*admin, "order", "create", "--installer", "acme")
+            order += ("--controller",)
             order += (site.controller_id, "--range", f"{nid}-{nid}", "--oob")
             order += (f"unix:{site.oob_socket}", "--out", str(tmp_path / "again.json"))
             plain = keystrap(*order)
             assert plain.returncode == 2 and "--re-enrol" in plain.stderr
             assert not (tmp_path / "again.json").exists()
             assert keystrap(*order, "--re-enrol").returncode == 0
-            install = ("install", str(tmp_path / "again.json"), "--out", str(first.parent))
+            install: tuple[str, ...] = ("install", str(tmp_path / "again.json"))
+            install += ("--out", str(first.parent))
             install += ("--channel-up", "raw", "--channel-down", "raw")
             assert keystrap(*install).returncode == 2  # the reset file is not replaced silently
             assert keystrap(*install, "--force").returncode == 0

@@ -21,7 +21,7 @@ from keystrap.protocol import NodeStage, NodeState, NodeStatus
 from keystrap.protocol.node import local_core
 from keystrap.runtime import MicroPython, RuntimeUnavailable
 from keystrap.store.node_file import NodeFile, load_node_file, save_node_file
-from keystrap.wire import FLIGHTS, FlightType
+from keystrap.wire import FLIGHTS, Flight11, FlightType
 from keystrap_lab.processes import keystrap_command
 from keystrap_lab.simulation import Fault
 from keystrap_lab.site import Site
@@ -103,10 +103,10 @@ def run_vector(ask: Callable[[str], str], v: dict[str, object]) -> None:
     keyed = f"{version} {fields(nid, cid, h(key), b'', h(sk), f4, h(f5))}"
     assert ask(f"answer {keyed} {fields(f4)}").split()[-1] == f5  # the same flight 5 again
     tid = int.from_bytes(f4[1:5], "big")
-    flight11 = FLIGHTS[version][FlightType.F11_NODE_CONFIRMED](cid, tid, nid).seal(h(sk))
+    flight11 = _flight11(version)(cid, tid, nid).seal(h(sk))
     assert ask(f"confirm {keyed} {fields(flight11)}").split()[0] == "ok"
     assert ask(f"confirm {keyed} {fields(flight11[:-1] + b'x')}").split()[0] == "refused"
-    other11 = FLIGHTS[3 - version][FlightType.F11_NODE_CONFIRMED](cid, tid, nid).seal(h(sk))
+    other11 = _flight11(3 - version)(cid, tid, nid).seal(h(sk))
     assert ask(f"confirm {keyed} {fields(other11)}").split()[0] == "refused"
 
 
@@ -135,6 +135,12 @@ def test_line_protocol_rejects_garbage(micropython: MicroPython) -> None:
 
 
 # -- the protocol's node, its core in MicroPython ---------------------------------------
+
+
+def _flight11(version: int) -> type[Flight11]:
+    kind = FLIGHTS[version][FlightType.F11_NODE_CONFIRMED]
+    assert issubclass(kind, Flight11)
+    return kind
 
 
 @pytest.mark.parametrize("fault", [Fault.DROP, Fault.DUPLICATE, Fault.RESTART_RECIPIENT])

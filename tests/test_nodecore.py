@@ -22,7 +22,7 @@ from .conftest import load_vectors
 h = bytes.fromhex
 
 
-def ecb(key: bytes, block: bytes) -> bytes:
+def ecb(key: bytes, block: bytes | bytearray) -> bytes:
     """The injected primitive, as a platform would provide it (here from cryptography)."""
     encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
     return encryptor.update(block) + encryptor.finalize()

@@ -5,6 +5,7 @@ servers) race on one node."""
 import secrets
 import threading
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import psycopg
@@ -14,6 +15,7 @@ from keystrap.protocol import (
     ControllerState,
     NodeState,
     NodeStatus,
+    Reply,
     Server,
     ServerPolicy,
     Status,
@@ -27,7 +29,7 @@ from keystrap.store.migrations import LATEST, SchemaMismatch
 from keystrap.store.postgres_repository import PostgresRepository
 from keystrap.store.sqlite_repository import ControllerInfo
 from keystrap.wire import Flight1, Flight2
-from keystrap_lab.simulation import Fault, Simulation
+from keystrap_lab.simulation import Fault, Message, Simulation
 
 from .conftest import CONTROLLER_ID, node_id
 
@@ -118,6 +120,15 @@ def test_older_schema_is_refused_until_migrated(repo: PostgresRepository, pg_url
     PostgresRepository(pg_url, MASTER).close()
 
 
+def fault_at(point: int, fault: Fault, index: int, _message: Message) -> Fault:
+    return fault if index == point else Fault.NONE
+
+
+def revoke_five(repository: PostgresRepository, k: int) -> None:
+    for n in range(1 + 5 * k, 6 + 5 * k):
+        repository.revoke(node_id(n))
+
+
 def test_protocol_over_postgres_survives_faults(repo: PostgresRepository) -> None:
     """The state machines end to end on the real store, with a duplicate and a
     restart at every other point."""
@@ -132,7 +143,7 @@ def test_protocol_over_postgres_survives_faults(repo: PostgresRepository) -> Non
             secrets.token_bytes,
         )
         sim.start(node_id(1))
-        sim.run(lambda i, _m, p=point, f=fault: f if i == p else Fault.NONE)
+        sim.run(partial(fault_at, point, fault))
         record = repo.get_node(node_id(1))
         assert record is not None and record.status is NodeStatus.ACTIVE
         assert record.key == sim.node_states[node_id(1)].key != ik
@@ -143,7 +154,7 @@ def test_one_transaction_per_tid_across_connections(repo: PostgresRepository, pg
     enrol(repo)
     others = [PostgresRepository(pg_url, MASTER, max_pending=3) for _ in range(4)]
     record = pending(7)
-    results = race([lambda r=r: r.add_transaction(record) for r in others])
+    results = race([partial(r.add_transaction, record) for r in others])
     assert sum(r is None for r in results) == 1
     assert sum(isinstance(r, TransactionExists) for r in results) == 3
     for other in others:
@@ -186,7 +197,7 @@ def test_max_pending_holds_across_connections(repo: PostgresRepository, pg_url: 
     lock lets exactly max_pending (3) in."""
     enrol(repo)
     others = [PostgresRepository(pg_url, MASTER, max_pending=3) for _ in range(8)]
-    results = race([lambda r=r, t=t: r.add_transaction(pending(t)) for t, r in enumerate(others)])
+    results = race([partial(r.add_transaction, pending(t)) for t, r in enumerate(others)])
     assert sum(r is None for r in results) == 3
     assert sum(isinstance(r, NodeBusy) for r in results) == 5
     assert repo.count_pending(node_id(1)) == 3
@@ -220,12 +231,7 @@ def test_two_confirmations_of_one_node_race_safely(repo: PostgresRepository, pg_
 def test_revocations_are_numbered_in_commit_order(repo: PostgresRepository, pg_url: str) -> None:
     enrol(repo, nodes=20)
     revokers = [PostgresRepository(pg_url, MASTER) for _ in range(4)]
-    results = race(
-        [
-            lambda r=r, k=k: [r.revoke(node_id(n)) for n in range(1 + 5 * k, 6 + 5 * k)]
-            for k, r in enumerate(revokers)
-        ]
-    )
+    results = race([partial(revoke_five, r, k) for k, r in enumerate(revokers)])
     assert not [r for r in results if isinstance(r, Exception)]
     feed = repo.revocations_after(0, 100)
     assert [seq for seq, _ in feed] == list(range(1, 21))
@@ -248,7 +254,8 @@ def test_same_flight2_on_two_servers_gets_one_flight3(
         Server(PostgresRepository(pg_url, MASTER), {CONTROLLER_ID: sk}, ServerPolicy())
         for _ in range(2)
     ]
-    replies = race([lambda s=s: s.handle(flight2, now) for s in servers])
+    replies = race([partial(s.handle, flight2, now) for s in servers])
     assert all(getattr(r, "status", None) is Status.OK for r in replies), replies
-    assert replies[0].payload == replies[1].payload  # type: ignore[union-attr]
+    assert isinstance(replies[0], Reply) and isinstance(replies[1], Reply)
+    assert replies[0].payload == replies[1].payload
     assert repo.count_pending(node_id(1)) == 1

@@ -45,7 +45,8 @@ def test_controller_core_passes_a_refusal_on(status: Status, reason: str, code: 
     p.run_until(FlightType.F2_REQUEST)
     p.controller.data_to_send()
     p.controller.receive_from_server(p.tid, Reply(status, reason=reason), NOW)
-    assert p.controller.data_to_send() == [ToNode(p.nid, Flight12(p.nid, code).encode())]
+    refusal = Flight12(p.nid, RefusalReason(code)).encode()
+    assert p.controller.data_to_send() == [ToNode(p.nid, refusal)]
     assert p.controller.state.transactions[p.tid].stage is TransactionStage.FAILED
 
 

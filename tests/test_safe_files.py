@@ -89,7 +89,7 @@ def test_nothing_is_overwritten_without_force(tmp_path: Path) -> None:
     assert (tmp_path / "c.key").read_bytes() == first_key
     assert "1 controller(s)" in admin("controller", "list").stdout
 
-    order = ("order", "create", "--installer", "acme", "--controller", CONTROLLER)
+    order: tuple[str, ...] = ("order", "create", "--installer", "acme", "--controller", CONTROLLER)
     order += ("--count", "3")
     (tmp_path / "precious.json").write_text("the operator's\n")
     assert refused(admin(*order, "--out", "precious.json"), "precious.json", "--force")

@@ -1,6 +1,7 @@
 """Strict framing of every flight: sizes, header, truncation, extension."""
 
 from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 import pytest
 
@@ -192,11 +193,17 @@ def _samples() -> list[tuple[Flight, Callable[[bytes], Flight]]]:
     ]
 
 
+@runtime_checkable
+class _SealedUnderOneKey(Protocol):
+    def seal(self, key: bytes, /) -> bytes: ...
+
+
 def _send(flight: Flight) -> bytes:
     if isinstance(flight, Flight1 | Flight12):
         return flight.encode()
     if isinstance(flight, Flight10):
         return flight.seal(KEY, CID)
+    assert isinstance(flight, _SealedUnderOneKey)
     return flight.seal(KEY)
 
 

@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Generic, TypeVar
 
 from keystrap.protocol import (
     Controller,
@@ -66,10 +67,15 @@ class Trace:
     events: list[tuple[float, str, Event]] = field(default_factory=list)
 
 
-class Simulation:
+R = TypeVar("R", bound=KeyRepository)
+
+
+class Simulation(Generic[R]):
+    """Generic in the server's repository, so a test can read the very store it gave."""
+
     def __init__(
         self,
-        server_repository: KeyRepository,
+        server_repository: R,
         controllers: dict[bytes, bytes],
         controller_state: ControllerState,
         node_states: Iterable[NodeState],
@@ -220,7 +226,7 @@ def one_bootstrap(
     *,
     version: int = VERSION,
     now: float = 1_700_000_000.0,
-) -> Simulation:
+) -> Simulation[InMemoryRepository]:
     """A fresh site for a single bootstrap: one node enrolled with ``ik`` at a server
     that knows one controller by ``sk_cs``."""
     repository = InMemoryRepository()

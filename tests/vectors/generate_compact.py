@@ -9,11 +9,9 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from generate_bootstrap import INPUTS
-
 from keystrap.wire import COMPACT
 from keystrap.wire.compact import derive_rn_c
-from keystrap_lab.vectors import run_vector
+from keystrap_lab.vectors import INPUTS, run_vector
 
 if __name__ == "__main__":
     out = Path(__file__).with_name("compact.json")

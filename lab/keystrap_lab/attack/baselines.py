@@ -15,6 +15,7 @@ import secrets
 
 from keystrap.crypto import InvalidTag, ccm_open, ccm_seal, derive_session_key
 from keystrap.protocol import (
+    InMemoryRepository,
     Status,
     derive_psk,
 )
@@ -26,7 +27,7 @@ KANG_2014 = "Kang 2014 draft (flight 4 in band)"
 JENNINGS = "Jennings QR enrolment"
 
 
-def _run_bootstrap() -> tuple[Simulation, bytes, bytes, bytes]:
+def _run_bootstrap() -> tuple[Simulation[InMemoryRepository], bytes, bytes, bytes]:
     ik_n, sk_cs = secrets.token_bytes(16), secrets.token_bytes(16)
     node_id, controller_id = b"\x02" + secrets.token_bytes(7), b"\x02" + secrets.token_bytes(7)
     sim = one_bootstrap(controller_id, sk_cs, node_id, ik_n, secrets.token_bytes)
