@@ -19,6 +19,10 @@ under cProfile at the largest load and prints where its time goes.
 With PostgreSQL, the database's CPU per bootstrap is read from /proc too (the
 postmaster, its backends, and the backends it has reaped).
 
+"machine ms" is what one fixed piece of pure-Python work costs just before and
+just after each load (``services.machine_ms``): on a shared VM it moves by a
+factor of two within minutes, and the figures with it.
+
 Prints a table, then one JSON line.
 """
 
@@ -43,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from services import cpu_seconds
+from services import cpu_seconds, machine_ms
 
 from keystrap.coap.client import SbsClient
 from keystrap.coap.codes import TO_COAP
@@ -331,6 +335,7 @@ async def measure(
             ports = [port for port, _ in servers[:count]]
             for level in levels:
                 batch = ids[offset : offset + args.per * level]
+                machine = [machine_ms()]
                 cpu0 = [cpu_seconds(s.process.pid) for _, s in servers[:count]]
                 # The main thread runs the event loop; the other is the store's.
                 loop0 = [cpu_seconds(s.process.pid, s.process.pid) for _, s in servers[:count]]
@@ -339,6 +344,7 @@ async def measure(
                     ports, controllers[:level], ik, batch, args.concurrency, offset + 1, args.rate
                 )
                 cpu = sum(cpu_seconds(s.process.pid) for _, s in servers[:count]) - sum(cpu0)
+                machine.append(machine_ms())
                 loop = sum(cpu_seconds(p.process.pid, p.process.pid) for _, p in servers[:count])
                 loop -= sum(loop0)
                 db = (
@@ -361,6 +367,7 @@ async def measure(
                         "db_cpu_ms_per_bootstrap": round(db / max(done, 1) * 1000, 3),
                         "per_core_per_second": round(max(done, 1) / cpu, 1) if cpu else None,
                         "server_cpu_share": round(cpu / elapsed, 2),
+                        "machine_ms_before_after": [round(ms) for ms in machine],
                     }
                 )
                 offset += len(batch)
@@ -430,7 +437,7 @@ def main() -> None:
     print(
         f"{'profile':<9} {'enrolled':>9} {'SBSs':>4} {'ctrls':>5} {'done':>9} {'boot/s':>7} "
         f"{'SBS CPU ms':>10} {'loop ms':>7} {'store ms':>8} {'DB CPU ms':>9} {'per core/s':>10} "
-        f"{'SBS busy':>8} {'per fsync':>9}"
+        f"{'SBS busy':>8} {'per fsync':>9} {'machine ms':>10}"
     )
     for profile in args.profiles.split(","):
         with contextlib.ExitStack() as held:
@@ -444,7 +451,8 @@ def main() -> None:
                     f"{row['per_second']:>7} {row['server_cpu_ms_per_bootstrap']:>10} "
                     f"{row['loop_cpu_ms_per_bootstrap']:>7} {row['store_cpu_ms_per_bootstrap']:>8} "
                     f"{row['db_cpu_ms_per_bootstrap']:>9} {row['per_core_per_second']:>10} "
-                    f"{row['server_cpu_share']:>8} {row.get('bootstraps_per_fsync', '-'):>9}",
+                    f"{row['server_cpu_share']:>8} {row.get('bootstraps_per_fsync', '-'):>9} "
+                    f"{'/'.join(map(str, row['machine_ms_before_after'])):>10}",
                     flush=True,
                 )
             if args.profile_server:

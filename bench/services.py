@@ -78,6 +78,18 @@ def cpu_seconds(pid: int, thread: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_ms() -> float:
+    """CPU milliseconds one fixed piece of pure-Python work takes on this machine
+    now. On a shared VM the same work takes twice as long in one minute as in the
+    next (docs/performance.md §3); printed beside a figure, it tells the machine's
+    hour from the code's."""
+    begun = time.thread_time()
+    total = 0
+    for i in range(1_000_000):
+        total += i * i % 7
+    return (time.thread_time() - begun) * 1000
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,100000,1000000")
