@@ -298,3 +298,12 @@ def test_services_refuse_bad_options_at_start(tmp_path: Path, args: list[str], n
     assert status == 2
     assert line.count("\n") == 1 and names in line and "Traceback" not in line
     assert snapshot(tmp_path) == before
+
+
+def test_a_controller_without_its_key_file_names_the_option(tmp_path: Path) -> None:
+    """Found by the property test above: the default key file missing was reported
+    without a word of how to give another."""
+    status, line = cli("controller", cwd=tmp_path)
+    assert status == 2 and line.count("\n") == 1
+    assert "controller-sk.key does not exist" in line
+    assert "--key-file" in line and "keystrap admin controller add" in line

@@ -111,7 +111,11 @@ class ControllerService:
     async def _run(self, ready: asyncio.Event | None) -> None:
         config = self.config
         self._loop = asyncio.get_running_loop()
-        self._sk_cs = sk_cs = read_key_file(config.key_file)
+        self._sk_cs = sk_cs = read_key_file(
+            config.key_file,
+            where_from=": `keystrap admin controller add --key-out` writes it; "
+            "--key-file (key_file in [controller]) names another",
+        )
         self.store, created = open_with_master_key(
             config.state,
             config.master_key,

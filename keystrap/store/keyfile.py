@@ -27,11 +27,13 @@ def write_key_file(path: Path, key: bytes, *, force: bool = False) -> None:
     write_new(path, key_file_bytes(key), force=force)
 
 
-def read_key_file(path: Path) -> bytes:
+def read_key_file(path: Path, *, where_from: str = "") -> bytes:
+    """``where_from`` tells, when the file is missing, where it comes from and
+    which option names another."""
     try:
         info = path.stat()
     except FileNotFoundError:
-        raise StoreError(f"key file {path} does not exist") from None
+        raise StoreError(f"key file {path} does not exist{where_from}") from None
     if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise StoreError(
             f"key file {path} is accessible by others (mode {stat.S_IMODE(info.st_mode):04o}); "
