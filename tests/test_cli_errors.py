@@ -307,3 +307,13 @@ def test_a_controller_without_its_key_file_names_the_option(tmp_path: Path) -> N
     assert status == 2 and line.count("\n") == 1
     assert "controller-sk.key does not exist" in line
     assert "--key-file" in line and "keystrap admin controller add" in line
+
+
+def test_a_value_taken_for_an_option_is_named(tmp_path: Path) -> None:
+    """Found by the property test too: argparse read '-zz' as an unknown option and
+    said only that the ID was missing."""
+    status, line = cli("admin", "controller", "remove", "-zz", cwd=tmp_path)
+    assert status == 2 and line.count("\n") == 1
+    assert "required: id" in line and "-zz taken for an option" in line and "put --" in line
+    status, line = cli("admin", "controller", "remove", "--", "-zz", cwd=tmp_path)
+    assert status == 2 and "not an EUI-64: '-zz'" in line

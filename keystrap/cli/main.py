@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import io
 import os
+import re
 import signal
 import sqlite3
 import sys
@@ -74,8 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     file or the database, so an unforeseen condition is a message too.
     """
     command = "keystrap"
+    words = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(words)
         command = f"keystrap {args.command}"
         status = _run(args)
         sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
@@ -85,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except UsageError as exc:
+        message = f"{exc}{_read_as_options(words, str(exc))}"
     except TYPED_ERRORS as exc:
         message = str(exc)
     except OSError as exc:
@@ -117,6 +121,40 @@ def _os_error(exc: OSError) -> str:
     what = exc.strerror or str(exc) or type(exc).__name__
     names = [str(n) for n in (exc.filename, exc.filename2) if n is not None]
     return f"{what}: {' -> '.join(names)}" if names else what
+
+
+_NUMBER = re.compile(r"-\d+(\.\d*)?|-\.\d+")
+
+
+def _read_as_options(words: list[str], message: str) -> str:
+    """argparse takes a word that starts with '-' for an option. When one was
+    meant as a value, its message ("the following arguments are required: id")
+    names nothing that was typed: name those words, and the way out."""
+    if "--" in words:
+        words = words[: words.index("--")]
+    known = _option_strings(build_parser())
+    odd = [
+        word
+        for word in words
+        if word.startswith("-")
+        and word != "-"
+        and not _NUMBER.fullmatch(word)
+        and not any(option.startswith(word.split("=", 1)[0]) for option in known)
+        and word not in message
+    ]
+    if not odd:
+        return ""
+    return f"; {', '.join(odd)} taken for an option: put -- before a value that starts with '-'"
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
+    found: set[str] = set()
+    for action in parser._actions:
+        found.update(action.option_strings)
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices.values():
+                found |= _option_strings(command)
+    return found
 
 
 def _one_line(text: str) -> str:
