@@ -187,9 +187,10 @@ def main() -> None:
         f"bootstrap on the node; the floor for these flight sizes is {BLOCK_CALL_FLOOR}"
     )
     print(
-        "  (1 for the re-keying block, 6 to open flight 4 and 4 to seal flight 5 with no "
-        "associated-data blocks, 2 for a one-block CMAC KDF; keystrap spends 6 more to bind "
-        "ID_c, TID and ID_i into both tags and to carry the SP 800-108 label)"
+        "  (1 for the derivation block, AES of RN_i XOR RN_c; 6 to open flight 4 and 4 to "
+        "seal flight 5 with no associated-data blocks; 2 for a one-block CMAC KDF; keystrap "
+        "spends 6 more to bind ID_c, TID and ID_i into both tags and to carry the SP 800-108 "
+        "label)"
     )
     print(
         json.dumps(
