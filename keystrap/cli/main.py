@@ -76,8 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     command = "keystrap"
     words = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
     try:
-        args = build_parser().parse_args(words)
+        args = parser.parse_args(words)
         command = f"keystrap {args.command}"
         status = _run(args)
         sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
@@ -88,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except UsageError as exc:
-        message = f"{exc}{_read_as_options(words, str(exc))}"
+        message = f"{exc}{_read_as_options(parser, words, str(exc))}"
     except TYPED_ERRORS as exc:
         message = str(exc)
     except OSError as exc:
@@ -126,13 +127,13 @@ def _os_error(exc: OSError) -> str:
 _NUMBER = re.compile(r"-\d+(\.\d*)?|-\.\d+")
 
 
-def _read_as_options(words: list[str], message: str) -> str:
+def _read_as_options(parser: argparse.ArgumentParser, words: list[str], message: str) -> str:
     """argparse takes a word that starts with '-' for an option. When one was
     meant as a value, its message ("the following arguments are required: id")
     names nothing that was typed: name those words, and the way out."""
     if "--" in words:
         words = words[: words.index("--")]
-    known = _option_strings(build_parser())
+    known = _option_strings(parser)
     odd = [
         word
         for word in words

@@ -88,8 +88,7 @@ class LiveControllers(Mapping[bytes, bytes]):
     def get(self, controller_id: bytes, /, default: bytes | T) -> bytes | T: ...
 
     def get(self, controller_id: bytes, /, default: object = None) -> object:
-        if time.monotonic() - self._checked >= self._interval:
-            self.refresh()
+        self.refresh()
         return self._keys.get(controller_id, default)
 
     def __iter__(self) -> Iterator[bytes]:
