@@ -317,3 +317,15 @@ def test_a_value_taken_for_an_option_is_named(tmp_path: Path) -> None:
     assert "required: id" in line and "-zz taken for an option" in line and "put --" in line
     status, line = cli("admin", "controller", "remove", "--", "-zz", cwd=tmp_path)
     assert status == 2 and "not an EUI-64: '-zz'" in line
+
+
+def test_a_directory_given_as_a_key_file_is_called_one(tmp_path: Path) -> None:
+    """A directory's usual mode (0755) was reported as a key file readable by
+    others, with a chmod that would then have failed on the next read."""
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    status, line = cli("controller", "--key-file", str(keys), cwd=tmp_path)
+    assert status == 2 and line.count("\n") == 1
+    assert f"key file {keys} is a directory" in line and "chmod" not in line
+    assert not any(keys.iterdir())
+    assert {p.name for p in tmp_path.rglob("*")} == {"keys", "keystrap-data", "sbr.sqlite.lock"}

@@ -34,6 +34,8 @@ def read_key_file(path: Path, *, where_from: str = "") -> bytes:
         info = path.stat()
     except FileNotFoundError:
         raise StoreError(f"key file {path} does not exist{where_from}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise StoreError(f"key file {path} is a directory: name the file inside it")
     if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise StoreError(
             f"key file {path} is accessible by others (mode {stat.S_IMODE(info.st_mode):04o}); "
