@@ -21,7 +21,12 @@ postmaster, its backends, and the backends it has reaped).
 
 "machine ms" is what one fixed piece of pure-Python work costs just before and
 just after each load (``services.machine_ms``): on a shared VM it moves by a
-factor of two within minutes, and the figures with it.
+factor of two within minutes, and the figures with it. ``--repeat N`` therefore
+runs each load N times over the same enrolled store and servers, each time on
+nodes of its own, and adds the median, lowest and highest of the N rounds: one
+enrolment of 10^6 nodes (about a minute) serves every round.
+
+    python bench/server_scale.py --profiles paper --controllers 2 --per 3000 --rate max --repeat 7
 
 Prints a table, then one JSON line.
 """
@@ -31,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import multiprocessing
 import os
@@ -39,6 +45,7 @@ import re
 import secrets
 import select
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -321,7 +328,7 @@ async def measure(
     site = Site(root, profile=profile, store=url)
     await site.prepare()
     controllers = add_controllers(site, max(levels))
-    measured = args.per * sum(levels) * len(server_levels)
+    measured = args.per * sum(levels) * len(server_levels) * args.repeat
     t0 = time.monotonic()
     ik, ids = enrol(site, controllers[0][0], args.enrolled, measured)
     enrol_s = time.monotonic() - t0
@@ -333,7 +340,7 @@ async def measure(
             while len(servers) < count:
                 servers.append(await start_server(args, site, len(servers)))
             ports = [port for port, _ in servers[:count]]
-            for level in levels:
+            for level, round_ in itertools.product(levels, range(1, args.repeat + 1)):
                 batch = ids[offset : offset + args.per * level]
                 machine = [machine_ms()]
                 cpu0 = [cpu_seconds(s.process.pid) for _, s in servers[:count]]
@@ -358,6 +365,7 @@ async def measure(
                         "enrol_seconds": round(enrol_s, 1),
                         "servers": count,
                         "controllers": level,
+                        "round": round_,
                         "bootstraps": len(batch),
                         "completed": done,
                         "per_second": round(done / elapsed, 1),
@@ -412,6 +420,28 @@ def offered_rate(text: str) -> int:
     return MAX_RATE if text == "max" else int(text)
 
 
+def rounds_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per profile, store, servers and controllers: the median, lowest and highest
+    SBS CPU per bootstrap of its rounds (``--repeat``)."""
+    groups: dict[tuple[Any, ...], list[float]] = {}
+    for row in rows:
+        key = (row["profile"], row["store"], row["servers"], row["controllers"])
+        groups.setdefault(key, []).append(row["server_cpu_ms_per_bootstrap"])
+    return [
+        {
+            "profile": profile,
+            "store": store,
+            "servers": servers,
+            "controllers": controllers,
+            "rounds": len(figures),
+            "server_cpu_ms_median": round(statistics.median(figures), 3),
+            "server_cpu_ms_lowest": min(figures),
+            "server_cpu_ms_highest": max(figures),
+        }
+        for (profile, store, servers, controllers), figures in groups.items()
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--enrolled", type=int, default=1_000_000)
@@ -430,7 +460,16 @@ def main() -> None:
     parser.add_argument("--profile-server", action="store_true")
     parser.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--servers", default="1", help="servers sharing the store (PostgreSQL)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds of each load over the same enrolled store (each on nodes of its "
+        "own); the median, lowest and highest are printed after the table",
+    )
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     if args.store == "sqlite" and args.servers != "1":
         parser.error("several servers need a shared store: add --store postgresql")
     rows: list[dict[str, Any]] = []
@@ -459,7 +498,19 @@ def main() -> None:
                 print(f"\nWhere the SBS spends its time ({profile} profile, cumulative):")
                 stats = pstats.Stats(str(Path(tmp) / "server.prof"))
                 stats.sort_stats("tottime").print_stats(15)
-    print(json.dumps({"bench": "server_scale", "rows": rows}))
+    summary = rounds_summary(rows)
+    if args.repeat > 1:
+        print(
+            f"\n{'profile':<9} {'SBSs':>4} {'ctrls':>5} {'rounds':>6} {'SBS CPU ms: median':>18} "
+            f"{'lowest':>7} {'highest':>7}"
+        )
+        for group in summary:
+            print(
+                f"{group['profile']:<9} {group['servers']:>4} {group['controllers']:>5} "
+                f"{group['rounds']:>6} {group['server_cpu_ms_median']:>18} "
+                f"{group['server_cpu_ms_lowest']:>7} {group['server_cpu_ms_highest']:>7}"
+            )
+    print(json.dumps({"bench": "server_scale", "rows": rows, "rounds": summary}))
 
 
 if __name__ == "__main__":
