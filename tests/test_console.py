@@ -3,9 +3,11 @@ one-time bundles, paging and the node history's plain words."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import secrets
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -250,6 +252,40 @@ def test_history_tells_each_attempt_in_plain_words(store: ConsoleStore) -> None:
     assert "initial key does not match the order" in tries[2].cause
     recent = history.attempts(rows[:1], granted[:1], now=150.0, window=120)
     assert recent[0].outcome == "in progress"
+
+
+def test_the_logs_read_indexes_are_the_consoles(tmp_path: Path) -> None:
+    """The server only appends to its activity log; reading it by node and by time
+    is the console's, which adds the indexes for it (docs/performance.md §3)."""
+    path = tmp_path / "sbs.sqlite"
+    SqliteRepository(path, secrets.token_bytes(16)).close()
+    log = ActivityLog(path)
+    node = bytes.fromhex("0200000000000001")
+    log.record(BootstrapGranted(node, CONTROLLER, 1), 100.0)
+    log.close()
+
+    def log_indexes(db: sqlite3.Connection) -> set[str]:
+        rows = db.execute(
+            "SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='bootstrap_log'"
+        )
+        return {name for (name,) in rows}
+
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert log_indexes(db) == set()
+    db = queries.open_store(path)
+    try:
+        assert log_indexes(db) == {"bootstrap_log_by_node", "bootstrap_log_by_time"}
+        plan = " ".join(
+            str(row[-1])
+            for row in db.execute(
+                "EXPLAIN QUERY PLAN SELECT seq FROM bootstrap_log WHERE node_id = ? ORDER BY seq",
+                (node,),
+            )
+        )
+        assert "bootstrap_log_by_node" in plan
+        assert [e.tid for e in queries.node_log(db, node)] == [1]
+    finally:
+        db.close()
 
 
 def test_re_enrol_a_revoked_node_and_rotate_a_controller_key(

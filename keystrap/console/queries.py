@@ -19,6 +19,8 @@ INDEXES = """
 CREATE INDEX IF NOT EXISTS nodes_by_status ON nodes(status, id);
 CREATE INDEX IF NOT EXISTS nodes_by_order_id ON nodes(order_id, id);
 CREATE INDEX IF NOT EXISTS transactions_by_status ON transactions(status, created);
+CREATE INDEX IF NOT EXISTS bootstrap_log_by_node ON bootstrap_log(node_id, seq);
+CREATE INDEX IF NOT EXISTS bootstrap_log_by_time ON bootstrap_log(at);
 CREATE TABLE IF NOT EXISTS node_counts (status TEXT PRIMARY KEY, n INTEGER NOT NULL);
 """
 # Counting 10^6 index entries takes longer than a page may; these keep the count

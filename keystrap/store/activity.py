@@ -7,6 +7,11 @@ one transaction twice a second, so the log costs two unsynced commits a second
 however busy the server is (a crash loses at most that second of
 history, never a key). Only authenticated requests are logged, so a flood of
 forged packets cannot fill it.
+
+The server only appends. The indexes that read it by node and by time belong to
+its reader, the console, which adds them (:data:`keystrap.console.queries.INDEXES`):
+on the server they cost 4 % of its instructions per bootstrap (docs/performance.md
+§3), which a site without the console need not pay.
 """
 
 from __future__ import annotations
@@ -23,8 +28,6 @@ CREATE TABLE IF NOT EXISTS bootstrap_log (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, node_id BLOB NOT NULL,
     controller_id BLOB NOT NULL, tid INTEGER NOT NULL, flight INTEGER NOT NULL,
     outcome TEXT NOT NULL, cause TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS bootstrap_log_by_node ON bootstrap_log(node_id, seq);
-CREATE INDEX IF NOT EXISTS bootstrap_log_by_time ON bootstrap_log(at);
 CREATE TABLE IF NOT EXISTS controller_seen (id BLOB PRIMARY KEY, at REAL NOT NULL);
 """
 
