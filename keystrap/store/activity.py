@@ -10,7 +10,7 @@ forged packets cannot fill it.
 
 The server only appends. The indexes that read it by node and by time belong to
 its reader, the console, which adds them (:data:`keystrap.console.queries.INDEXES`):
-on the server they cost 4 % of its instructions per bootstrap (docs/performance.md
+on the server they cost 3.6 % of its instructions per bootstrap (docs/performance.md
 §3), which a site without the console need not pay.
 """
 
