@@ -611,8 +611,9 @@ async def measure(settings: list[Setting], trials: int) -> dict[str, dict[str, O
             if name in LINK_INDEPENDENT and n > 0:
                 results[name][setting.label] = results[name][settings[0].label]
                 continue
+            seed = 1000 + n
             with tempfile.TemporaryDirectory(prefix="keystrap-compare-") as tmp:
-                outcome = await runner(Path(tmp), setting, trials, 1000 + n)  # the last: the seed
+                outcome = await runner(Path(tmp), setting, trials, seed)
             results[name][setting.label] = outcome
             ok = len(outcome.seconds)
             print(
@@ -630,13 +631,17 @@ def summarise(
     keystrap_cpu = cpu_keystrap(cpu_runs)
     dtls_cpu = median_of(cpu_runs, dtls_handshake_cpu)
     edhoc_runs = [edhoc_exchange() for _ in range(cpu_runs)]
-    edhoc_cpu = [statistics.median(r[0] for r in edhoc_runs)]
-    edhoc_cpu.append(statistics.median(r[1] for r in edhoc_runs))
+    edhoc_cpu = [  # by position: the tuples mix times and a size list
+        statistics.median(r[0] for r in edhoc_runs),
+        statistics.median(r[1] for r in edhoc_runs),
+    ]
     enrollment = lakers.AuthzEnrollmentServer(W_KEY, CRED_V, [KID_I])
     authz_runs = [authz_exchange(enrollment) for _ in range(cpu_runs)]
-    authz_cpu = [statistics.median(r[0] for r in authz_runs)]
-    authz_cpu.append(statistics.median(r[1] for r in authz_runs))
-    authz_cpu.append(statistics.median(r[2] for r in authz_runs))
+    authz_cpu = [
+        statistics.median(r[0] for r in authz_runs),
+        statistics.median(r[1] for r in authz_runs),
+        statistics.median(r[2] for r in authz_runs),
+    ]
     clean = settings[0].label
     oob_sizes = [FLIGHT_SIZES[k] for k in OOB_FLIGHTS]
     compact_oob = [COMPACT_SIZES[k] for k in OOB_FLIGHTS]
