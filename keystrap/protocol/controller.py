@@ -15,7 +15,7 @@ same message (a nonce is never used for a second plaintext).
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from enum import Enum
 
 from keystrap.crypto import constant_time_equal, derive_session_key
@@ -59,6 +59,7 @@ from keystrap.wire import (
     derive_rn_c,
     flight_class,
 )
+from keystrap.wire.frozen import frozen
 
 # The server's refusals of a flight 2 or 6 (keystrap.protocol.server) as flight 12 codes.
 REFUSALS: dict[str, RefusalReason] = {
@@ -86,7 +87,7 @@ class TransactionStage(Enum):
     FAILED = "failed"
 
 
-@dataclass(frozen=True)
+@frozen
 class ControllerTransaction:
     tid: int
     node_id: bytes
@@ -101,7 +102,7 @@ class ControllerTransaction:
     failure: str | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class ControllerState:
     """Everything the controller must persist. ``next_tid`` is stored before a TID
     is used, so a restart never hands out a TID twice."""
@@ -134,7 +135,7 @@ class ControllerState:
         return replace(self, transactions=self._map().without(tids))
 
 
-@dataclass(frozen=True)
+@frozen
 class ToServer:
     tid: int
     data: bytes
@@ -144,7 +145,7 @@ Session = Hashable
 """The service's name for one out-of-band session (a link to one node)."""
 
 
-@dataclass(frozen=True)
+@frozen
 class ToNode:
     node_id: bytes
     data: bytes
@@ -152,7 +153,7 @@ class ToNode:
     """Where to send it: the node's latest session, None if it has none open."""
 
 
-@dataclass(frozen=True)
+@frozen
 class EndSession:
     """The node needs nothing more on this session: the service closes it."""
 

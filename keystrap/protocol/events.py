@@ -3,10 +3,10 @@ may be logged as it is."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from keystrap.wire.frozen import frozen
 
 
-@dataclass(frozen=True)
+@frozen
 class Rejected:
     """An input was refused; no state changed."""
 
@@ -14,13 +14,13 @@ class Rejected:
     reason: str
 
 
-@dataclass(frozen=True)
+@frozen
 class TransactionStarted:
     node_id: bytes
     tid: int
 
 
-@dataclass(frozen=True)
+@frozen
 class ChallengeIssued:
     """The controller authenticated flight 3 and produced flight 4."""
 
@@ -28,7 +28,7 @@ class ChallengeIssued:
     tid: int
 
 
-@dataclass(frozen=True)
+@frozen
 class NodeKeyed:
     """The node authenticated the controller, derived PSK_i and SK_i, and erased IK."""
 
@@ -36,7 +36,7 @@ class NodeKeyed:
     tid: int
 
 
-@dataclass(frozen=True)
+@frozen
 class NodeConfirmed:
     """The node verified flight 11: the server holds its PSK_i (flight 7 arrived)."""
 
@@ -44,7 +44,7 @@ class NodeConfirmed:
     tid: int
 
 
-@dataclass(frozen=True)
+@frozen
 class NodeProved:
     """The controller verified flight 5: the node holds PSK_i."""
 
@@ -52,7 +52,7 @@ class NodeProved:
     tid: int
 
 
-@dataclass(frozen=True)
+@frozen
 class BootstrapConfirmed:
     """The server acknowledged the commit: it now holds PSK_i and no IK for this node."""
 
@@ -60,14 +60,14 @@ class BootstrapConfirmed:
     tid: int
 
 
-@dataclass(frozen=True)
+@frozen
 class TransactionFailed:
     node_id: bytes
     tid: int
     reason: str
 
 
-@dataclass(frozen=True)
+@frozen
 class BootstrapGranted:
     """The server answered a fresh flight 2 (a pending candidate PSK now exists)."""
 
@@ -76,7 +76,7 @@ class BootstrapGranted:
     tid: int
 
 
-@dataclass(frozen=True)
+@frozen
 class NodeActivated:
     """The server replaced the node's key with PSK_i."""
 
@@ -85,7 +85,7 @@ class NodeActivated:
     tid: int
 
 
-@dataclass(frozen=True)
+@frozen
 class BootstrapRefused:
     """The server refused an authenticated flight 2 or 6 of a known controller; the
     operator's console shows ``reason`` in the node's history."""

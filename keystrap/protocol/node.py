@@ -18,7 +18,6 @@ controller's retransmission of flight 4.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
@@ -36,6 +35,7 @@ from keystrap.wire import (
     Flight4,
     Flight11,
 )
+from keystrap.wire.frozen import frozen
 
 
 class NodeStage(Enum):
@@ -44,7 +44,7 @@ class NodeStage(Enum):
     KEYED = "keyed"
 
 
-@dataclass(frozen=True)
+@frozen
 class NodeState:
     """Everything the node must persist. ``key`` is IK before a bootstrap and PSK_i after."""
 

@@ -5,10 +5,10 @@ The CoAP layer maps :class:`Status` to response codes one to one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import Enum
 
 from keystrap.protocol.events import Event
+from keystrap.wire.frozen import frozen
 
 
 class Status(Enum):
@@ -28,7 +28,7 @@ class Status(Enum):
         return self is Status.UNAVAILABLE
 
 
-@dataclass(frozen=True)
+@frozen
 class Reply:
     status: Status
     payload: bytes = b""

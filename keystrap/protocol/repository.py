@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import contextlib
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from enum import Enum
 from typing import Protocol
+
+from keystrap.wire.frozen import frozen
 
 
 class NodeStatus(Enum):
@@ -30,14 +32,14 @@ class TransactionStatus(Enum):
     SUPERSEDED = "superseded"  # another transaction of the same node was confirmed
 
 
-@dataclass(frozen=True)
+@frozen
 class NodeRecord:
     node_id: bytes
     key: bytes  # IK_i until the first confirmed bootstrap, then PSK_i
     status: NodeStatus
 
 
-@dataclass(frozen=True)
+@frozen
 class TransactionRecord:
     controller_id: bytes
     tid: int

@@ -10,22 +10,21 @@ again while :attr:`Page.more` says so.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from keystrap.protocol.keys import RandomSource
 from keystrap.protocol.replies import Reply, Status
 from keystrap.wire import DecodeError, Flight9, Flight10
+from keystrap.wire.frozen import frozen
 from keystrap.wire.revocation import CHALLENGE_SIZE, MAX_ENTRIES
 
 
-@dataclass(frozen=True)
+@frozen
 class Page:
     revoked: tuple[bytes, ...]  # ID_i of nodes to drop, in the server's order
     cursor: int  # to be stored once they are dropped
     more: bool  # a full page: ask again
 
 
-@dataclass(frozen=True)
+@frozen
 class FeedRefused:
     """The page was refused or did not authenticate; the cursor stays."""
 

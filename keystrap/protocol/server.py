@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from functools import partial
 from typing import Protocol, Self, TypeVar
 
@@ -47,6 +46,7 @@ from keystrap.wire import (
     derive_rn_c,
     flight_class,
 )
+from keystrap.wire.frozen import frozen
 from keystrap.wire.revocation import MAX_ENTRIES as MAX_REVOCATIONS
 
 SCREENED_MAX = 16_384
@@ -57,7 +57,7 @@ when full. A copy answered from the CoAP face's cache leaves its entry behind,
 to be dropped as the oldest."""
 
 
-@dataclass(frozen=True)
+@frozen
 class ServerPolicy:
     window: int = 120
     """Seconds a flight-2 timestamp may differ from the server's clock, either way.
@@ -79,7 +79,7 @@ class ServerPolicy:
     with ``hardened``: the compact flight 3 carries IK_i, as the paper's does."""
 
 
-@dataclass(frozen=True)
+@frozen
 class _Request:
     """Flight 2 of either profile, authenticated."""
 
@@ -93,7 +93,7 @@ class _Request:
     compact: bool
 
 
-@dataclass(frozen=True)
+@frozen
 class _Confirm:
     """Flight 6 of either profile, authenticated."""
 

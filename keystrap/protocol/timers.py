@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from keystrap.wire.frozen import frozen
 
-@dataclass(frozen=True)
+
+@frozen
 class Backoff:
     initial: float = 2.0
     maximum: float = 60.0

@@ -28,7 +28,6 @@ as good a nonce as a drawn one, and it no longer crosses the in-band path at all
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Self
 
 from keystrap.crypto import TAG_SIZE, kbkdf_cmac
@@ -42,6 +41,7 @@ from keystrap.wire.flights import (
     ToServer,
     WithTid,
 )
+from keystrap.wire.frozen import frozen
 from keystrap.wire.header import COMPACT, FlightType
 from keystrap.wire.layout import ID_C, ID_I, TID_FIELD, Flight, Layout, sealed_size
 from keystrap.wire.sizes import RN_SIZE
@@ -63,7 +63,7 @@ class CompactFlight1(Flight1):
     PROFILE = COMPACT
 
 
-@dataclass(frozen=True)
+@frozen
 class CompactFlight2(ToServer):
     """SBR -> SBS: the node's ``ID_i`` and ``RN_i`` under ``SK_cs``; no ``RN_c``."""
 
@@ -91,7 +91,7 @@ class CompactFlight2(ToServer):
         return cls(controller_id, tid, ts, node_id, rn_i)
 
 
-@dataclass(frozen=True)
+@frozen
 class CompactFlight3(Flight):
     """SBS -> SBR: ``IK_i``; ``TS`` and ``TID`` authenticated, not echoed (the
     controller knows both, so only the grant of exactly its request opens)."""
@@ -122,7 +122,7 @@ class CompactFlight3(Flight):
         return cls(controller_id, tid, node_id, ts, ik)
 
 
-@dataclass(frozen=True)
+@frozen
 class CompactFlight4(WithTid):
     """SBR -> SBI: ``RN_c`` under ``IK_i``. ``RN_i`` is authenticated, not sent: only
     a flight 4 for the node's own ``RN_i`` opens, as the paper's equality check demands."""
@@ -152,7 +152,7 @@ class CompactFlight4(WithTid):
         return cls(controller_id, tid, node_id, rn_i, rn_c)
 
 
-@dataclass(frozen=True)
+@frozen
 class CompactFlight5(WithTid):
     """SBI -> SBR: a tag alone. ``RN_c`` is known to the controller and the server,
     so the proof authenticates it instead of carrying it."""
@@ -180,7 +180,7 @@ class CompactFlight5(WithTid):
         return cls(controller_id, tid, node_id, rn_c)
 
 
-@dataclass(frozen=True)
+@frozen
 class CompactFlight6(ToServer):
     """SBR -> SBS: flight 5's tag (its header and TID are flight 6's own)."""
 

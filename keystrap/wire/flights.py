@@ -29,10 +29,10 @@ value, for the receiver to compare.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Self
 
 from keystrap.wire.errors import DecodeError, DecodeReason
+from keystrap.wire.frozen import frozen
 from keystrap.wire.header import FlightType
 from keystrap.wire.layout import HDR, ID_C, ID_I, TID_FIELD, Flight, Layout, sealed_size
 
@@ -80,7 +80,7 @@ class WithTid(Flight):
 # --- flight 1 -------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class Flight1(Flight):
     """SBI -> SBR over the out-of-band channel, in the clear (paper: AE or plaintext).
 
@@ -107,7 +107,7 @@ class Flight1(Flight):
 # --- flight 2 -------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class Flight2(ToServer):
     """SBR -> SBS: the node's flight 1 and the controller's ``RN_c``, under ``SK_cs``."""
 
@@ -138,7 +138,7 @@ class Flight2(ToServer):
 # --- flight 3 -------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class Flight3(Flight):
     """SBS -> SBR: the node's initial key ``IK_i``, with ``TS`` and ``TID`` echoed."""
 
@@ -170,7 +170,7 @@ class Flight3(Flight):
 # --- flight 4 -------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class Flight4(WithTid):
     """SBR -> SBI over the out-of-band channel: ``TID, E_IKi(RN_i || RN_c)``."""
 
@@ -199,7 +199,7 @@ class Flight4(WithTid):
 # --- flight 5 -------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class Flight5(WithTid):
     """SBI -> SBR over the out-of-band channel: ``E_PSKi(RN_c)``, proof of holding PSK_i."""
 
@@ -228,7 +228,7 @@ class Flight5(WithTid):
 # --- flights 6 and 7 (our addition: the server learns the node holds PSK_i) --------
 
 
-@dataclass(frozen=True)
+@frozen
 class Flight6(ToServer):
     """SBR -> SBS: the node's flight 5, forwarded so the server can check it itself."""
 
@@ -255,7 +255,7 @@ class Flight6(ToServer):
         return cls(controller_id, tid, proof)
 
 
-@dataclass(frozen=True)
+@frozen
 class Flight7(Flight):
     """SBS -> SBR: a tag alone, the server's word that it holds ``PSK_i``."""
 
@@ -282,7 +282,7 @@ class Flight7(Flight):
 # --- flight 8 (hardened profile: the controller never learns IK) ------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class Flight8(Flight):
     """SBS -> SBR, hardened: ``PSK_i`` and flight 4 sealed by the server under ``IK_i``."""
 
@@ -319,7 +319,7 @@ class Flight8(Flight):
 # --- flight 11 (our addition: the node learns, verifiably, that the server confirmed) --
 
 
-@dataclass(frozen=True)
+@frozen
 class Flight11(WithTid):
     """SBR -> SBI, once flight 7 arrived: ``hdr TID seal_SKi()``.
 

@@ -9,11 +9,11 @@ wait, never change its keys.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import IntEnum
 from typing import Self
 
 from keystrap.wire.errors import DecodeError, DecodeReason
+from keystrap.wire.frozen import frozen
 from keystrap.wire.header import FlightType
 from keystrap.wire.layout import HDR, ID_I, Flight, Layout
 
@@ -34,7 +34,7 @@ class RefusalReason(IntEnum):
         return self.name.lower().replace("_", " ")
 
 
-@dataclass(frozen=True)
+@frozen
 class Flight12(Flight):
     """SBR -> SBI, out of band: ``hdr ID_i reason``, in the clear."""
 

@@ -21,11 +21,11 @@ the number to ask after next time. The MAC of 10 also covers ``ID_c``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Self
 
 from keystrap.crypto import cmac, constant_time_equal, kbkdf_cmac
 from keystrap.wire.errors import AuthenticationError, DecodeError, DecodeReason
+from keystrap.wire.frozen import frozen
 from keystrap.wire.header import FlightType, peek_type
 from keystrap.wire.layout import HDR, ID_C, Flight, Layout
 from keystrap.wire.sizes import KEY_SIZE
@@ -52,7 +52,7 @@ def _check_mac(key: bytes, data: bytes, mac: bytes, what: str) -> None:
         raise AuthenticationError(f"{what} failed authentication")
 
 
-@dataclass(frozen=True)
+@frozen
 class Flight9(Flight):
     """SBR -> SBS: "what was revoked after ``after``?", with a fresh challenge."""
 
@@ -82,7 +82,7 @@ class Flight9(Flight):
         return cls(controller_id, after, challenge)
 
 
-@dataclass(frozen=True)
+@frozen
 class Flight10(Flight):
     """SBS -> SBR: at most :data:`MAX_ENTRIES` revocations, MAC'd with ``ID_c``."""
 
