@@ -32,7 +32,6 @@ from typing import Any, TypeAlias, TypeVar
 import psycopg
 import psycopg.errors
 
-from keystrap.crypto import wrap_key
 from keystrap.ids import eui64
 from keystrap.protocol.repository import (
     NodeBusy,
@@ -86,6 +85,7 @@ class PostgresRepository:
         self.path = redacted(url)  # what messages call the store, as the SQLite path
         self.max_pending = max_pending
         self._kek = master_key
+        self._wrapping = records.KeyWrapping(master_key, self.path)
         self._conn: Connection | None = None
         self._batch: Connection | None = None  # the connection of the open batch
         try:
@@ -207,20 +207,14 @@ class PostgresRepository:
 
     # -- helpers ------------------------------------------------------------------
 
-    def _wrap(self, key: bytes) -> bytes:
-        return wrap_key(self._kek, key)
-
-    def _unwrap(self, wrapped: bytes) -> bytes:
-        return records.unwrap_stored(self._kek, wrapped, self.path)
-
     def _check_master_key(self, db: Connection) -> None:
         row = db.execute("SELECT value FROM meta WHERE name='kek_check'").fetchone()
         if row is None:
             db.execute(
                 "INSERT INTO meta VALUES ('kek_check', %s) ON CONFLICT DO NOTHING",
-                (self._wrap(bytes(16)).hex(),),
+                (self._wrapping.wrap(bytes(16)).hex(),),
             )
-        elif self._unwrap(bytes.fromhex(row[0])) != bytes(16):
+        elif self._wrapping.unwrap(bytes.fromhex(row[0])) != bytes(16):
             raise records.master_key_mismatch(self.path)
 
     def _one(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
@@ -250,7 +244,7 @@ class PostgresRepository:
         self, controller_id: bytes, tid: int, node_id: bytes
     ) -> tuple[TransactionRecord | None, NodeRecord | None, int]:
         rows = self._all(_LOOKUP_REQUEST, (node_id, controller_id, tid, node_id))
-        return records.request_lookup(controller_id, tid, node_id, rows[0], self._unwrap)
+        return records.request_lookup(controller_id, tid, node_id, rows[0], self._wrapping.unwrap)
 
     def lookup_confirm(
         self, controller_id: bytes, tid: int
@@ -258,19 +252,19 @@ class PostgresRepository:
         rows = self._all(_LOOKUP_CONFIRM, (controller_id, tid))
         if not rows:
             return None
-        return records.confirm_lookup(controller_id, tid, rows[0], self._unwrap)
+        return records.confirm_lookup(controller_id, tid, rows[0], self._wrapping.unwrap)
 
     def get_node(self, node_id: bytes) -> NodeRecord | None:
         row = self._all("SELECT key_wrapped, status FROM nodes WHERE id=%s", (node_id,))
         if not row:
             return None
-        return NodeRecord(node_id, self._unwrap(row[0][0]), NodeStatus(row[0][1]))
+        return NodeRecord(node_id, self._wrapping.unwrap(row[0][0]), NodeStatus(row[0][1]))
 
     def get_transaction(self, controller_id: bytes, tid: int) -> TransactionRecord | None:
         rows = self._all(_GET_TRANSACTION, (controller_id, tid))
         if not rows:
             return None
-        return records.transaction_record(controller_id, tid, rows[0], self._unwrap)
+        return records.transaction_record(controller_id, tid, rows[0], self._wrapping.unwrap)
 
     def count_pending(self, node_id: bytes) -> int:
         return int(
@@ -297,7 +291,7 @@ class PostgresRepository:
                 raise NodeBusy(f"node {eui64(record.node_id)} has {pending[0]} open bootstraps")
             db.execute(
                 "INSERT INTO transactions VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-                records.transaction_row(record, self._wrap),
+                records.transaction_row(record, self._wrapping.wrap),
             )
 
         try:
@@ -353,7 +347,7 @@ class PostgresRepository:
         def add(db: Connection) -> None:
             db.execute(
                 "INSERT INTO controllers VALUES (%s,%s,%s,%s,%s,%s)",
-                records.controller_row(info, self._wrap(sk_cs)),
+                records.controller_row(info, self._wrapping.wrap(sk_cs)),
             )
             self._controllers_changed(db)
             publish()
@@ -377,7 +371,7 @@ class PostgresRepository:
         def rotate(db: Connection) -> None:
             changed = db.execute(
                 "UPDATE controllers SET sk_wrapped=%s WHERE id=%s",
-                (self._wrap(sk_cs), controller_id),
+                (self._wrapping.wrap(sk_cs), controller_id),
             ).rowcount
             if changed == 0:
                 raise StoreError(f"no controller {eui64(controller_id)} is registered")
@@ -388,7 +382,7 @@ class PostgresRepository:
 
     def controller_keys(self) -> dict[bytes, bytes]:
         rows = self._all("SELECT id, sk_wrapped FROM controllers")
-        return {row[0]: self._unwrap(row[1]) for row in rows}
+        return {row[0]: self._wrapping.unwrap(row[1]) for row in rows}
 
     def list_controllers(self) -> list[ControllerInfo]:
         rows = self._all("SELECT id, name, host, port FROM controllers ORDER BY name")
@@ -431,7 +425,7 @@ class PostgresRepository:
         ids = [nid for nid, _ in keys]
         if len(set(ids)) != len(ids):
             raise StoreError("the order lists a node ID twice")
-        wrapped = [(nid, self._wrap(key)) for nid, key in keys]
+        wrapped = [(nid, self._wrapping.wrap(key)) for nid, key in keys]
 
         def create(db: Connection) -> int:
             if _count(db, "SELECT COUNT(*) FROM controllers WHERE id=%s", controller_id) == 0:
@@ -575,7 +569,7 @@ class PostgresRepository:
 
     def unwrapped_node_keys(self) -> Iterator[tuple[bytes, bytes]]:
         for node_id, wrapped in self._all("SELECT id, key_wrapped FROM nodes"):
-            yield node_id, self._unwrap(wrapped)
+            yield node_id, self._wrapping.unwrap(wrapped)
 
     # -- maintenance --------------------------------------------------------------
 

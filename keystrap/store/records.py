@@ -8,10 +8,11 @@ sees no difference; only the statements and the transaction handling differ.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from keystrap.crypto import KeyUnwrapError, unwrap_key
+from keystrap.crypto import KeyUnwrapError, unwrap_key, wrap_key
 from keystrap.ids import eui64
 from keystrap.protocol.repository import (
     NodeRecord,
@@ -42,6 +43,51 @@ def unwrap_stored(kek: bytes, wrapped: bytes, store: str) -> bytes:
         raise WrongMasterKey(
             f"{store}: a stored key does not unwrap -- wrong master key file?"
         ) from None
+
+
+KEYS_REMEMBERED = 4096
+"""Keys :class:`KeyWrapping` keeps by their wrapped bytes: more than the
+bootstraps a server has between flight 2 and flight 6 at thousands a second."""
+
+
+class KeyWrapping:
+    """The master key's AES-KW wrapping of a store's keys, remembering the keys it
+    wrapped or unwrapped lately by their wrapped bytes.
+
+    Why: a bootstrap wraps ``PSK_i`` and ``RN_c`` at flight 2 and unwraps the same
+    two at flight 6, and an installer's nodes may share one initial key; each
+    wrap or unwrap sets up a cipher context in ``cryptography``, and the five
+    of a bootstrap were 4.5 % of the server's instructions (docs/performance.md
+    §3). RFC 3394 is deterministic, so wrapped bytes found here are the wrapping
+    of the key beside them under this master key: the wrap that made them, or
+    the integrity check they passed, holds for the same bytes again. The process
+    holds the master key, which unwraps every key, so keeping some keys
+    unwrapped exposes nothing the process did not hold already. Audits
+    (:func:`key_problems`) unwrap every key afresh.
+    """
+
+    def __init__(self, kek: bytes, store: str) -> None:
+        self._kek = kek
+        self._store = store
+        self._keys: OrderedDict[bytes, bytes] = OrderedDict()
+
+    def wrap(self, key: bytes) -> bytes:
+        wrapped = wrap_key(self._kek, key)
+        self._remember(wrapped, key)
+        return wrapped
+
+    def unwrap(self, wrapped: bytes) -> bytes:
+        key = self._keys.get(wrapped)
+        if key is None:
+            key = unwrap_stored(self._kek, wrapped, self._store)
+            self._remember(wrapped, key)
+        return key
+
+    def _remember(self, wrapped: bytes, key: bytes) -> None:
+        keys = self._keys
+        keys[wrapped] = key
+        if len(keys) > KEYS_REMEMBERED:
+            keys.popitem(last=False)
 
 
 def master_key_mismatch(store: str) -> WrongMasterKey:

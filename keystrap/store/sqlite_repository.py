@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from keystrap.crypto import wrap_key
 from keystrap.ids import eui64
 from keystrap.protocol.repository import (
     NodeRecord,
@@ -144,6 +143,7 @@ class SqliteRepository:
         ``migrate``, which applies the missing steps (listed in :attr:`applied`)."""
         self.path = Path(path)
         self._kek = master_key
+        self._wrapping = records.KeyWrapping(master_key, str(self.path))
         self._batching = self._savepoints = self._careful = False
         self._in_batch = _InBatch(self)
         self._db = open_database(self.path, "", kind=SERVER_STORE, foreign_keys=True)
@@ -161,12 +161,6 @@ class SqliteRepository:
         self._db.close()
 
     # -- helpers ------------------------------------------------------------------
-
-    def _wrap(self, key: bytes) -> bytes:
-        return wrap_key(self._kek, key)
-
-    def _unwrap(self, wrapped: bytes) -> bytes:
-        return records.unwrap_stored(self._kek, wrapped, str(self.path))
 
     def _bring_up_to_date(self, migrate: bool) -> list[Migration]:
         with write_transaction(self._db) as db:
@@ -196,9 +190,9 @@ class SqliteRepository:
         row = self._db.execute("SELECT value FROM meta WHERE name='kek_check'").fetchone()
         if row is None:
             self._db.execute(
-                "INSERT INTO meta VALUES ('kek_check', ?)", (self._wrap(bytes(16)).hex(),)
+                "INSERT INTO meta VALUES ('kek_check', ?)", (self._wrapping.wrap(bytes(16)).hex(),)
             )
-        elif self._unwrap(bytes.fromhex(row[0])) != bytes(16):
+        elif self._wrapping.unwrap(bytes.fromhex(row[0])) != bytes(16):
             raise records.master_key_mismatch(str(self.path))
 
     def data_version(self) -> int:
@@ -235,7 +229,7 @@ class SqliteRepository:
         self, controller_id: bytes, tid: int, node_id: bytes
     ) -> tuple[TransactionRecord | None, NodeRecord | None, int]:
         row = self._db.execute(_LOOKUP_REQUEST, (controller_id, tid, node_id)).fetchone()
-        return records.request_lookup(controller_id, tid, node_id, row, self._unwrap)
+        return records.request_lookup(controller_id, tid, node_id, row, self._wrapping.unwrap)
 
     def lookup_confirm(
         self, controller_id: bytes, tid: int
@@ -243,7 +237,7 @@ class SqliteRepository:
         row = self._db.execute(_LOOKUP_CONFIRM, (controller_id, tid)).fetchone()
         if row is None:
             return None
-        return records.confirm_lookup(controller_id, tid, row, self._unwrap)
+        return records.confirm_lookup(controller_id, tid, row, self._wrapping.unwrap)
 
     def get_node(self, node_id: bytes) -> NodeRecord | None:
         row = self._db.execute(
@@ -251,13 +245,13 @@ class SqliteRepository:
         ).fetchone()
         if row is None:
             return None
-        return NodeRecord(node_id, self._unwrap(row[0]), NodeStatus(row[1]))
+        return NodeRecord(node_id, self._wrapping.unwrap(row[0]), NodeStatus(row[1]))
 
     def get_transaction(self, controller_id: bytes, tid: int) -> TransactionRecord | None:
         row = self._db.execute(_GET_TRANSACTION, (controller_id, tid)).fetchone()
         if row is None:
             return None
-        return records.transaction_record(controller_id, tid, row, self._unwrap)
+        return records.transaction_record(controller_id, tid, row, self._wrapping.unwrap)
 
     def count_pending(self, node_id: bytes) -> int:
         row = self._db.execute(
@@ -276,7 +270,7 @@ class SqliteRepository:
             try:
                 db.execute(
                     "INSERT INTO transactions VALUES (?,?,?,?,?,?,?,?,?)",
-                    records.transaction_row(record, self._wrap),
+                    records.transaction_row(record, self._wrapping.wrap),
                 )
             except sqlite3.IntegrityError:
                 raise TransactionExists(f"TID {record.tid} already recorded") from None
@@ -301,7 +295,7 @@ class SqliteRepository:
             with write_transaction(self._db) as db:
                 db.execute(
                     "INSERT INTO controllers VALUES (?,?,?,?,?,?)",
-                    records.controller_row(info, self._wrap(sk_cs)),
+                    records.controller_row(info, self._wrapping.wrap(sk_cs)),
                 )
                 publish()
         except sqlite3.IntegrityError:
@@ -322,7 +316,8 @@ class SqliteRepository:
         :meth:`add_controller`."""
         with write_transaction(self._db) as db:
             changed = db.execute(
-                "UPDATE controllers SET sk_wrapped=? WHERE id=?", (self._wrap(sk_cs), controller_id)
+                "UPDATE controllers SET sk_wrapped=? WHERE id=?",
+                (self._wrapping.wrap(sk_cs), controller_id),
             ).rowcount
             if changed == 0:
                 raise StoreError(f"no controller {eui64(controller_id)} is registered")
@@ -330,7 +325,7 @@ class SqliteRepository:
 
     def controller_keys(self) -> dict[bytes, bytes]:
         rows = self._db.execute("SELECT id, sk_wrapped FROM controllers").fetchall()
-        return {row[0]: self._unwrap(row[1]) for row in rows}
+        return {row[0]: self._wrapping.unwrap(row[1]) for row in rows}
 
     def list_controllers(self) -> list[ControllerInfo]:
         rows = self._db.execute("SELECT id, name, host, port FROM controllers ORDER BY name")
@@ -392,7 +387,7 @@ class SqliteRepository:
                 "INSERT INTO nodes VALUES (?,?,?,'enrolled',?) ON CONFLICT(id) DO UPDATE SET "
                 "order_id=excluded.order_id, key_wrapped=excluded.key_wrapped, "
                 "status='enrolled', updated=excluded.updated",
-                ((nid, order_id, self._wrap(key), now) for nid, key in keys),
+                ((nid, order_id, self._wrapping.wrap(key), now) for nid, key in keys),
             )
             if publish is not None:
                 publish(order_id)
@@ -512,7 +507,7 @@ class SqliteRepository:
     def unwrapped_node_keys(self) -> Iterator[tuple[bytes, bytes]]:
         """For audits such as "no IK left": yields ``(node_id, key)``; never log the key."""
         for node_id, wrapped in self._db.execute("SELECT id, key_wrapped FROM nodes"):
-            yield node_id, self._unwrap(wrapped)
+            yield node_id, self._wrapping.unwrap(wrapped)
 
     # -- maintenance --------------------------------------------------------------
 
