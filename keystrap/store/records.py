@@ -45,9 +45,11 @@ def unwrap_stored(kek: bytes, wrapped: bytes, store: str) -> bytes:
         ) from None
 
 
-KEYS_REMEMBERED = 4096
-"""Keys :class:`KeyWrapping` keeps by their wrapped bytes: more than the
-bootstraps a server has between flight 2 and flight 6 at thousands a second."""
+KEYS_REMEMBERED = 32_768
+"""Keys :class:`KeyWrapping` keeps by their wrapped bytes (about 200 bytes each):
+two per bootstrap between its flights 2 and 6, which wait for flights 4 and 5
+out of band, so some 16,000 bootstraps, seconds of them at thousands a second.
+One found no longer costs one unwrap, nothing else."""
 
 
 class KeyWrapping:
