@@ -13,7 +13,7 @@ factory or a field outside ``__init__`` keeps the standard ``__init__`` too.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, TypeVar, dataclass_transform
+from typing import Any, TypeVar, cast, dataclass_transform
 
 C = TypeVar("C", bound=type)
 
@@ -25,7 +25,7 @@ def frozen(cls: C) -> C:
     if hasattr(made, "__post_init__") or any(
         not f.init or f.kw_only or f.default_factory is not dataclasses.MISSING for f in fields
     ):
-        return made  # type: ignore[no-any-return]
+        return cast(C, made)
     defaults = {f"_d_{f.name}": f.default for f in fields if f.default is not dataclasses.MISSING}
     parameters = ", ".join(
         f"{f.name}=_d_{f.name}" if f"_d_{f.name}" in defaults else f.name for f in fields
@@ -38,4 +38,4 @@ def frozen(cls: C) -> C:
     init.__qualname__ = f"{made.__qualname__}.__init__"
     init.__doc__ = made.__init__.__doc__
     made.__init__ = init
-    return made  # type: ignore[no-any-return]
+    return cast(C, made)
