@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from server_scale import MAX_RATE, add_controllers, enrol, run_load, start_server
-from services import cpu_seconds
+from services import cpu_seconds, interpreter
 
 from keystrap_lab.processes import Service
 from keystrap_lab.site import Site
@@ -126,6 +126,7 @@ def main() -> None:
             parser.exit(2, f"server_ab.py: error: {str(exc).strip().splitlines()[-1]}\n")
     summary: dict[str, Any] = {
         "bench": "server_ab",
+        "interpreter": interpreter(),
         "enrolled": args.enrolled,
         "rounds": len(results),
         "a_ms_median": round(statistics.median(a for a, _ in results), 3),

@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from services import cpu_seconds, machine_ms
+from services import cpu_seconds, interpreter, machine_ms
 
 from keystrap.coap.client import SbsClient
 from keystrap.coap.codes import TO_COAP
@@ -510,7 +510,11 @@ def main() -> None:
                 f"{group['rounds']:>6} {group['server_cpu_ms_median']:>18} "
                 f"{group['server_cpu_ms_lowest']:>7} {group['server_cpu_ms_highest']:>7}"
             )
-    print(json.dumps({"bench": "server_scale", "rows": rows, "rounds": summary}))
+    print(
+        json.dumps(
+            {"bench": "server_scale", "interpreter": interpreter(), "rows": rows, "rounds": summary}
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ import argparse
 import asyncio
 import json
 import os
+import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -76,6 +78,13 @@ def cpu_seconds(pid: int, thread: int | None = None) -> float:
     where = f"/proc/{pid}" if thread is None else f"/proc/{pid}/task/{thread}"
     fields = Path(f"{where}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def interpreter() -> str:
+    """The Python this script runs and starts the servers with: the same code
+    takes about 11 % more CPU on pyenv's default build than on Debian's
+    (docs/performance.md §3), so a figure names the build it was measured on."""
+    return f"{platform.python_version()} {os.path.realpath(sys.executable)}"
 
 
 def machine_ms() -> float:
