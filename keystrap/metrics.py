@@ -182,7 +182,7 @@ class Metrics:
         # An OrderedDict: dropping a dict's oldest entry again and again makes
         # each next drop walk every slot freed before it.
         self._begun: OrderedDict[tuple[bytes, int], float] = OrderedDict()
-        self._flight_labels: dict[bytes, str] = {}
+        self._by_header: dict[bytes, tuple[_PlainSeries, _PlainSeries]] = {}
 
     def bootstrap_started(self, controller_id: bytes, tid: int) -> None:
         self.started.inc()
@@ -227,15 +227,23 @@ class Metrics:
 
     def flight_handled(self, data: bytes, seconds: float, flight: str = "") -> None:
         """``flight`` names what ``data`` is when its first byte does not (a refusal's text)."""
-        flight = flight or self._flight_label(data)
-        self.flights.labels(flight).inc()
-        self.flight_seconds.labels(flight).observe(seconds)
+        if flight:
+            count, histogram = self.flights.labels(flight), self.flight_seconds.labels(flight)
+        else:
+            count, histogram = self._flight_series(data[:1])
+        count.inc()
+        histogram.observe(seconds)
 
-    def _flight_label(self, data: bytes) -> str:
-        header = data[:1]
-        found = self._flight_labels.get(header)
+    def _flight_series(self, header: bytes) -> tuple[_PlainSeries, _PlainSeries]:
+        """The two series of a flight's header byte, looked up once per header (a
+        handful of values: the flight types and "invalid")."""
+        found = self._by_header.get(header)
         if found is None:
-            found = self._flight_labels[header] = flight_label(header)
+            flight = flight_label(header)
+            found = self._by_header[header] = (
+                self.flights.labels(flight),
+                self.flight_seconds.labels(flight),
+            )
         return found
 
     @contextlib.contextmanager

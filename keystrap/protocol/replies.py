@@ -22,6 +22,11 @@ class Status(Enum):
     TOO_MANY_REQUESTS = "4.29"
     UNAVAILABLE = "5.03"
 
+    # Members are singletons, equal only to themselves: the identity hash (C) keeps
+    # that, where Enum's own __hash__ is a Python call, and each reply is looked
+    # up by its status in two tables.
+    __hash__ = object.__hash__
+
     @property
     def transient(self) -> bool:
         """Worth retrying unchanged: the server may answer differently later."""
