@@ -288,6 +288,46 @@ def test_the_logs_read_indexes_are_the_consoles(tmp_path: Path) -> None:
         db.close()
 
 
+OLD_LOG_TABLE = """CREATE TABLE bootstrap_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, node_id BLOB NOT NULL,
+    controller_id BLOB NOT NULL, tid INTEGER NOT NULL, flight INTEGER NOT NULL,
+    outcome TEXT NOT NULL, cause TEXT NOT NULL)"""
+
+
+@pytest.mark.parametrize("made_before", [False, True], ids=["new site", "log made earlier"])
+def test_the_logs_seq_only_grows_and_the_live_feed_sees_every_row(
+    tmp_path: Path, made_before: bool
+) -> None:
+    """The log's ``seq`` is the rowid, without AUTOINCREMENT on a new site (rows
+    are never deleted); a log made with it keeps it. Either way the console's
+    live feed, which reads ``seq > last seen``, sees each row once, in order,
+    across batches and reopenings."""
+    path = tmp_path / "sbs.sqlite"
+    SqliteRepository(path, secrets.token_bytes(16)).close()
+    if made_before:
+        with contextlib.closing(sqlite3.connect(path)) as old:
+            old.execute(OLD_LOG_TABLE)
+    node = bytes.fromhex("0200000000000001")
+    seen: list[int] = []
+    for batch in range(3):
+        log = ActivityLog(path)
+        for tid in range(batch * 4, batch * 4 + 4):
+            log.record(BootstrapGranted(node, CONTROLLER, tid), 100.0 + tid)
+            if tid % 2:
+                log.flush()
+        log.close()
+        db = queries.open_store(path)
+        try:
+            seen += [row.seq for row in queries.log_after(db, seen[-1] if seen else 0)]
+            assert queries.last_seq(db) == seen[-1]
+        finally:
+            db.close()
+    assert seen == sorted(set(seen)) and len(seen) == 12
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        (table,) = db.execute("SELECT sql FROM sqlite_master WHERE name='bootstrap_log'").fetchone()
+    assert ("AUTOINCREMENT" in table) is made_before
+
+
 def test_re_enrol_a_revoked_node_and_rotate_a_controller_key(
     store: ConsoleStore, tmp_path: Path
 ) -> None:

@@ -8,10 +8,16 @@ however busy the server is (a crash loses at most that second of
 history, never a key). Only authenticated requests are logged, so a flood of
 forged packets cannot fill it.
 
-The server only appends. The indexes that read it by node and by time belong to
-its reader, the console, which adds them (:data:`keystrap.console.queries.INDEXES`):
-on the server they cost 3.6 % of its instructions per bootstrap (docs/performance.md
-§3), which a site without the console need not pay.
+The server only appends, and nothing deletes a row, so ``seq`` (SQLite's rowid:
+the largest so far plus one) never repeats and only grows, which the console's
+live feed relies on. ``AUTOINCREMENT`` would promise that even after deletions,
+at the cost of updating ``sqlite_sequence`` on every insert (1.3 % of the
+server's instructions); logs made before this keep it, and behave alike.
+
+The indexes that read it by node and by time belong to its reader, the console,
+which adds them (:data:`keystrap.console.queries.INDEXES`): on the server they
+cost 3.6 % of its instructions per bootstrap (docs/performance.md §3), which a
+site without the console need not pay.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from keystrap.store.sqlite import open_database, write_transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS bootstrap_log (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, node_id BLOB NOT NULL,
+    seq INTEGER PRIMARY KEY, at REAL NOT NULL, node_id BLOB NOT NULL,
     controller_id BLOB NOT NULL, tid INTEGER NOT NULL, flight INTEGER NOT NULL,
     outcome TEXT NOT NULL, cause TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS controller_seen (id BLOB PRIMARY KEY, at REAL NOT NULL);
