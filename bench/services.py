@@ -82,7 +82,7 @@ def cpu_seconds(pid: int, thread: int | None = None) -> float:
 
 def interpreter() -> str:
     """The Python this script runs and starts the servers with: the same code
-    takes about 11 % more CPU on pyenv's default build than on Debian's
+    takes about 11 % less CPU on Debian's build than on pyenv's default one
     (docs/performance.md §3), so a figure names the build it was measured on."""
     return f"{platform.python_version()} {os.path.realpath(sys.executable)}"
 
