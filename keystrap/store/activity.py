@@ -11,7 +11,7 @@ forged packets cannot fill it.
 The server only appends, and nothing deletes a row, so ``seq`` (SQLite's rowid:
 the largest so far plus one) never repeats and only grows, which the console's
 live feed relies on. ``AUTOINCREMENT`` would promise that even after deletions,
-at the cost of updating ``sqlite_sequence`` on every insert (1.3 % of the
+at the cost of updating ``sqlite_sequence`` on every insert (1.6 % of the
 server's instructions); logs made before this keep it, and behave alike.
 
 The indexes that read it by node and by time belong to its reader, the console,
