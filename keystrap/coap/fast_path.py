@@ -24,6 +24,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import aiocoap
@@ -125,17 +126,22 @@ class BootstrapPath:
             if copy:  # answered already: the same bytes again (RFC 7252 §4.5)
                 self._send(copy, pktinfo, address)
             return
-
-        def answered(reply: Reply) -> None:
-            answer = response(post, reply)
-            if reply.status.transient:  # a copy may find the store back: process it anew
-                self.exchanges.forget(address, data)
-            else:
-                self.exchanges.end(address, data, answer)
-            self._send(answer, pktinfo, address)
-            self._report(post.payload, reply, time.perf_counter() - begun, _remote(address))
-
+        # A partial, not a closure: it stays alive while the request waits for
+        # the store, and the collector walks each of its objects (a closure
+        # over six names is eight, this is two).
+        answered = partial(self._answered, post, pktinfo, address, data, begun)
         self._submit(post.payload, time.time(), answered)
+
+    def _answered(
+        self, post: Post, pktinfo: list[Any], address: Any, data: bytes, begun: float, reply: Reply
+    ) -> None:
+        answer = response(post, reply)
+        if reply.status.transient:  # a copy may find the store back: process it anew
+            self.exchanges.forget(address, data)
+        else:
+            self.exchanges.end(address, data, answer)
+        self._send(answer, pktinfo, address)
+        self._report(post.payload, reply, time.perf_counter() - begun, _remote(address))
 
     def _send(self, answer: bytes, pktinfo: list[Any], address: Any) -> None:
         try:
