@@ -38,12 +38,12 @@ GC_YOUNG_THRESHOLD = 200_000
 """Allocations between two collections of the youngest generation (Python's default
 is 700). Each collection walks every object still alive from the requests in
 flight, about 20 per request, and finds next to no garbage: the server makes
-almost no reference cycles (12 objects collected in a burst of 6,000
+almost no reference cycles (12 objects collected over two bursts of 6,000
 bootstraps). At the default the collector took about a sixth of the event
-loop's CPU; at 50,000 such a burst still paid five or six collections of 30-45
-ms each, 15-23 µs per bootstrap (docs/performance.md §3). At 200,000 such a
-burst pays none; one of 24,000 paid two, of about 80 ms each: a pause well
-inside CoAP's first retransmission timeout (2-3 s)."""
+loop's CPU; at 50,000 two such bursts still paid five to seven collections of
+35-45 ms each, 15-23 µs per bootstrap (docs/performance.md §3). At 200,000 they
+pay none; a burst of 24,000 paid two, of about 80 ms each: a pause well inside
+CoAP's first retransmission timeout (2-3 s)."""
 T = TypeVar("T")
 Requests = StoreThread[tuple[bytes, float], Reply]
 """The store's thread as the server uses it: (request, wall-clock time) -> reply."""
