@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from server_scale import MAX_RATE, add_controllers, enrol, run_load, start_server
-from services import cpu_seconds, interpreter
+from services import cpu_seconds, interpreter, positive
 
 from keystrap_lab.processes import Service
 from keystrap_lab.site import Site
@@ -96,12 +96,6 @@ async def rounds(args: argparse.Namespace, root: Path) -> list[tuple[float, floa
         print(f"{r + 1:>5} {ms[0]:>8.3f} {ms[1]:>8.3f} {ms[1] / ms[0]:>7.2f}", flush=True)
         results.append((ms[0], ms[1]))
     return results
-
-
-def positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number above 0")
-    return int(text)
 
 
 def main() -> None:

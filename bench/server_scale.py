@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from services import cpu_seconds, interpreter, machine_ms
+from services import cpu_seconds, interpreter, machine_ms, positive
 
 from keystrap.coap.client import SbsClient
 from keystrap.coap.codes import TO_COAP
@@ -462,14 +462,12 @@ def main() -> None:
     parser.add_argument("--servers", default="1", help="servers sharing the store (PostgreSQL)")
     parser.add_argument(
         "--repeat",
-        type=int,
+        type=positive,
         default=1,
         help="rounds of each load over the same enrolled store (each on nodes of its "
         "own); the median, lowest and highest are printed after the table",
     )
     args = parser.parse_args()
-    if args.repeat < 1:
-        parser.error("--repeat must be at least 1")
     if args.store == "sqlite" and args.servers != "1":
         parser.error("several servers need a shared store: add --store postgresql")
     rows: list[dict[str, Any]] = []
