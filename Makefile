@@ -14,6 +14,11 @@ endif
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# A PYTHON that is no Python 3.11 or later stops here, before anything is
+# installed or removed.
+ifneq ($(shell $(PYTHON) -c 'import sys; print(sys.version_info >= (3, 11))' 2>/dev/null),True)
+$(error PYTHON=$(PYTHON) is no Python 3.11 or later; leave it unset, or name one such as python3.11)
+endif
 # Names the interpreter .venv was made from: another PYTHON makes it again.
 MADE_FROM := $(VENV)/.made-from$(subst /,-,$(realpath $(shell command -v $(PYTHON))))
 
