@@ -87,10 +87,15 @@ def test_controller_table_is_checked_at_most_once_a_second(tmp_path) -> None:  #
         return original()
 
     repo.data_version = counted  # type: ignore[method-assign]
-    table = LiveControllers(repo)
+    now = [100.0]
+    table = LiveControllers(repo, monotonic=lambda: now[0])
     for _ in range(5000):
         table.get(os.urandom(8))
-    assert checks <= 2
+        now[0] += 0.0001  # 5,000 lookups within half a second
+    assert checks == 1  # the load at construction
+    now[0] += 0.6
+    table.get(os.urandom(8))
+    assert checks == 2  # more than a second after it
     assert CONTROLLER_ID in table
 
 
@@ -100,14 +105,16 @@ def test_controller_table_sees_a_new_controller_and_a_new_key_once_its_interval_
     master_key = secrets.token_bytes(16)
     repo = SqliteRepository(tmp_path / "db", master_key)
     repo.add_controller(ControllerInfo(CONTROLLER_ID, "c", "h", 1), b"\x01" * 16)
-    table = LiveControllers(repo, clock=0.05)
+    now = [100.0]
+    table = LiveControllers(repo, interval=0.05, monotonic=lambda: now[0])
     other = bytes.fromhex("0200000000000c99")
     writer = SqliteRepository(tmp_path / "db", master_key)  # as an admin command would
     writer.add_controller(ControllerInfo(other, "d", "h", 2), b"\x02" * 16)
     writer.rotate_controller_key(CONTROLLER_ID, b"\x03" * 16)
     assert table.get(other) is None  # within the interval: the table as loaded
+    now[0] += 0.049
     assert table.get(CONTROLLER_ID) == b"\x01" * 16
-    time.sleep(0.06)
+    now[0] += 0.002
     assert table.get(other) == b"\x02" * 16
     assert table.get(CONTROLLER_ID) == b"\x03" * 16
     assert table.get(bytes(8), b"none") == b"none"
