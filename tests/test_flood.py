@@ -88,7 +88,7 @@ def test_controller_table_is_checked_at_most_once_a_second(tmp_path) -> None:  #
 
     repo.data_version = counted  # type: ignore[method-assign]
     now = [100.0]
-    table = LiveControllers(repo, monotonic=lambda: now[0])
+    table = LiveControllers(repo, clock=lambda: now[0])
     for _ in range(5000):
         table.get(os.urandom(8))
         now[0] += 0.0001  # 5,000 lookups within half a second
@@ -106,7 +106,7 @@ def test_controller_table_sees_a_new_controller_and_a_new_key_once_its_interval_
     repo = SqliteRepository(tmp_path / "db", master_key)
     repo.add_controller(ControllerInfo(CONTROLLER_ID, "c", "h", 1), b"\x01" * 16)
     now = [100.0]
-    table = LiveControllers(repo, interval=0.05, monotonic=lambda: now[0])
+    table = LiveControllers(repo, interval=0.05, clock=lambda: now[0])
     other = bytes.fromhex("0200000000000c99")
     writer = SqliteRepository(tmp_path / "db", master_key)  # as an admin command would
     writer.add_controller(ControllerInfo(other, "d", "h", 2), b"\x02" * 16)

@@ -56,19 +56,19 @@ class LiveControllers(Mapping[bytes, bytes]):
     so a flood of forged packets costs no repository access at all. Looked up
     twice per request on the store's thread, hence :meth:`get` of its own (the
     Mapping's goes through ``__getitem__`` and an exception for a miss).
-    ``monotonic`` is the clock the interval is measured on, so that a test can
-    step it rather than sleep and hope the machine kept up.
+    ``clock`` is the monotonic clock the interval is measured on, so that a
+    test can step it rather than sleep and hope the machine kept up.
     """
 
     def __init__(
         self,
         repository: Repository,
         interval: float = 1.0,
-        monotonic: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._repository = repository
         self._interval = interval
-        self._monotonic = monotonic
+        self._clock = clock
         self._checked = 0.0
         self._version = -1
         self._keys: dict[bytes, bytes] = {}
@@ -81,7 +81,7 @@ class LiveControllers(Mapping[bytes, bytes]):
 
     def refresh(self, force: bool = False) -> None:
         """On the store's thread only: it reads the store's connection."""
-        now = self._monotonic()
+        now = self._clock()
         if not force and now - self._checked < self._interval:
             return
         self._checked = now
