@@ -22,7 +22,7 @@ endif
 # Names the interpreter .venv was made from: another PYTHON makes it again.
 MADE_FROM := $(VENV)/.made-from$(subst /,-,$(realpath $(shell command -v $(PYTHON))))
 
-.PHONY: setup demo test lint typecheck unit bench fuzz fuzz-seeds clean
+.PHONY: setup demo test lint typecheck unit bench instructions fuzz fuzz-seeds clean
 
 setup: $(STAMP)
 
@@ -96,6 +96,14 @@ bench: setup
 	$(BIN)/python bench/dtls.py
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/compare.py
+
+# The SBS's instructions per bootstrap, counted by valgrind's callgrind: the one
+# figure the machine's load does not move (bench/instructions.py). Valgrind is
+# installed here if missing, as the tests' system packages are above.
+instructions: setup
+	@command -v valgrind >/dev/null || { echo "installing Debian packages: valgrind"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind; }
+	$(BIN)/python bench/instructions.py
 
 FUZZ_SECONDS ?= 600
 FUZZ_TARGETS := wire oob qr config settings
