@@ -46,19 +46,19 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from server_scale import post_datagram
 from services import interpreter, positive
 from store_path import Flights, enrolled_site
 
 from keystrap.coap.fast_path import BootstrapPath
 from keystrap.coap.server import BootstrapResource
 from keystrap.metrics import Metrics, TimedRepository
-from keystrap.protocol import Reply, Server, ServerPolicy, Status, ToServer
-from keystrap.services.server import LiveControllers, answer_batch
+from keystrap.protocol import Reply, Server, ServerPolicy, Status
+from keystrap.services.server import LiveControllers, answer_batch, observer
 from keystrap.store.activity import ActivityLog
 from keystrap.store.errors import StoreError
 from keystrap.store.keyfile import read_key_file
@@ -141,18 +141,13 @@ class InProcessServer:
         controllers = LiveControllers(self.repository)
         self.core = Server(TimedRepository(self.repository, metrics), controllers, ServerPolicy())
 
-        def observe(data: bytes, reply: Reply, seconds: float) -> None:  # as server_core's
-            metrics.server_reply(data, reply, seconds)
-            if reply.event is not None:
-                self.activity.record(reply.event, time.time())
-
         self.pending: list[tuple[bytes, float, Callable[[Reply], None]]] = []
         self.unflushed = 0
         self.path = BootstrapPath(
             _Interface(server),
             lambda data: self.core.screen(data, controllers.snapshot()),
             lambda data, now, answered: self.pending.append((data, now, answered)),
-            BootstrapResource(_not_taken, observe).report,
+            BootstrapResource(_not_taken, observer(metrics, self.activity)).report,
         )
         self.controller = controller
 
@@ -188,13 +183,6 @@ async def _not_taken(_data: bytes, _now: float) -> Reply:
     raise RuntimeError("aiocoap's path to the core: not taken here")
 
 
-def datagram(flight: ToServer) -> bytes:
-    """A confirmable ``POST`` with the TID as its token and message ID, as
-    ``server_scale.py``'s load sends it."""
-    header = bytes((0x44, 0x02)) + (flight.tid & 0xFFFF).to_bytes(2, "big")
-    return header + flight.tid.to_bytes(4, "big") + b"\xff" + flight.data
-
-
 def udp_socket() -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
@@ -215,9 +203,11 @@ def counted_run(args: argparse.Namespace) -> None:
     for round_ in range(args.bootstraps // args.batch + 1):  # the first one warms up
         counting = counted if round_ else None
         sent = flights.requests(args.batch)
-        grants = exchange(server, [datagram(f) for f in sent], args.side, counting)
+        grants = exchange(server, [post_datagram(f.tid, f.data) for f in sent], args.side, counting)
         confirms = flights.confirms(sent, grants)
-        acks = exchange(server, [datagram(f) for f in confirms], args.side, counting)
+        acks = exchange(
+            server, [post_datagram(f.tid, f.data) for f in confirms], args.side, counting
+        )
         flights.confirmed(confirms, acks)
         arrived = server.drain()
         if round_:

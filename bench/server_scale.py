@@ -178,6 +178,18 @@ def _generate_raw(job: Job) -> tuple[int, int]:
     return sum(r.status is Status.OK for r in confirmed.values()), len(job.node_ids)
 
 
+def post_datagram(tid: int, payload: bytes) -> bytes:
+    """A confirmable ``POST /`` carrying ``payload``, the TID as its token and
+    (its low 16 bits) as its Message ID."""
+    return (
+        bytes((0x44, 0x02))
+        + (tid & 0xFFFF).to_bytes(2, "big")
+        + tid.to_bytes(4, "big")
+        + b"\xff"
+        + payload
+    )
+
+
 def _exchange(sock: socket.socket, requests: dict[int, bytes], rate: int) -> dict[int, Reply]:
     """Each request as a confirmable ``POST /`` (token = TID), paced; repeated
     after 2 s unanswered; the replies by TID once all have come (or 30 s)."""
@@ -195,14 +207,7 @@ def _exchange(sock: socket.socket, requests: dict[int, bytes], rate: int) -> dic
             checked = now
         while queue and due > 0:
             tid = queue.pop(0)
-            token = tid.to_bytes(4, "big")
-            sock.send(
-                bytes((0x44, 0x02))
-                + (tid & 0xFFFF).to_bytes(2, "big")
-                + token
-                + b"\xff"
-                + requests[tid]
-            )
+            sock.send(post_datagram(tid, requests[tid]))
             first_sends += tid not in sent
             sent[tid], due = time.monotonic(), due - 1
         if select.select([sock], [], [], 0.001)[0]:

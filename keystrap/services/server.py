@@ -204,13 +204,6 @@ async def server_core(config: ServerConfig) -> AsyncIterator[ServingCore]:
     # store's thread.
     store: Requests = StoreThread(partial(answer_batch, core), "keystrap-store")
 
-    def observe(data: bytes, reply: Reply, seconds: float) -> None:
-        metrics.server_reply(data, reply, seconds)
-        if reply.event is not None:
-            activity.record(reply.event, time.time())
-        elif reply.status is Status.OK and data[:1] == Flight9.header():
-            activity.heard_from(Flight9.peek_controller(data), time.time())
-
     async def answer(data: bytes, now: float) -> Reply:
         try:
             return await store.ask((data, now))
@@ -234,7 +227,7 @@ async def server_core(config: ServerConfig) -> AsyncIterator[ServingCore]:
     )
     flusher = asyncio.create_task(_flush_loop(activity, controllers, store))
     try:
-        yield ServingCore(answer, submit, screen, observe, controllers, store)
+        yield ServingCore(answer, submit, screen, observer(metrics, activity), controllers, store)
     finally:
         flusher.cancel()
         if exporter is not None:
@@ -247,6 +240,20 @@ async def server_core(config: ServerConfig) -> AsyncIterator[ServingCore]:
             repository.close()
 
         await store.close(close)
+
+
+def observer(metrics: Metrics, activity: ActivityLog) -> Observer:
+    """What the server does with each reply it sends: counted into ``metrics``,
+    and its event (or a controller heard from) recorded in ``activity``."""
+
+    def observe(data: bytes, reply: Reply, seconds: float) -> None:
+        metrics.server_reply(data, reply, seconds)
+        if reply.event is not None:
+            activity.record(reply.event, time.time())
+        elif reply.status is Status.OK and data[:1] == Flight9.header():
+            activity.heard_from(Flight9.peek_controller(data), time.time())
+
+    return observe
 
 
 _STORE_FAILURES = (sqlite3.Error, StoreError, StoreClosed)
