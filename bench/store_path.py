@@ -68,6 +68,8 @@ def enrolled_site(root: Path, enrolled: int, fresh: int) -> tuple[Site, bytes, l
     ``fresh`` nodes to bootstrap; returns the site, their shared IK and their IDs."""
     site = Site(root)
     if not site.database.exists():
+        if any(root.iterdir()):  # a site writes its configuration files here
+            raise RuntimeError("holds files but no site this bench made: name an empty or new one")
         asyncio.run(site.prepare())
         site.admin("controller", "add", CONTROLLER, "--name", "bench", "--key-out", key(site))
         t0 = time.monotonic()
@@ -231,7 +233,10 @@ def main() -> None:
         else:
             root = args.keep
             root.mkdir(parents=True, exist_ok=True)
-        site, ik, ids = enrolled_site(root, args.enrolled, fresh)
+        try:
+            site, ik, ids = enrolled_site(root, args.enrolled, fresh)
+        except RuntimeError as exc:
+            parser.exit(2, f"{root}: {str(exc).strip().splitlines()[-1]}\n")
         repository = SqliteRepository(site.database, read_key_file(site.master_key))
         held.callback(repository.close)
         enrolled = repository.count_rows("nodes")
