@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import socket
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -81,6 +82,23 @@ def test_two_servers_on_one_data_directory(tmp_path: Path) -> None:
     assert f"another server (pid {first.process.pid}) is running on" in result.stderr
 
 
+def test_a_second_name_for_the_store_finds_the_same_lock(tmp_path: Path) -> None:
+    """A symbolic link to the store, or to its directory, is the same store."""
+    data = tmp_path / "data"
+    with running_server(tmp_path, data, free_udp_port()) as first:
+        (tmp_path / "linked.sqlite").symlink_to(data / "sbs.sqlite")
+        (tmp_path / "linked-dir").symlink_to(data, target_is_directory=True)
+        results = []
+        for database in (tmp_path / "linked.sqlite", tmp_path / "linked-dir" / "sbs.sqlite"):
+            args = server_args(data, free_udp_port())
+            args[args.index("--database") + 1] = str(database)
+            results.append(second(args, tmp_path))
+        assert first.process.poll() is None
+    for result in results:
+        assert result.returncode == 2
+        assert f"another server (pid {first.process.pid}) is running on" in result.stderr
+
+
 def test_two_servers_on_one_port(tmp_path: Path) -> None:
     port = free_udp_port()
     with running_server(tmp_path, tmp_path / "a", port) as first:
@@ -92,6 +110,21 @@ def test_two_servers_on_one_port(tmp_path: Path) -> None:
         == f"keystrap server: error: UDP port {port} on 127.0.0.1 is in use by another process\n"
     )
     assert not (tmp_path / "b").exists()  # refused before anything was written
+
+
+def test_a_metrics_address_in_use_stops_the_server_before_its_store_is_made(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        metrics = taken.getsockname()[1]
+        args = [*server_args(data, free_udp_port()), "--metrics", f"127.0.0.1:{metrics}"]
+        result = second(args, tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert not (data / "sbs.sqlite").exists() and not (data / "sbs-master.key").exists()
 
 
 def test_two_controllers_on_one_state(tmp_path: Path) -> None:

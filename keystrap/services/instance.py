@@ -29,8 +29,13 @@ class InstanceLock:
     @classmethod
     def acquire(cls, store: Path, what: str) -> InstanceLock:
         """Lock ``store`` for this process, or raise :class:`AlreadyRunning` naming
-        the pid that holds it. ``what`` names the service in the message."""
-        path = store.with_name(store.name + ".lock")
+        the pid that holds it. ``what`` names the service in the message.
+
+        The lock sits beside the store's real file, symbolic links resolved: a
+        second name for the same store (a link to it, or to its directory) finds
+        the same lock rather than one of its own."""
+        real = store.resolve()
+        path = real.with_name(real.name + ".lock")
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         handle = os.fdopen(fd, "r+b")

@@ -9,7 +9,7 @@ import logging
 import secrets
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar, overload
@@ -176,6 +176,8 @@ class ServingCore:
     observe: Observer
     controllers: LiveControllers
     store: Requests
+    count_pending: Callable[[], Awaitable[int]]
+    """Bootstraps started and not finished, counted on the store's thread."""
 
 
 @contextlib.asynccontextmanager
@@ -183,7 +185,30 @@ async def server_core(config: ServerConfig) -> AsyncIterator[ServingCore]:
     """The SBS's core over its store, with its metrics and activity log: what the
     CoAP face serves, and what a controller that includes the server
     (:mod:`keystrap.services.small_network`) calls in memory. The caller holds
-    the instance lock on ``config.database``."""
+    the instance lock on ``config.database``.
+
+    The metrics address is bound first: one in use stops the start before a
+    store or a master key is made."""
+    metrics = Metrics("server")
+    serving: ServingCore | None = None
+
+    async def refresh_gauges() -> None:
+        if serving is not None:  # always, once a scrape can reach it (below)
+            metrics.open_transactions.set(await serving.count_pending())
+
+    exporter = (
+        await serve_metrics(metrics, config.metrics, refresh_gauges) if config.metrics else None
+    )
+    try:
+        async with _serving_core(config, metrics) as serving:
+            yield serving
+    finally:
+        if exporter is not None:
+            exporter.close()
+
+
+@contextlib.asynccontextmanager
+async def _serving_core(config: ServerConfig, metrics: Metrics) -> AsyncIterator[ServingCore]:
     repository, created = open_with_master_key(
         local_state(config),
         config.master_key,
@@ -198,7 +223,6 @@ async def server_core(config: ServerConfig) -> AsyncIterator[ServingCore]:
     controllers = LiveControllers(repository)
     hardened, compact = config.profile == "hardened", config.compact == "accept"
     policy = ServerPolicy(config.window, config.max_pending, hardened, compact)
-    metrics = Metrics("server")
     core = Server(TimedRepository(repository, metrics), controllers, policy)
     # From here on, the repository and the activity log are touched only on the
     # store's thread.
@@ -219,19 +243,19 @@ async def server_core(config: ServerConfig) -> AsyncIterator[ServingCore]:
         except StoreClosed as exc:
             answered(_unavailable(exc))
 
-    async def refresh_gauges() -> None:
-        metrics.open_transactions.set(await store.call(repository.count_all_pending))
-
-    exporter = (
-        await serve_metrics(metrics, config.metrics, refresh_gauges) if config.metrics else None
-    )
     flusher = asyncio.create_task(_flush_loop(activity, controllers, store))
     try:
-        yield ServingCore(answer, submit, screen, observer(metrics, activity), controllers, store)
+        yield ServingCore(
+            answer,
+            submit,
+            screen,
+            observer(metrics, activity),
+            controllers,
+            store,
+            partial(store.call, repository.count_all_pending),
+        )
     finally:
         flusher.cancel()
-        if exporter is not None:
-            exporter.close()
         last = activity.take()
 
         def close() -> None:
