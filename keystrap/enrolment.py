@@ -36,7 +36,13 @@ from keystrap.order_options import KEY_MODES, PROFILE_NAMES
 from keystrap.protocol import NodeState
 from keystrap.store.atomic import ExistingFile, write_new
 from keystrap.store.errors import StoreError
-from keystrap.store.node_file import NodeFile, encode_node_file, holds_psk, load_node_file
+from keystrap.store.node_file import (
+    NodeFile,
+    encode_node_file,
+    holds_psk,
+    is_node_file,
+    load_node_file,
+)
 from keystrap.store.open import Repository
 from keystrap.wire import COMPACT, VERSION
 
@@ -210,7 +216,9 @@ def install_bundle(
     Every file is checked before the first is written: an existing file is
     replaced only with ``force``, and never one whose node has bootstrapped (it
     may hold the only copy of its PSK). A file already identical is left alone.
-    If a write fails, the files written so far are removed again.
+    If a write fails (or the run is interrupted), the files this run created are
+    removed again; a file it replaced with ``force`` keeps its new contents, since
+    removing it would lose the file the operator had.
     """
     files = [
         (path, encode_node_file(node))
@@ -220,13 +228,15 @@ def install_bundle(
     if not out_dir.exists():
         out_dir.mkdir(parents=True)
         out_dir.chmod(0o700)
-    written: list[Path] = []
+    created: list[Path] = []
     try:
         for path, data in todo:
+            new = not path.exists()
             write_new(path, data, force=force)
-            written.append(path)
+            if new:
+                created.append(path)
     except BaseException:
-        for path in written:
+        for path in created:
             path.unlink(missing_ok=True)
         raise
     return [path for path, _ in files]
@@ -237,7 +247,7 @@ def _node_files(
 ) -> list[tuple[Path, NodeFile]]:
     try:
         doc: Any = json.loads(Path(bundle_path).read_text())
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise StoreError(f"cannot read bundle {bundle_path}: {exc}") from None
     if not isinstance(doc, dict) or doc.get("format") != BUNDLE_FORMAT:
         raise StoreError(f"{bundle_path} is not a keystrap bundle ({BUNDLE_FORMAT})")
@@ -269,7 +279,7 @@ def _node_files(
                 channel_down,
             )
             files.append((path, node))
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise StoreError(f"bundle {bundle_path} is malformed: {exc}") from None
     return files
 
@@ -285,7 +295,12 @@ def _must_write(path: Path, data: bytes, force: bool) -> bool:
         raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
         existing: NodeFile | None = load_node_file(path)
-    except StoreError:
+    except StoreError as exc:
+        if is_node_file(path):  # edited, or from a newer keystrap: it may hold a PSK
+            raise StoreError(
+                f"{exc}; install never replaces a node file it cannot read, not even "
+                "with --force (it may hold the node's only PSK)"
+            ) from None
         existing = None  # a factory-reset or foreign file: no key to lose
     if existing is not None and holds_psk(existing):
         node = eui64(existing.state.node_id)

@@ -72,12 +72,21 @@ def holds_psk(node: NodeFile) -> bool:
     return node.confirmed or node.state.stage is not NodeStage.PROVISIONED
 
 
+def is_node_file(path: Path) -> bool:
+    """``path`` says it is a node file (its format), whether or not it loads."""
+    try:
+        doc: Any = json.loads(Path(path).read_text())
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(doc, dict) and doc.get("format") == FORMAT
+
+
 def load_node_file(path: Path) -> NodeFile:
     try:
         doc: Any = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise StoreError(f"node state file {path} does not exist") from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise StoreError(f"node state file {path} is unreadable: {exc}") from None
     if isinstance(doc, dict) and doc.get("format") == RESET_FORMAT:
         raise StoreError(
@@ -118,7 +127,7 @@ def load_node_file(path: Path) -> NodeFile:
         )
     except SettingsError as exc:
         raise StoreError(f"node state file {path} has invalid settings: {exc}") from None
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise StoreError(f"node state file {path} is malformed: {exc}") from None
     if state.version not in VERSIONS:
         raise StoreError(f"node state file {path}: wire version {state.version} is not spoken here")

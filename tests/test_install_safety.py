@@ -1,0 +1,83 @@
+"""``keystrap install`` on a bad day: what it may replace, and what a failure takes back."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+
+import pytest
+
+from keystrap.cli.main import main
+from keystrap.enrolment import Order, bundle_bytes, install_bundle
+from keystrap.store.errors import StoreError
+
+CONTROLLER = bytes.fromhex("02000000000000c0")
+
+
+def bundle(tmp_path: Path, count: int) -> Path:
+    ids = [bytes.fromhex(f"02000000000001{n:02x}") for n in range(count)]
+    shared = secrets.token_bytes(16)
+    order = Order(
+        1, "acme", CONTROLLER, "127.0.0.1", 5683, "unix:oob.sock", "shared", shared,
+        dict.fromkeys(ids, shared),
+    )  # fmt: skip
+    path = tmp_path / "bundle.json"
+    path.write_bytes(bundle_bytes(order))
+    return path
+
+
+def test_a_node_file_it_cannot_read_is_never_replaced(tmp_path: Path) -> None:
+    """A node file edited by hand (or written by a newer keystrap) may hold the
+    node's only PSK: even --force leaves it as it is."""
+    source = bundle(tmp_path, 1)
+    (written,) = install_bundle(source, tmp_path / "nodes")
+    doc = json.loads(written.read_text())
+    doc.update(stage="keyed", session_key=secrets.token_hex(16), confirmed=True)
+    doc["settings"] = {"application": {"unknown_setting": 1}}
+    edited = json.dumps(doc).encode()
+    written.write_bytes(edited)
+    with pytest.raises(StoreError, match="never replaces a node file it cannot read"):
+        install_bundle(bundle(tmp_path, 1), tmp_path / "nodes", force=True)
+    assert written.read_bytes() == edited
+
+
+def test_a_failed_forced_install_keeps_the_files_it_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files this run created are taken back; one it replaced is not deleted."""
+    out = tmp_path / "nodes"
+    first = install_bundle(bundle(tmp_path, 3), out)
+    first[1].unlink()  # the second is new on the next run, the first replaced
+    calls = 0
+    real_write_new = install_bundle.__globals__["write_new"]
+
+    def failing_third(path: Path, data: bytes, *, force: bool = False) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise OSError("disk full")
+        real_write_new(path, data, force=force)
+
+    monkeypatch.setitem(install_bundle.__globals__, "write_new", failing_third)
+    with pytest.raises(OSError, match="disk full"):
+        install_bundle(bundle(tmp_path, 3), out, force=True)
+    assert first[0].exists() and first[2].exists()  # replaced, and not reached
+    assert not first[1].exists()  # created by the run that failed
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 100_000 + "]" * 100_000,
+        json.dumps({"format": "keystrap-bundle/1", "controller": {"id": 5}, "nodes": []}),
+    ],
+)
+def test_a_malformed_bundle_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str
+) -> None:
+    source = tmp_path / "bundle.json"
+    source.write_text(text)
+    assert main(["install", str(source), "--out", str(tmp_path / "nodes")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(source) in err
