@@ -25,12 +25,15 @@ from typing import Literal
 import psycopg
 from psycopg import sql
 
+from keystrap.store.errors import StoreError
+
 ROLE = "keystrap"
 UNPRIVILEGED = "nobody"
 
 
-class ClusterError(Exception):
-    """PostgreSQL's programs are missing, or the cluster would not start."""
+class ClusterError(StoreError):
+    """PostgreSQL's programs are missing, or the cluster would not start: a store
+    error, so that ``keystrap demo --store postgresql`` reports it in one line."""
 
 
 def postgres_bin() -> Path:
@@ -75,14 +78,18 @@ class PrivateCluster:
         if user is not None:
             entry = pwd.getpwnam(user)
             os.chown(root, entry.pw_uid, entry.pw_gid)
-        root.chmod(0o700)
-        # --no-sync: the directory is thrown away with the cluster, so initdb
-        # need not wait for its files to reach the disk (seconds on a busy one).
-        cluster._run(
-            "initdb", "-D", str(cluster.data), "-U", ROLE, "--auth=trust", "-E", "UTF8",
-            "--no-instructions", "--no-sync",
-        )  # fmt: skip
-        cluster.start()
+        try:
+            root.chmod(0o700)
+            # --no-sync: the directory is thrown away with the cluster, so initdb
+            # need not wait for its files to reach the disk (seconds on a busy one).
+            cluster._run(
+                "initdb", "-D", str(cluster.data), "-U", ROLE, "--auth=trust", "-E", "UTF8",
+                "--no-instructions", "--no-sync",
+            )  # fmt: skip
+            cluster.start()
+        except BaseException:  # a cluster that did not start leaves no directory behind
+            cluster.remove()
+            raise
         return cluster
 
     def _run(self, program: str, *args: str) -> str:
@@ -134,7 +141,7 @@ class PrivateCluster:
         """Stop without the shutdown checkpoint ("immediate"): the directory is
         deleted next, and that checkpoint's writes took tens of seconds once the
         tests had created their databases."""
-        with contextlib.suppress(ClusterError):
+        with contextlib.suppress(ClusterError, OSError):  # OSError: pg_ctl gone too
             self.stop("immediate")
         shutil.rmtree(self.root, ignore_errors=True)
 
