@@ -6,6 +6,7 @@ import contextlib
 import io
 import shutil
 import subprocess
+import sys
 import wave
 
 import cv2
@@ -377,3 +378,40 @@ def test_every_medium_rejects_random_bytes_with_its_error(data: bytes) -> None:
             decode_flight(medium, data)
         except OobDecodeError as exc:
             assert exc.channel == medium.name
+
+
+# -- signals that would take the decoder's memory or time -----------------------------
+
+
+def test_a_wav_whose_sample_rate_is_absurd_is_refused() -> None:
+    for rate in (1, 7, 4_294_967_295):
+        signal = bytearray(_wav(np.zeros(4800)))
+        signal[24:28] = rate.to_bytes(4, "little")  # the fmt chunk's sample rate
+        with pytest.raises(OobDecodeError, match="sample rate") as info:
+            decode_flight(AudioMedium(), bytes(signal))
+        assert info.value.channel == "audio"
+
+
+@pytest.mark.parametrize("rate", ["0", ".", "0.00001", "1e308"])
+def test_a_light_schedule_with_a_bad_chip_rate_is_refused(rate: str) -> None:
+    schedule = f"# keystrap light schedule: chip_rate={rate}\n0101\n".encode()
+    with pytest.raises(OobDecodeError) as info:
+        decode_flight(LightMedium(), schedule)
+    assert info.value.channel == "light"
+
+
+def test_an_image_claiming_too_many_pixels_is_refused() -> None:
+    signal = b"P5\n100000 100000\n255\n" + bytes(64)
+    with pytest.raises(OobDecodeError, match="not an image") as info:
+        decode_flight(QrMedium(), signal)
+    assert info.value.channel == "qr"
+
+
+def test_a_sound_card_without_its_library_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "sounddevice", None)  # import fails, as when absent
+    with pytest.raises(OobDecodeError, match="sounddevice is not installed"):
+        AudioMedium().record(1.0)
+    with pytest.raises(OobDecodeError, match="sounddevice is not installed"):
+        AudioMedium().play(frame(F4))

@@ -8,6 +8,7 @@ from pathlib import Path
 from keystrap.extras import require_medium
 from keystrap.hostport import parse_host_port
 from keystrap.ids import eui64
+from keystrap.oob.capture import capture_directory
 from keystrap.oob.medium import MEDIA
 
 DAY_SECONDS = 86_400
@@ -91,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
             args.timeout,
             args.linger,
             channels if args.channel_up or args.channel_down else None,
-            args.capture_dir,
+            None if args.capture_dir is None else capture_directory(args.capture_dir),
             None if args.serve is None else parse_host_port(args.serve),
             args.runtime,
         )

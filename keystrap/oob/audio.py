@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import struct
 import wave
+from typing import Any
 
 import numpy as np
 
@@ -83,14 +84,10 @@ class AudioMedium:
         )
 
     def play(self, frame: bytes) -> None:
-        import sounddevice
-
-        sounddevice.play(self.samples(frame), SAMPLE_RATE, blocking=True)
+        _sounddevice(self.name).play(self.samples(frame), SAMPLE_RATE, blocking=True)
 
     def record(self, seconds: float) -> bytes:
-        import sounddevice
-
-        recording = sounddevice.rec(
+        recording = _sounddevice(self.name).rec(
             int(seconds * SAMPLE_RATE), SAMPLE_RATE, channels=1, dtype="float32", blocking=True
         )
         return self.decode_samples(recording[:, 0])
@@ -105,6 +102,23 @@ def to_wav(samples: np.ndarray, rate: int) -> bytes:
         out.setframerate(rate)
         out.writeframes(pcm.tobytes())
     return buffer.getvalue()
+
+
+def _sounddevice(channel: str) -> Any:
+    """The sound card's library, optional (``keystrap[devices]``): only for a real
+    loudspeaker or microphone."""
+    try:
+        import sounddevice
+    except ImportError:
+        raise OobDecodeError(
+            channel, "sounddevice is not installed: pip install 'keystrap[devices]'"
+        ) from None
+    return sounddevice
+
+
+MIN_RATE, MAX_RATE = 8_000, 192_000
+"""Sample rates a recording may have (it is resampled to the modem's): what sound
+cards record. Outside them, resampling would take minutes or gigabytes."""
 
 
 def from_wav(data: bytes, channel: str) -> tuple[np.ndarray, int]:
@@ -125,6 +139,10 @@ def from_wav(data: bytes, channel: str) -> tuple[np.ndarray, int]:
         raise OobDecodeError(channel, f"not a PCM WAV file: {exc!r}") from None
     if width != 2:
         raise OobDecodeError(channel, f"expected 16-bit samples, got {8 * width}-bit")
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise OobDecodeError(
+            channel, f"a sample rate of {rate} Hz is outside {MIN_RATE}-{MAX_RATE} Hz"
+        )
     samples = np.frombuffer(raw[: len(raw) // 2 * 2], dtype="<i2").astype(np.float32) / 32768
     if channels > 1:
         samples = samples[: len(samples) // channels * channels].reshape(-1, channels).mean(axis=1)

@@ -29,6 +29,12 @@ SFD_BITS = "01011010"
 IDLE = "0" * 8
 
 
+MAX_TRACE_SAMPLES = 10_000_000
+"""Samples an ideal sensor may take of one schedule: about 40 minutes at the
+profile's rate, where a flight takes seconds; a schedule that would need more (a
+tiny chip rate) is refused rather than filling the memory."""
+
+
 @dataclass(frozen=True)
 class LightProfile:
     chip_rate: float = 500.0  # chips per second the emitter shows
@@ -81,9 +87,7 @@ def read_trace(data: bytes, channel: str) -> tuple[np.ndarray, float]:
         text = data.decode("ascii")
     except UnicodeDecodeError:
         raise OobDecodeError(channel, "the trace is not text") from None
-    rate_match = re.search(r"sample_rate=([0-9.]+)", text)
-    if rate_match is None:
-        raise OobDecodeError(channel, "the trace names no sample_rate")
+    rate = _rate(text, "sample_rate", channel)
     values = []
     for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()
@@ -93,10 +97,21 @@ def read_trace(data: bytes, channel: str) -> tuple[np.ndarray, float]:
             values.append(float(line.rsplit(",", 1)[-1]))
         except ValueError:
             raise OobDecodeError(channel, f"line {number} of the trace is not a number") from None
-    rate = float(rate_match.group(1))
-    if rate <= 0:
-        raise OobDecodeError(channel, "the sample rate must be positive")
     return np.asarray(values, dtype=np.float64), rate
+
+
+def _rate(text: str, name: str, channel: str) -> float:
+    """The positive, finite rate ``name=N`` a schedule or trace declares."""
+    match = re.search(rf"{name}=([0-9.]+)", text)
+    if match is None:
+        raise OobDecodeError(channel, f"not a keystrap light signal: it names no {name}")
+    try:
+        rate = float(match.group(1))
+    except ValueError:
+        raise OobDecodeError(channel, f"{name}={match.group(1)} is not a number") from None
+    if not 0 < rate < float("inf"):
+        raise OobDecodeError(channel, f"{name} must be a positive number, not {rate:g}")
+    return rate
 
 
 class LightMedium:
@@ -115,6 +130,8 @@ class LightMedium:
     def capture(self, emitted: bytes) -> bytes:
         """An ideal sensor in front of the emitter (tests add noise, jitter, drift)."""
         chips, chip_rate = parse_schedule(emitted, self.name)
+        if len(chips) / chip_rate * self.profile.sample_rate > MAX_TRACE_SAMPLES:
+            raise OobDecodeError(self.name, f"a schedule at chip_rate={chip_rate:g} is too long")
         trace = sample_schedule(chips, chip_rate, self.profile.sample_rate)
         return write_trace(trace, self.profile.sample_rate)
 
@@ -125,11 +142,10 @@ class LightMedium:
 
 def parse_schedule(data: bytes, channel: str) -> tuple[str, float]:
     text = data.decode("ascii", "replace")
-    match = re.search(r"chip_rate=([0-9.]+)", text)
     chips = "".join(line for line in text.splitlines() if not line.startswith("#")).strip()
-    if match is None or not chips or set(chips) - {"0", "1"}:
+    if not chips or set(chips) - {"0", "1"}:
         raise OobDecodeError(channel, "not a keystrap light schedule")
-    return chips, float(match.group(1))
+    return chips, _rate(text, "chip_rate", channel)
 
 
 def decode_trace(trace: np.ndarray, sample_rate: float, chip_rate: float, channel: str) -> bytes:

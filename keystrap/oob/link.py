@@ -95,5 +95,11 @@ class MediumLink:
         if self._capture_dir is None:
             return
         self._capture_dir.mkdir(parents=True, exist_ok=True)
-        name = f"{self._label}-{next(_serial):05d}-{direction}-{medium.name}{medium.suffix}"
-        (self._capture_dir / name).write_bytes(signal)
+        while True:  # a name of an earlier run's capture is skipped, never overwritten
+            name = f"{self._label}-{next(_serial):05d}-{direction}-{medium.name}{medium.suffix}"
+            try:
+                with (self._capture_dir / name).open("xb") as out:
+                    out.write(signal)
+                return
+            except FileExistsError:
+                continue

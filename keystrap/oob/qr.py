@@ -59,7 +59,10 @@ class QrMedium:
         if not captured:
             raise OobDecodeError(self.name, "empty image file")
         _check_png_chunks(captured, self.name)
-        image = cv2.imdecode(np.frombuffer(captured, np.uint8), cv2.IMREAD_GRAYSCALE)
+        try:
+            image = cv2.imdecode(np.frombuffer(captured, np.uint8), cv2.IMREAD_GRAYSCALE)
+        except cv2.error:  # e.g. a header that claims more pixels than OpenCV allows
+            image = None
         if image is None:
             raise OobDecodeError(self.name, "not an image OpenCV can read")
         return self.decode_image(image)

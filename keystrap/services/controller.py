@@ -31,6 +31,7 @@ from keystrap.config import ControllerConfig
 from keystrap.ids import eui64, parse_eui64
 from keystrap.metrics import Metrics, serve_metrics
 from keystrap.oob import OobClosed, OobError, OobLink, OobListener, parse_endpoint
+from keystrap.oob.capture import capture_directory
 from keystrap.oob.link import MediumLink
 from keystrap.oob.medium import get_medium
 from keystrap.oob.unix import UnixListener
@@ -111,6 +112,9 @@ class ControllerService:
     async def _run(self, ready: asyncio.Event | None) -> None:
         config = self.config
         self._loop = asyncio.get_running_loop()
+        self._capture_dir = (
+            capture_directory(Path(config.capture_dir)) if config.capture_dir else None
+        )
         self._sk_cs = sk_cs = read_key_file(
             config.key_file,
             where_from=": `keystrap admin controller add --key-out` writes it; "
@@ -177,7 +181,7 @@ class ControllerService:
             raw,
             send_medium=get_medium(config.channel_to_node),
             receive_medium=get_medium(config.channel_from_node),
-            capture_dir=Path(config.capture_dir) if config.capture_dir else None,
+            capture_dir=self._capture_dir,
             label="sbr",
         )
         session = next(self._numbers)
