@@ -127,6 +127,28 @@ def test_a_metrics_address_in_use_stops_the_server_before_its_store_is_made(
     assert not (data / "sbs.sqlite").exists() and not (data / "sbs-master.key").exists()
 
 
+def test_a_controller_that_cannot_take_its_endpoints_makes_no_state(tmp_path: Path) -> None:
+    """An out-of-band path that is not a socket, or a metrics address in use, stops
+    the start before the controller's state or master key is made."""
+    data = tmp_path / "data"
+    data.mkdir()
+    write_key_file(data / "sk.key", secrets.token_bytes(16))
+    args = controller_args(data, data / "sbr.sqlite", free_udp_port())
+    (data / "oob.sock").write_text("an operator's file")
+    refused = [second(args, tmp_path)]
+    (data / "oob.sock").unlink()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        refused.append(
+            second([*args, "--metrics", f"127.0.0.1:{taken.getsockname()[1]}"], tmp_path)
+        )
+    for result in refused:
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert not (data / "sbr.sqlite").exists() and not (data / "sbr-master.key").exists()
+    assert not (data / "oob.sock").exists()  # the socket the second start made is gone
+
+
 def test_two_controllers_on_one_state(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()

@@ -92,6 +92,7 @@ class ControllerService:
         self._tasks: set[asyncio.Task[object]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self.metrics = Metrics("controller")
+        self._started = asyncio.Event()  # the core is there to take sessions
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """The server's name is resolved and the state locked first: a server that
@@ -120,12 +121,26 @@ class ControllerService:
             where_from=": `keystrap admin controller add --key-out` writes it; "
             "--key-file (key_file in [controller]) names another",
         )
-        self.store, created = open_with_master_key(
-            config.state,
-            config.master_key,
-            secrets.token_bytes,
-            partial(ControllerStore, config.state),
-        )
+        # The out-of-band endpoint and the metrics address are taken before the
+        # state is opened: one that cannot be had stops the start before a state
+        # or a master key is made. A node that connects meanwhile waits (_session).
+        _, where = parse_endpoint(config.oob)
+        listener: OobListener = UnixListener(Path(where))
+        await listener.start(self._session)
+        exporter = None
+        try:
+            exporter = await serve_metrics(self.metrics, config.metrics) if config.metrics else None
+            self.store, created = open_with_master_key(
+                config.state,
+                config.master_key,
+                secrets.token_bytes,
+                partial(ControllerStore, config.state),
+            )
+        except BaseException:
+            if exporter is not None:
+                exporter.close()
+            await listener.stop()
+            raise
         if created:
             log.info("created the wrapping file the configuration names (mode 0600)")
         state = self.store.load(self.controller_id, sk_cs)
@@ -139,11 +154,8 @@ class ControllerService:
         self.saver: StoreThread[Save, None] = StoreThread(
             partial(save_batch, self.store), "keystrap-controller-store"
         )
-        _, where = parse_endpoint(config.oob)
-        listener: OobListener = UnixListener(Path(where))
-        await listener.start(self._session)
         self.metrics.open_transactions.set(open_count)
-        exporter = await serve_metrics(self.metrics, config.metrics) if config.metrics else None
+        self._started.set()
         log.info(
             "controller %s: out-of-band on %s, server %s, next TID %d, %d open transaction(s)",
             config.id,
@@ -176,6 +188,7 @@ class ControllerService:
     # -- out of band --------------------------------------------------------------
 
     async def _session(self, raw: OobLink) -> None:
+        await self._started.wait()
         config = self.config
         link = MediumLink(
             raw,
