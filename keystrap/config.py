@@ -20,9 +20,10 @@ from keystrap.hostport import parse_host_port
 from keystrap.ids import parse_eui64
 from keystrap.oob.channel import OobError, parse_endpoint
 from keystrap.oob.medium import MEDIA
+from keystrap.store.postgres_url import POSTGRES as POSTGRES  # where it was defined before
+from keystrap.store.postgres_url import check_database, looks_like_url, redacted
 
 DATA = Path("keystrap-data")
-POSTGRES = ("postgresql://", "postgres://")
 DEFAULT_CONTROLLER_ID = "02:00:00:00:00:00:00:c0"
 
 
@@ -146,8 +147,8 @@ def load_config(cls: type[C], path: Path | None, overrides: dict[str, Any]) -> C
     converted: dict[str, Any] = {}
     for name, value in values.items():
         default = getattr(cls(), name)
-        if name == "database" and isinstance(value, str) and value.startswith(POSTGRES):
-            converted[name] = value
+        if name == "database" and isinstance(value, str) and looks_like_url(value):
+            converted[name] = value  # a PostgreSQL URL, or refused by _check
         elif isinstance(default, Path):
             if not isinstance(value, str | Path) or not str(value):
                 raise ConfigError(f"[{section}] {name} must be a path, got {value!r}")
@@ -177,7 +178,8 @@ def _check(section: str, name: str, value: object) -> None:
     text = str(value)
     optional = name in ("capture_dir", "metrics")
     if isinstance(value, str | Path) and (not text.isprintable() or not (text or optional)):
-        raise ConfigError(f"[{section}] {name} must be printable text, got {text!r}")
+        shown = redacted(text) if name == "database" else text
+        raise ConfigError(f"[{section}] {name} must be printable text, got {shown!r}")
     if name in RANGES and isinstance(value, int):
         low, high = RANGES[name]
         if not low <= value <= high:
@@ -195,20 +197,9 @@ def _check(section: str, name: str, value: object) -> None:
         elif name == "metrics" and text:
             parse_host_port(text)
         elif name == "database" and isinstance(value, str):
-            _check_postgres_url(text)
+            check_database(text)
     except (ValueError, OobError) as exc:
         raise ConfigError(f"[{section}] {name}: {exc}") from None
-
-
-def _check_postgres_url(url: str) -> None:
-    """A URL that cannot be parsed fails at start, before the master key is made;
-    the message leaves the URL out, as it may hold a password."""
-    try:
-        port = urlsplit(url).port
-    except ValueError as exc:
-        raise ValueError(f"not a valid PostgreSQL URL ({exc})") from None
-    if port == 0:
-        raise ValueError("not a valid PostgreSQL URL (port 0)")
 
 
 def _check_coap_uri(uri: str) -> None:
@@ -223,7 +214,12 @@ def _check_coap_uri(uri: str) -> None:
 
 def render_config(config: ServerConfig | ControllerConfig, full: bool = True) -> str:
     """The effective configuration as TOML, each option with its explanation;
-    without ``full``, only the options that differ from their defaults."""
+    without ``full``, only the options that differ from their defaults.
+
+    A database URL's password is shown as ``***`` (:func:`redacted`): the output
+    is read on screens and pasted into tickets, and docs/deployment.md promises
+    the password is never shown. A configuration kept with its password must be
+    written by hand (or the password kept in ~/.pgpass, where libpq finds it)."""
     section = "server" if isinstance(config, ServerConfig) else "controller"
     defaults = type(config)()
     lines = [f"[{section}]"]
@@ -231,6 +227,8 @@ def render_config(config: ServerConfig | ControllerConfig, full: bool = True) ->
         value = getattr(config, f.name)
         if not full and value == getattr(defaults, f.name):
             continue
+        if f.name == "database" and isinstance(value, str):
+            value = redacted(value)
         text = str(value) if isinstance(value, int) else json.dumps(str(value))
         lines.append(f"# {HELP.get(f.name, '')}")
         lines.append(f"{f.name} = {text}")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, TypeAlias
 
 from keystrap.config import ServerConfig
 from keystrap.store.errors import StoreError
-from keystrap.store.postgres_url import is_postgres_url
+from keystrap.store.postgres_url import check_database, looks_like_url, redacted
 from keystrap.store.sqlite_repository import SqliteRepository
 
 if TYPE_CHECKING:
@@ -26,6 +26,7 @@ def open_repository(
     if isinstance(config.database, str):
         from keystrap.store.postgres_repository import PostgresRepository
 
+        is_postgres(config.database)  # a ServerConfig made without load_config too
         return PostgresRepository(
             config.database, master_key, max_pending=config.max_pending, migrate=migrate
         )
@@ -34,11 +35,25 @@ def open_repository(
 
 def open_store(database: Path | str, master_key: bytes) -> Repository:
     """A store named by a path or URL alone (``admin migrate-store --to``)."""
-    if is_postgres_url(database):
+    if isinstance(database, str) and is_postgres(database):
         from keystrap.store.postgres_repository import PostgresRepository
 
-        return PostgresRepository(str(database), master_key)
+        return PostgresRepository(database, master_key)
     return SqliteRepository(Path(database), master_key)
+
+
+def is_postgres(database: str) -> bool:
+    """True for a PostgreSQL URL libpq can read, False for no URL at all (a
+    SQLite file); any other ``scheme://`` is one line naming it
+    (redacted), before anything is created. Checked here as well as in
+    :func:`keystrap.config.load_config` because a store named on its own (the
+    target of ``migrate-store --to``) never passes through a configuration, and
+    ``mysql://x/y`` was made a SQLite store in directories ``mysql:/x/y``."""
+    try:
+        check_database(database)
+    except ValueError as exc:
+        raise StoreError(f"{redacted(database)}: {exc}") from None
+    return looks_like_url(database)
 
 
 def sqlite_file(config: ServerConfig, purpose: str) -> Path:

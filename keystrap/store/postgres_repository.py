@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeAlias, TypeVar
 
 import psycopg
+import psycopg.conninfo
 import psycopg.errors
 
 from keystrap.ids import eui64
@@ -45,7 +46,7 @@ from keystrap.protocol.repository import (
 from keystrap.store import records
 from keystrap.store.errors import StoreError, StoreInterrupted
 from keystrap.store.migrations import LATEST, META, TABLES, Migration, require_latest, steps_after
-from keystrap.store.postgres_url import redacted
+from keystrap.store.postgres_url import redacted, scrubbed
 from keystrap.store.sqlite_repository import (
     CheckReport,
     ControllerInfo,
@@ -88,10 +89,15 @@ class PostgresRepository:
         self._wrapping = records.KeyWrapping(master_key, self.path)
         self._conn: Connection | None = None
         self._batch: Connection | None = None  # the connection of the open batch
+        self._secrets = _libpq_secrets(url)
         try:
             self._connect()
+        except psycopg.ProgrammingError as exc:  # libpq could not parse the URL
+            raise StoreError(
+                f"cannot open database {self.path}: not a valid PostgreSQL URL ({self._said(exc)})"
+            ) from None
         except psycopg.Error as exc:
-            raise StoreError(f"cannot open database {self.path}: {_first_line(exc)}") from None
+            raise StoreError(f"cannot open database {self.path}: {self._said(exc)}") from None
         self.applied = self._run(lambda db: self._bring_up_to_date(db, migrate))
         self._run(self._check_master_key)
 
@@ -101,6 +107,12 @@ class PostgresRepository:
             self._conn = None
 
     # -- connection and retries ----------------------------------------------------
+
+    def _said(self, exc: BaseException) -> str:
+        """psycopg's first line without the URL's passwords: libpq quotes what it
+        could not parse of the URL, sometimes all of it (docs/deployment.md
+        promises a password is never shown)."""
+        return scrubbed(_first_line(exc), self.url, self._secrets)
 
     def _connect(self) -> Connection:
         if self._conn is None or self._conn.closed:
@@ -127,7 +139,7 @@ class PostgresRepository:
                     self._batch = None
         except psycopg.OperationalError as exc:
             self.close()
-            raise StoreInterrupted(f"{self.path}: connection lost: {_first_line(exc)}") from None
+            raise StoreInterrupted(f"{self.path}: connection lost: {self._said(exc)}") from None
 
     def _run(
         self, work: Callable[[Connection], T], *, serializable: bool = False, atomic: bool = True
@@ -151,14 +163,14 @@ class PostgresRepository:
                     return work(db)
             except RETRIED as exc:
                 if time.monotonic() > deadline:
-                    raise StoreError(f"{self.path}: {_first_line(exc)}") from None
+                    raise StoreError(f"{self.path}: {self._said(exc)}") from None
             except psycopg.OperationalError as exc:
                 if self._conn is not None and not self._conn.closed and not self._conn.broken:
-                    raise StoreError(f"{self.path}: {_first_line(exc)}") from None
+                    raise StoreError(f"{self.path}: {self._said(exc)}") from None
                 self.close()
                 if time.monotonic() > deadline:
                     raise StoreError(
-                        f"{self.path}: database unreachable: {_first_line(exc)}"
+                        f"{self.path}: database unreachable: {self._said(exc)}"
                     ) from None
                 time.sleep(pause)
                 pause = min(pause * 2, 1.0)
@@ -173,9 +185,9 @@ class PostgresRepository:
                     return work(db)
             except RETRIED as exc:
                 if time.monotonic() > deadline:
-                    raise StoreError(f"{self.path}: {_first_line(exc)}") from None
+                    raise StoreError(f"{self.path}: {self._said(exc)}") from None
             except psycopg.OperationalError as exc:
-                raise StoreInterrupted(f"{self.path}: {_first_line(exc)}") from None
+                raise StoreInterrupted(f"{self.path}: {self._said(exc)}") from None
 
     def _bring_up_to_date(self, db: Connection, migrate: bool) -> list[Migration]:
         db.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
@@ -629,6 +641,16 @@ class PostgresRepository:
 def _count(db: Connection, sql: str, value: object) -> int:
     row = db.execute(sql, (value,)).fetchone()
     return 0 if row is None else int(row[0])
+
+
+def _libpq_secrets(url: str) -> list[str]:
+    """The passwords as libpq reads ``url``, where that differs from how
+    :func:`redacted` reads a URL someone got wrong; none if libpq cannot parse it."""
+    try:
+        params = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.Error:
+        return []
+    return [str(params[key]) for key in ("password", "sslpassword") if params.get(key)]
 
 
 def _first_line(exc: BaseException) -> str:
