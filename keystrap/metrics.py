@@ -335,4 +335,8 @@ async def serve_metrics(
             await writer.drain()
         writer.close()
 
-    return await asyncio.start_server(answer, host, port)
+    try:
+        return await asyncio.start_server(answer, host, port)
+    except OSError as exc:  # a name that does not resolve, an address in use or not ours
+        reason = exc.strerror or str(exc)
+        raise OSError(exc.errno, f"metrics address {address}: {reason}") from None

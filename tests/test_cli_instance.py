@@ -124,6 +124,7 @@ def test_a_metrics_address_in_use_stops_the_server_before_its_store_is_made(
         result = second(args, tmp_path)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
+    assert f"metrics address 127.0.0.1:{metrics}:" in result.stderr
     assert not (data / "sbs.sqlite").exists() and not (data / "sbs-master.key").exists()
 
 
