@@ -9,10 +9,14 @@ DEFAULT_HOST = "127.0.0.1"
 def parse_host_port(text: str) -> tuple[str, int]:
     """``PORT`` or ``HOST:PORT`` (``[v6]:PORT`` for IPv6), defaulting to 127.0.0.1."""
     host, _, port = text.rpartition(":")
-    host = host.strip("[]") or DEFAULT_HOST
+    bracketed = host.startswith("[") and host.endswith("]") and len(host) > 2
+    if bracketed:
+        host = host[1:-1]
     if not port.isdigit() or not 2 <= int(port) <= 65535:
         raise ValueError(f"need [HOST:]PORT with a port from 2 to 65535, got {text!r}")
-    return host, int(port)
+    if "[" in host or "]" in host or (":" in host and not bracketed):
+        raise ValueError(f"need [HOST:]PORT, an IPv6 host in brackets ([::1]:PORT), got {text!r}")
+    return host or DEFAULT_HOST, int(port)
 
 
 def format_host_port(host: str, port: int) -> str:
