@@ -20,6 +20,7 @@ from keystrap.coap.fast_path import Screen, Submit
 from keystrap.coap.fast_path import install as install_fast_path
 from keystrap.coap.server import Answer, Observer, open_server_context, serve_core
 from keystrap.config import ServerConfig
+from keystrap.hostport import format_host_port
 from keystrap.metrics import Metrics, TimedRepository, serve_metrics
 from keystrap.protocol import Reply, Server, ServerPolicy, Status
 from keystrap.services.instance import InstanceLock
@@ -143,9 +144,8 @@ async def _serve(
         gc.freeze()
         gc.set_threshold(GC_YOUNG_THRESHOLD)
         log.info(
-            "listening on coap://%s:%d/bs (database %s, %s profile, %d controller(s))",
-            config.host,
-            config.port,
+            "listening on coap://%s/bs (database %s, %s profile, %d controller(s))",
+            format_host_port(config.host, config.port),
             redacted(str(config.database)),  # a PostgreSQL URL without its password
             config.profile,
             len(controllers),
