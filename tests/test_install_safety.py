@@ -81,3 +81,12 @@ def test_a_malformed_bundle_is_one_line(
     assert main(["install", str(source), "--out", str(tmp_path / "nodes")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(source) in err
+
+
+def test_a_factory_reset_through_a_link_erases_the_file_it_points_to(tmp_path: Path) -> None:
+    (written,) = install_bundle(bundle(tmp_path, 1), tmp_path / "nodes")
+    link = tmp_path / "node.json"
+    link.symlink_to(written)
+    assert main(["node", str(link), "--factory-reset"]) == 0
+    assert link.is_symlink()
+    assert "key" not in json.loads(written.read_text())

@@ -36,7 +36,10 @@ class NodeFile:
 
 
 def save_node_file(path: Path, node: NodeFile) -> None:
-    write_atomic(Path(path), encode_node_file(node), 0o600)
+    """The file is replaced whole (written aside, then renamed over it); through a
+    symbolic link, the file it points to is: renaming over the link would leave
+    the keys in that file while the node reads the link's copy."""
+    write_atomic(Path(path).resolve(), encode_node_file(node), 0o600)
 
 
 def encode_node_file(node: NodeFile) -> bytes:
@@ -140,5 +143,5 @@ def factory_reset(path: Path) -> bytes:
     """Forget every key and setting; keep only the node's ID. Returns the ID."""
     node_id = load_node_file(path).state.node_id
     doc = {"format": RESET_FORMAT, "node_id": node_id.hex()}
-    write_atomic(Path(path), (json.dumps(doc, indent=2) + "\n").encode(), 0o600)
+    write_atomic(Path(path).resolve(), (json.dumps(doc, indent=2) + "\n").encode(), 0o600)
     return node_id
