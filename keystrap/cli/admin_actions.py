@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import secrets
+import sqlite3
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -35,8 +37,13 @@ from keystrap.store.open import Repository, local_state, sqlite_file
 from keystrap.store.open import open_repository as open_configured
 from keystrap.store.postgres_url import redacted
 from keystrap.store.records import WrongMasterKey
-from keystrap.store.sqlite import connect, copy_database, integrity_problems
-from keystrap.store.sqlite_repository import CheckReport, ControllerInfo, SqliteRepository
+from keystrap.store.sqlite import SIDECARS, connect, copy_database, integrity_problems
+from keystrap.store.sqlite_repository import (
+    SERVER_STORE,
+    CheckReport,
+    ControllerInfo,
+    SqliteRepository,
+)
 
 CREATES_SITE = {"controller.add"}
 OWN_STORE = {"restore", "migrate", "migrate-store"}
@@ -69,7 +76,8 @@ def read_master_key(config: ServerConfig) -> bytes:
     if not config.master_key.exists():
         raise StoreError(
             f"master key file {config.master_key} does not exist: the keys in "
-            f"{config.database} cannot be unwrapped without it; put it back (or give --master-key)"
+            f"{redacted(str(config.database))} cannot be unwrapped without it; put it back "
+            "(or give --master-key)"
         )
     return read_key_file(config.master_key)
 
@@ -105,6 +113,24 @@ def _validate(key: str, args: argparse.Namespace) -> None:
             parse_eui64(getattr(args, name))
     if key in OUTPUTS:
         refuse_existing(getattr(args, OUTPUTS[key]), args.force)
+        _refuse_own_file(getattr(args, OUTPUTS[key]), store_config(args))
+
+
+def _refuse_own_file(path: Path, config: ServerConfig) -> None:
+    """An output may not be a file the command itself works on: ``--force`` onto
+    the master key or the store (or one of its sidecars) would destroy every key
+    of the site and report success."""
+    own = [("the master key", config.master_key)]
+    if isinstance(config.database, Path):
+        own += [
+            ("the store", Path(f"{config.database}{suffix}")) for suffix in ("", *SIDECARS, ".lock")
+        ]
+    for what, file in own:
+        with contextlib.suppress(OSError):  # one of them absent: not the same file
+            if path.samefile(file):
+                raise StoreError(
+                    f"{path} is {what} this command works on ({file}); name another file"
+                )
 
 
 def _controller_add(repo: Repository, args: argparse.Namespace) -> None:
@@ -266,8 +292,10 @@ def _restore(config: ServerConfig, args: argparse.Namespace) -> None:
     holding the server's lock so that no server runs on it meanwhile."""
     database = sqlite_file(config, "keystrap admin restore")
     refuse_existing(database, args.force)
-    if not args.file.is_file():
+    if not args.file.exists():
         raise StoreError(f"backup file {args.file} does not exist")
+    if not args.file.is_file():
+        raise StoreError(f"backup file {args.file} is not a file")
     master_key = read_master_key(config)
     database.parent.mkdir(parents=True, exist_ok=True)
     lock = InstanceLock.acquire(database, "server")
@@ -286,9 +314,15 @@ def _restore(config: ServerConfig, args: argparse.Namespace) -> None:
 def _restore_through(
     trial: Path, config: ServerConfig, backup: Path, master_key: bytes
 ) -> CheckReport:
-    source = connect(backup)
+    # Read-only, so that the backup is left exactly as it is (its mode included).
+    source = sqlite3.connect(f"{backup.resolve().as_uri()}?mode=ro", uri=True)
     try:
+        tables = {row[0] for row in source.execute("SELECT name FROM sqlite_master")}
+        if not SERVER_STORE.recognises(tables):  # an empty file reads as an empty database
+            raise StoreError(f"backup {backup} refused: it is not {SERVER_STORE.name}")
         copy_database(source, trial)
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"backup {backup} refused: {exc}") from None
     finally:
         source.close()
     try:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,13 +30,26 @@ class ExistingFile(StoreError):
 def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
     path = Path(path)
     tmp = _write_temp(path, data, mode)
-    os.replace(tmp, path)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     _fsync_dir(path.parent)
 
 
 def refuse_existing(path: Path, force: bool) -> None:
-    """Fail early, before anything is written, if ``path`` would be overwritten."""
-    if not force and (path.exists() or path.is_symlink()):
+    """Fail early, before anything is written, if ``path`` would be overwritten.
+    Even ``force`` replaces only a regular file (or a link): never a device such
+    as /dev/null, a FIFO or a directory, which a rename would put a file in
+    place of."""
+    try:
+        kind = os.lstat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):  # nothing there to overwrite
+        return
+    if not (stat.S_ISREG(kind) or stat.S_ISLNK(kind)):
+        raise ExistingFile(f"{path} exists and is not a regular file; nothing replaces it")
+    if not force:
         raise ExistingFile(
             f"{path} already exists; keystrap never overwrites a file it did not create "
             "(give --force to replace it)"
@@ -70,7 +85,12 @@ def place_new(tmp: Path, path: Path, *, force: bool = False) -> None:
     which fails if the name is taken, unless ``force``; ``tmp`` is gone afterwards."""
     try:
         if force:
-            os.replace(tmp, path)
+            try:
+                refuse_existing(path, force=True)
+                os.replace(tmp, path)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
         else:
             try:
                 os.link(tmp, path)
@@ -124,8 +144,10 @@ def taken_back_on_failure(*paths: Path) -> Iterator[None]:
 
 
 def _write_temp(path: Path, data: bytes, mode: int) -> Path:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    """A new file beside ``path`` under a name no one can have prepared: made
+    exclusively (``O_EXCL``), so a link planted in its place is never followed."""
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(name)
     try:
         os.fchmod(fd, mode)
         os.write(fd, data)
