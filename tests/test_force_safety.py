@@ -4,7 +4,9 @@ with a key in it; and ``admin restore`` takes only a server store."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 import stat
 from pathlib import Path
 
@@ -112,3 +114,30 @@ def test_restore_takes_only_a_server_store(
     assert files(site) == before
     assert main([*admin, "nodes"]) == 0
     assert "3 enrolled" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        ["order", "remove", "99999999999999999999999999"],
+        ["revoke", "--order", "9223372036854775808"],
+        ["controller", "add", "02:00:00:00:00:00:00:c1", "--key-out", "k1", "--port", "99999"],
+    ],
+)
+def test_a_number_out_of_range_is_one_line(
+    admin: list[str], capsys: pytest.CaptureFixture[str], words: list[str]
+) -> None:
+    capsys.readouterr()
+    assert main([*admin, *words]) == 2
+    one_line(capsys, "must be 1 to")
+
+
+def test_check_names_a_key_column_that_holds_text(
+    tmp_path: Path, admin: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with contextlib.closing(sqlite3.connect(tmp_path / "site" / "sbs.sqlite")) as db:
+        db.execute("UPDATE nodes SET key_wrapped='text' WHERE rowid=1")
+        db.commit()
+    capsys.readouterr()
+    assert main([*admin, "check"]) == 2
+    assert "is str, not a wrapped key" in capsys.readouterr().out

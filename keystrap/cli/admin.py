@@ -9,6 +9,7 @@ included) does without -- building ``keystrap``'s parser imports this module.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 from keystrap.cli.console import add_user_parser
@@ -16,6 +17,28 @@ from keystrap.cli.flags import add_store_flags
 from keystrap.order_options import KEY_MODES, PROFILE_NAMES
 
 FORCE_HELP = "replace FILE if it exists (keystrap never overwrites a file it did not create)"
+
+
+def _within(low: int, high: int, what: str) -> Callable[[str], int]:
+    """An argparse type: an integer from ``low`` to ``high``, else argparse's one
+    line (a number past SQLite's 64 bits had ended in a traceback)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{what} must be a whole number, got {text!r}"
+            ) from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{what} must be {low} to {high}, got {text}")
+        return value
+
+    return parse
+
+
+ORDER_ID = _within(1, 2**63 - 1, "an order number")
+PORT = _within(1, 65535, "a port")
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -33,7 +56,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     add = cwhat.add_parser("add", help="register a controller and write its SK_cs key file")
     add.add_argument("id", help="the controller's EUI-64, e.g. 02:00:00:00:00:00:00:c0")
     add.add_argument("--host", default="127.0.0.1", help="its address (the nodes' NID)")
-    add.add_argument("--port", type=int, default=5684, help="its port (the nodes' NID)")
+    add.add_argument("--port", type=PORT, default=5684, help="its port (the nodes' NID)")
     add.add_argument("--name", default="", help="a label for listings")
     add.add_argument(
         "--key-out",
@@ -106,7 +129,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     orm = owhat.add_parser(
         "remove", help="remove an order and its nodes (none may be bootstrapping or active)"
     )
-    orm.add_argument("order_id", type=int)
+    orm.add_argument("order_id", type=ORDER_ID)
 
     installer = what.add_parser("installer", help="list or remove installers")
     iwhat = installer.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -118,7 +141,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     revoke = what.add_parser("revoke", help="make the server refuse a node from now on")
     target = revoke.add_mutually_exclusive_group(required=True)
     target.add_argument("node", nargs="?", help="the node's EUI-64")
-    target.add_argument("--order", type=int, help="every node of this order")
+    target.add_argument("--order", type=ORDER_ID, help="every node of this order")
 
     backup = what.add_parser(
         "backup",
