@@ -136,6 +136,11 @@ class ControllerService:
                 secrets.token_bytes,
                 partial(ControllerStore, config.state),
             )
+            try:
+                state = self.store.load(self.controller_id, sk_cs)
+            except BaseException:
+                self.store.close()
+                raise
         except BaseException:
             if exporter is not None:
                 exporter.close()
@@ -143,7 +148,6 @@ class ControllerService:
             raise
         if created:
             log.info("created the wrapping file the configuration names (mode 0600)")
-        state = self.store.load(self.controller_id, sk_cs)
         self.core = Controller(state, secrets.token_bytes, window=config.window)
         open_count = sum(
             1
