@@ -121,14 +121,22 @@ def test_restore_takes_only_a_server_store(
     [
         ["order", "remove", "99999999999999999999999999"],
         ["revoke", "--order", "9223372036854775808"],
-        ["controller", "add", "02:00:00:00:00:00:00:c1", "--key-out", "k1", "--port", "99999"],
+        [
+            "controller",
+            "add",
+            "02:00:00:00:00:00:00:c1",
+            "--key-out",
+            "{tmp}/k1",
+            "--port",
+            "99999",
+        ],
     ],
 )
 def test_a_number_out_of_range_is_one_line(
-    admin: list[str], capsys: pytest.CaptureFixture[str], words: list[str]
+    tmp_path: Path, admin: list[str], capsys: pytest.CaptureFixture[str], words: list[str]
 ) -> None:
     capsys.readouterr()
-    assert main([*admin, *words]) == 2
+    assert main([*admin, *(word.format(tmp=tmp_path) for word in words)]) == 2
     one_line(capsys, "must be 1 to")
 
 
