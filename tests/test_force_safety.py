@@ -1,9 +1,11 @@
 """What ``--force`` may replace, and what a failed write leaves: never the site's
 own store or master key, never a device or a directory, never a temporary file
-with a key in it; and ``admin restore`` takes only a server store."""
+with a key in it; ``admin restore`` takes only a server store; and the other
+admin commands a bad day found wanting."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import sqlite3
@@ -12,8 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from keystrap.cli.admin import PORT
 from keystrap.cli.main import main
-from keystrap.store.atomic import write_new
+from keystrap.config import RANGES
+from keystrap.store.atomic import write_atomic, write_new
+from keystrap.store.errors import StoreError
 
 CONTROLLER = "02:00:00:00:00:00:00:c0"
 
@@ -110,7 +115,7 @@ def test_restore_takes_only_a_server_store(
     one_line(capsys, "refused", "not a keystrap server store")
     assert stat.S_IMODE(empty.stat().st_mode) == 0o644 and empty.read_bytes() == b""
     assert main([*admin, "restore", str(site), "--force"]) == 2
-    one_line(capsys, "is not a file")
+    one_line(capsys, "is a directory")
     assert files(site) == before
     assert main([*admin, "nodes"]) == 0
     assert "3 enrolled" in capsys.readouterr().out
@@ -149,3 +154,148 @@ def test_check_names_a_key_column_that_holds_text(
     capsys.readouterr()
     assert main([*admin, "check"]) == 2
     assert "is str, not a wrapped key" in capsys.readouterr().out
+
+
+def test_a_store_sidecar_is_refused_even_while_absent(
+    tmp_path: Path, admin: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bundle written as the store's -wal would be taken for its log, and
+    deleted, when the store is next opened; reached through a link as well."""
+    site = tmp_path / "site"
+    (tmp_path / "link").symlink_to(site / "sbs.sqlite-shm")
+    capsys.readouterr()
+    before = files(site)
+    attempts = [
+        ["backup", str(site / "sbs.sqlite-wal")],
+        ["order", "create", "--installer", "acme", "--controller", CONTROLLER, "--count", "1",
+         "--out", str(site / "sbs.sqlite-journal")],
+        ["controller", "rotate-key", CONTROLLER, "--key-out", str(tmp_path / "link")],
+    ]  # fmt: skip
+    for words in attempts:
+        for force in ([], ["--force"]):
+            assert main([*admin, *words, *force]) == 2
+            one_line(capsys, "this command works on")
+    assert files(site) == before
+    assert not (tmp_path / "link").exists()
+
+
+def test_an_existing_own_file_is_refused_as_such_without_force(
+    tmp_path: Path, admin: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not "exists, give --force": --force would be refused as well."""
+    capsys.readouterr()
+    assert main([*admin, "backup", str(tmp_path / "site" / "mk.key")]) == 2
+    one_line(capsys, "is the master key this command works on")
+
+
+def test_a_forced_bundle_onto_a_directory_leaves_no_key_behind(
+    tmp_path: Path, admin: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "dd").mkdir()
+    capsys.readouterr()
+    order = ["order", "create", "--installer", "acme", "--controller", CONTROLLER]
+    assert main([*admin, *order, "--count", "1", "--out", str(tmp_path / "dd"), "--force"]) == 2
+    one_line(capsys, "is not a regular file")
+    assert sorted(os.listdir(tmp_path)) == ["b.json", "dd", "site"]
+    assert os.listdir(tmp_path / "dd") == []
+
+
+@pytest.mark.parametrize("write", ["write_atomic", "place_new", "place_new_forced"])
+def test_a_failed_rename_or_link_removes_the_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write: str
+) -> None:
+    def fail(*args: object) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "replace", fail)
+    monkeypatch.setattr(os, "link", fail)
+    target = tmp_path / "out"
+    with pytest.raises((OSError, StoreError), match="Input/output error"):
+        if write == "write_atomic":
+            write_atomic(target, b"secret")
+        else:
+            write_new(target, b"secret", force=write == "place_new_forced")
+    assert os.listdir(tmp_path) == []
+
+
+def test_restore_refuses_a_database_without_the_stores_tables(
+    tmp_path: Path, admin: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Refused by the name the user gave, not by the private copy's, and before
+    any copy: a database with only a controllers table would have been given
+    the rest of the schema, and restored as an empty site."""
+    site = tmp_path / "site"
+    foreign, partial = tmp_path / "app.db", tmp_path / "partial.db"
+    for path, table in ((foreign, "t(x)"), (partial, "controllers(x)")):
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            db.execute(f"CREATE TABLE {table}")
+        path.chmod(0o644)
+    capsys.readouterr()
+    before = files(site)
+    for path in (foreign, partial):
+        assert main([*admin, "restore", str(path), "--force"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"backup {path} refused" in err, err
+        assert "not a keystrap server store" in err and ".restoring" not in err, err
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert files(site) == before
+    assert sorted(p.name for p in site.iterdir() if p.name.startswith(".")) == []
+
+
+def test_restore_names_the_backup_when_the_copy_does_not_open(
+    tmp_path: Path, admin: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    site = tmp_path / "site"
+    newer = tmp_path / "newer.db"
+    assert main([*admin, "backup", str(newer)]) == 0
+    with contextlib.closing(sqlite3.connect(newer)) as db:
+        db.execute("UPDATE meta SET value='99' WHERE name='schema_version'")
+        db.commit()
+    capsys.readouterr()
+    before = files(site)
+    assert main([*admin, "restore", str(newer), "--force"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"backup {newer} refused: schema version 99" in err, err
+    assert ".restoring" not in err
+    assert files(site) == before
+
+
+def test_a_controllers_port_has_the_config_files_bounds() -> None:
+    low, high = RANGES["port"]
+    assert PORT(str(low)) == low and PORT(str(high)) == high
+    for text in (str(low - 1), str(high + 1), "99999999999999999999999"):
+        with pytest.raises(argparse.ArgumentTypeError, match="a port must be"):
+            PORT(text)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        "UPDATE controllers SET sk_wrapped='text'",
+        "UPDATE nodes SET key_wrapped=7 WHERE rowid=2",
+    ],
+)
+def test_check_names_any_key_column_that_holds_no_bytes(
+    tmp_path: Path, admin: list[str], capsys: pytest.CaptureFixture[str], edit: str
+) -> None:
+    with contextlib.closing(sqlite3.connect(tmp_path / "site" / "sbs.sqlite")) as db:
+        db.execute(edit)
+        db.commit()
+    capsys.readouterr()
+    assert main([*admin, "check"]) == 2
+    out, err = capsys.readouterr()
+    assert "not a wrapped key" in out and err.count("\n") == 1, (out, err)
+
+
+def test_revoking_a_revoked_node_again_says_so_and_adds_no_row(
+    tmp_path: Path, admin: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    assert main([*admin, "nodes"]) == 0
+    node = capsys.readouterr().out.split()[0]
+    assert main([*admin, "revoke", node]) == 0
+    assert capsys.readouterr().out == f"node {node} revoked\n"
+    assert main([*admin, "revoke", node]) == 0
+    assert "already revoked" in capsys.readouterr().out
+    with contextlib.closing(sqlite3.connect(tmp_path / "site" / "sbs.sqlite")) as db:
+        assert db.execute("SELECT COUNT(*) FROM revocations").fetchone() == (1,)

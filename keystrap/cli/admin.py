@@ -14,6 +14,7 @@ from pathlib import Path
 
 from keystrap.cli.console import add_user_parser
 from keystrap.cli.flags import add_store_flags
+from keystrap.config import RANGES
 from keystrap.order_options import KEY_MODES, PROFILE_NAMES
 
 FORCE_HELP = "replace FILE if it exists (keystrap never overwrites a file it did not create)"
@@ -38,7 +39,7 @@ def _within(low: int, high: int, what: str) -> Callable[[str], int]:
 
 
 ORDER_ID = _within(1, 2**63 - 1, "an order number")
-PORT = _within(1, 65535, "a port")
+PORT = _within(*RANGES["port"], "a port")  # the bounds the TOML file's ports have
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

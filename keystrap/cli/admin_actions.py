@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
+import os
 import secrets
 import sqlite3
 from collections.abc import Callable
@@ -31,7 +31,7 @@ from keystrap.store.keyfile import (
     open_with_master_key,
     read_key_file,
 )
-from keystrap.store.migrations import LATEST
+from keystrap.store.migrations import LATEST, TABLES
 from keystrap.store.move import move_store
 from keystrap.store.open import Repository, local_state, sqlite_file
 from keystrap.store.open import open_repository as open_configured
@@ -112,25 +112,35 @@ def _validate(key: str, args: argparse.Namespace) -> None:
         if getattr(args, name, None) is not None:
             parse_eui64(getattr(args, name))
     if key in OUTPUTS:
-        refuse_existing(getattr(args, OUTPUTS[key]), args.force)
+        # Own files first: "exists, give --force" would point at a refusal.
         _refuse_own_file(getattr(args, OUTPUTS[key]), store_config(args))
+        refuse_existing(getattr(args, OUTPUTS[key]), args.force)
 
 
 def _refuse_own_file(path: Path, config: ServerConfig) -> None:
     """An output may not be a file the command itself works on: ``--force`` onto
-    the master key or the store (or one of its sidecars) would destroy every key
-    of the site and report success."""
+    the master key or the store would destroy every key of the site and report
+    success. A sidecar counts even while absent: a bundle written as the store's
+    ``-wal`` is taken for its log, and deleted, when the store is next opened."""
     own = [("the master key", config.master_key)]
     if isinstance(config.database, Path):
-        own += [
-            ("the store", Path(f"{config.database}{suffix}")) for suffix in ("", *SIDECARS, ".lock")
-        ]
+        # SQLite names the sidecars after the real file, the lock too (InstanceLock).
+        for store in dict.fromkeys((config.database, config.database.resolve())):
+            own += [("the store", Path(f"{store}{end}")) for end in ("", *SIDECARS, ".lock")]
     for what, file in own:
-        with contextlib.suppress(OSError):  # one of them absent: not the same file
-            if path.samefile(file):
-                raise StoreError(
-                    f"{path} is {what} this command works on ({file}); name another file"
-                )
+        if _same_file(path, file):
+            raise StoreError(f"{path} is {what} this command works on ({file}); name another file")
+
+
+def _same_file(path: Path, other: Path) -> bool:
+    """Whether ``path`` names ``other``: the same name once links are resolved
+    (either may not exist yet), or the same inode (a hard link)."""
+    if os.path.realpath(path) == os.path.realpath(other):
+        return True
+    try:
+        return path.samefile(other)
+    except OSError:  # one of them absent: then only its name could match
+        return False
 
 
 def _controller_add(repo: Repository, args: argparse.Namespace) -> None:
@@ -253,11 +263,17 @@ def _counts(counts: dict[str, int]) -> str:
 
 
 def _revoke(repo: Repository, args: argparse.Namespace) -> None:
+    """A node revoked already is reported as such, and nothing changes; exit
+    status 0, as for ``--order`` of an order whose nodes all are ("0 node(s)
+    revoked"): what was asked for holds, so a script that revokes a list again
+    after an interruption does not stop at the nodes it had done."""
     if args.order is not None:
         count = repo.revoke_order(args.order)
         print(f"order {args.order}: {count} node(s) revoked")
         return
-    repo.revoke(parse_eui64(args.node))
+    if repo.revoke(parse_eui64(args.node)) is False:
+        print(f"node {args.node} was already revoked; nothing changed")
+        return
     print(f"node {args.node} revoked")
 
 
@@ -292,10 +308,7 @@ def _restore(config: ServerConfig, args: argparse.Namespace) -> None:
     holding the server's lock so that no server runs on it meanwhile."""
     database = sqlite_file(config, "keystrap admin restore")
     refuse_existing(database, args.force)
-    if not args.file.exists():
-        raise StoreError(f"backup file {args.file} does not exist")
-    if not args.file.is_file():
-        raise StoreError(f"backup file {args.file} is not a file")
+    _refuse_not_a_file(args.file)
     master_key = read_master_key(config)
     database.parent.mkdir(parents=True, exist_ok=True)
     lock = InstanceLock.acquire(database, "server")
@@ -311,15 +324,25 @@ def _restore(config: ServerConfig, args: argparse.Namespace) -> None:
     print(f"restored {args.file} into {database} ({_counts(report.counts)})")
 
 
+def _refuse_not_a_file(backup: Path) -> None:
+    """Only a regular file can be a backup (a FIFO would hang the read)."""
+    if not backup.exists():
+        raise StoreError(f"backup file {backup} does not exist")
+    if backup.is_dir():
+        raise StoreError(f"backup {backup} is a directory; name the backup file itself")
+    if not backup.is_file():
+        raise StoreError(f"backup {backup} is not a regular file")
+
+
 def _restore_through(
     trial: Path, config: ServerConfig, backup: Path, master_key: bytes
 ) -> CheckReport:
     # Read-only, so that the backup is left exactly as it is (its mode included).
     source = sqlite3.connect(f"{backup.resolve().as_uri()}?mode=ro", uri=True)
     try:
-        tables = {row[0] for row in source.execute("SELECT name FROM sqlite_master")}
-        if not SERVER_STORE.recognises(tables):  # an empty file reads as an empty database
-            raise StoreError(f"backup {backup} refused: it is not {SERVER_STORE.name}")
+        _refuse_foreign(
+            backup, {row[0] for row in source.execute("SELECT name FROM sqlite_master")}
+        )
         copy_database(source, trial)
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"backup {backup} refused: {exc}") from None
@@ -332,6 +355,9 @@ def _restore_through(
             f"backup {backup} refused: its keys do not unwrap under the master key "
             f"{config.master_key}"
         ) from None
+    except StoreError as exc:  # named after the private copy, which the user never saw
+        reason = str(exc).removeprefix(f"{trial}: ").replace(str(trial), str(backup))
+        raise StoreError(f"backup {backup} refused: {reason}") from None
     try:
         report = repo.check()
         if report.problems:
@@ -343,6 +369,16 @@ def _restore_through(
     finally:
         repo.close()
     return report
+
+
+def _refuse_foreign(backup: Path, tables: set[str]) -> None:
+    """Every table of a server store must be there: an empty file reads as a
+    database without tables, and opening a database that lacks them as a store
+    would create them -- restoring it would leave an empty site."""
+    missing = sorted({"meta", *TABLES} - tables)
+    if missing or not SERVER_STORE.recognises(tables):
+        lacks = f" (it has no table {', '.join(missing)})" if tables and missing else ""
+        raise StoreError(f"backup {backup} refused: it is not {SERVER_STORE.name}{lacks}")
 
 
 def _user(repo: Repository, args: argparse.Namespace) -> None:

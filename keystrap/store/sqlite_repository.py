@@ -461,10 +461,15 @@ class SqliteRepository:
             for node_id, order_id, status, pending in rows
         ]
 
-    def revoke(self, node_id: bytes) -> None:
+    def revoke(self, node_id: bytes) -> bool:
+        """Revoke an enrolled node; False if it was revoked already, which changes
+        nothing: another revocations row would be one more for every server and
+        controller to fetch, and the node's history would show two revocations."""
         with write_transaction(self._db) as db:
-            if not self._revoke(db, node_id):
+            row = db.execute("SELECT status FROM nodes WHERE id=?", (node_id,)).fetchone()
+            if row is None:
                 raise StoreError(f"no node {eui64(node_id)} is enrolled")
+            return row[0] != "revoked" and self._revoke(db, node_id)
 
     def revoke_order(self, order_id: int) -> int:
         """Revoke every node of an order that is not revoked yet; returns how many."""
