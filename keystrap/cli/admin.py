@@ -9,9 +9,9 @@ included) does without -- building ``keystrap``'s parser imports this module.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
 
+from keystrap.cli.arg_types import whole_number
 from keystrap.cli.console import add_user_parser
 from keystrap.cli.flags import add_store_flags
 from keystrap.config import RANGES
@@ -19,27 +19,8 @@ from keystrap.order_options import KEY_MODES, PROFILE_NAMES
 
 FORCE_HELP = "replace FILE if it exists (keystrap never overwrites a file it did not create)"
 
-
-def _within(low: int, high: int, what: str) -> Callable[[str], int]:
-    """An argparse type: an integer from ``low`` to ``high``, else argparse's one
-    line (a number past SQLite's 64 bits had ended in a traceback)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{what} must be a whole number, got {text!r}"
-            ) from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{what} must be {low} to {high}, got {text}")
-        return value
-
-    return parse
-
-
-ORDER_ID = _within(1, 2**63 - 1, "an order number")
-PORT = _within(*RANGES["port"], "a port")  # the bounds the TOML file's ports have
+ORDER_ID = whole_number(1, 2**63 - 1, "an order number")
+PORT = whole_number(*RANGES["port"], "a port")  # the bounds the TOML file's ports have
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

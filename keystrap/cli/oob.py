@@ -6,12 +6,17 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from keystrap.cli.arg_types import seconds, whole_number
+from keystrap.cli.stderr import c_libraries_silenced
 from keystrap.oob.frame import OobDecodeError, frame, unframe
 from keystrap.oob.medium import MEDIA, Medium, decode_flight, encode_flight, get_medium
 from keystrap.store.atomic import write_new
 
 if TYPE_CHECKING:
     from keystrap.wire import FlightType
+
+CAMERA = whole_number(0, 2**31 - 1, "a camera index")  # OpenCV crashed on a negative one
+RECORDING = seconds(600, "a recording")
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,8 +46,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     dec = what.add_parser("decode", help="signal file -> flight")
     dec.add_argument("--channel", choices=MEDIA, required=True)
     dec.add_argument("file", type=Path, nargs="?", help="the captured signal")
-    dec.add_argument("--camera", type=int, help="qr only: read from this camera instead")
-    dec.add_argument("--record", type=float, help="audio only: record this many seconds")
+    dec.add_argument("--camera", type=CAMERA, help="qr only: read from this camera instead")
+    dec.add_argument("--record", type=RECORDING, help="audio only: record this many seconds")
     dec.add_argument("--tag", action="store_true", help="nfc only: read a tag on a reader")
 
 
@@ -99,7 +104,8 @@ def _decode(medium: Medium, args: argparse.Namespace) -> int:
         signal = args.file.read_bytes()
         if medium.name == "light" and signal.startswith(b"# keystrap light schedule"):
             signal = medium.capture(signal)
-        flight = decode_flight(medium, signal)
+        with c_libraries_silenced():
+            flight = decode_flight(medium, signal)
     kind = _check_flight(flight, medium.name)
     print(f"{medium.name}: flight {int(kind)} ({kind.name}), {len(flight)} bytes: {flight.hex()}")
     return 0

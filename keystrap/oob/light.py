@@ -34,6 +34,13 @@ MAX_TRACE_SAMPLES = 10_000_000
 profile's rate, where a flight takes seconds; a schedule that would need more (a
 tiny chip rate) is refused rather than filling the memory."""
 
+MAX_LEVEL = 1e12
+"""The largest luminance a trace may give, in any unit (a photodiode's counts,
+lux): far above any sensor's range, and low enough that the sums of
+:data:`MAX_TRACE_SAMPLES` of them stay finite. ``nan`` and ``inf``, which
+``float()`` accepts, are refused with it: they made NumPy warn on stderr
+beside the decoder's error."""
+
 
 @dataclass(frozen=True)
 class LightProfile:
@@ -94,9 +101,13 @@ def read_trace(data: bytes, channel: str) -> tuple[np.ndarray, float]:
         if not line or line.startswith("#"):
             continue
         try:
-            values.append(float(line.rsplit(",", 1)[-1]))
+            value = float(line.rsplit(",", 1)[-1])
         except ValueError:
             raise OobDecodeError(channel, f"line {number} of the trace is not a number") from None
+        if not abs(value) <= MAX_LEVEL:  # also nan
+            message = f"line {number} of the trace is not a level within ±{MAX_LEVEL:g}"
+            raise OobDecodeError(channel, f"{message}: {value:g}")
+        values.append(value)
     return np.asarray(values, dtype=np.float64), rate
 
 

@@ -10,6 +10,7 @@ when it is scaled, tilted, blurred or noisy.
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 import segno
@@ -50,12 +51,7 @@ class QrMedium:
         return emitted
 
     def demodulate(self, captured: bytes) -> bytes:
-        import cv2
-        import cv2.utils.logging
-
-        # OpenCV would print its own complaint about every unreadable file on
-        # stderr; the error we raise says it once, naming the channel.
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+        cv2 = _opencv()
         if not captured:
             raise OobDecodeError(self.name, "empty image file")
         _check_png_chunks(captured, self.name)
@@ -69,8 +65,7 @@ class QrMedium:
 
     def decode_image(self, image: np.ndarray) -> bytes:
         """Decode from a grayscale image array (a file, or a camera frame)."""
-        import cv2
-
+        cv2 = _opencv()
         text = ""
         for detector in (cv2.QRCodeDetector(), cv2.QRCodeDetectorAruco()):
             text, _, _ = detector.detectAndDecode(image)
@@ -89,8 +84,7 @@ class QrMedium:
 
     def from_camera(self, device: int = 0, frames: int = 150) -> bytes:
         """Read the frame from camera frames (OpenCV VideoCapture) until one decodes."""
-        import cv2
-
+        cv2 = _opencv()
         camera = cv2.VideoCapture(device)
         if not camera.isOpened():
             raise OobDecodeError(self.name, f"no camera at index {device}")
@@ -107,6 +101,17 @@ class QrMedium:
             raise last or OobDecodeError(self.name, "camera delivered no frames")
         finally:
             camera.release()
+
+
+def _opencv() -> Any:
+    """OpenCV, told to keep quiet: it prints its own complaint on stderr about
+    every unreadable file and every camera it cannot open (two ``[ WARN ]`` lines
+    for a missing one); the error we raise says it once, naming the channel."""
+    import cv2
+    import cv2.utils.logging
+
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    return cv2
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
