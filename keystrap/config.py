@@ -31,6 +31,17 @@ class ConfigError(Exception):
     pass
 
 
+NID_IS_REGISTERED = (
+    "a controller listens on no network address (nodes reach it out of band, at `oob`); "
+    "the address the nodes are given for it (NID) is set by "
+    "`keystrap admin controller add --host --port`"
+)
+"""Why a controller takes no ``host`` or ``port``: they were once listed, and
+said to be announced to the nodes, but the nodes learn the NID from their
+bundle, before the controller ever runs. Named when one is given, so that an
+older file or command line is refused with the reason, not merely "unknown"."""
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     """[server] -- the authentication server (SBS)."""
@@ -52,8 +63,6 @@ class ControllerConfig:
     """[controller] -- the controller (SBR)."""
 
     id: str = DEFAULT_CONTROLLER_ID
-    host: str = "127.0.0.1"
-    port: int = 5684
     server: str = "coap://127.0.0.1:5683"
     key_file: Path = DATA / "controller-sk.key"
     state: Path = DATA / "sbr.sqlite"
@@ -72,7 +81,7 @@ class ControllerConfig:
 
 
 HELP: dict[str, str] = {
-    "host": "address to bind (server) or to announce to nodes as NID (controller)",
+    "host": "address to bind",
     "port": "UDP port",
     "database": "key repository: a SQLite file, or postgresql://... shared by several servers",
     "master_key": "0600 file with the master key wrapping every stored key (made on first start)",
@@ -140,6 +149,9 @@ def load_config(cls: type[C], path: Path | None, overrides: dict[str, Any]) -> C
         base = Path(path).parent
     known = {f.name: f for f in fields(cls)}
     unknown = set(values) - set(known)
+    retired = sorted(unknown & {"host", "port"}) if section == "controller" else []
+    if retired:
+        raise ConfigError(f"{path}: [controller] {retired[0]}: {NID_IS_REGISTERED}")
     if unknown:
         raise ConfigError(f"{path}: unknown option(s) {sorted(unknown)} in [{section}]")
     given = {k: v for k, v in overrides.items() if v is not None}  # flags the user typed

@@ -90,6 +90,28 @@ def test_cli_reports_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "unknown option" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flag", [["--host", "10.0.0.5"], ["--port=6000"]])
+def test_a_controller_refuses_host_and_port_with_where_the_nid_is_set(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: list[str]
+) -> None:
+    """They were said to be announced to the nodes, but a controller listens on
+    nothing and the nodes' NID comes from the registration: taking them would be
+    ignoring them."""
+    assert main(["controller", *flag, "--print-config"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert flag[0].split("=")[0] in captured.err
+    assert "keystrap admin controller add --host --port" in captured.err
+    path = tmp_path / "c.toml"
+    path.write_text("[controller]\nport = 5684\n")
+    with pytest.raises(ConfigError, match=r"\[controller\] port: .*admin controller add"):
+        load_config(ControllerConfig, path, {})
+    with pytest.raises(SystemExit):
+        main(["controller", "--help"])
+    shown = capsys.readouterr().out
+    assert "--port" not in shown and "announce" not in shown
+
+
 def test_print_config(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["controller", "--print-config", "--id", "02:00:00:00:00:00:00:05"]) == 0
     out = capsys.readouterr().out

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from keystrap.cli.flags import add_config_flags, config_from_args, print_config
-from keystrap.config import ControllerConfig, ServerConfig, load_config
+from keystrap.config import NID_IS_REGISTERED, ControllerConfig, ServerConfig, load_config
 from keystrap.extras import require_medium
 from keystrap.hostport import format_host_port, parse_host_port
 from keystrap.ids import eui64
@@ -21,6 +21,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "over CoAP, hand flight 4 back to the node.",
     )
     add_config_flags(ctl, ControllerConfig)
+    for retired in ("--host", "--port"):  # not in --help; refused with the reason
+        ctl.add_argument(retired, action=_Refused, help=argparse.SUPPRESS)
     ctl.add_argument(
         "--with-server",
         action="store_true",
@@ -34,6 +36,22 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="with --with-server: the server's TOML file (default: the server's defaults)",
     )
     _add_actions(ctl)
+
+
+class _Refused(argparse.Action):
+    """An option the controller once listed but never used (see
+    :data:`~keystrap.config.NID_IS_REGISTERED`): typed, it is one error line
+    saying where the nodes' address is set, rather than argparse's
+    "unrecognized arguments"."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        parser.error(f"{option_string}: {NID_IS_REGISTERED}")
 
 
 def _add_actions(ctl: argparse.ArgumentParser) -> None:
