@@ -7,14 +7,17 @@ import contextlib
 import json
 import re
 import secrets
+import socket
 import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import uvicorn
 from starlette.testclient import TestClient
 
+from keystrap.cli.main import main
 from keystrap.console import history, queries
 from keystrap.console.app import ConsoleStore, build_app
 from keystrap.console.sessions import FAILURES_ALLOWED
@@ -26,7 +29,7 @@ from keystrap.store.activity import ActivityLog
 from keystrap.store.errors import StoreError
 from keystrap.store.keyfile import read_key_file
 from keystrap.store.sqlite_repository import ControllerInfo, SqliteRepository
-from keystrap_lab.processes import keystrap_command
+from keystrap_lab.processes import free_udp_port, keystrap_command
 
 CONTROLLER = bytes.fromhex("02000000000000c0")
 PASSWORD = "a long enough password"
@@ -97,6 +100,40 @@ def test_admin_user_add_reads_the_password_from_stdin(tmp_path: Path) -> None:
     assert "Traceback" not in short.stderr
     assert Users(db).authenticate("carol", PASSWORD)
     assert PASSWORD not in db.read_bytes().decode("latin-1")
+
+
+@pytest.mark.parametrize(
+    ("host", "warned"),
+    [("", True), ("0.0.0.0", True), ("127.0.0.1", False)],
+)
+def test_plain_http_beyond_loopback_is_warned_of(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    host: str,
+    warned: bool,
+) -> None:
+    """``--host ""`` binds every address, as 0.0.0.0 does, and gets the same
+    warning: the login's password would cross the network in the clear."""
+
+    def serve_nothing(server: uvicorn.Server, sockets: list[socket.socket]) -> None:
+        for listening in sockets:
+            listening.close()
+
+    monkeypatch.setattr(uvicorn.Server, "run", serve_nothing)
+    store = ["--database", str(tmp_path / "sbs.sqlite"), "--master-key", str(tmp_path / "m.key")]
+    key_out = ["--key-out", str(tmp_path / "sk.key")]
+    assert main(["admin", *store, "controller", "add", eui64(CONTROLLER), *key_out]) == 0
+    port = str(free_udp_port())
+    assert main(["console", *store, "--host", host, "--port", port]) == 0
+    captured = capsys.readouterr()
+    assert f"console on http://{host or '0.0.0.0'}:{port}/" in captured.out
+    if warned:
+        assert captured.err.count("\n") == 1
+        assert "warning: plain HTTP on every address" in captured.err
+        assert "--certfile" in captured.err
+    else:
+        assert captured.err == ""
 
 
 def test_nothing_without_a_login(store: ConsoleStore) -> None:

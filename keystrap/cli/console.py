@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from keystrap.cli.flags import add_store_flags, store_config
 from keystrap.config import ConfigError
+from keystrap.hostport import format_host_port
 from keystrap.store.errors import StoreError
 
 if TYPE_CHECKING:
@@ -121,7 +122,11 @@ def run(args: argparse.Namespace) -> int:
                 timeout_graceful_shutdown=2,  # live views never end on their own
             )
         )
-        where = f"{'https' if args.certfile else 'http'}://{args.host}:{args.port}/"
+        # --host "" binds every IPv4 address: show the one bound, not "http://:8080/"
+        address = format_host_port(args.host or listening.getsockname()[0], args.port)
+        where = f"{'https' if args.certfile else 'http'}://{address}/"
+        if args.certfile is None:
+            warn_if_open(listening)
         print(f"console on {where} (store {config.database})", flush=True)
         server.run(sockets=[listening])
     finally:
@@ -142,6 +147,26 @@ def check_certificate(certfile: Path | None, keyfile: Path | None) -> None:
         raise ConfigError(
             f"--certfile {certfile} / --keyfile {keyfile} cannot be used: {reason}"
         ) from None
+
+
+def warn_if_open(listening: socket.socket) -> None:
+    """Plain HTTP beyond loopback carries the operator's password and session
+    cookie readable by anyone on the path: say so on stderr. Judged by the
+    address actually bound, so that every spelling of "all addresses"
+    (``0.0.0.0``, ``::``, and ``""``, which binds 0.0.0.0) is treated alike."""
+    import ipaddress
+
+    bound = ipaddress.ip_address(listening.getsockname()[0].partition("%")[0])
+    if bound.is_loopback:
+        return
+    where = "every address" if bound.is_unspecified else "a network address"
+    print(
+        f"keystrap console: warning: plain HTTP on {where} ({bound}): passwords and session "
+        "cookies cross the network unencrypted; give --certfile and --keyfile, "
+        "or --host 127.0.0.1",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def listen(host: str, port: int) -> socket.socket:
