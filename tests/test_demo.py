@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
+import pytest
+
+from keystrap.cli.main import main
 from keystrap_lab.processes import keystrap_command
 
 
@@ -24,3 +28,26 @@ def test_demo_bootstraps_configures_reinstalls_and_revokes() -> None:
     assert "re-installed: a new PSK; old PSK gets no data" in out
     assert "controller dropped its PSK, refuses it" in out
     assert out.rstrip().splitlines()[-1].startswith("demo succeeded")
+
+
+@pytest.mark.parametrize(
+    "flag", [["--workdir", "kept"], ["--store", "sqlite"], ["--small-network"], ["--channel", "qr"]]
+)
+def test_the_in_process_demo_refuses_the_live_demos_flags(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: list[str]
+) -> None:
+    """It has no files, store, processes or medium: a flag for them would be ignored,
+    so it is refused by name -- even one that repeats the default."""
+    argv = [str(tmp_path / a) if a == "kept" else a for a in flag]
+    assert main(["demo", "--in-process", "--nodes", "1", *argv]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert f"takes no {flag[0]}" in captured.err
+    assert not (tmp_path / "kept").exists()
+
+
+def test_the_in_process_demo_runs_with_nodes_alone() -> None:
+    alone = keystrap_command("demo", "--in-process", "--nodes", "2")
+    done = subprocess.run(alone, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "demo result: all nodes bootstrapped" in done.stdout

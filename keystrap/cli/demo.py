@@ -13,6 +13,12 @@ from pathlib import Path
 from keystrap.extras import require_lab, require_medium
 from keystrap.oob.medium import MEDIA
 
+LIVE_ONLY = ("--workdir", "--store", "--small-network", "--channel")
+"""The flags of the demo through real processes. ``--in-process`` has no files,
+store, processes or medium to apply them to, so it refuses them by name rather
+than ignore them; --channel and --store therefore default to None (typed or
+not), and their defaults are applied in :func:`run`."""
+
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo = sub.add_parser(
@@ -22,7 +28,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     demo.add_argument(
         "--in-process",
         action="store_true",
-        help="run the three state machines in one process instead, narrated",
+        help="run the three state machines in one process instead, narrated "
+        "(no files, store or medium: it takes only --nodes)",
     )
     demo.add_argument(
         "--small-network",
@@ -36,26 +43,31 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     demo.add_argument(
         "--channel",
         choices=MEDIA,
-        default="qr",
         help="out-of-band medium for flights 1, 4 and 5 (default qr)",
     )
     demo.add_argument(
         "--store",
         choices=("sqlite", "postgresql"),
-        default="sqlite",
-        help="the server's store: a SQLite file, or a private PostgreSQL cluster",
+        help="the server's store: a SQLite file (default), or a private PostgreSQL cluster",
     )
 
 
 def run(args: argparse.Namespace) -> int:
     if args.nodes < 1:
         raise ValueError("--nodes must be at least 1")
+    if args.in_process:
+        for flag in LIVE_ONLY:
+            if getattr(args, flag.removeprefix("--").replace("-", "_")) not in (None, False):
+                raise ValueError(
+                    f"--in-process runs without processes or files: it takes no {flag}"
+                )
     require_lab("demo")
     if args.in_process:
         from keystrap_lab.demo import run_demo
 
         return run_demo(args.nodes)
-    require_medium(args.channel)
+    channel = args.channel or "qr"
+    require_medium(channel)
     import asyncio
 
     from keystrap_lab.live_demo import run_live_demo
@@ -64,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
         run_live_demo(
             args.nodes,
             args.workdir,
-            args.channel,
+            channel,
             small_network=args.small_network,
-            store=args.store,
+            store=args.store or "sqlite",
         )
     )
