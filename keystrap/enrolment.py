@@ -34,7 +34,7 @@ from keystrap.crypto import kbkdf_cmac
 from keystrap.ids import eui64, parse_eui64
 from keystrap.order_options import KEY_MODES, PROFILE_NAMES
 from keystrap.protocol import NodeState
-from keystrap.store.atomic import ExistingFile, write_new
+from keystrap.store.atomic import ExistingFile, make_private_dirs, write_new
 from keystrap.store.errors import StoreError
 from keystrap.store.node_file import (
     NodeFile,
@@ -225,9 +225,7 @@ def install_bundle(
         for path, node in _node_files(bundle_path, out_dir, channel_up, channel_down)
     ]
     todo = [(path, data) for path, data in files if _must_write(path, data, force)]
-    if not out_dir.exists():
-        out_dir.mkdir(parents=True)
-        out_dir.chmod(0o700)
+    make_private_dirs(out_dir)
     created: list[Path] = []
     try:
         for path, data in todo:

@@ -23,7 +23,13 @@ from keystrap.enrolment import (
 )
 from keystrap.ids import eui64, parse_eui64
 from keystrap.services.instance import InstanceLock
-from keystrap.store.atomic import new_output, place_new, refuse_existing, taken_back_on_failure
+from keystrap.store.atomic import (
+    make_private_dirs,
+    new_output,
+    place_new,
+    refuse_existing,
+    taken_back_on_failure,
+)
 from keystrap.store.errors import StoreError
 from keystrap.store.keyfile import (
     key_file_bytes,
@@ -310,7 +316,7 @@ def _restore(config: ServerConfig, args: argparse.Namespace) -> None:
     refuse_existing(database, args.force)
     _refuse_not_a_file(args.file)
     master_key = read_master_key(config)
-    database.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(database.parent)
     lock = InstanceLock.acquire(database, "server")
     trial = database.with_name(f".{database.name}.restoring")
     try:

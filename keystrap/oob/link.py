@@ -18,6 +18,7 @@ from pathlib import Path
 from keystrap.oob.channel import OobLink
 from keystrap.oob.frame import OobDecodeError
 from keystrap.oob.medium import Medium, decode_flight, encode_flight
+from keystrap.store.atomic import make_private_dirs
 from keystrap.wire import CompactFlight11, Flight11, Flight12
 
 log = logging.getLogger("keystrap.oob")
@@ -94,7 +95,7 @@ class MediumLink:
         """Write the signal to the capture directory, so a person can look at it."""
         if self._capture_dir is None:
             return
-        self._capture_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(self._capture_dir)
         while True:  # a name of an earlier run's capture is skipped, never overwritten
             name = f"{self._label}-{next(_serial):05d}-{direction}-{medium.name}{medium.suffix}"
             try:

@@ -16,6 +16,7 @@ import struct
 from pathlib import Path
 
 from keystrap.oob.channel import OobClosed, OobError, SessionHandler
+from keystrap.store.atomic import make_private_dirs
 
 MAX_MESSAGE = 16 * 1024 * 1024
 BODY_TIMEOUT = 10.0  # for the rest of a message once its length has arrived
@@ -65,7 +66,7 @@ class UnixListener:
         self._server: asyncio.Server | None = None
 
     async def start(self, handler: SessionHandler) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(self.path.parent)
         await remove_stale_socket(self.path)
 
         async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

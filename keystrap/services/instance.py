@@ -16,6 +16,8 @@ import os
 from pathlib import Path
 from typing import IO
 
+from keystrap.store.atomic import make_private_dirs
+
 
 class AlreadyRunning(Exception):
     """Another process holds the lock on this state."""
@@ -36,7 +38,7 @@ class InstanceLock:
         the same lock rather than one of its own."""
         real = store.resolve()
         path = real.with_name(real.name + ".lock")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(path.parent)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         handle = os.fdopen(fd, "r+b")
         try:

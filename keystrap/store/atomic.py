@@ -8,6 +8,8 @@ new one, never a torn mixture -- what the node's "no bricked node" rule needs.
 file it did not create (unless forced), and :func:`new_output` removes what it
 wrote if the step that follows -- committing the key to a store -- fails.
 :func:`taken_back_on_failure` does the same for what a service's start makes.
+
+``make_private_dirs`` is how every directory keystrap makes is made: 0700.
 """
 
 from __future__ import annotations
@@ -36,6 +38,26 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def make_private_dirs(path: Path) -> None:
+    """Make directory ``path`` and whichever of its parents are missing, each of
+    them 0700 whatever the umask (``mkdir(parents=True)`` gives only the last one
+    its mode, and the umask still applies: under umask 000 the rest are 0777).
+
+    They hold key files, stores, sockets and node files: a directory others may
+    write to lets them delete or replace those files. A directory that already
+    exists is left exactly as it is -- its mode is its owner's choice."""
+    path = Path(path)
+    if path.is_dir():
+        return
+    if path.parent != path:
+        make_private_dirs(path.parent)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:  # made meanwhile by another process, or not a directory
+        if not path.is_dir():
+            raise
 
 
 def refuse_existing(path: Path, force: bool) -> None:
@@ -73,7 +95,7 @@ def write_new(path: Path, data: bytes, *, force: bool = False, mode: int = 0o600
     """
     path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(path.parent)
         tmp = _write_temp(path, data, mode)
     except OSError as exc:
         raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from keystrap.store.atomic import make_private_dirs
 from keystrap.store.errors import StoreError
 
 SIDECARS = ("-wal", "-shm", "-journal")
@@ -94,7 +95,7 @@ def open_database(
     depends on it is sent, which the no-brick rule needs. Autocommit mode, so that
     :func:`write_transaction` alone decides where a transaction starts and ends.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(path.parent)
     db = connect(path)
     try:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_schema WHERE type='table'")}

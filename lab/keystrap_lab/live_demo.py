@@ -24,7 +24,7 @@ import aiocoap
 
 from keystrap.ids import eui64, parse_eui64
 from keystrap.services.node_agent import NodeResult, bootstrap_node
-from keystrap.store.atomic import refuse_non_empty_dir
+from keystrap.store.atomic import make_private_dirs, refuse_non_empty_dir
 from keystrap.store.node_file import load_node_file
 from keystrap.wire import VERSION, DecodeError, Flight2, Flight3, Flight6, Flight7, flight_class
 from keystrap_lab.independent import independent_get
@@ -65,7 +65,7 @@ class Progress:
 def _workdir(path: Path | None) -> Iterator[Path]:
     if path is not None:
         refuse_non_empty_dir(path, "--workdir")
-        path.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(path)
         yield path
     else:
         with tempfile.TemporaryDirectory(prefix="keystrap-demo-") as tmp:

@@ -24,6 +24,7 @@ from keystrap.config import (
     render_config,
 )
 from keystrap.protocol import NodeStage, NodeState
+from keystrap.store.atomic import make_private_dirs
 from keystrap.store.keyfile import read_key_file
 from keystrap.store.node_file import NodeFile, save_node_file
 from keystrap.store.open import Repository, open_store
@@ -84,8 +85,7 @@ class Site:
     async def prepare(self, relay_hook: Hook | None = None) -> None:
         """Write both configuration files; with ``relay_hook``, route the in-band
         path through a :class:`UdpRelay` that calls it for every datagram."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        (self.root / "data").mkdir(exist_ok=True)
+        make_private_dirs(self.root / "data")
         server_uri_port = self.server_port
         if relay_hook is not None:
             self.relay = await UdpRelay.start(

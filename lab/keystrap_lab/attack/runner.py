@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from keystrap.store.atomic import refuse_non_empty_dir
+from keystrap.store.atomic import make_private_dirs, refuse_non_empty_dir
 from keystrap_lab.attack.baselines import baseline_rows
 from keystrap_lab.attack.report import FALLS, HOLDS, RESIDUAL, Row, render
 from keystrap_lab.attack.scenarios import SCHEME, run_scheme
@@ -14,7 +14,7 @@ from keystrap_lab.attack.scenarios import SCHEME, run_scheme
 async def run_all(workdir: Path | None = None) -> list[Row]:
     if workdir is not None:
         refuse_non_empty_dir(workdir, "--workdir")
-        workdir.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(workdir)
         return await run_scheme(workdir) + baseline_rows()
     with tempfile.TemporaryDirectory(prefix="keystrap-attack-") as tmp:
         return await run_scheme(Path(tmp)) + baseline_rows()
