@@ -6,6 +6,12 @@ controllers on one state file would hand out the same TID twice. The lock is an
 ``flock`` on ``<store>.lock``, so the kernel drops it when the process dies
 however it dies: a stale lock file never blocks a restart. The file holds the
 owner's pid, only to tell the second instance whom it collided with.
+
+The owner removes the file when it stops, while it still holds the lock, so a
+start that is refused (or a service that stops) leaves no lock file behind,
+nor the directories made for it. A newcomer that opened the file just before
+it was removed then holds a lock on a file no longer there; it sees that (the
+path no longer names the inode it locked) and starts over on a new file.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import os
 from pathlib import Path
 from typing import IO
 
-from keystrap.store.atomic import make_private_dirs
+from keystrap.store.atomic import make_private_dirs, remove_if_empty
 
 
 class AlreadyRunning(Exception):
@@ -24,9 +30,10 @@ class AlreadyRunning(Exception):
 
 
 class InstanceLock:
-    def __init__(self, handle: IO[bytes], path: Path) -> None:
+    def __init__(self, handle: IO[bytes], path: Path, made: list[Path]) -> None:
         self._handle = handle
         self.path = path
+        self._made = made  # the directories acquire() made for the lock
 
     @classmethod
     def acquire(cls, store: Path, what: str) -> InstanceLock:
@@ -38,11 +45,32 @@ class InstanceLock:
         the same lock rather than one of its own."""
         real = store.resolve()
         path = real.with_name(real.name + ".lock")
-        make_private_dirs(path.parent)
+        made = make_private_dirs(path.parent)
+        try:
+            while True:
+                handle = cls._locked(path, store, what)
+                if handle is not None:
+                    break
+        except BaseException:
+            remove_if_empty(made)
+            raise
+        handle.truncate(0)
+        handle.write(f"{os.getpid()}\n".encode())
+        handle.flush()
+        return cls(handle, path, made)
+
+    @staticmethod
+    def _locked(path: Path, store: Path, what: str) -> IO[bytes] | None:
+        """``path`` opened and locked, or None if its owner removed it meanwhile."""
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         handle = os.fdopen(fd, "r+b")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            locked = os.fstat(fd)
+            try:
+                named = os.stat(path)
+            except FileNotFoundError:
+                named = None
         except BlockingIOError:
             owner = handle.read(32).decode("ascii", "replace").strip() or "unknown"
             handle.close()
@@ -52,14 +80,15 @@ class InstanceLock:
         except BaseException:
             handle.close()
             raise
-        handle.truncate(0)
-        handle.write(f"{os.getpid()}\n".encode())
-        handle.flush()
-        return cls(handle, path)
+        if named is None or (named.st_dev, named.st_ino) != (locked.st_dev, locked.st_ino):
+            handle.close()  # the previous owner removed it after we opened it
+            return None
+        return handle
 
     def release(self) -> None:
-        """Empty the pid and unlock; the file stays (removing it would race with a
-        newcomer that already opened it)."""
+        """Remove the lock file while still holding it, then unlock; then the
+        directories made for it, if the store was never made there."""
         with contextlib.suppress(OSError):
-            self._handle.truncate(0)
+            self.path.unlink()
         self._handle.close()
+        remove_if_empty(self._made)

@@ -40,24 +40,39 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
     _fsync_dir(path.parent)
 
 
-def make_private_dirs(path: Path) -> None:
+def make_private_dirs(path: Path) -> list[Path]:
     """Make directory ``path`` and whichever of its parents are missing, each of
     them 0700 whatever the umask (``mkdir(parents=True)`` gives only the last one
     its mode, and the umask still applies: under umask 000 the rest are 0777).
 
     They hold key files, stores, sockets and node files: a directory others may
     write to lets them delete or replace those files. A directory that already
-    exists is left exactly as it is -- its mode is its owner's choice."""
+    exists is left exactly as it is -- its mode is its owner's choice.
+
+    Returns the directories made, outermost first, so that a step that fails
+    can take them back (:func:`remove_if_empty`)."""
     path = Path(path)
     if path.is_dir():
-        return
-    if path.parent != path:
-        make_private_dirs(path.parent)
+        return []
+    made = make_private_dirs(path.parent) if path.parent != path else []
     try:
         os.mkdir(path, 0o700)
     except FileExistsError:  # made meanwhile by another process, or not a directory
         if not path.is_dir():
             raise
+        return made
+    return [*made, path]
+
+
+def remove_if_empty(directories: list[Path]) -> None:
+    """Remove those of ``directories`` (as :func:`make_private_dirs` returned
+    them) that nothing has been put in, innermost first: only an empty one goes,
+    so whatever another process or a later step placed there stays."""
+    for directory in reversed(directories):
+        try:
+            directory.rmdir()
+        except OSError:
+            return  # not empty, so neither is any directory around it
 
 
 def refuse_existing(path: Path, force: bool) -> None:
