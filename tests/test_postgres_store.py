@@ -11,6 +11,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from keystrap.cli.main import main
+from keystrap.ids import eui64
 from keystrap.protocol import (
     ControllerState,
     NodeState,
@@ -259,3 +261,27 @@ def test_same_flight2_on_two_servers_gets_one_flight3(
     assert isinstance(replies[0], Reply) and isinstance(replies[1], Reply)
     assert replies[0].payload == replies[1].payload
     assert repo.count_pending(node_id(1)) == 1
+
+
+def test_revoking_a_revoked_node_again_says_so_and_adds_no_row(
+    tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As on SQLite: a second revocations row would be one more for every server
+    and controller to fetch, and the node's history would show two revocations."""
+    admin = ["admin", "--database", pg_url, "--master-key", str(tmp_path / "mk.key")]
+    controller = eui64(CONTROLLER_ID)
+    assert main([*admin, "controller", "add", controller, "--key-out", str(tmp_path / "sk")]) == 0
+    order = ["order", "create", "--installer", "acme", "--controller", controller]
+    assert main([*admin, *order, "--count", "2", "--out", str(tmp_path / "b.json")]) == 0
+    capsys.readouterr()
+    assert main([*admin, "nodes"]) == 0
+    node = capsys.readouterr().out.split()[0]
+    assert main([*admin, "revoke", node]) == 0
+    assert capsys.readouterr().out == f"node {node} revoked\n"
+    assert main([*admin, "revoke", node]) == 0
+    assert "already revoked" in capsys.readouterr().out
+    assert main([*admin, "revoke", "--order", "1"]) == 0
+    assert capsys.readouterr().out == "order 1: 1 node(s) revoked\n"
+    with psycopg.connect(pg_url) as db:
+        rows = db.execute("SELECT node_id FROM revocations ORDER BY seq").fetchall()
+    assert len(rows) == 2 and len(set(rows)) == 2

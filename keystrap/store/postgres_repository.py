@@ -527,12 +527,18 @@ class PostgresRepository:
             for node_id, order_id, status, pending in rows
         ]
 
-    def revoke(self, node_id: bytes) -> None:
-        def revoke(db: Connection) -> None:
-            if not self._revoke(db, [node_id]):
-                raise StoreError(f"no node {eui64(node_id)} is enrolled")
+    def revoke(self, node_id: bytes) -> bool:
+        """As the SQLite store's: False if the node was revoked already, which
+        changes nothing (no second revocations row for every server to fetch)."""
 
-        self._run(revoke)
+        def revoke(db: Connection) -> bool:
+            if self._revoke(db, [node_id]):
+                return True
+            if _count(db, "SELECT COUNT(*) FROM nodes WHERE id=%s", node_id) == 0:
+                raise StoreError(f"no node {eui64(node_id)} is enrolled")
+            return False
+
+        return self._run(revoke)
 
     def revoke_order(self, order_id: int) -> int:
         def revoke(db: Connection) -> int:
@@ -553,13 +559,17 @@ class PostgresRepository:
     def _revoke(db: Connection, node_ids: list[bytes]) -> int:
         """The table lock (EXCLUSIVE: readers go on, writers queue until this
         commits) keeps sequence numbers in commit order, so a server that has
-        answered "up to N" can never later see a revocation numbered below N."""
+        answered "up to N" can never later see a revocation numbered below N.
+        A node revoked already is left as it is: the UPDATE tests the status
+        itself, re-reading a row another server revoked meanwhile, so no node
+        gets a second revocations row."""
         now = int(time.time())
         db.execute("LOCK TABLE revocations IN EXCLUSIVE MODE")
         revoked = [
             row[0]
             for row in db.execute(
-                "UPDATE nodes SET status='revoked', updated=%s WHERE id = ANY(%s) RETURNING id",
+                "UPDATE nodes SET status='revoked', updated=%s "
+                "WHERE id = ANY(%s) AND status<>'revoked' RETURNING id",
                 (now, node_ids),
             )
         ]
