@@ -287,6 +287,26 @@ def test_check_names_any_key_column_that_holds_no_bytes(
     assert "not a wrapped key" in out and err.count("\n") == 1, (out, err)
 
 
+@pytest.mark.parametrize(
+    ("edit", "named"),
+    [
+        ("UPDATE nodes SET id='hello' WHERE rowid=1", "the id of node 'hello' is str"),
+        ("UPDATE controllers SET id=7", "the id of controller 7 is int"),
+    ],
+)
+def test_check_names_an_id_column_that_holds_no_bytes(
+    tmp_path: Path, admin: list[str], capsys: pytest.CaptureFixture[str], edit: str, named: str
+) -> None:
+    """Not "Unknown format code 'x'": the row is named by the value it holds."""
+    with contextlib.closing(sqlite3.connect(tmp_path / "site" / "sbs.sqlite")) as db:
+        db.execute(edit)
+        db.commit()
+    capsys.readouterr()
+    assert main([*admin, "check"]) == 2
+    out, err = capsys.readouterr()
+    assert f"problem: {named}, not an EUI-64" in out and err.count("\n") == 1, (out, err)
+
+
 def test_revoking_a_revoked_node_again_says_so_and_adds_no_row(
     tmp_path: Path, admin: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -208,16 +208,14 @@ def key_problems(
     """Every wrapped key that does not unwrap under ``kek``, named by its owner.
 
     The rows are ``(id, sk_wrapped)``, ``(id, key_wrapped)`` and
-    ``(controller_id, tid, rn_c_wrapped, psk_wrapped)``."""
-    wrapped = [(f"controller {eui64(cid)}", w) for cid, w in controllers]
-    wrapped += [(f"node {eui64(nid)}", w) for nid, w in nodes]
-    wrapped += [
-        (f"transaction {tid} of controller {eui64(cid)}", w)
-        for cid, tid, *keys in transactions
-        for w in keys
-        if w is not None
-    ]
-    problems = []
+    ``(controller_id, tid, rn_c_wrapped, psk_wrapped)``. An ID that holds no
+    bytes is a problem of its own, named by its value."""
+    problems: list[str] = []
+    wrapped = [(_owner("controller", cid, problems), w) for cid, w in controllers]
+    wrapped += [(_owner("node", nid, problems), w) for nid, w in nodes]
+    for cid, tid, *keys in transactions:
+        owner = f"transaction {tid} of {_owner('controller', cid, problems)}"
+        wrapped += [(owner, w) for w in keys if w is not None]
     for owner, blob in wrapped:
         if not isinstance(blob, bytes | bytearray | memoryview):  # a hand-edited row: text
             problems.append(f"the key of {owner} is {type(blob).__name__}, not a wrapped key")
@@ -227,6 +225,18 @@ def key_problems(
         except KeyUnwrapError:
             problems.append(f"the key of {owner} does not unwrap under the master key")
     return problems
+
+
+def _owner(kind: str, identifier: object, problems: list[str]) -> str:
+    """``kind`` and its EUI-64, or, for an ID column a hand-edited row gave text
+    (SQLite keeps any type in any column), the value itself, escaped by repr,
+    with a problem saying so: its EUI-64 had ended ``check`` in one line
+    ("Unknown format code 'x'") that named neither the column nor the row."""
+    if isinstance(identifier, bytes | bytearray | memoryview):
+        return f"{kind} {eui64(bytes(identifier))}"
+    owner = f"{kind} {identifier!r}"
+    problems.append(f"the id of {owner} is {type(identifier).__name__}, not an EUI-64")
+    return owner
 
 
 def count_states(statuses: Iterable[str]) -> dict[str, int]:
