@@ -319,3 +319,74 @@ def test_revoking_a_revoked_node_again_says_so_and_adds_no_row(
     assert "already revoked" in capsys.readouterr().out
     with contextlib.closing(sqlite3.connect(tmp_path / "site" / "sbs.sqlite")) as db:
         assert db.execute("SELECT COUNT(*) FROM revocations").fetchone() == (1,)
+
+
+READS = [
+    ["nodes"], ["controller", "list"], ["order", "list"], ["installer", "list"], ["check"],
+    ["user", "list"],
+]  # fmt: skip
+
+
+def as_it_is(root: Path) -> dict[Path, tuple[int, bytes]]:
+    """:func:`files` with their modes."""
+    return {
+        p: (stat.S_IMODE(p.stat().st_mode), p.read_bytes())
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.suffix != ".lock"
+    }
+
+
+@pytest.mark.parametrize("mode", [0o444, 0o600])
+def test_commands_that_only_read_leave_the_store_as_it_is(
+    tmp_path: Path, admin: list[str], capsys: pytest.CaptureFixture[str], mode: int
+) -> None:
+    """Not chmodded, not written (``user list`` had added its table), no sidecar
+    left behind: an operator's read-only store stays read-only."""
+    site = tmp_path / "site"
+    (site / "sbs.sqlite").chmod(mode)
+    before = as_it_is(site)
+    for words in [*READS, ["backup", str(tmp_path / "copy.sqlite")]]:
+        assert main([*admin, *words]) == 0, capsys.readouterr().err
+    assert as_it_is(site) == before
+    capsys.readouterr()
+    copy = ["--database", str(tmp_path / "copy.sqlite"), "--master-key", str(site / "mk.key")]
+    assert main(["admin", *copy, "nodes"]) == 0
+    assert "3 node(s)" in capsys.readouterr().out
+
+
+def test_commands_that_write_refuse_a_read_only_store(
+    tmp_path: Path, admin: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The operator who made it read-only meant it: one line, nothing changed."""
+    site = tmp_path / "site"
+    assert main([*admin, "backup", str(tmp_path / "copy.sqlite")]) == 0
+    (site / "sbs.sqlite").chmod(0o444)
+    capsys.readouterr()
+    before = as_it_is(site)
+    for words in (
+        ["revoke", "--order", "1"],
+        ["controller", "add", "02:00:00:00:00:00:00:c1", "--key-out", str(tmp_path / "k1")],
+        ["installer", "remove", "acme"],
+        ["migrate"],
+        ["restore", str(tmp_path / "copy.sqlite"), "--force"],
+    ):
+        assert main([*admin, *words]) == 2
+        one_line(capsys, "is read-only (mode 0444)", "chmod 600")
+    assert as_it_is(site) == before
+    assert not (tmp_path / "k1").exists()
+
+
+def test_commands_that_only_read_refuse_a_file_that_is_not_a_store(
+    tmp_path: Path, admin: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 0-byte file had been made a store (and chmodded 0600) by ``admin nodes``."""
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    empty.chmod(0o644)
+    before = as_it_is(tmp_path)
+    given = ["admin", "--database", str(empty), "--master-key", str(tmp_path / "site" / "mk.key")]
+    capsys.readouterr()
+    for words in [*READS, ["backup", str(tmp_path / "copy.sqlite")]]:
+        assert main([*given, *words]) == 2
+        one_line(capsys, f"{empty} refused: it is not a keystrap server store")
+    assert as_it_is(tmp_path) == before

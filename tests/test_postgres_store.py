@@ -27,6 +27,7 @@ from keystrap.protocol import (
 )
 from keystrap.protocol.repository import NodeBusy, UnknownTransaction
 from keystrap.store.errors import StoreError, StoreInterrupted
+from keystrap.store.keyfile import write_key_file
 from keystrap.store.migrations import LATEST, SchemaMismatch
 from keystrap.store.postgres_repository import PostgresRepository
 from keystrap.store.sqlite_repository import ControllerInfo
@@ -285,3 +286,18 @@ def test_revoking_a_revoked_node_again_says_so_and_adds_no_row(
     with psycopg.connect(pg_url) as db:
         rows = db.execute("SELECT node_id FROM revocations ORDER BY seq").fetchall()
     assert len(rows) == 2 and len(set(rows)) == 2
+
+
+def test_commands_that_only_read_give_an_empty_database_no_table(
+    tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As for a 0-byte SQLite file: ``admin nodes`` had made the database a store."""
+    write_key_file(tmp_path / "mk.key", MASTER)
+    admin = ["admin", "--database", pg_url, "--master-key", str(tmp_path / "mk.key")]
+    for words in (["nodes"], ["controller", "list"], ["check"], ["order", "list"]):
+        assert main([*admin, *words]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "refused: it is not a keystrap server store" in err, err
+    with psycopg.connect(pg_url) as db:
+        tables = db.execute("SELECT tablename FROM pg_tables WHERE schemaname=current_schema()")
+        assert tables.fetchall() == []

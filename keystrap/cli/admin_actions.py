@@ -37,21 +37,37 @@ from keystrap.store.keyfile import (
     open_with_master_key,
     read_key_file,
 )
-from keystrap.store.migrations import LATEST, TABLES
+from keystrap.store.migrations import LATEST
 from keystrap.store.move import move_store
 from keystrap.store.open import Repository, local_state, sqlite_file
 from keystrap.store.open import open_repository as open_configured
 from keystrap.store.postgres_url import redacted
 from keystrap.store.records import WrongMasterKey
-from keystrap.store.sqlite import SIDECARS, connect, copy_database, integrity_problems
+from keystrap.store.sqlite import (
+    SIDECARS,
+    connect,
+    connect_read_only,
+    copy_database,
+    integrity_problems,
+    refuse_read_only,
+)
 from keystrap.store.sqlite_repository import (
-    SERVER_STORE,
     CheckReport,
     ControllerInfo,
     SqliteRepository,
+    not_a_server_store,
 )
 
 CREATES_SITE = {"controller.add"}
+READS_ONLY = {  # the store opened as it is (read_only), never created, migrated or chmodded
+    "controller.list",
+    "order.list",
+    "installer.list",
+    "nodes",
+    "check",
+    "backup",
+    "user.list",
+}
 OWN_STORE = {"restore", "migrate", "migrate-store"}
 OUTPUTS = {  # the file each command hands out, never overwritten without --force
     "controller.add": "key_out",
@@ -61,20 +77,24 @@ OUTPUTS = {  # the file each command hands out, never overwritten without --forc
 }  # works on a backup file, then writes the configured store
 
 
-def open_repository(config: ServerConfig, create: bool, *, migrate: bool = False) -> Repository:
+def open_repository(
+    config: ServerConfig, create: bool, *, migrate: bool = False, read_only: bool = False
+) -> Repository:
     """The configured store; only a command that sets up a site may create it
-    (a PostgreSQL database is created by its administrator, its tables by us)."""
-    opener = partial(open_configured, config, migrate=migrate)
-    if isinstance(config.database, str):
-        if not create:
-            return opener(read_master_key(config))
-        with taken_back_on_failure(config.master_key):
-            return opener(load_or_create_key_file(config.master_key, secrets.token_bytes)[0])
-    if not create and not config.database.exists():
+    (a PostgreSQL database is created by its administrator, its tables by us),
+    and one that only reads it opens it ``read_only``: a file that is not a
+    store is refused rather than made one."""
+    opener = partial(open_configured, config, migrate=migrate, read_only=read_only)
+    if not create and isinstance(config.database, Path) and not config.database.exists():
         raise StoreError(
             f"no server store at {config.database}: create one with "
             "`keystrap admin controller add`, or give --config/--database"
         )
+    if not create:
+        return opener(read_master_key(config))
+    if isinstance(config.database, str):
+        with taken_back_on_failure(config.master_key):
+            return opener(load_or_create_key_file(config.master_key, secrets.token_bytes)[0])
     return open_with_master_key(config.database, config.master_key, secrets.token_bytes, opener)[0]
 
 
@@ -103,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     if key == "check":
         _check_integrity(config)
     _validate(key, args)
-    repo = open_repository(config, create=key in CREATES_SITE)
+    repo = open_repository(config, create=key in CREATES_SITE, read_only=key in READS_ONLY)
     try:
         COMMANDS[key](repo, args)
     finally:
@@ -314,6 +334,7 @@ def _restore(config: ServerConfig, args: argparse.Namespace) -> None:
     holding the server's lock so that no server runs on it meanwhile."""
     database = sqlite_file(config, "keystrap admin restore")
     refuse_existing(database, args.force)
+    refuse_read_only(database)
     _refuse_not_a_file(args.file)
     master_key = read_master_key(config)
     make_private_dirs(database.parent)
@@ -346,9 +367,11 @@ def _restore_through(
     # Read-only, so that the backup is left exactly as it is (its mode included).
     source = sqlite3.connect(f"{backup.resolve().as_uri()}?mode=ro", uri=True)
     try:
-        _refuse_foreign(
-            backup, {row[0] for row in source.execute("SELECT name FROM sqlite_master")}
+        why = not_a_server_store(
+            {row[0] for row in source.execute("SELECT name FROM sqlite_master")}
         )
+        if why:  # restoring a database without the tables would leave an empty site
+            raise StoreError(f"backup {backup} refused: {why}")
         copy_database(source, trial)
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"backup {backup} refused: {exc}") from None
@@ -377,16 +400,6 @@ def _restore_through(
     return report
 
 
-def _refuse_foreign(backup: Path, tables: set[str]) -> None:
-    """Every table of a server store must be there: an empty file reads as a
-    database without tables, and opening a database that lacks them as a store
-    would create them -- restoring it would leave an empty site."""
-    missing = sorted({"meta", *TABLES} - tables)
-    if missing:  # the store's own table among them (SERVER_STORE.has)
-        lacks = f" (it has no table {', '.join(missing)})" if tables and missing else ""
-        raise StoreError(f"backup {backup} refused: it is not {SERVER_STORE.name}{lacks}")
-
-
 def _user(repo: Repository, args: argparse.Namespace) -> None:
     if not isinstance(repo, SqliteRepository):
         raise StoreError(
@@ -410,7 +423,7 @@ def _migrate(config: ServerConfig) -> None:
 
 
 def _migrate_store(config: ServerConfig, target: str) -> None:
-    source = open_repository(config, create=False)
+    source = open_repository(config, create=False, read_only=True)
     try:
         counts = move_store(source, target, read_master_key(config))
     finally:
@@ -427,7 +440,7 @@ def _check_integrity(config: ServerConfig) -> None:
         return  # PostgreSQL checks its own pages (docs/deployment.md: amcheck)
     if not config.database.exists():
         open_repository(config, create=False)  # the error that says how to make one
-    db = connect(config.database)
+    db = connect_read_only(config.database)
     try:
         problems = integrity_problems(db)
     finally:

@@ -50,7 +50,7 @@ def add_user_parser(what: argparse._SubParsersAction[argparse.ArgumentParser]) -
 def user_command(repo: SqliteRepository, args: argparse.Namespace) -> None:
     from keystrap.console.users import Users
 
-    users = Users(repo.path)
+    users = Users(repo.path, read_only=args.action == "list")
     try:
         if args.action == "add":
             users.add(args.name, read_password())

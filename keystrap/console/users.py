@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from keystrap.store.errors import StoreError
-from keystrap.store.sqlite import open_database, write_transaction
+from keystrap.store.sqlite import connect_read_only, open_database, write_transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS console_users (
@@ -54,8 +54,13 @@ def check_password(password: str, stored: str) -> bool:
 
 
 class Users:
-    def __init__(self, database: Path) -> None:
-        self._db = open_database(Path(database), SCHEMA)
+    def __init__(self, database: Path, *, read_only: bool = False) -> None:
+        """``read_only`` (listing them): the store as it is; without the table
+        that an account's first use creates, there are none."""
+        if read_only:
+            self._db = connect_read_only(Path(database))
+        else:
+            self._db = open_database(Path(database), SCHEMA)
 
     def close(self) -> None:
         self._db.close()
@@ -79,6 +84,9 @@ class Users:
                 raise StoreError(f"no user {name!r}")
 
     def names(self) -> list[str]:
+        made = "SELECT 1 FROM sqlite_schema WHERE type='table' AND name='console_users'"
+        if self._db.execute(made).fetchone() is None:
+            return []
         return [row[0] for row in self._db.execute("SELECT name FROM console_users ORDER BY name")]
 
     def authenticate(self, name: str, password: str) -> bool:

@@ -21,16 +21,21 @@ Repository: TypeAlias = "SqliteRepository | PostgresRepository"
 
 
 def open_repository(
-    config: ServerConfig, master_key: bytes, *, migrate: bool = False
+    config: ServerConfig, master_key: bytes, *, migrate: bool = False, read_only: bool = False
 ) -> Repository:
+    """``read_only``: an existing store as it is (the repositories' constructors)."""
     if isinstance(config.database, str):
         from keystrap.store.postgres_repository import PostgresRepository
 
         is_postgres(config.database)  # a ServerConfig made without load_config too
         return PostgresRepository(
-            config.database, master_key, max_pending=config.max_pending, migrate=migrate
+            config.database,
+            master_key,
+            max_pending=config.max_pending,
+            migrate=migrate,
+            read_only=read_only,
         )
-    return SqliteRepository(config.database, master_key, migrate=migrate)
+    return SqliteRepository(config.database, master_key, migrate=migrate, read_only=read_only)
 
 
 def open_store(database: Path | str, master_key: bytes) -> Repository:

@@ -53,6 +53,7 @@ from keystrap.store.sqlite_repository import (
     NodeInfo,
     OrderInfo,
     _nothing,
+    not_a_server_store,
 )
 
 T = TypeVar("T")
@@ -80,9 +81,19 @@ _LOOKUP_CONFIRM = (
 
 class PostgresRepository:
     def __init__(
-        self, url: str, master_key: bytes, *, max_pending: int = 8, migrate: bool = False
+        self,
+        url: str,
+        master_key: bytes,
+        *,
+        max_pending: int = 8,
+        migrate: bool = False,
+        read_only: bool = False,
     ) -> None:
+        """``read_only`` (the admin commands that only read): an existing store
+        as it is, its tables never created or migrated, every write refused by
+        PostgreSQL itself; a database without them is refused."""
         self.url = url
+        self._read_only = read_only
         self.path = redacted(url)  # what messages call the store, as the SQLite path
         self.max_pending = max_pending
         self._kek = master_key
@@ -117,6 +128,8 @@ class PostgresRepository:
     def _connect(self) -> Connection:
         if self._conn is None or self._conn.closed:
             self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
+            if self._read_only:
+                self._conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
         return self._conn
 
     @contextlib.contextmanager
@@ -190,6 +203,16 @@ class PostgresRepository:
                 raise StoreInterrupted(f"{self.path}: {self._said(exc)}") from None
 
     def _bring_up_to_date(self, db: Connection, migrate: bool) -> list[Migration]:
+        if self._read_only:  # its version is told, never changed
+            tables = db.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname=current_schema()"
+            ).fetchall()
+            why = not_a_server_store({row[0] for row in tables})
+            if why:
+                raise StoreError(f"{self.path} refused: {why}; left untouched")
+            row = db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
+            require_latest(0 if row is None else int(row[0]), self.path)
+            return []
         db.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
         db.execute(META)
         row = db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
@@ -221,13 +244,14 @@ class PostgresRepository:
 
     def _check_master_key(self, db: Connection) -> None:
         row = db.execute("SELECT value FROM meta WHERE name='kek_check'").fetchone()
-        if row is None:
+        if row is not None:
+            if self._wrapping.unwrap(bytes.fromhex(row[0])) != bytes(16):
+                raise records.master_key_mismatch(self.path)
+        elif not self._read_only:
             db.execute(
                 "INSERT INTO meta VALUES ('kek_check', %s) ON CONFLICT DO NOTHING",
                 (self._wrapping.wrap(bytes(16)).hex(),),
             )
-        elif self._wrapping.unwrap(bytes.fromhex(row[0])) != bytes(16):
-            raise records.master_key_mismatch(self.path)
 
     def _one(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
         def read(db: Connection) -> Any:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -72,9 +73,29 @@ def files_of_new_database(path: Path) -> tuple[Path, ...]:
     return tuple(Path(f"{path}{name}") for name in ("", *SIDECARS))
 
 
+def writable(path: Path) -> bool:
+    """Whether this process may write ``path``, and its mode lets anyone at all:
+    root may write a file of mode 0444, but an operator who made it read-only
+    meant it."""
+    return bool(path.stat().st_mode & 0o222) and os.access(path, os.W_OK)
+
+
+def refuse_read_only(path: Path) -> None:
+    """One line for a command that would change an existing database it may not
+    write, before anything is done: it used to be chmodded 0600 and written."""
+    if path.exists() and not writable(path):
+        mode = stat.S_IMODE(path.stat().st_mode)
+        raise StoreError(
+            f"{path} is read-only (mode {mode:04o}) and is left as it is; this command "
+            f"changes it: make it writable first (chmod 600 {path})"
+        )
+
+
 def connect(path: Path) -> sqlite3.Connection:
     """A connection in autocommit mode, every file it creates 0600; a file that is
-    not a database, or cannot be opened, is a :class:`StoreError` naming it."""
+    not a database, or cannot be opened, is a :class:`StoreError` naming it, and
+    so is one that may not be written (:func:`refuse_read_only`)."""
+    refuse_read_only(path)
     try:
         with private_files():
             db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -84,6 +105,48 @@ def connect(path: Path) -> sqlite3.Connection:
         raise StoreError(f"cannot open database {path}: {exc}") from None
     make_private(path)
     return db
+
+
+def connect_read_only(path: Path) -> sqlite3.Connection:
+    """A connection for a command that only reads the database at ``path``, which
+    must exist: nothing is created, migrated or chmodded, and every write is
+    refused (``query_only``).
+
+    A file this process may write is opened read-write all the same, so that
+    SQLite removes the ``-wal`` and ``-shm`` it makes when the last connection
+    closes; a read-only connection leaves them behind. One it may not write is
+    opened read-only, and as immutable while no ``-wal`` shows a connection
+    that writes: SQLite would make its sidecars read-only too, and a writer
+    could not use them once the file is made writable again. No keystrap
+    command writes such a file (:func:`refuse_read_only`)."""
+    try:
+        if writable(path):
+            query = "mode=rw"
+        else:
+            wal = Path(f"{path}{SIDECARS[0]}")
+            query = "mode=ro" if wal.exists() else "mode=ro&immutable=1"
+        with private_files():
+            db = sqlite3.connect(
+                f"{path.resolve().as_uri()}?{query}",
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            db.execute("PRAGMA query_only=ON")
+            db.execute("PRAGMA busy_timeout=10000")
+            db.execute("SELECT COUNT(*) FROM sqlite_schema").fetchone()
+    except (OSError, sqlite3.Error, UnicodeDecodeError) as exc:
+        raise StoreError(f"cannot open database {path}: {exc}") from None
+    return db
+
+
+def table_names(db: sqlite3.Connection, path: Path) -> set[str]:
+    """The tables of the database ``db`` has open (at ``path``, for the error)."""
+    try:
+        return {row[0] for row in db.execute("SELECT name FROM sqlite_schema WHERE type='table'")}
+    except (sqlite3.Error, UnicodeDecodeError) as exc:
+        db.close()
+        raise StoreError(f"cannot read database {path}: {exc}") from None
 
 
 def open_database(
@@ -97,11 +160,7 @@ def open_database(
     """
     make_private_dirs(path.parent)
     db = connect(path)
-    try:
-        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_schema WHERE type='table'")}
-    except (sqlite3.Error, UnicodeDecodeError) as exc:
-        db.close()
-        raise StoreError(f"cannot read database {path}: {exc}") from None
+    tables = table_names(db, path)
     if kind is not None and tables and not kind.recognises(tables):
         db.close()
         raise StoreError(f"{path} is a SQLite database, but not {kind.name}; left untouched")

@@ -39,13 +39,27 @@ from keystrap.store.migrations import (
 )
 from keystrap.store.sqlite import (
     StoreKind,
+    connect_read_only,
     copy_database,
     integrity_problems,
     open_database,
+    table_names,
     write_transaction,
 )
 
 SERVER_STORE = StoreKind("a keystrap server store", has="controllers")
+
+
+def not_a_server_store(tables: set[str]) -> str:
+    """Why a database with ``tables`` is not a server store to be read as it is,
+    or "" if it is one. Every table must be there: an empty file reads as a
+    database without tables, and a database that lacks some would be given them
+    by a writing open (a new site is made that way)."""
+    missing = sorted({"meta", *TABLES} - tables)  # the store's own table among them
+    if not missing:
+        return ""
+    lacks = f" (it has no table {', '.join(missing)})" if tables else ""
+    return f"it is not {SERVER_STORE.name}{lacks}"
 
 
 @dataclass(frozen=True)
@@ -138,15 +152,23 @@ class _InBatch:
 
 
 class SqliteRepository:
-    def __init__(self, path: Path, master_key: bytes, *, migrate: bool = False) -> None:
+    def __init__(
+        self, path: Path, master_key: bytes, *, migrate: bool = False, read_only: bool = False
+    ) -> None:
         """Opens (or creates) the store; an older schema is refused unless
-        ``migrate``, which applies the missing steps (listed in :attr:`applied`)."""
+        ``migrate``, which applies the missing steps (listed in :attr:`applied`).
+        ``read_only`` (the admin commands that only read): an existing store as
+        it is, never created, migrated or chmodded; any other file is refused."""
         self.path = Path(path)
         self._kek = master_key
+        self._read_only = read_only
         self._wrapping = records.KeyWrapping(master_key, str(self.path))
         self._batching = self._savepoints = self._careful = False
         self._in_batch = _InBatch(self)
-        self._db = open_database(self.path, "", kind=SERVER_STORE, foreign_keys=True)
+        if read_only:
+            self._db = self._open_read_only()
+        else:
+            self._db = open_database(self.path, "", kind=SERVER_STORE, foreign_keys=True)
         try:
             self.applied = self._bring_up_to_date(migrate)
             self._check_master_key()
@@ -162,12 +184,27 @@ class SqliteRepository:
 
     # -- helpers ------------------------------------------------------------------
 
+    def _open_read_only(self) -> sqlite3.Connection:
+        db = connect_read_only(self.path)
+        why = not_a_server_store(table_names(db, self.path))
+        if why:
+            db.close()
+            raise StoreError(f"{self.path} refused: {why}; left untouched")
+        return db
+
+    @staticmethod
+    def _schema_version(db: sqlite3.Connection) -> int:
+        rows = dict(db.execute("SELECT name, value FROM meta WHERE name LIKE 'schema%'"))
+        # Stores made before versioning recorded 'schema' = '1'.
+        return int(rows.get("schema_version", rows.get("schema", 0)))
+
     def _bring_up_to_date(self, migrate: bool) -> list[Migration]:
+        if self._read_only:  # its version is told, never changed
+            require_latest(self._schema_version(self._db), str(self.path))
+            return []
         with write_transaction(self._db) as db:
             db.execute(META)
-            rows = dict(db.execute("SELECT name, value FROM meta WHERE name LIKE 'schema%'"))
-            # Stores made before versioning recorded 'schema' = '1'.
-            version = int(rows.get("schema_version", rows.get("schema", 0)))
+            version = self._schema_version(db)
             if version and not migrate:
                 require_latest(version, str(self.path))
                 return []
@@ -186,14 +223,16 @@ class SqliteRepository:
         return steps
 
     def _check_master_key(self) -> None:
-        """Store a wrapped check value once, so a wrong master key fails at start."""
+        """Store a wrapped check value once, so a wrong master key fails at start
+        (a store opened read-only without one is left without one)."""
         row = self._db.execute("SELECT value FROM meta WHERE name='kek_check'").fetchone()
-        if row is None:
+        if row is not None:
+            if self._wrapping.unwrap(bytes.fromhex(row[0])) != bytes(16):
+                raise records.master_key_mismatch(str(self.path))
+        elif not self._read_only:
             self._db.execute(
                 "INSERT INTO meta VALUES ('kek_check', ?)", (self._wrapping.wrap(bytes(16)).hex(),)
             )
-        elif self._wrapping.unwrap(bytes.fromhex(row[0])) != bytes(16):
-            raise records.master_key_mismatch(str(self.path))
 
     def data_version(self) -> int:
         """Changes whenever another connection commits (used to reload controllers)."""
