@@ -392,3 +392,20 @@ def test_re_enrol_a_revoked_node_and_rotate_a_controller_key(
     assert again.status_code == 400 and read_key_file(key_out) == new_key
     listing = client.get("/controllers").text
     assert new_key.hex() not in listing and old_key.hex() not in listing
+
+
+def test_a_form_field_with_a_control_character_is_refused(
+    store: ConsoleStore, tmp_path: Path
+) -> None:
+    """As on the command line: a stored name would be printed by the admin listings."""
+    client, token = logged_in(store)
+    key_out = tmp_path / "c1.key"
+    new = {"csrf": token, "id": "02:00:00:00:00:00:00:c1", "key_out": str(key_out)}
+    for field, value in (("name", "x\n02:00:00:00:00:00:00:c9 fake"), ("host", "h\x1b[2J")):
+        answer = client.post("/controllers", data={**new, field: value})
+        assert answer.status_code == 400 and f"{field} must be printable text" in answer.text
+    order = {"csrf": token, "controller": eui64(CONTROLLER), "count": "1"}
+    answer = client.post("/orders", data={**order, "installer": "ac\x1bme"})
+    assert answer.status_code == 400 and "installer must be printable text" in answer.text
+    assert [c.name for c in store.repository.list_controllers()] == ["demo"]
+    assert store.repository.list_installers() == [] and not key_out.exists()

@@ -390,3 +390,59 @@ def test_commands_that_only_read_refuse_a_file_that_is_not_a_store(
         assert main([*given, *words]) == 2
         one_line(capsys, f"{empty} refused: it is not a keystrap server store")
     assert as_it_is(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    ("words", "field"),
+    [
+        (["controller", "add", "02:00:00:00:00:00:00:c1", "--key-out", "k1",
+          "--name", "x\n02:00:00:00:00:00:00:c9  10.0.0.9:5684          fake"], "--name"),
+        (["controller", "add", "02:00:00:00:00:00:00:c1", "--key-out", "k1",
+          "--host", "h\x1b[2J"], "--host"),
+        (["order", "create", "--installer", "acme\r", "--controller", CONTROLLER, "--count", "1",
+          "--out", "b2.json"], "--installer"),
+    ],
+)  # fmt: skip
+def test_a_name_or_host_with_a_control_character_is_refused_when_entered(
+    tmp_path: Path,
+    admin: list[str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    words: list[str],
+    field: str,
+) -> None:
+    """Stored, it would have been printed raw, faking rows of the listings; refused
+    before the store is opened, so a new site is not made for it either."""
+    monkeypatch.chdir(tmp_path)
+    site = tmp_path / "site"
+    before = files(site)
+    capsys.readouterr()
+    assert main([*admin, *words]) == 2
+    one_line(capsys, f"{field} must be printable text")
+    fresh = ["admin", "--database", "new/sbs.sqlite", "--master-key", "new/mk.key"]
+    assert main([*fresh, *words]) == 2
+    one_line(capsys, f"{field} must be printable text")
+    assert files(site) == before
+    assert sorted(os.listdir(tmp_path)) == ["b.json", "site"]
+
+
+def test_listings_show_what_the_store_holds_escaped(
+    tmp_path: Path, admin: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A hand-edited store cannot fake rows or reach the terminal's escapes."""
+    with contextlib.closing(sqlite3.connect(tmp_path / "site" / "sbs.sqlite")) as db:
+        db.execute("UPDATE controllers SET name='x\n02:00:00:00:00:00:00:c9 fake', host='h\x1b[2J'")
+        db.execute("UPDATE installers SET name='acme\r\x07'")
+        db.execute("UPDATE orders SET installer='acme\r\x07'")
+        db.execute("UPDATE nodes SET status='enrolled\n02:00:00:00:00:00:00:99' WHERE rowid=1")
+        db.commit()
+    capsys.readouterr()
+    for words, lines in (
+        (["controller", "list"], 3), (["order", "list"], 3), (["installer", "list"], 2),
+        (["nodes"], 4),
+    ):  # fmt: skip
+        assert main([*admin, *words]) == 0
+        out = capsys.readouterr().out
+        assert out.count("\n") == lines and all(line.isprintable() for line in out.splitlines())
+    assert main([*admin, "controller", "list"]) == 0
+    assert "h\\x1b[2J:5684" in capsys.readouterr().out

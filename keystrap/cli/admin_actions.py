@@ -23,6 +23,7 @@ from keystrap.enrolment import (
 )
 from keystrap.ids import eui64, parse_eui64
 from keystrap.services.instance import InstanceLock
+from keystrap.shown import escaped, printable
 from keystrap.store.atomic import (
     make_private_dirs,
     new_output,
@@ -59,6 +60,8 @@ from keystrap.store.sqlite_repository import (
 )
 
 CREATES_SITE = {"controller.add"}
+# The names and hosts a command stores, which the listings print: printable only.
+ENTERED = {"controller.add": ("name", "host"), "order.create": ("installer",)}
 READS_ONLY = {  # the store opened as it is (read_only), never created, migrated or chmodded
     "controller.list",
     "order.list",
@@ -133,10 +136,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _validate(key: str, args: argparse.Namespace) -> None:
     """What can be checked before the store is opened (or created): the IDs typed,
-    and that no output file would be overwritten."""
+    the names that are to be stored, and that no output file would be overwritten."""
     for name in ("id", "controller", "node"):
         if getattr(args, name, None) is not None:
             parse_eui64(getattr(args, name))
+    for name in ENTERED.get(key, ()):
+        printable(f"--{name}", getattr(args, name))
     if key in OUTPUTS:
         # Own files first: "exists, give --force" would point at a refusal.
         _refuse_own_file(getattr(args, OUTPUTS[key]), store_config(args))
@@ -205,7 +210,8 @@ def _controller_list(repo: Repository, args: argparse.Namespace) -> None:
     rows = repo.list_controllers()
     print(f"{'controller':<24} {'NID':<22} name")
     for c in rows:
-        print(f"{eui64(c.controller_id):<24} {c.host + ':' + str(c.port):<22} {c.name}")
+        nid = escaped(f"{c.host}:{c.port}")
+        print(f"{eui64(c.controller_id):<24} {nid:<22} {escaped(c.name)}")
     print(f"{len(rows)} controller(s)")
 
 
@@ -250,10 +256,10 @@ def _order_list(repo: Repository, args: argparse.Namespace) -> None:
     head = f"{'order':>5}  {'installer':<16} {'controller':<24} {'keys':<11} {'profile':<7}"
     print(f"{head} {'nodes':>7}")
     for o in rows:
-        mode, profile = o.key_mode, names.get(o.version, o.version)
+        mode, profile = escaped(o.key_mode), escaped(str(names.get(o.version, o.version)))
         print(
-            f"{o.order_id:>5}  {o.installer:<16} {eui64(o.controller_id):<24} "
-            f"{mode:<11} {profile!s:<7} {o.nodes:>7}"
+            f"{o.order_id:>5}  {escaped(o.installer):<16} {eui64(o.controller_id):<24} "
+            f"{mode:<11} {profile:<7} {o.nodes:>7}"
         )
     print(f"{len(rows)} order(s)")
 
@@ -266,7 +272,7 @@ def _order_remove(repo: Repository, args: argparse.Namespace) -> None:
 def _installer_list(repo: Repository, args: argparse.Namespace) -> None:
     rows = repo.list_installers()
     for name, orders in rows:
-        print(f"{name:<24} {orders} order(s)")
+        print(f"{escaped(name):<24} {orders} order(s)")
     print(f"{len(rows)} installer(s)")
 
 
@@ -279,13 +285,13 @@ def _nodes(repo: Repository, args: argparse.Namespace) -> None:
     nodes = repo.list_nodes()
     counts: dict[str, int] = {}
     for n in nodes:
-        print(f"{eui64(n.node_id)}  order {n.order_id:<5} {n.status}")
+        print(f"{eui64(n.node_id)}  order {n.order_id:<5} {escaped(n.status)}")
         counts[n.status] = counts.get(n.status, 0) + 1
     print(f"{len(nodes)} node(s): {_counts(counts)}" if nodes else "0 nodes enrolled")
 
 
 def _counts(counts: dict[str, int]) -> str:
-    return ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "no nodes yet"
+    return ", ".join(f"{v} {escaped(k)}" for k, v in sorted(counts.items())) or "no nodes yet"
 
 
 def _revoke(repo: Repository, args: argparse.Namespace) -> None:

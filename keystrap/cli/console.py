@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from keystrap.cli.flags import add_store_flags, store_config
 from keystrap.config import ConfigError
 from keystrap.hostport import format_host_port
+from keystrap.shown import escaped
 from keystrap.store.errors import StoreError
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ def user_command(repo: SqliteRepository, args: argparse.Namespace) -> None:
         else:
             names = users.names()
             for name in names:
-                print(name)
+                print(escaped(name))
             print(f"{len(names)} user(s)")
     finally:
         users.close()

@@ -24,6 +24,7 @@ from keystrap.config import ConfigError
 from keystrap.extras import MissingExtra
 from keystrap.oob import OobError
 from keystrap.services.instance import AlreadyRunning
+from keystrap.shown import escaped
 from keystrap.store.errors import StoreError
 
 
@@ -160,7 +161,7 @@ def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
 
 def _one_line(text: str) -> str:
     """Control characters (a newline in a file name, say) shown escaped."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text) or "failed"
+    return escaped(text) or "failed"
 
 
 def _discard_stdout() -> None:

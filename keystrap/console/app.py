@@ -41,6 +41,7 @@ from keystrap.enrolment import (
 )
 from keystrap.ids import eui64, parse_eui64
 from keystrap.order_options import KEY_MODES
+from keystrap.shown import printable
 from keystrap.store.errors import StoreError
 from keystrap.store.keyfile import write_key_file
 from keystrap.store.sqlite_repository import ControllerInfo, SqliteRepository
@@ -413,5 +414,7 @@ def build_app(store: ConsoleStore) -> Starlette:
 
 
 def text(form: FormData, name: str) -> str:
+    """A form field, refused if it holds a control character (a name stored with
+    one could fake rows of ``keystrap admin controller list``)."""
     value = form.get(name, "")
-    return value.strip() if isinstance(value, str) else ""
+    return printable(name, value.strip()) if isinstance(value, str) else ""
