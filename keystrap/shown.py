@@ -6,6 +6,8 @@ are entered (:func:`printable`); whatever a store holds is shown escaped
 
 from __future__ import annotations
 
+from keystrap.ids import eui64
+
 
 def escaped(text: str) -> str:
     """``text`` with each character that is not printable shown as its Python
@@ -19,3 +21,13 @@ def printable(field: str, text: str) -> str:
     if not text.isprintable():
         raise ValueError(f"{field} must be printable text, got '{escaped(text)}'")
     return text
+
+
+def shown_id(identifier: object) -> str:
+    """An ID column's value as a listing shows it: its EUI-64, or, for a value a
+    hand-edited row gave another type (SQLite keeps any type in any column),
+    that value escaped -- its EUI-64 had ended the listing in one line,
+    "Unknown format code 'x'"."""
+    if isinstance(identifier, bytes | bytearray | memoryview):
+        return eui64(bytes(identifier))
+    return escaped(repr(identifier))

@@ -37,10 +37,8 @@ def admin(tmp_path: Path) -> list[str]:
 
 
 def files(root: Path) -> dict[Path, bytes]:
-    """The site's files and contents (an instance lock, which stays by design, aside)."""
-    return {
-        p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and p.suffix != ".lock"
-    }
+    """The site's files and contents."""
+    return {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def one_line(capsys: pytest.CaptureFixture[str], *words: str) -> None:
@@ -392,6 +390,25 @@ def test_commands_that_only_read_refuse_a_file_that_is_not_a_store(
     assert as_it_is(tmp_path) == before
 
 
+def test_commands_that_write_but_make_no_site_refuse_an_empty_file(
+    tmp_path: Path, admin: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only ``controller add`` sets up a site: ``revoke`` had made a 0-byte file a store."""
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    before = as_it_is(tmp_path)
+    given = ["admin", "--database", str(empty), "--master-key", str(tmp_path / "site" / "mk.key")]
+    capsys.readouterr()
+    for words in (
+        ["revoke", CONTROLLER],
+        ["order", "create", "--installer", "acme", "--controller", CONTROLLER, "--count", "1",
+         "--out", str(tmp_path / "b2.json")],
+    ):  # fmt: skip
+        assert main([*given, *words]) == 2
+        one_line(capsys, f"{empty} refused: it is not a keystrap server store (it holds no table)")
+    assert as_it_is(tmp_path) == before
+
+
 @pytest.mark.parametrize(
     ("words", "field"),
     [
@@ -446,3 +463,17 @@ def test_listings_show_what_the_store_holds_escaped(
         assert out.count("\n") == lines and all(line.isprintable() for line in out.splitlines())
     assert main([*admin, "controller", "list"]) == 0
     assert "h\\x1b[2J:5684" in capsys.readouterr().out
+
+
+def test_listings_show_an_id_of_another_type_escaped(
+    tmp_path: Path, admin: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A node ID a hand-edited row made text had ended ``admin nodes`` in one line,
+    "Unknown format code 'x'", with no node listed."""
+    with contextlib.closing(sqlite3.connect(tmp_path / "site" / "sbs.sqlite")) as db:
+        db.execute("UPDATE nodes SET id='n\x1b1' WHERE rowid=1")
+        db.commit()
+    capsys.readouterr()
+    assert main([*admin, "nodes"]) == 0
+    out = capsys.readouterr().out
+    assert "'n\\x1b1'  order" in out and all(line.isprintable() for line in out.splitlines())

@@ -23,7 +23,7 @@ from keystrap.enrolment import (
 )
 from keystrap.ids import eui64, parse_eui64
 from keystrap.services.instance import InstanceLock
-from keystrap.shown import escaped, printable
+from keystrap.shown import escaped, printable, shown_id
 from keystrap.store.atomic import (
     make_private_dirs,
     new_output,
@@ -51,8 +51,10 @@ from keystrap.store.sqlite import (
     copy_database,
     integrity_problems,
     refuse_read_only,
+    table_names,
 )
 from keystrap.store.sqlite_repository import (
+    SERVER_STORE,
     CheckReport,
     ControllerInfo,
     SqliteRepository,
@@ -94,11 +96,29 @@ def open_repository(
             "`keystrap admin controller add`, or give --config/--database"
         )
     if not create:
+        if isinstance(config.database, Path) and not read_only:
+            _refuse_empty(config.database)
         return opener(read_master_key(config))
     if isinstance(config.database, str):
         with taken_back_on_failure(config.master_key):
             return opener(load_or_create_key_file(config.master_key, secrets.token_bytes)[0])
     return open_with_master_key(config.database, config.master_key, secrets.token_bytes, opener)[0]
+
+
+def _refuse_empty(database: Path) -> None:
+    """A command that writes but does not set up a site (``revoke``, ``order
+    create``) must not make a store of a database without tables -- a 0-byte
+    file included -- as the first ``controller add`` does."""
+    db = connect_read_only(database)
+    try:
+        empty = not table_names(db, database)
+    finally:
+        db.close()
+    if empty:
+        raise StoreError(
+            f"{database} refused: it is not {SERVER_STORE.name} (it holds no table); "
+            "left untouched"
+        )
 
 
 def read_master_key(config: ServerConfig) -> bytes:
@@ -211,7 +231,7 @@ def _controller_list(repo: Repository, args: argparse.Namespace) -> None:
     print(f"{'controller':<24} {'NID':<22} name")
     for c in rows:
         nid = escaped(f"{c.host}:{c.port}")
-        print(f"{eui64(c.controller_id):<24} {nid:<22} {escaped(c.name)}")
+        print(f"{shown_id(c.controller_id):<24} {nid:<22} {escaped(c.name)}")
     print(f"{len(rows)} controller(s)")
 
 
@@ -258,7 +278,7 @@ def _order_list(repo: Repository, args: argparse.Namespace) -> None:
     for o in rows:
         mode, profile = escaped(o.key_mode), escaped(str(names.get(o.version, o.version)))
         print(
-            f"{o.order_id:>5}  {escaped(o.installer):<16} {eui64(o.controller_id):<24} "
+            f"{o.order_id:>5}  {escaped(o.installer):<16} {shown_id(o.controller_id):<24} "
             f"{mode:<11} {profile:<7} {o.nodes:>7}"
         )
     print(f"{len(rows)} order(s)")
@@ -285,7 +305,7 @@ def _nodes(repo: Repository, args: argparse.Namespace) -> None:
     nodes = repo.list_nodes()
     counts: dict[str, int] = {}
     for n in nodes:
-        print(f"{eui64(n.node_id)}  order {n.order_id:<5} {escaped(n.status)}")
+        print(f"{shown_id(n.node_id)}  order {n.order_id:<5} {escaped(n.status)}")
         counts[n.status] = counts.get(n.status, 0) + 1
     print(f"{len(nodes)} node(s): {_counts(counts)}" if nodes else "0 nodes enrolled")
 

@@ -10,7 +10,7 @@ from keystrap.cli.flags import add_config_flags, config_from_args, print_config
 from keystrap.config import NID_IS_REGISTERED, ControllerConfig, ServerConfig, load_config
 from keystrap.extras import require_medium
 from keystrap.hostport import format_host_port, parse_host_port
-from keystrap.ids import eui64
+from keystrap.shown import escaped, shown_id
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -137,7 +137,8 @@ def _action(args: argparse.Namespace, config: ControllerConfig) -> int:
         rows = list_nodes(config)
         print(f"{'node':<24} {'status':<8} coaps endpoint")
         for node_id, status, address in rows:
-            print(f"{eui64(node_id):<24} {status:<8} {address or '-'}")
+            shown = f"{shown_id(node_id):<24} {escaped(status):<8} {escaped(address or '-')}"
+            print(shown)
         return 0
     update = ConfigUpdate()
     if args.action == "configure":

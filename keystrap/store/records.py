@@ -20,6 +20,7 @@ from keystrap.protocol.repository import (
     TransactionRecord,
     TransactionStatus,
 )
+from keystrap.shown import shown_id
 from keystrap.store.errors import StoreError
 
 if TYPE_CHECKING:
@@ -229,13 +230,11 @@ def key_problems(
 
 def _owner(kind: str, identifier: object, problems: list[str]) -> str:
     """``kind`` and its EUI-64, or, for an ID column a hand-edited row gave text
-    (SQLite keeps any type in any column), the value itself, escaped by repr,
-    with a problem saying so: its EUI-64 had ended ``check`` in one line
-    ("Unknown format code 'x'") that named neither the column nor the row."""
-    if isinstance(identifier, bytes | bytearray | memoryview):
-        return f"{kind} {eui64(bytes(identifier))}"
-    owner = f"{kind} {identifier!r}"
-    problems.append(f"the id of {owner} is {type(identifier).__name__}, not an EUI-64")
+    (SQLite keeps any type in any column), the value itself, escaped, with a
+    problem saying so."""
+    owner = f"{kind} {shown_id(identifier)}"
+    if not isinstance(identifier, bytes | bytearray | memoryview):
+        problems.append(f"the id of {owner} is {type(identifier).__name__}, not an EUI-64")
     return owner
 
 
