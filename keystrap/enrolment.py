@@ -30,12 +30,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from keystrap.config import RANGES
 from keystrap.crypto import kbkdf_cmac
 from keystrap.ids import eui64, parse_eui64
+from keystrap.oob.channel import OobError, parse_endpoint
 from keystrap.order_options import KEY_MODES, PROFILE_NAMES
 from keystrap.protocol import NodeState
 from keystrap.store.atomic import ExistingFile, make_private_dirs, write_new
 from keystrap.store.errors import StoreError
+from keystrap.store.json_members import Members
 from keystrap.store.node_file import (
     NodeFile,
     encode_node_file,
@@ -250,36 +253,53 @@ def _node_files(
     if not isinstance(doc, dict) or doc.get("format") != BUNDLE_FORMAT:
         raise StoreError(f"{bundle_path} is not a keystrap bundle ({BUNDLE_FORMAT})")
     try:
-        controller = doc["controller"]
-        controller_id = parse_eui64(controller["id"])
-        shared = bytes.fromhex(doc["shared_key"]) if "shared_key" in doc else None
-        diversified = doc.get("key_mode") == "diversified"
-        version = int(doc.get("version", VERSION))
-        if version not in PROFILES.values():
-            raise ValueError(f"wire version {version} is not one this installer speaks")
-        files = []
-        for entry in doc["nodes"]:
-            node_id = parse_eui64(entry["id"])
-            if shared is None:
-                key = bytes.fromhex(entry["key"])
-            else:
-                key = diversify(shared, node_id) if diversified else shared
-            if len(key) != 16:
-                raise ValueError("initial keys are 16 bytes")
-            path = out_dir / (eui64(node_id).replace(":", "") + ".json")
-            state = NodeState(node_id, controller_id, key, version=version)
-            node = NodeFile(
-                state,
-                str(controller["host"]),
-                int(controller["port"]),
-                str(doc["oob"]),
-                channel_up,
-                channel_down,
-            )
-            files.append((path, node))
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        nodes = _decode_bundle(Members(doc), channel_up, channel_down)
+    except ValueError as exc:
         raise StoreError(f"bundle {bundle_path} is malformed: {exc}") from None
-    return files
+    return [(out_dir / (eui64(n.state.node_id).replace(":", "") + ".json"), n) for n in nodes]
+
+
+def _decode_bundle(doc: Members, channel_up: str, channel_down: str) -> list[NodeFile]:
+    """The node files a bundle describes, every member checked against
+    docs/files.md first: a wrong one is named here instead of ending up in a
+    node file (a port of -1) or changing what it means (an unknown key mode read
+    as "shared")."""
+    doc.integer("order", 1, 2**63 - 1)
+    doc.text("installer")
+    controller = doc.child("controller")
+    controller_id = controller.eui64("id")
+    host, port = controller.text("host"), controller.integer("port", *RANGES["port"])
+    oob = doc.text("oob")
+    try:
+        parse_endpoint(oob)
+    except OobError as exc:
+        raise ValueError(f"oob: {exc}") from None
+    key_mode = doc.choice("key_mode", KEY_MODES)
+    version = doc.integer("version", VERSION, COMPACT, default=VERSION)  # PROFILES' versions
+    profile = doc.choice("profile", PROFILE_NAMES, default=PROFILE_NAMES[0])
+    if doc.has("profile") and PROFILES[profile] != version:
+        raise ValueError(f"profile {profile} is wire version {PROFILES[profile]}, not {version}")
+    if key_mode == "per-node" and doc.has("shared_key"):
+        raise ValueError("shared_key belongs to the shared and diversified modes, not per-node")
+    shared = None if key_mode == "per-node" else doc.hex("shared_key", 16)
+    entries = doc.array("nodes")
+    if not entries:
+        raise ValueError("nodes lists no node")
+    files: dict[bytes, NodeFile] = {}
+    for number, item in enumerate(entries):
+        entry = Members(item, f"nodes[{number}].")
+        node_id = entry.eui64("id")
+        if node_id in files:
+            raise ValueError(f"nodes lists {eui64(node_id)} twice")
+        if shared is None:
+            key = entry.hex("key", 16)
+        elif entry.has("key"):
+            raise ValueError(f"nodes[{number}].key belongs to the per-node mode, not {key_mode}")
+        else:
+            key = diversify(shared, node_id) if key_mode == "diversified" else shared
+        state = NodeState(node_id, controller_id, key, version=version)
+        files[node_id] = NodeFile(state, host, port, oob, channel_up, channel_down)
+    return list(files.values())
 
 
 def _must_write(path: Path, data: bytes, force: bool) -> bool:

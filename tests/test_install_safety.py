@@ -83,6 +83,61 @@ def test_a_malformed_bundle_is_one_line(
     assert err.count("\n") == 1 and str(source) in err
 
 
+NODE = "02:00:00:00:00:01:00"
+BAD_MEMBERS: list[tuple[tuple[str, ...], object, str]] = [
+    (("key_mode",), "bogus", "key_mode"),
+    (("key_mode",), "per-node", "shared_key"),  # a shared key, but no key per node
+    (("controller", "port"), -1, "controller.port"),
+    (("controller", "port"), 99_999_999, "controller.port"),
+    (("controller", "port"), "5683", "controller.port"),
+    (("controller", "host"), "", "controller.host"),
+    (("controller", "id"), 5, "controller.id"),
+    (("nodes",), [], "nodes"),
+    (("nodes",), [{"id": NODE + "01"}, {"id": NODE + "01"}], "twice"),
+    (("nodes",), [{"id": NODE + "01", "key": "00" * 16}], "nodes[0].key"),
+    (("nodes",), ["02:00:00:00:00:01:00:01"], "nodes[0]"),
+    (("shared_key",), "00" * 15, "shared_key"),
+    (("version",), 3, "version"),
+    (("version",), "1", "version"),
+    (("profile",), "compact", "profile"),  # the paper's version 1
+    (("oob",), "tcp:127.0.0.1:1", "oob"),
+    (("oob",), None, "oob"),
+    (("order",), "1", "order"),
+    (("installer",), ["acme"], "installer"),
+]
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "named"),
+    BAD_MEMBERS,
+    ids=[f"{'.'.join(where)}={value!r}" for where, value, _ in BAD_MEMBERS],
+)
+def test_every_bundle_member_is_checked(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    where: tuple[str, ...],
+    value: object,
+    named: str,
+) -> None:
+    """A member of the wrong type or range is named, and no node file is written:
+    once written, a node file with a wrong port or key mode would carry it on."""
+    source = bundle(tmp_path, 1)
+    doc = json.loads(source.read_text())
+    *parents, name = where
+    member = doc
+    for parent in parents:
+        member = member[parent]
+    member[name] = value
+    source.write_text(json.dumps(doc))
+    out = tmp_path / "nodes"
+    assert main(["install", str(source), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert str(source) in err and named in err
+    assert doc["shared_key"] not in err  # never a key in a message
+    assert not out.exists()
+
+
 def test_a_factory_reset_through_a_link_erases_the_file_it_points_to(tmp_path: Path) -> None:
     (written,) = install_bundle(bundle(tmp_path, 1), tmp_path / "nodes")
     link = tmp_path / "node.json"
