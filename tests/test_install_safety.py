@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import socket
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,25 @@ def test_a_factory_reset_through_a_link_erases_the_file_it_points_to(tmp_path: P
     assert main(["node", str(link), "--factory-reset"]) == 0
     assert link.is_symlink()
     assert "key" not in json.loads(written.read_text())
+
+
+def test_a_node_awaiting_its_challenge_without_rn_i_is_refused_when_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The agent re-sends flight 1 with the stored RN_i. A node file at that stage
+    without one is one line, status 2, as it is read -- not an AssertionError
+    once the out-of-band channel is up -- and it stays as it was."""
+    monkeypatch.chdir(tmp_path)  # the bundle's unix:oob.sock, a path short enough for a socket
+    (written,) = install_bundle(bundle(tmp_path, 1), tmp_path / "nodes")
+    doc = json.loads(written.read_text())
+    doc["stage"] = "awaiting-challenge"
+    written.write_text(json.dumps(doc))
+    before = written.read_bytes()
+    with socket.socket(socket.AF_UNIX) as controller:
+        controller.bind("oob.sock")
+        controller.listen()
+        node = ["node", str(written), "--channel-up", "raw", "--channel-down", "raw"]
+        assert main([*node, "--timeout", "1", "--linger", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "rn_i" in err and str(written) in err
+    assert written.read_bytes() == before

@@ -1,6 +1,8 @@
 """Storage: the SQLite repository, key files, the controller store, node files."""
 
+import json
 import os
+import re
 import secrets
 import stat
 from pathlib import Path
@@ -20,7 +22,7 @@ from keystrap.protocol import (
 from keystrap.store.controller_store import ControllerStore
 from keystrap.store.errors import StoreError
 from keystrap.store.keyfile import load_or_create_key_file, read_key_file, write_key_file
-from keystrap.store.node_file import NodeFile, load_node_file, save_node_file
+from keystrap.store.node_file import NodeFile, encode_node_file, load_node_file, save_node_file
 from keystrap.store.sqlite_repository import ControllerInfo, SqliteRepository
 from keystrap_lab.simulation import Fault, Simulation
 
@@ -283,4 +285,64 @@ def test_node_file_rejects_garbage(tmp_path: Path, content: str) -> None:
     path = tmp_path / "n.json"
     path.write_text(content)
     with pytest.raises(StoreError):
+        load_node_file(path)
+
+
+def node_doc(**members: object) -> dict[str, object]:
+    """A new node file's JSON, with ``members`` replaced."""
+    state = NodeState(node_id(1), CONTROLLER_ID, bytes(16))
+    doc: dict[str, object] = json.loads(encode_node_file(NodeFile(state, "h", 5684, "unix:s")))
+    return doc | members
+
+
+KEYED = {
+    "stage": "keyed",
+    "tid": 7,
+    "session_key": "11" * 16,
+    "challenge": "44" * 45,
+    "proof": "55" * 29,
+}
+CONSISTENT = [
+    {},
+    {"stage": "awaiting-challenge", "rn_i": "00" * 16},
+    KEYED,
+    {"stage": "keyed", "confirmed": True},  # a key given without a bootstrap (the lab's)
+    {"version": 2, **KEYED, "challenge": "44" * 29, "proof": "55" * 13},
+]
+INCONSISTENT = [
+    ({"stage": "awaiting-challenge"}, "stage awaiting-challenge holds none"),
+    ({"rn_i": "00" * 16}, "stage provisioned holds rn_i"),
+    (KEYED | {"rn_i": "00" * 16}, "stage keyed holds rn_i"),
+    ({"stage": "keyed", "tid": 7}, "stage keyed holds tid of"),
+    (KEYED | {"tid": "7"}, "tid must be an integer"),
+    (KEYED | {"tid": 2**32}, "tid must be an integer"),
+    (KEYED | {"challenge": "44" * 29}, "challenge must be 90 hex digits"),  # version 2's
+    ({"stage": "awaiting-challenge", "rn_i": "00" * 8}, "rn_i must be 32 hex digits"),
+    ({"stage": "bootstrapped"}, "stage must be one of"),
+    ({"confirmed": "false"}, "confirmed must be true or false"),
+    ({"controller": {"host": "h", "port": -1}}, "controller.port"),
+    ({"controller": {"host": "h", "port": 99_999_999}}, "controller.port"),
+    ({"channels": {"to_node": "smoke"}}, "channels.to_node"),
+    ({"oob": 5}, "oob"),
+]
+
+
+@pytest.mark.parametrize("members", CONSISTENT)
+def test_node_file_stages_hold_what_they_need(tmp_path: Path, members: dict[str, object]) -> None:
+    path = tmp_path / "n.json"
+    path.write_text(json.dumps(node_doc(**members)))
+    assert load_node_file(path).state.stage.value == node_doc(**members)["stage"]
+
+
+@pytest.mark.parametrize(("members", "named"), INCONSISTENT, ids=[n for _, n in INCONSISTENT])
+def test_node_file_rejects_inconsistent_state(
+    tmp_path: Path, members: dict[str, object], named: str
+) -> None:
+    """Each stage holds what the node relies on (``rn_i`` to re-send flight 1,
+    the TID to take flight 11), every member its type: a file edited by hand
+    fails when read, naming the member, instead of an assertion or a
+    ``"false"`` taken for true."""
+    path = tmp_path / "n.json"
+    path.write_text(json.dumps(node_doc(**members)))
+    with pytest.raises(StoreError, match=re.escape(named)):
         load_node_file(path)

@@ -31,15 +31,20 @@ class Members:
     def has(self, name: str) -> bool:
         return self._doc.get(name) is not None
 
-    def child(self, name: str) -> Members:
-        """A member that is an object."""
-        return Members(self._get(name), f"{self._where}{name}.")
+    def child(self, name: str, *, optional: bool = False) -> Members:
+        """A member that is an object; an absent optional one reads as ``{}``."""
+        return Members(self._get(name, {} if optional else None), f"{self._where}{name}.")
 
     def array(self, name: str) -> list[object]:
         value = self._get(name)
         if not isinstance(value, list):
             raise ValueError(f"{self._where}{name} must be an array")
         return value
+
+    def raw(self, name: str, default: object) -> object:
+        """The member unchecked, for a decoder of its own (such as the node's settings)."""
+        value: object = self._doc.get(name)
+        return default if value is None else value
 
     def text(self, name: str, default: str | None = None) -> str:
         value = self._get(name, default)
@@ -59,6 +64,15 @@ class Members:
             raise ValueError(f"{self._where}{name} must be an integer from {low} to {high}")
         return value
 
+    def optional_integer(self, name: str, low: int, high: int) -> int | None:
+        return self.integer(name, low, high) if self.has(name) else None
+
+    def boolean(self, name: str, default: bool | None = None) -> bool:
+        value = self._get(name, default)
+        if not isinstance(value, bool):
+            raise ValueError(f"{self._where}{name} must be true or false")
+        return value
+
     def hex(self, name: str, size: int) -> bytes:
         """``size`` bytes written as hex digits (either case)."""
         value = self._get(name)
@@ -69,6 +83,9 @@ class Members:
         if len(data) != size:
             raise ValueError(f"{self._where}{name} must be {2 * size} hex digits")
         return data
+
+    def optional_hex(self, name: str, size: int) -> bytes | None:
+        return self.hex(name, size) if self.has(name) else None
 
     def eui64(self, name: str) -> bytes:
         """An EUI-64 written for people (``02:00:00:00:00:00:00:01``)."""

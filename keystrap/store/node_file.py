@@ -13,11 +13,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from keystrap.config import RANGES
+from keystrap.oob.medium import MEDIA
 from keystrap.protocol import NodeStage, NodeState
 from keystrap.settings import NodeSettings, SettingsError
 from keystrap.store.atomic import write_atomic
 from keystrap.store.errors import StoreError
-from keystrap.wire.header import VERSION, VERSIONS
+from keystrap.store.json_members import Members
+from keystrap.wire import (
+    COMPACT,
+    TID_MAX,
+    VERSION,
+    CompactFlight4,
+    CompactFlight5,
+    Flight4,
+    Flight5,
+)
+from keystrap.wire.header import VERSIONS
+from keystrap.wire.sizes import ID_SIZE, KEY_SIZE, RN_SIZE
 
 FORMAT = "keystrap-node/1"
 RESET_FORMAT = "keystrap-node-reset/1"
@@ -99,44 +112,69 @@ def load_node_file(path: Path) -> NodeFile:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise StoreError(f"{path} is not a keystrap node file ({FORMAT})")
     try:
-
-        def opt(name: str) -> bytes | None:
-            value = doc.get(name)
-            return None if value is None else bytes.fromhex(value)
-
-        state = NodeState(
-            node_id=bytes.fromhex(doc["node_id"]),
-            controller_id=bytes.fromhex(doc["controller_id"]),
-            key=bytes.fromhex(doc["key"]),
-            stage=NodeStage(doc["stage"]),
-            rn_i=opt("rn_i"),
-            tid=doc.get("tid"),
-            session_key=opt("session_key"),
-            challenge=opt("challenge"),
-            proof=opt("proof"),
-            version=int(doc.get("version", VERSION)),
-        )
-        controller = doc["controller"]
-        channels = doc.get("channels", {})
-        node = NodeFile(
-            state,
-            str(controller["host"]),
-            int(controller["port"]),
-            str(doc["oob"]),
-            str(channels.get("to_controller", "qr")),
-            str(channels.get("to_node", "qr")),
-            bool(doc.get("confirmed", False)),
-            NodeSettings.from_dict(doc.get("settings", {})),
-        )
+        return _decode(Members(doc))
     except SettingsError as exc:
         raise StoreError(f"node state file {path} has invalid settings: {exc}") from None
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except ValueError as exc:
         raise StoreError(f"node state file {path} is malformed: {exc}") from None
-    if state.version not in VERSIONS:
-        raise StoreError(f"node state file {path}: wire version {state.version} is not spoken here")
-    if len(state.node_id) != 8 or len(state.controller_id) != 8 or len(state.key) != 16:
-        raise StoreError(f"node state file {path} has fields of the wrong size")
-    return node
+
+
+BOOTSTRAP = ("rn_i", "tid", "session_key", "challenge", "proof")
+STAGE_HOLDS: dict[NodeStage, tuple[tuple[str, ...], ...]] = {
+    NodeStage.PROVISIONED: ((),),
+    NodeStage.AWAITING_CHALLENGE: (("rn_i",),),
+    # The record of the flight 4 answered; none if the key came otherwise (lab nodes).
+    NodeStage.KEYED: (("tid", "session_key", "challenge", "proof"), ()),
+}
+"""Which of :data:`BOOTSTRAP` each stage holds: the node relies on them (it
+re-sends flight 1 with ``rn_i``, and flight 5 for its TID) and on nothing left
+over from another stage."""
+FLIGHT_SIZES = {
+    VERSION: (Flight4.SIZE, Flight5.SIZE),
+    COMPACT: (CompactFlight4.SIZE, CompactFlight5.SIZE),
+}
+
+
+def _decode(doc: Members) -> NodeFile:
+    """Every member checked against docs/files.md, and the stage against what it
+    must hold: an edited file fails here, naming what is wrong, rather than
+    deep inside the node agent or, worse, taking ``"false"`` for true."""
+    version = doc.integer("version", 0, 15, default=VERSION)  # 4 bits of a flight's header
+    if version not in VERSIONS:
+        raise ValueError(f"wire version {version} is not spoken here")
+    stage = NodeStage(doc.choice("stage", [known.value for known in NodeStage]))
+    held = tuple(name for name in BOOTSTRAP if doc.has(name))
+    if held not in STAGE_HOLDS[stage]:
+        wanted = " or ".join(", ".join(names) or "none" for names in STAGE_HOLDS[stage])
+        raise ValueError(
+            f"stage {stage.value} holds {', '.join(held) or 'none'} of {', '.join(BOOTSTRAP)}; "
+            f"it must hold {wanted}"
+        )
+    challenge_size, proof_size = FLIGHT_SIZES[version]
+    state = NodeState(
+        node_id=doc.hex("node_id", ID_SIZE),
+        controller_id=doc.hex("controller_id", ID_SIZE),
+        key=doc.hex("key", KEY_SIZE),
+        stage=stage,
+        rn_i=doc.optional_hex("rn_i", RN_SIZE),
+        tid=doc.optional_integer("tid", 0, TID_MAX),
+        session_key=doc.optional_hex("session_key", KEY_SIZE),
+        challenge=doc.optional_hex("challenge", challenge_size),
+        proof=doc.optional_hex("proof", proof_size),
+        version=version,
+    )
+    controller = doc.child("controller")
+    channels = doc.child("channels", optional=True)
+    return NodeFile(
+        state,
+        controller.text("host"),
+        controller.integer("port", *RANGES["port"]),
+        doc.text("oob"),
+        channels.choice("to_controller", MEDIA, default="qr"),
+        channels.choice("to_node", MEDIA, default="qr"),
+        doc.boolean("confirmed", default=False),
+        NodeSettings.from_dict(doc.raw("settings", {})),
+    )
 
 
 def factory_reset(path: Path) -> bytes:

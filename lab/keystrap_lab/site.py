@@ -267,7 +267,8 @@ class Site:
         bootstrap: for DTLS measurements and for interop tests with a chosen key."""
         path = self.root / f"{node_id.hex()}-keyed.json"
         state = NodeState(node_id, bytes(8), key, NodeStage.KEYED)
-        save_node_file(path, NodeFile(state, "127.0.0.1", 0, "unix:none", confirmed=True))
+        # It never bootstraps: its controller's address need only be a valid one.
+        save_node_file(path, NodeFile(state, "127.0.0.1", 5684, "unix:none", confirmed=True))
         return await self.start_node(path, port)
 
     async def start(self) -> None:
