@@ -20,6 +20,7 @@ from keystrap.hostport import parse_host_port
 from keystrap.ids import parse_eui64
 from keystrap.oob.channel import OobError, parse_endpoint
 from keystrap.oob.medium import MEDIA
+from keystrap.store.bounded_read import InputRefused, read_bounded
 from keystrap.store.postgres_url import POSTGRES as POSTGRES  # where it was defined before
 from keystrap.store.postgres_url import check_database, looks_like_url, redacted
 
@@ -110,6 +111,7 @@ HELP: dict[str, str] = {
 C = TypeVar("C", ServerConfig, ControllerConfig)
 
 DAY = 86_400
+MAX_CONFIG = 1024 * 1024  # bytes of a --config file, which holds a few hundred
 RANGES: dict[str, tuple[int, int]] = {
     "port": (1, 65535),
     "window": (1, DAY),
@@ -134,9 +136,11 @@ def load_config(cls: type[C], path: Path | None, overrides: dict[str, Any]) -> C
     base = Path(".")
     if path is not None:
         try:
-            doc = tomllib.loads(Path(path).read_text())
+            doc = tomllib.loads(read_bounded(Path(path), MAX_CONFIG, "config file").decode())
         except FileNotFoundError:
             raise ConfigError(f"config file {path} does not exist") from None
+        except InputRefused as exc:
+            raise ConfigError(str(exc)) from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {path}: {exc}") from None
         unknown_sections = set(doc) - {section}

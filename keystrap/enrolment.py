@@ -37,9 +37,11 @@ from keystrap.oob.channel import OobError, parse_endpoint
 from keystrap.order_options import KEY_MODES, PROFILE_NAMES
 from keystrap.protocol import NodeState
 from keystrap.store.atomic import ExistingFile, make_private_dirs, write_new
+from keystrap.store.bounded_read import read_bounded
 from keystrap.store.errors import StoreError
 from keystrap.store.json_members import Members
 from keystrap.store.node_file import (
+    MAX_NODE_FILE,
     NodeFile,
     encode_node_file,
     holds_psk,
@@ -50,6 +52,9 @@ from keystrap.store.open import Repository
 from keystrap.wire import COMPACT, VERSION
 
 BUNDLE_FORMAT = "keystrap-bundle/1"
+MAX_BUNDLE = 2**30
+"""Bytes of a bundle ``install`` reads: the largest order's (10,000,000 nodes
+with per-node keys, about 90 bytes each) fits, ``/dev/zero`` does not."""
 PROFILES = dict(zip(PROFILE_NAMES, (VERSION, COMPACT), strict=True))
 
 
@@ -247,7 +252,7 @@ def _node_files(
     bundle_path: Path, out_dir: Path, channel_up: str, channel_down: str
 ) -> list[tuple[Path, NodeFile]]:
     try:
-        doc: Any = json.loads(Path(bundle_path).read_text())
+        doc: Any = json.loads(read_bounded(bundle_path, MAX_BUNDLE, "bundle"))
     except (OSError, ValueError, RecursionError) as exc:
         raise StoreError(f"cannot read bundle {bundle_path}: {exc}") from None
     if not isinstance(doc, dict) or doc.get("format") != BUNDLE_FORMAT:
@@ -305,7 +310,7 @@ def _decode_bundle(doc: Members, channel_up: str, channel_down: str) -> list[Nod
 def _must_write(path: Path, data: bytes, force: bool) -> bool:
     """False if ``path`` already holds exactly ``data``; raises if it may not be replaced."""
     try:
-        if path.read_bytes() == data:
+        if read_bounded(path, MAX_NODE_FILE, "node state file") == data:
             return False
     except FileNotFoundError:
         return True

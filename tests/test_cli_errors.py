@@ -16,6 +16,7 @@ import contextlib
 import functools
 import io
 import os
+import resource
 import shutil
 import sqlite3
 import subprocess
@@ -29,6 +30,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from keystrap.cli.main import build_parser, main
+from keystrap.cli.oob import MAX_SIGNAL
+from keystrap.config import MAX_CONFIG
+from keystrap.enrolment import MAX_BUNDLE
+from keystrap.oob.frame import MAX_FLIGHT
+from keystrap.store.node_file import MAX_NODE_FILE
 
 HARDWARE = {"camera", "record", "tag", "play"}  # would open a camera, microphone or reader
 
@@ -251,8 +257,15 @@ def cli(*args: str, cwd: Path | None = None, stdout: int = subprocess.PIPE) -> t
         stderr=subprocess.PIPE,
         timeout=60,
         check=False,
+        preexec_fn=at_most_two_gib,
     )
     return result.returncode, result.stderr.decode()
+
+
+def at_most_two_gib() -> None:
+    """A command that reads an input without bound (/dev/zero, say) ends in a
+    MemoryError, and its test fails, rather than taking the machine's memory."""
+    resource.setrlimit(resource.RLIMIT_DATA, (2**31, 2**31))
 
 
 def test_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
@@ -329,3 +342,48 @@ def test_a_directory_given_as_a_key_file_is_called_one(tmp_path: Path) -> None:
     assert f"key file {keys} is a directory" in line and "chmod" not in line
     assert not any(keys.iterdir())
     assert {p.name for p in tmp_path.rglob("*")} == {"keys"}  # nor the lock, nor its directory
+
+
+INPUTS = {
+    "install": (["install", "INPUT", "--out", "nodes"], MAX_BUNDLE),
+    "node": (["node", "INPUT"], MAX_NODE_FILE),
+    "oob decode": (["oob", "decode", "--channel", "raw", "INPUT"], MAX_SIGNAL),
+    "oob encode": (
+        ["oob", "encode", "--channel", "raw", "--in", "INPUT", "--out", "f"],
+        MAX_FLIGHT,
+    ),
+    "server": (["server", "--config", "INPUT"], MAX_CONFIG),
+}
+
+
+def listing(root: Path) -> dict[str, tuple[int, int, int]]:
+    """Each entry's type, size and time of change: nothing here reads a FIFO or
+    the whole of a large sparse file to compare it."""
+    return {
+        str(p.relative_to(root)): (p.lstat().st_mode, p.lstat().st_size, p.lstat().st_mtime_ns)
+        for p in root.rglob("*")
+    }
+
+
+@pytest.mark.parametrize("special", ["/dev/zero", "FIFO", "too large"])
+@pytest.mark.parametrize("command", INPUTS)
+def test_an_input_file_is_read_only_if_regular_and_bounded(
+    tmp_path: Path, command: str, special: str
+) -> None:
+    """/dev/zero never ends and a FIFO without a writer never opens: as a bundle,
+    node file, signal, flight or configuration each was read without end (the
+    memory filled, or the command hung). Each is now refused before it is read,
+    as is a regular file larger than any of its kind (a sparse one here)."""
+    words, limit = INPUTS[command]
+    path = Path(special) if special.startswith("/") else tmp_path / "input"
+    if special == "FIFO":
+        os.mkfifo(path)
+    elif special == "too large":
+        with path.open("wb") as handle:
+            handle.truncate(limit + 1)
+    before = listing(tmp_path)
+    status, line = cli(*[str(path) if w == "INPUT" else w for w in words], cwd=tmp_path)
+    assert status == 2 and line.count("\n") == 1 and "Traceback" not in line, line
+    assert str(path) in line
+    assert ("is larger than" if special == "too large" else "not a regular file") in line
+    assert listing(tmp_path) == before

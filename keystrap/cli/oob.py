@@ -8,15 +8,19 @@ from typing import TYPE_CHECKING
 
 from keystrap.cli.arg_types import seconds, whole_number
 from keystrap.cli.stderr import c_libraries_silenced
-from keystrap.oob.frame import OobDecodeError, frame, unframe
+from keystrap.oob.frame import MAX_FLIGHT, OobDecodeError, frame, unframe
 from keystrap.oob.medium import MEDIA, Medium, decode_flight, encode_flight, get_medium
 from keystrap.store.atomic import write_new
+from keystrap.store.bounded_read import read_bounded
 
 if TYPE_CHECKING:
     from keystrap.wire import FlightType
 
 CAMERA = whole_number(0, 2**31 - 1, "a camera index")  # OpenCV crashed on a negative one
 RECORDING = seconds(600, "a recording")
+MAX_SIGNAL = 256 * 1024 * 1024
+"""Bytes of a signal file ``decode`` reads: a light trace of the most samples
+the light medium takes (``MAX_TRACE_SAMPLES``, one line each) fits."""
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -61,7 +65,11 @@ def run(args: argparse.Namespace) -> int:
 def _encode(medium: Medium, args: argparse.Namespace) -> int:
     source = "--hex" if args.infile is None else str(args.infile)
     try:
-        flight = bytes.fromhex(args.hex) if args.infile is None else args.infile.read_bytes()
+        flight = (
+            bytes.fromhex(args.hex)
+            if args.infile is None
+            else read_bounded(args.infile, MAX_FLIGHT, "flight file")
+        )
         kind = _check_flight(flight)
     except ValueError as exc:
         raise ValueError(f"{source}: {exc}") from None
@@ -101,7 +109,7 @@ def _decode(medium: Medium, args: argparse.Namespace) -> int:
     else:
         if args.file is None:
             raise ValueError("give the signal file to decode")
-        signal = args.file.read_bytes()
+        signal = read_bounded(args.file, MAX_SIGNAL, "signal file")
         if medium.name == "light" and signal.startswith(b"# keystrap light schedule"):
             signal = medium.capture(signal)
         with c_libraries_silenced():

@@ -18,6 +18,7 @@ from keystrap.oob.medium import MEDIA
 from keystrap.protocol import NodeStage, NodeState
 from keystrap.settings import NodeSettings, SettingsError
 from keystrap.store.atomic import write_atomic
+from keystrap.store.bounded_read import InputRefused, read_bounded
 from keystrap.store.errors import StoreError
 from keystrap.store.json_members import Members
 from keystrap.wire import (
@@ -34,6 +35,7 @@ from keystrap.wire.sizes import ID_SIZE, KEY_SIZE, RN_SIZE
 
 FORMAT = "keystrap-node/1"
 RESET_FORMAT = "keystrap-node-reset/1"
+MAX_NODE_FILE = 64 * 1024  # about 1 KiB, settings included (keystrap.settings bounds them)
 
 
 @dataclass(frozen=True)
@@ -91,15 +93,15 @@ def holds_psk(node: NodeFile) -> bool:
 def is_node_file(path: Path) -> bool:
     """``path`` says it is a node file (its format), whether or not it loads."""
     try:
-        doc: Any = json.loads(Path(path).read_text())
-    except (OSError, ValueError, RecursionError):
+        doc: Any = json.loads(read_bounded(path, MAX_NODE_FILE, "node state file"))
+    except (OSError, ValueError, RecursionError, InputRefused):
         return False
     return isinstance(doc, dict) and doc.get("format") == FORMAT
 
 
 def load_node_file(path: Path) -> NodeFile:
     try:
-        doc: Any = json.loads(Path(path).read_text())
+        doc: Any = json.loads(read_bounded(path, MAX_NODE_FILE, "node state file"))
     except FileNotFoundError:
         raise StoreError(f"node state file {path} does not exist") from None
     except (OSError, ValueError, RecursionError) as exc:
