@@ -116,8 +116,7 @@ def _refuse_empty(database: Path) -> None:
         db.close()
     if empty:
         raise StoreError(
-            f"{database} refused: it is not {SERVER_STORE.name} (it holds no table); "
-            "left untouched"
+            f"{database} refused: it is not {SERVER_STORE.name} (it holds no table); left untouched"
         )
 
 
