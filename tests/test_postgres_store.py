@@ -35,6 +35,7 @@ from keystrap.wire import Flight1, Flight2
 from keystrap_lab.simulation import Fault, Message, Simulation
 
 from .conftest import CONTROLLER_ID, node_id
+from .test_force_safety import revoked_twice
 
 MASTER = secrets.token_bytes(16)
 
@@ -274,13 +275,7 @@ def test_revoking_a_revoked_node_again_says_so_and_adds_no_row(
     assert main([*admin, "controller", "add", controller, "--key-out", str(tmp_path / "sk")]) == 0
     order = ["order", "create", "--installer", "acme", "--controller", controller]
     assert main([*admin, *order, "--count", "2", "--out", str(tmp_path / "b.json")]) == 0
-    capsys.readouterr()
-    assert main([*admin, "nodes"]) == 0
-    node = capsys.readouterr().out.split()[0]
-    assert main([*admin, "revoke", node]) == 0
-    assert capsys.readouterr().out == f"node {node} revoked\n"
-    assert main([*admin, "revoke", node]) == 0
-    assert "already revoked" in capsys.readouterr().out
+    revoked_twice(admin, capsys)
     assert main([*admin, "revoke", "--order", "1"]) == 0
     assert capsys.readouterr().out == "order 1: 1 node(s) revoked\n"
     with psycopg.connect(pg_url) as db:
