@@ -1,6 +1,7 @@
 """The administrator's commands around the PostgreSQL store: a site moved from
 SQLite into PostgreSQL and back without re-enrolment, and schema migration."""
 
+import contextlib
 import secrets
 import sqlite3
 import subprocess
@@ -103,7 +104,15 @@ def test_older_sqlite_store_is_refused_until_migrated(tmp_path: Path) -> None:
     db.close()
 
     refused = keystrap(tmp_path, "admin", "--config", str(config), "nodes")
-    assert refused.returncode == 2 and "keystrap admin migrate" in refused.stderr
+    assert refused.returncode == 2 and "back it up, then run `keystrap admin migrate`" in (
+        refused.stderr
+    )
+    # What the refusal asks for first works on the older store, and copies it as it is.
+    saved = keystrap(tmp_path, "admin", "--config", str(config), "backup", "before.sqlite")
+    assert saved.returncode == 0, saved.stderr
+    with contextlib.closing(sqlite3.connect(tmp_path / "before.sqlite")) as copy:
+        assert copy.execute("SELECT value FROM meta WHERE name='schema'").fetchone() == ("1",)
+        assert copy.execute("SELECT COUNT(*) FROM nodes").fetchone() == (5,)
     migrated = keystrap(tmp_path, "admin", "--config", str(config), "migrate")
     assert migrated.returncode == 0, migrated.stderr
     assert "applied schema step 2" in migrated.stdout

@@ -59,6 +59,7 @@ from keystrap.store.sqlite_repository import (
     ControllerInfo,
     SqliteRepository,
     not_a_server_store,
+    server_store_read_only,
 )
 
 CREATES_SITE = {"controller.add"}
@@ -70,7 +71,6 @@ READS_ONLY = {  # the store opened as it is (read_only), never created, migrated
     "installer.list",
     "nodes",
     "check",
-    "backup",
     "user.list",
 }
 OWN_STORE = {"restore", "migrate", "migrate-store"}
@@ -145,6 +145,9 @@ def run(args: argparse.Namespace) -> int:
     if key == "check":
         _check_integrity(config)
     _validate(key, args)
+    if key == "backup":
+        _backup(config, args)
+        return 0
     repo = open_repository(config, create=key in CREATES_SITE, read_only=key in READS_ONLY)
     try:
         COMMANDS[key](repo, args)
@@ -328,13 +331,24 @@ def _revoke(repo: Repository, args: argparse.Namespace) -> None:
     print(f"node {args.node} revoked")
 
 
-def _backup(repo: Repository, args: argparse.Namespace) -> None:
+def _backup(config: ServerConfig, args: argparse.Namespace) -> None:
+    """A copy of the store as it is, whatever its schema version: backing up is
+    the step before ``admin migrate`` (an older store is refused with those
+    words), so it must work on the store that needs one. The master key is not
+    needed: the copy's keys stay wrapped under it."""
+    database = sqlite_file(config, "keystrap admin backup")
+    if not database.exists():
+        open_repository(config, create=False)  # the error that says how to make one
     if not args.file.parent.is_dir():
         raise StoreError(f"cannot write {args.file}: no directory {args.file.parent}")
     tmp = args.file.with_name(f".{args.file.name}.partial")
     try:
         tmp.unlink(missing_ok=True)
-        repo.backup(tmp)
+        source = server_store_read_only(database)
+        try:
+            copy_database(source, tmp)
+        finally:
+            source.close()
         copy = connect(tmp)
         try:
             problems = integrity_problems(copy)
@@ -349,7 +363,7 @@ def _backup(repo: Repository, args: argparse.Namespace) -> None:
             f"({problems[0]}); run keystrap admin check"
         )
     print(
-        f"backup of {repo.path} written to {args.file} (mode 0600, its contents wrapped); "
+        f"backup of {database} written to {args.file} (mode 0600, its contents wrapped); "
         "keep the server's wrapping file safe separately: the backup is useless without it"
     )
 
@@ -500,7 +514,6 @@ COMMANDS: dict[str, Callable[[Repository, argparse.Namespace], None]] = {
     "installer.remove": _installer_remove,
     "nodes": _nodes,
     "revoke": _revoke,
-    "backup": _backup,
     "check": _check,
     "user.add": _user,
     "user.list": _user,

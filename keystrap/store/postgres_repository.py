@@ -632,11 +632,6 @@ class PostgresRepository:
             problems, records.count_states(node.status for node in self.list_nodes())
         )
 
-    def backup(self, target: object) -> None:
-        raise StoreError(
-            f"{self.path} is a PostgreSQL store: back it up with pg_dump (docs/deployment.md)"
-        )
-
     # -- moving a site (keystrap admin migrate-store) ---------------------------------
 
     def rows(self, table: str) -> Iterator[tuple[Any, ...]]:

@@ -62,6 +62,17 @@ def not_a_server_store(tables: set[str]) -> str:
     return f"it is not {SERVER_STORE.name}{lacks}"
 
 
+def server_store_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection (:func:`connect_read_only`) to the server store at
+    ``path``, whatever its schema version; any other database is refused."""
+    db = connect_read_only(path)
+    why = not_a_server_store(table_names(db, path))
+    if why:
+        db.close()
+        raise StoreError(f"{path} refused: {why}; left untouched")
+    return db
+
+
 @dataclass(frozen=True)
 class ControllerInfo:
     controller_id: bytes
@@ -166,7 +177,7 @@ class SqliteRepository:
         self._batching = self._savepoints = self._careful = False
         self._in_batch = _InBatch(self)
         if read_only:
-            self._db = self._open_read_only()
+            self._db = server_store_read_only(self.path)
         else:
             self._db = open_database(self.path, "", kind=SERVER_STORE, foreign_keys=True)
         try:
@@ -183,14 +194,6 @@ class SqliteRepository:
         self._db.close()
 
     # -- helpers ------------------------------------------------------------------
-
-    def _open_read_only(self) -> sqlite3.Connection:
-        db = connect_read_only(self.path)
-        why = not_a_server_store(table_names(db, self.path))
-        if why:
-            db.close()
-            raise StoreError(f"{self.path} refused: {why}; left untouched")
-        return db
 
     @staticmethod
     def _schema_version(db: sqlite3.Connection) -> int:
@@ -572,11 +575,6 @@ class SqliteRepository:
             self._db.execute(records.WRAPPED_TRANSACTION_KEYS),
         )
         report.counts = records.count_states(node.status for node in self.list_nodes())
-
-    def backup(self, target: Path) -> None:
-        """A consistent copy of the live repository into the new file ``target``;
-        the keys in it stay wrapped under the master key."""
-        copy_database(self._db, target)
 
     def restore_into(self, store: Path) -> None:
         """Make ``store`` (a server's database, possibly existing) a copy of this one."""
