@@ -23,6 +23,7 @@ channel). A node speaks only its own, so the bundle and the node file carry it.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import secrets
 from collections.abc import Callable, Iterable
@@ -55,6 +56,9 @@ BUNDLE_FORMAT = "keystrap-bundle/1"
 MAX_BUNDLE = 2**30
 """Bytes of a bundle ``install`` reads: the largest order's (10,000,000 nodes
 with per-node keys, about 90 bytes each) fits, ``/dev/zero`` does not."""
+MAX_CSV = 2**30
+"""Bytes of an ``order create --csv`` file: 10,000,000 IDs (the most an order
+holds) of a few columns each fit."""
 PROFILES = dict(zip(PROFILE_NAMES, (VERSION, COMPACT), strict=True))
 
 
@@ -86,23 +90,22 @@ def ids_from_csv(path: Path) -> list[bytes]:
     """First column of each non-empty row; a header row is skipped if it is not an EUI-64."""
     ids: list[bytes] = []
     try:
-        handle = open(path, newline="")  # noqa: SIM115 - closed below
+        data = read_bounded(path, MAX_CSV, "--csv file")
     except OSError as exc:
         raise StoreError(f"cannot read --csv file {path}: {exc.strerror or exc}") from None
-    with handle:
+    try:
+        rows = list(csv.reader(io.StringIO(data.decode(), newline="")))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ValueError(f"--csv file {path} is not a CSV text file: {exc}") from None
+    for number, row in enumerate(rows, 1):
+        if not row or not row[0].strip() or row[0].startswith("#"):
+            continue
         try:
-            rows = list(csv.reader(handle))
-        except (UnicodeDecodeError, csv.Error) as exc:
-            raise ValueError(f"--csv file {path} is not a CSV text file: {exc}") from None
-        for number, row in enumerate(rows, 1):
-            if not row or not row[0].strip() or row[0].startswith("#"):
+            ids.append(parse_eui64(row[0]))
+        except ValueError:
+            if number == 1:
                 continue
-            try:
-                ids.append(parse_eui64(row[0]))
-            except ValueError:
-                if number == 1:
-                    continue
-                raise ValueError(f"{path}, line {number}: {row[0]!r} is not an EUI-64") from None
+            raise ValueError(f"{path}, line {number}: {row[0]!r} is not an EUI-64") from None
     if not ids:
         raise ValueError(f"{path} lists no node IDs")
     return ids

@@ -387,3 +387,24 @@ def test_an_input_file_is_read_only_if_regular_and_bounded(
     assert str(path) in line
     assert ("is larger than" if special == "too large" else "not a regular file") in line
     assert listing(tmp_path) == before
+
+
+def test_a_key_file_or_csv_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
+    """A FIFO as the master key or an order's --csv blocked the command for good,
+    and /dev/zero as the --csv filled the memory."""
+    admin = ["admin", "--database", "sbs.sqlite", "--master-key", "mk.key"]
+    controller = "02:00:00:00:00:00:00:c0"
+    assert cli(*admin, "controller", "add", controller, "--key-out", "sk", cwd=tmp_path)[0] == 0
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo, 0o600)
+    order = ["order", "create", "--installer", "acme", "--controller", controller, "--out", "b"]
+    for args, says in (
+        (["admin", "--database", "sbs.sqlite", "--master-key", "fifo", "nodes"],
+         "key file fifo is a FIFO, not a regular file"),
+        ([*admin, *order, "--csv", "fifo"], "--csv file fifo is a FIFO, not a regular file"),
+        ([*admin, *order, "--csv", "/dev/zero"],
+         "--csv file /dev/zero is a character device, not a regular file"),
+    ):  # fmt: skip
+        status, line = cli(*args, cwd=tmp_path)
+        assert status == 2 and line.count("\n") == 1 and says in line, line
+    assert not (tmp_path / "b").exists()

@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import TypeVar
 
 from keystrap.store.atomic import taken_back_on_failure, write_new
+from keystrap.store.bounded_read import read_bounded
 from keystrap.store.errors import StoreError
 from keystrap.store.sqlite import files_of_new_database
 
 T = TypeVar("T")
 
 KEY_SIZE = 16
+MAX_KEY_FILE = 4096  # 32 hex digits and a newline, with room for a line ending of any kind
 
 
 def key_file_bytes(key: bytes) -> bytes:
@@ -42,7 +44,7 @@ def read_key_file(path: Path, *, where_from: str = "") -> bytes:
             f"run: chmod 600 {path}"
         )
     try:
-        text = path.read_text().strip()
+        text = read_bounded(path, MAX_KEY_FILE, "key file").decode().strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise StoreError(f"cannot read key file {path}: {exc}") from None
     try:
