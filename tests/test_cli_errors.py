@@ -408,3 +408,17 @@ def test_a_key_file_or_csv_that_is_not_a_regular_file_is_refused(tmp_path: Path)
         status, line = cli(*args, cwd=tmp_path)
         assert status == 2 and line.count("\n") == 1 and says in line, line
     assert not (tmp_path / "b").exists()
+
+
+def test_python_dash_m_keystrap_is_the_command() -> None:
+    """Where the ``keystrap`` script is not on the PATH, ``python -m keystrap``
+    must be the same command, its errors included."""
+    done = subprocess.run(
+        [sys.executable, "-m", "keystrap", "admin", "nodes", "--database", "x"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("keystrap: error: unrecognized arguments: --database x")
