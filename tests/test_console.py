@@ -409,3 +409,25 @@ def test_a_form_field_with_a_control_character_is_refused(
     assert answer.status_code == 400 and "installer must be printable text" in answer.text
     assert [c.name for c in store.repository.list_controllers()] == ["demo"]
     assert store.repository.list_installers() == [] and not key_out.exists()
+
+
+def test_a_request_body_is_bounded_before_any_login(store: ConsoleStore) -> None:
+    """Starlette's form parser alone keeps up to 1,000 fields of 1 MiB in memory
+    (and spools file parts of any size to disk): /login, which reads its form
+    before anyone has logged in, took about a gigabyte for one request."""
+    client = TestClient(build_app(store))
+    field = "a" * (1024 * 1024 - 100)
+    declared = client.post("/login", content="&".join(f"f{n}={field}" for n in range(3)))
+    assert declared.status_code == 413
+
+    def chunked() -> Iterator[bytes]:  # no Content-Length to judge it by
+        for n in range(3):
+            yield f"f{n}={field}&".encode()
+
+    headers = {"content-type": "application/x-www-form-urlencoded"}
+    streamed = client.post("/login", content=chunked(), headers=headers)
+    assert streamed.status_code == 413
+    upload = client.post("/login", files={"user": ("user.txt", b"x" * 2 * 1024 * 1024)})
+    assert upload.status_code == 413
+    small = client.post("/login", data={"user": "alice", "password": PASSWORD})
+    assert small.status_code == 200

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, Headers
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import (
     PlainTextResponse,
@@ -28,6 +30,7 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keystrap.console import history, queries
 from keystrap.console.sessions import SESSION_SECONDS, Session, Sessions
@@ -56,6 +59,7 @@ HEADERS = {
     "Cache-Control": "no-store",
 }
 LIVE_POLL = 0.5  # seconds between reads of the bootstrap log for the live view
+MAX_BODY = 64 * 1024  # bytes of a request's body; the largest form is well under 5 KiB
 
 Handler = Callable[[Request, Session], Awaitable[Response]]
 
@@ -410,7 +414,41 @@ def build_app(store: ConsoleStore) -> Starlette:
         Route("/live/events", guarded(live_events)),
         Route("/static/live.js", guarded(script)),
     ]
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, middleware=[Middleware(BoundedBody, limit=MAX_BODY)])
+
+
+class BoundedBody:
+    """Refuses a request body over ``limit`` bytes with 413, before or while it
+    arrives. Starlette's form parser would keep 1,000 fields of 1 MiB each in
+    memory and spool file parts of any size to disk, and ``/login`` reads its
+    form before anyone has logged in: one request could take a gigabyte."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isascii() and declared.isdigit() and int(declared) > self.limit:
+            await PlainTextResponse(
+                "request body too large", 413, headers=HEADERS | {"Connection": "close"}
+            )(scope, receive, send)
+            return
+        received = 0
+
+        async def bounded() -> Message:
+            """``receive``, counting: a chunked body declares no length."""
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise HTTPException(413, "request body too large")
+            return message
+
+        await self.app(scope, bounded, send)
 
 
 def text(form: FormData, name: str) -> str:
