@@ -3,6 +3,7 @@ one-time bundles, paging and the node history's plain words."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import re
@@ -10,11 +11,14 @@ import secrets
 import socket
 import sqlite3
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 import uvicorn
+from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from keystrap.cli.main import main
@@ -182,6 +186,51 @@ def test_login_is_rate_limited(store: ConsoleStore) -> None:
     assert blocked.status_code == 429 and "keystrap_session" not in blocked.headers.get(
         "set-cookie", ""
     )
+
+
+async def post_login(app: Starlette, password: str) -> int:
+    """The status of one login through the ASGI interface itself, so that many
+    can be in flight at once (a TestClient request runs to its end)."""
+    body = urlencode({"user": "alice", "password": password}).encode()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/login",
+        "raw_path": b"/login",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/x-www-form-urlencoded")],
+        "client": ("192.0.2.7", 40000),
+        "server": ("127.0.0.1", 8080),
+    }
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+    started: list[int] = []
+
+    async def receive() -> dict[str, object]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            started.append(message["status"])
+
+    await app(scope, receive, send)
+    return started[0]
+
+
+def test_login_rate_limit_holds_for_guesses_sent_at_once(store: ConsoleStore) -> None:
+    """Each guess is checked in a thread (50 ms of scrypt); a failure counted only
+    after that let 100 guesses sent together all through, not 5."""
+    app = build_app(store)
+
+    async def guesses() -> list[int]:
+        return await asyncio.gather(*(post_login(app, f"guess {n:04}") for n in range(20)))
+
+    codes = asyncio.run(guesses())
+    assert sorted(codes) == [401] * FAILURES_ALLOWED + [429] * (20 - FAILURES_ALLOWED)
+    assert asyncio.run(post_login(app, PASSWORD)) == 429
 
 
 def test_cookie_flags_and_logout(store: ConsoleStore) -> None:

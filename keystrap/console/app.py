@@ -131,15 +131,15 @@ def build_app(store: ConsoleStore) -> Starlette:
     async def login(request: Request) -> Response:
         now = time.time()
         client = request.client.host if request.client else "?"
-        if sessions.login_blocked(client, now):
+        if not sessions.login_attempt(client, now):
             return render(
                 request, None, "login.html", 429, error="too many failed logins; wait a minute"
             )
         form = await request.form()
         name, password = str(form.get("user", "")), str(form.get("password", ""))
         if not await asyncio.to_thread(store.users.authenticate, name, password):
-            sessions.login_failed(client, now)
             return render(request, None, "login.html", 401, error="wrong user name or password")
+        sessions.login_succeeded(client, now)
         response = back("/")
         response.set_cookie(
             COOKIE,

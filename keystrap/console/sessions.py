@@ -62,14 +62,24 @@ class Sessions:
     def csrf_ok(session: Session, sent: str | None) -> bool:
         return sent is not None and hmac.compare_digest(session.csrf.encode(), sent.encode())
 
-    def login_blocked(self, client: str, now: float) -> bool:
-        recent = self._failures.get(client)
+    def login_attempt(self, client: str, now: float) -> bool:
+        """False if ``client`` has no failure left; else this attempt counts as a
+        failure until :meth:`login_succeeded` takes it back. It counts before the
+        password is checked: the check takes 50 ms in a thread, and counted only
+        after it, any number of guesses sent at once all passed this test."""
+        recent = self._failures.setdefault(client, deque())
         while recent and recent[0] < now - FAILURE_WINDOW:
             recent.popleft()
-        return recent is not None and len(recent) >= FAILURES_ALLOWED
+        if len(recent) >= FAILURES_ALLOWED:
+            return False
+        recent.append(now)
+        return True
 
-    def login_failed(self, client: str, now: float) -> None:
-        self._failures.setdefault(client, deque()).append(now)
+    def login_succeeded(self, client: str, now: float) -> None:
+        """The attempt :meth:`login_attempt` counted at ``now`` was no failure."""
+        recent = self._failures.get(client)
+        if recent is not None and now in recent:
+            recent.remove(now)
 
     def offer(self, user: str, filename: str, data: bytes, now: float) -> str:
         self._expire(now)
