@@ -480,3 +480,18 @@ def test_a_request_body_is_bounded_before_any_login(store: ConsoleStore) -> None
     assert upload.status_code == 413
     small = client.post("/login", data={"user": "alice", "password": PASSWORD})
     assert small.status_code == 200
+
+
+@pytest.mark.parametrize("port", ["0", "-1", "65536", "99999999", "9" * 30])
+def test_a_controllers_port_is_bounded_as_on_the_command_line(
+    store: ConsoleStore, tmp_path: Path, port: str
+) -> None:
+    """The store takes any integer; the bundles of its orders then told the
+    nodes to reach their controller on a port that cannot be."""
+    client, token = logged_in(store)
+    key_out = tmp_path / "c1.key"
+    form = {"csrf": token, "id": "02:00:00:00:00:00:00:c1", "key_out": str(key_out), "port": port}
+    answer = client.post("/controllers", data=form)
+    assert answer.status_code == 400 and "port must be 1 to 65535" in answer.text
+    assert [c.port for c in store.repository.list_controllers()] == [5684]
+    assert not key_out.exists()

@@ -32,6 +32,7 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from keystrap.config import RANGES
 from keystrap.console import history, queries
 from keystrap.console.sessions import SESSION_SECONDS, Session, Sessions
 from keystrap.console.users import Users
@@ -326,7 +327,7 @@ def build_app(store: ConsoleStore) -> Starlette:
             parse_eui64(text(form, "id")),
             text(form, "name"),
             text(form, "host") or "127.0.0.1",
-            int(text(form, "port") or "5684"),
+            port_number(text(form, "port") or "5684"),
         )
         sk_cs = secrets.token_bytes(16)
         store.repository.add_controller(info, sk_cs, lambda: write_key_file(key_out, sk_cs))
@@ -449,6 +450,17 @@ class BoundedBody:
             return message
 
         await self.app(scope, bounded, send)
+
+
+def port_number(value: str) -> int:
+    """The port of ``admin controller add --port``, within the same bounds: the
+    store takes any integer, and a port of 0 or 99999999 registered a
+    controller that the nodes of its orders are told to reach there."""
+    port = int(value)
+    low, high = RANGES["port"]
+    if not low <= port <= high:
+        raise ValueError(f"port must be {low} to {high}, got {value}")
+    return port
 
 
 def text(form: FormData, name: str) -> str:
