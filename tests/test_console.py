@@ -495,3 +495,16 @@ def test_a_controllers_port_is_bounded_as_on_the_command_line(
     assert answer.status_code == 400 and "port must be 1 to 65535" in answer.text
     assert [c.port for c in store.repository.list_controllers()] == [5684]
     assert not key_out.exists()
+
+
+@pytest.mark.parametrize("number", [str(2**63), "9" * 30, "9" * 5000])
+def test_an_order_number_past_sqlites_integers_is_refused(store: ConsoleStore, number: str) -> None:
+    """SQLite's OverflowError, and int()'s refusal of over 4,300 digits while
+    routing, ended these requests in a 500."""
+    client, token = logged_in(store)
+    enrol(store.repository, 0, 1, "acme")
+    removed = client.post(f"/orders/{number}/remove", data={"csrf": token})
+    assert removed.status_code == 400 and "order number is from 1 to" in removed.text
+    listed = client.get("/nodes", params={"order": number})
+    assert listed.status_code == 400 and "order number is from 1 to" in listed.text
+    assert len(store.repository.list_orders()) == 1
