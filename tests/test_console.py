@@ -508,3 +508,22 @@ def test_an_order_number_past_sqlites_integers_is_refused(store: ConsoleStore, n
     listed = client.get("/nodes", params={"order": number})
     assert listed.status_code == 400 and "order number is from 1 to" in listed.text
     assert len(store.repository.list_orders()) == 1
+
+
+@pytest.mark.parametrize("action", ["add", "rotate"])
+def test_a_key_file_name_the_file_system_refuses_is_a_400(
+    store: ConsoleStore, tmp_path: Path, action: str
+) -> None:
+    """Asking whether ``key_out`` exists raises OSError for a name too long
+    (or a directory that may not be searched): it was a 500."""
+    client, token = logged_in(store)
+    key_out = str(tmp_path / ("k" * 300) / "sk.key")
+    old_key = store.repository.controller_keys()[CONTROLLER]
+    if action == "add":
+        form = {"csrf": token, "id": "02:00:00:00:00:00:00:c1", "key_out": key_out}
+        answer = client.post("/controllers", data=form)
+    else:
+        rotate = f"/controllers/{eui64(CONTROLLER)}/rotate"
+        answer = client.post(rotate, data={"csrf": token, "key_out": key_out})
+    assert answer.status_code == 400 and "File name too long" in answer.text
+    assert store.repository.controller_keys() == {CONTROLLER: old_key}

@@ -321,9 +321,7 @@ def build_app(store: ConsoleStore) -> Starlette:
 
     async def controller_add(request: Request, session: Session) -> Response:
         form = await request.form()
-        key_out = Path(text(form, "key_out"))
-        if not text(form, "key_out") or key_out.exists():
-            raise ValueError("name a new file for the controller's key (an existing one is kept)")
+        key_out = new_key_file(form)
         info = ControllerInfo(
             parse_eui64(text(form, "id")),
             text(form, "name"),
@@ -339,9 +337,7 @@ def build_app(store: ConsoleStore) -> Starlette:
         its --force (declaring bootstraps abandoned is left to the command line)."""
         controller_id = parse_eui64(request.path_params["eui"])
         form = await request.form()
-        key_out = Path(text(form, "key_out"))
-        if not text(form, "key_out") or key_out.exists():
-            raise ValueError("name a new file for the controller's key (an existing one is kept)")
+        key_out = new_key_file(form)
         pending = store.repository.pending_of_controller(controller_id)
         if pending:
             raise StoreError(
@@ -451,6 +447,20 @@ class BoundedBody:
             return message
 
         await self.app(scope, bounded, send)
+
+
+def new_key_file(form: FormData) -> Path:
+    """The form's ``key_out``, a file that does not exist yet. Whether it does
+    is the file system's to say, and a name too long or a directory that may not
+    be searched is an OSError there: it was a 500."""
+    name = text(form, "key_out")
+    try:
+        taken = not name or Path(name).exists()
+    except OSError as exc:
+        raise ValueError(f"key_out {name}: {exc.strerror or exc}") from None
+    if taken:
+        raise ValueError("name a new file for the controller's key (an existing one is kept)")
+    return Path(name)
 
 
 def order_number(value: str) -> int:
