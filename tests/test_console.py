@@ -11,6 +11,8 @@ import secrets
 import socket
 import sqlite3
 import subprocess
+import threading
+import time
 from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from keystrap.cli.main import main
+from keystrap.console import app as console_app
 from keystrap.console import history, queries
 from keystrap.console.app import ConsoleStore, build_app
 from keystrap.console.sessions import FAILURES_ALLOWED
@@ -527,3 +530,29 @@ def test_a_key_file_name_the_file_system_refuses_is_a_400(
         answer = client.post(rotate, data={"csrf": token, "key_out": key_out})
     assert answer.status_code == 400 and "File name too long" in answer.text
     assert store.repository.controller_keys() == {CONTROLLER: old_key}
+
+
+@pytest.mark.parametrize("last_event_id", ["9" * 30, "9" * 5000], ids=["huge", "long"])
+def test_a_last_event_id_the_console_never_sent_starts_the_feed_now(
+    store: ConsoleStore, monkeypatch: pytest.MonkeyPatch, last_event_id: str
+) -> None:
+    """A reconnecting EventSource sends back a row's seq; a larger number sent
+    there overflowed SQLite, or failed int() (over 4,300 digits), inside the
+    stream: a traceback on stderr, and the feed dead."""
+    monkeypatch.setattr(console_app, "LIVE_POLL", 0.01)
+    client, _ = logged_in(store)
+    node = bytes.fromhex("0200000000000001")
+
+    def log_one_step() -> None:
+        time.sleep(0.3)
+        log = ActivityLog(store.repository.path)
+        log.record(BootstrapGranted(node, CONTROLLER, 7), time.time())
+        log.close()
+
+    writer = threading.Thread(target=log_one_step)
+    writer.start()
+    headers = {"last-event-id": last_event_id}
+    with client.stream("GET", "/live/events", headers=headers) as feed:
+        data = next(line for line in feed.iter_lines() if line.startswith("data:"))
+    writer.join()
+    assert json.loads(data.removeprefix("data:"))["tid"] == 7

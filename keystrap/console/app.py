@@ -60,7 +60,7 @@ HEADERS = {
     "Cache-Control": "no-store",
 }
 LIVE_POLL = 0.5  # seconds between reads of the bootstrap log for the live view
-MAX_ORDER = 2**63 - 1  # SQLite's largest INTEGER
+MAX_SQLITE = 2**63 - 1  # SQLite's largest INTEGER
 MAX_BODY = 64 * 1024  # bytes of a request's body; the largest form is well under 5 KiB
 
 Handler = Callable[[Request, Session], Awaitable[Response]]
@@ -360,8 +360,8 @@ def build_app(store: ConsoleStore) -> Starlette:
     async def live_events(request: Request, session: Session) -> Response:
         async def stream() -> AsyncIterator[str]:
             # A reconnecting EventSource says where it stopped; a new one starts now.
-            resumed = request.headers.get("last-event-id", "")
-            seq = int(resumed) if resumed.isdigit() else queries.last_seq(store.db)
+            resumed = sqlite_integer(request.headers.get("last-event-id", ""))
+            seq = queries.last_seq(store.db) if resumed is None else resumed
             yield "retry: 1000\n\n"
             while not await request.is_disconnected():
                 for row in queries.log_after(store.db, seq):
@@ -463,15 +463,24 @@ def new_key_file(form: FormData) -> Path:
     return Path(name)
 
 
+def sqlite_integer(value: str) -> int | None:
+    """``value`` if it is ASCII digits of a number SQLite's INTEGER holds, else
+    None. ``str.isdigit`` alone takes "²", which int() refuses, and int() alone
+    takes numbers that overflow SQLite or have over 4,300 digits."""
+    if value.isascii() and value.isdigit() and len(value) <= len(str(MAX_SQLITE)):
+        number = int(value)
+        return number if number <= MAX_SQLITE else None
+    return None
+
+
 def order_number(value: str) -> int:
     """An order's number within what ``admin order remove`` takes (and SQLite's
     INTEGER holds). Past it, SQLite's OverflowError (and int()'s own refusal of
     over 4,300 digits, in routing) ended the request in a 500."""
-    if value.isascii() and value.isdigit() and len(value) <= len(str(MAX_ORDER)):
-        number = int(value)
-        if 1 <= number <= MAX_ORDER:
-            return number
-    raise ValueError(f"an order number is from 1 to {MAX_ORDER}")
+    number = sqlite_integer(value)
+    if number is None or number < 1:
+        raise ValueError(f"an order number is from 1 to {MAX_SQLITE}")
+    return number
 
 
 def port_number(value: str) -> int:
