@@ -556,3 +556,18 @@ def test_a_last_event_id_the_console_never_sent_starts_the_feed_now(
         data = next(line for line in feed.iter_lines() if line.startswith("data:"))
     writer.join()
     assert json.loads(data.removeprefix("data:"))["tid"] == 7
+
+
+def test_a_store_locked_by_another_writer_is_a_503_page(store: ConsoleStore) -> None:
+    """SQLite's "database is locked" (another writer past the busy timeout) was
+    a 500 and a traceback on stderr; the request changed nothing either way."""
+    client, token = logged_in(store)
+    store.repository._db.execute("PRAGMA busy_timeout=50")  # instead of 10 s
+    with contextlib.closing(sqlite3.connect(store.repository.path)) as other:
+        other.execute("BEGIN EXCLUSIVE")
+        order = {"csrf": token, "installer": "acme", "controller": eui64(CONTROLLER), "count": "2"}
+        answer = client.post("/orders", data=order)
+        assert answer.status_code == 503 and "database is locked" in answer.text
+        assert "nothing was changed" in answer.text
+        other.rollback()
+    assert store.repository.list_orders() == []

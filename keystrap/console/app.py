@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -122,6 +123,11 @@ def build_app(store: ConsoleStore) -> Starlette:
                 return await handler(request, session)
             except (StoreError, ValueError) as exc:
                 return render(request, session, "error.html", 400, message=str(exc))
+            except sqlite3.DatabaseError as exc:
+                # The store's state, not the request's fault: another writer held it
+                # past the busy timeout, the disk is full... and the change was undone.
+                message = f"the store could not be used ({exc}); nothing was changed: try again"
+                return render(request, session, "error.html", 503, message=message)
 
         return endpoint
 
