@@ -13,7 +13,7 @@ import sqlite3
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -571,3 +571,36 @@ def test_a_store_locked_by_another_writer_is_a_503_page(store: ConsoleStore) -> 
         assert "nothing was changed" in answer.text
         other.rollback()
     assert store.repository.list_orders() == []
+
+
+@pytest.mark.parametrize("action", ["add", "rotate"])
+def test_a_key_file_is_removed_when_its_store_change_fails(
+    store: ConsoleStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, action: str
+) -> None:
+    """The key file is written inside the store's transaction; if the commit then
+    fails (a full disk, say) the store is rolled back, and the file, a key the
+    store never took, must go too, as admin controller add removes it."""
+    client, token = logged_in(store)
+    key_out = tmp_path / "sk.key"
+    method = "add_controller" if action == "add" else "rotate_controller_key"
+    real = getattr(store.repository, method)
+
+    def commit_fails(first: object, sk_cs: bytes, publish: Callable[[], None]) -> None:
+        def written_then_fails() -> None:
+            publish()
+            assert key_out.exists()
+            raise sqlite3.OperationalError("database or disk is full")
+
+        real(first, sk_cs, written_then_fails)
+
+    monkeypatch.setattr(store.repository, method, commit_fails)
+    old_key = store.repository.controller_keys()[CONTROLLER]
+    if action == "add":
+        form = {"csrf": token, "id": "02:00:00:00:00:00:00:c1", "key_out": str(key_out)}
+        answer = client.post("/controllers", data=form)
+    else:
+        rotate = f"/controllers/{eui64(CONTROLLER)}/rotate"
+        answer = client.post(rotate, data={"csrf": token, "key_out": str(key_out)})
+    assert answer.status_code == 503 and "disk is full" in answer.text
+    assert not key_out.exists()
+    assert store.repository.controller_keys() == {CONTROLLER: old_key}

@@ -47,8 +47,9 @@ from keystrap.enrolment import (
 from keystrap.ids import eui64, parse_eui64
 from keystrap.order_options import KEY_MODES
 from keystrap.shown import printable
+from keystrap.store.atomic import new_output
 from keystrap.store.errors import StoreError
-from keystrap.store.keyfile import write_key_file
+from keystrap.store.keyfile import key_file_bytes
 from keystrap.store.sqlite_repository import ControllerInfo, SqliteRepository
 
 HERE = Path(__file__).parent
@@ -335,7 +336,9 @@ def build_app(store: ConsoleStore) -> Starlette:
             port_number(text(form, "port") or "5684"),
         )
         sk_cs = secrets.token_bytes(16)
-        store.repository.add_controller(info, sk_cs, lambda: write_key_file(key_out, sk_cs))
+        # As admin controller add: a key file whose store change failed is removed.
+        with new_output(key_out, force=False) as output:
+            store.repository.add_controller(info, sk_cs, lambda: output(key_file_bytes(sk_cs)))
         return back("/controllers")
 
     async def controller_rotate(request: Request, session: Session) -> Response:
@@ -351,9 +354,10 @@ def build_app(store: ConsoleStore) -> Starlette:
                 "whose confirmations are sealed with the old key; let them finish first"
             )
         sk_cs = secrets.token_bytes(16)
-        store.repository.rotate_controller_key(
-            controller_id, sk_cs, lambda: write_key_file(key_out, sk_cs)
-        )
+        with new_output(key_out, force=False) as output:
+            store.repository.rotate_controller_key(
+                controller_id, sk_cs, lambda: output(key_file_bytes(sk_cs))
+            )
         return back("/controllers")
 
     async def controller_remove(request: Request, session: Session) -> Response:
