@@ -191,24 +191,26 @@ def test_login_is_rate_limited(store: ConsoleStore) -> None:
     )
 
 
+LOGIN_SCOPE = {
+    "type": "http",
+    "asgi": {"version": "3.0"},
+    "http_version": "1.1",
+    "method": "POST",
+    "scheme": "http",
+    "path": "/login",
+    "raw_path": b"/login",
+    "query_string": b"",
+    "root_path": "",
+    "headers": [(b"content-type", b"application/x-www-form-urlencoded")],
+    "client": ("192.0.2.7", 40000),
+    "server": ("127.0.0.1", 8080),
+}
+
+
 async def post_login(app: Starlette, password: str) -> int:
     """The status of one login through the ASGI interface itself, so that many
     can be in flight at once (a TestClient request runs to its end)."""
     body = urlencode({"user": "alice", "password": password}).encode()
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/login",
-        "raw_path": b"/login",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-type", b"application/x-www-form-urlencoded")],
-        "client": ("192.0.2.7", 40000),
-        "server": ("127.0.0.1", 8080),
-    }
     messages = [{"type": "http.request", "body": body, "more_body": False}]
     started: list[int] = []
 
@@ -219,7 +221,7 @@ async def post_login(app: Starlette, password: str) -> int:
         if message["type"] == "http.response.start":
             started.append(message["status"])
 
-    await app(scope, receive, send)
+    await app(LOGIN_SCOPE, receive, send)
     return started[0]
 
 
@@ -604,3 +606,22 @@ def test_a_key_file_is_removed_when_its_store_change_fails(
     assert answer.status_code == 503 and "disk is full" in answer.text
     assert not key_out.exists()
     assert store.repository.controller_keys() == {CONTROLLER: old_key}
+
+
+def test_a_client_that_hangs_up_mid_form_leaves_no_traceback(store: ConsoleStore) -> None:
+    """Starlette raises ClientDisconnect from the form parser; it reached the
+    server, which logged it with a traceback. There is no one to answer."""
+    messages: list[dict[str, object]] = [
+        {"type": "http.request", "body": b"user=alice&pass", "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def receive() -> dict[str, object]:
+        return messages.pop(0)
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(build_app(store)(LOGIN_SCOPE, receive, send))
+    assert sent == []

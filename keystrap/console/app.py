@@ -9,6 +9,7 @@ one thread for all of them keeps the single connection safe.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import sqlite3
@@ -22,7 +23,7 @@ from starlette.applications import Starlette
 from starlette.datastructures import FormData, Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import (
     PlainTextResponse,
     RedirectResponse,
@@ -429,7 +430,10 @@ class BoundedBody:
     """Refuses a request body over ``limit`` bytes with 413, before or while it
     arrives. Starlette's form parser would keep 1,000 fields of 1 MiB each in
     memory and spool file parts of any size to disk, and ``/login`` reads its
-    form before anyone has logged in: one request could take a gigabyte."""
+    form before anyone has logged in: one request could take a gigabyte.
+
+    A client that hangs up before its body is whole gets no answer (there is no
+    one to read it); Starlette's ClientDisconnect was a traceback on stderr."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
@@ -456,7 +460,8 @@ class BoundedBody:
                 raise HTTPException(413, "request body too large")
             return message
 
-        await self.app(scope, bounded, send)
+        with contextlib.suppress(ClientDisconnect):
+            await self.app(scope, bounded, send)
 
 
 def new_key_file(form: FormData) -> Path:
