@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import http.client
 import ipaddress
+import os
 import ssl
 import subprocess
 import time
@@ -87,3 +88,23 @@ def test_console_over_tls(tmp_path: Path) -> None:
         assert "secure" in cookie and "httponly" in cookie and "samesite=strict" in cookie
     finally:
         console.stop()
+
+
+def test_a_fifo_as_certfile_or_keyfile_is_one_error_line(tmp_path: Path) -> None:
+    """OpenSSL opens a FIFO and waits for a writer: the console hung before it
+    ever listened. Each file must be a regular one."""
+    store = ["--database", str(tmp_path / "sbs.sqlite"), "--master-key", str(tmp_path / "m.key")]
+    made = keystrap_command("admin", *store, "controller", "add", "02:00:00:00:00:00:00:c0")
+    subprocess.run([*made, "--key-out", str(tmp_path / "sk.key")], check=True)
+    cert, key = self_signed(tmp_path)
+    fifo = tmp_path / "pipe.pem"
+    os.mkfifo(fifo)
+    for certfile, keyfile in ((fifo, key), (cert, fifo)):
+        tls = ["--certfile", str(certfile), "--keyfile", str(keyfile)]
+        console = keystrap_command("console", *store, *tls, "--port", str(free_udp_port()))
+        done = subprocess.run(console, capture_output=True, text=True, timeout=30)
+        assert done.returncode == 2 and done.stdout == ""
+        assert done.stderr == (
+            f"keystrap console: error: --certfile {certfile} / --keyfile {keyfile} cannot be "
+            f"used: file {fifo} is a FIFO, not a regular file\n"
+        )

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from keystrap.store.sqlite_repository import SqliteRepository
 
 DEFAULT_PORT = 8080
+MAX_PEM = 1024 * 1024  # bytes of --certfile or --keyfile; a long chain is some 10 KiB
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -136,14 +137,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def check_certificate(certfile: Path | None, keyfile: Path | None) -> None:
-    """Loaded once here, so that a wrong file is one error line, not uvicorn's exit."""
+    """Loaded once here, so that a wrong file is one error line, not uvicorn's exit.
+    Each must be a regular file first: OpenSSL opens a FIFO and waits for a
+    writer, so one given as either file hung the console before it listened."""
     import ssl  # not at the top: every command imports this module to build its parser
+
+    from keystrap.store.bounded_read import InputRefused, read_bounded
 
     if certfile is None or keyfile is None:
         return
     try:
+        for path in (certfile, keyfile):
+            read_bounded(path, MAX_PEM, "file")
         ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile, keyfile)
-    except (OSError, ssl.SSLError, ValueError) as exc:
+    except (OSError, ssl.SSLError, ValueError, InputRefused) as exc:
         reason = getattr(exc, "strerror", None) or exc
         raise ConfigError(
             f"--certfile {certfile} / --keyfile {keyfile} cannot be used: {reason}"
