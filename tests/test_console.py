@@ -625,3 +625,17 @@ def test_a_client_that_hangs_up_mid_form_leaves_no_traceback(store: ConsoleStore
 
     asyncio.run(build_app(store)(LOGIN_SCOPE, receive, send))
     assert sent == []
+
+
+def test_a_head_request_leaves_the_bundle_for_its_download(store: ConsoleStore) -> None:
+    """HEAD is GET without the body: a link checker or ``curl -I`` took the bundle
+    and the operator's download then answered 410, the keys lost for good."""
+    client, token = logged_in(store)
+    order = {"csrf": token, "installer": "acme", "controller": eui64(CONTROLLER), "count": "2"}
+    link = re.search(r'href="(/bundles/[^"]+)"', client.post("/orders", data=order).text)
+    assert link is not None
+    assert client.head(link.group(1)).status_code == 200
+    bundle = client.get(link.group(1))
+    assert bundle.status_code == 200 and len(json.loads(bundle.content)["nodes"]) == 2
+    assert client.head(link.group(1)).status_code == 410
+    assert client.get(link.group(1)).status_code == 410

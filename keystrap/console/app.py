@@ -297,7 +297,10 @@ def build_app(store: ConsoleStore) -> Starlette:
         )
 
     async def bundle(request: Request, session: Session) -> Response:
-        download = sessions.take(session.user, request.path_params["token"], time.time())
+        # A HEAD (a link checker, curl -I) gets no body: taking the bundle for it
+        # lost the order's keys for good, the next GET answering 410.
+        find = sessions.offered if request.method == "HEAD" else sessions.take
+        download = find(session.user, request.path_params["token"], time.time())
         if download is None:
             return render(
                 request,

@@ -87,12 +87,18 @@ class Sessions:
         self._downloads[token] = Download(user, filename, data, now + DOWNLOAD_SECONDS)
         return token
 
-    def take(self, user: str, token: str, now: float) -> Download | None:
-        """The download, removed: a bundle can be fetched once, by whoever created it."""
+    def offered(self, user: str, token: str, now: float) -> Download | None:
+        """The download if ``user`` may still take it, left in place."""
         download = self._downloads.get(token)
         if download is None or download.user != user or download.expires < now:
             return None
-        del self._downloads[token]
+        return download
+
+    def take(self, user: str, token: str, now: float) -> Download | None:
+        """The download, removed: a bundle can be fetched once, by whoever created it."""
+        download = self.offered(user, token, now)
+        if download is not None:
+            del self._downloads[token]
         return download
 
     def _expire(self, now: float) -> None:
