@@ -8,6 +8,7 @@ minute for flight 4 (tests/test_faults_processes.py).
 """
 
 import asyncio
+import socket
 import time
 from collections.abc import Awaitable
 from itertools import pairwise
@@ -31,6 +32,7 @@ class LossyServer(asyncio.DatagramProtocol):
     def __init__(self, victim: bytes, lost: int) -> None:
         self.victim, self.lost = victim, lost
         self.arrivals: dict[bytes, list[float]] = {}
+        self.senders: set[tuple[str, int]] = set()
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -40,6 +42,7 @@ class LossyServer(asyncio.DatagramProtocol):
         post = parse_post(data)
         if post is None:
             return
+        self.senders.add(addr)
         seen = self.arrivals.setdefault(post.payload, [])
         seen.append(time.monotonic())
         if post.payload != self.victim or len(seen) > self.lost:
@@ -89,3 +92,33 @@ def test_a_silent_request_does_not_starve_the_next_one_on_its_lane() -> None:
     waited = arrivals[b"flight 6"][0] - arrivals[b"flight 2"][0]
     assert waited < IN_BAND.maximum + SLACK, waited
     assert len(arrivals[b"flight 6"]) == 1
+
+
+def test_a_datagram_aiocoap_cannot_parse_is_dropped_without_a_traceback() -> None:
+    """The controller's endpoints are UDP ports anyone can reach: a request whose
+    Uri-Path is not UTF-8 made aiocoap's parser raise into the event loop, which
+    logged a traceback per datagram. It is dropped, and the endpoint still works."""
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        escaped: list[dict[str, object]] = []
+        loop.set_exception_handler(lambda _loop, context: escaped.append(context))
+        transport, server = await loop.create_datagram_endpoint(
+            lambda: LossyServer(b"", 0), local_addr=("127.0.0.1", 0)
+        )
+        port = transport.get_extra_info("sockname")[1]
+        client = await SbsClient.create(f"coap://127.0.0.1:{port}", endpoints=1)
+        try:
+            await client.post(b"flight 2")  # the server now knows the endpoint's port
+            garbage = bytes((0x40, 0x01, 0, 1)) + b"\xb2\xff\xfe"  # GET, Uri-Path not UTF-8
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+                for endpoint in server.senders:
+                    sender.sendto(garbage, endpoint)
+            await asyncio.sleep(0.3)
+            assert await client.post(b"flight 6") == Reply(Status.OK, b"grant:flight 6")
+        finally:
+            await client.shutdown()
+            transport.close()
+        assert escaped == []
+
+    run(scenario())

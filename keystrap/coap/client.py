@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
+from collections.abc import Callable
+from functools import partial
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiocoap
@@ -12,6 +16,8 @@ import aiocoap
 from keystrap.coap.codes import FROM_COAP
 from keystrap.protocol import Reply, Status
 from keystrap.protocol.timers import IN_BAND
+
+log = logging.getLogger("keystrap.controller")
 
 
 class ServerUnreachable(Exception):
@@ -99,6 +105,8 @@ class SbsClient:
             except (socket.gaierror, UnicodeError) as exc:
                 raise ServerUnresolvable(f"server {uri}: cannot resolve {host!r}: {exc}") from None
         contexts = [await aiocoap.Context.create_client_context() for _ in range(endpoints)]
+        for context in contexts:
+            _ignore_unparsable(context)
         return cls(contexts, servers)
 
     async def shutdown(self) -> None:
@@ -141,6 +149,37 @@ class SbsClient:
                     return await context.request(_post(data, uri)).response
         async with turn:
             return await context.request(_post(data, uri)).response
+
+
+def _ignore_unparsable(context: aiocoap.Context) -> None:
+    """Each UDP endpoint of ``context`` drops a datagram its parser raises on.
+
+    Why: the endpoints are UDP ports anyone can send to, and aiocoap's parser
+    lets some garbage escape as an exception (a Uri-Path or Uri-Host that is
+    not UTF-8: UnicodeDecodeError) into the event loop's callback, which logs a
+    traceback for every such datagram -- a flood of them was a flood of
+    tracebacks. The server's socket has the same guard (:mod:`keystrap.coap.fast_path`).
+    """
+    for tokens in context.request_interfaces:
+        interface: Any = getattr(
+            getattr(tokens, "token_interface", None), "message_interface", None
+        )
+        received = getattr(interface, "datagram_msg_received", None)
+        if received is not None:
+            interface.datagram_msg_received = partial(_guarded, received)
+
+
+def _guarded(
+    received: Callable[[bytes, Any, int, Any], None],
+    data: bytes,
+    ancdata: Any,
+    flags: int,
+    address: Any,
+) -> None:
+    try:
+        received(data, ancdata, flags, address)
+    except Exception as exc:
+        log.debug("ignored a datagram from %s aiocoap could not parse: %r", address, exc)
 
 
 def _post(data: bytes, uri: str) -> aiocoap.Message:
