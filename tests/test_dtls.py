@@ -227,6 +227,10 @@ def test_factory_reset_returns_the_node_to_needing_enrolment(tmp_path: Path) -> 
     async def scenario() -> None:
         site, (path,) = await started_site(tmp_path)
         node = await site.start_node(path, free_udp_port())
+        serving = path.read_bytes()
+        busy = keystrap("node", str(path), "--factory-reset")  # the agent would undo it
+        assert busy.returncode == 2 and "another node agent" in busy.stderr
+        assert path.read_bytes() == serving
         node.stop()
         site.stop()
         ik, psk = shared_ik(site), load_node_file(path).state.key

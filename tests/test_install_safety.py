@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import socket
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 
 from keystrap.cli.main import main
 from keystrap.enrolment import Order, bundle_bytes, install_bundle
+from keystrap.services.instance import InstanceLock
 from keystrap.store.errors import StoreError
 
 CONTROLLER = bytes.fromhex("02000000000000c0")
@@ -146,6 +148,28 @@ def test_a_factory_reset_through_a_link_erases_the_file_it_points_to(tmp_path: P
     assert main(["node", str(link), "--factory-reset"]) == 0
     assert link.is_symlink()
     assert "key" not in json.loads(written.read_text())
+
+
+def test_a_node_file_an_agent_holds_is_neither_reset_nor_run_by_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The agent writes the node's state back whole: a factory reset beside it was
+    undone by its next save (the erased keys written back). Refused instead,
+    naming the agent, and the file stays as it was."""
+    monkeypatch.chdir(tmp_path)
+    (written,) = install_bundle(bundle(tmp_path, 1), tmp_path / "nodes")
+    before = written.read_bytes()
+    agent = InstanceLock.acquire(written, "node agent")  # as a running agent holds it
+    try:
+        for extra in (["--factory-reset"], ["--timeout", "1"]):
+            assert main(["node", str(written), *extra]) == 2
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and f"another node agent (pid {os.getpid()})" in err
+            assert written.read_bytes() == before
+    finally:
+        agent.release()
+    assert main(["node", str(written), "--factory-reset"]) == 0
+    assert sorted(p.name for p in written.parent.iterdir()) == [written.name]  # no lock left
 
 
 def test_a_node_awaiting_its_challenge_without_rn_i_is_refused_when_read(

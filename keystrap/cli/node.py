@@ -69,14 +69,18 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
 
     from keystrap.services.logs import setup_logging
-    from keystrap.services.node_agent import run_node_cli
+    from keystrap.services.node_agent import lock_node_file, run_node_cli
     from keystrap.store.node_file import factory_reset, load_node_file
 
     for option, value in (("--timeout", args.timeout), ("--linger", args.linger)):
         if not 0 <= value <= DAY_SECONDS:
             raise ValueError(f"{option} must be from 0 to {DAY_SECONDS} seconds, got {value}")
     if args.factory_reset:
-        node_id = factory_reset(args.state)
+        lock = lock_node_file(args.state)  # not while an agent runs on it: it would undo this
+        try:
+            node_id = factory_reset(args.state)
+        finally:
+            lock.release()
         print(f"node {eui64(node_id)}: factory reset, all credentials erased: needs enrolment")
         return 0
     stored = load_node_file(args.state)

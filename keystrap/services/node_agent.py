@@ -35,6 +35,7 @@ from keystrap.oob.unix import connect
 from keystrap.protocol import Node, NodeConfirmed, NodeKeyed, NodeStage, Rejected
 from keystrap.protocol.node import CoreFactory, local_core
 from keystrap.runtime import MicroPython, RuntimeUnavailable
+from keystrap.services.instance import InstanceLock
 from keystrap.services.lifetime import wait_for_signal
 from keystrap.settings import NodeSettings
 from keystrap.store.errors import StoreError
@@ -287,7 +288,38 @@ async def run_node_cli(
 ) -> int:
     """Bootstrap (unless ``serve`` is asked of a node already confirmed), then serve.
 
-    ``runtime="micropython"`` runs the node core inside MicroPython."""
+    ``runtime="micropython"`` runs the node core inside MicroPython. The node
+    file is locked while this runs (:func:`lock_node_file`)."""
+    lock = lock_node_file(path)
+    try:
+        return await _run_node_cli(
+            path, reinstall, timeout, linger, channels, capture_dir, serve, runtime
+        )
+    finally:
+        lock.release()
+
+
+def lock_node_file(path: Path) -> InstanceLock:
+    """One process at a time acts on a node file: the agent, or a factory reset.
+
+    Why: the agent holds the node's state in memory and writes it back whole.
+    A factory reset (or a second agent) run beside it was silently undone: the
+    agent's next save wrote the erased keys back, or its server went on
+    serving with a PSK the reset had erased. Now the second one is refused,
+    naming the pid that holds the file."""
+    return InstanceLock.acquire(path, "node agent")
+
+
+async def _run_node_cli(
+    path: Path,
+    reinstall: bool,
+    timeout: float,
+    linger: float,
+    channels: tuple[str, str] | None,
+    capture_dir: Path | None,
+    serve: tuple[str, int] | None,
+    runtime: str,
+) -> int:
     node_file = load_node_file(path)
     if serve is None or reinstall or not node_file.confirmed:
         try:
