@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import errno
 import json
 
+import aiocoap
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from keystrap.coap.node_server import ConfigResource
 from keystrap.settings import (
     MAX_UPDATE_BYTES,
     NodeSettings,
@@ -123,3 +127,20 @@ def test_integer_settings_from_text(text: str) -> None:
         assert "from 1 to 86400" in str(exc)
     else:
         assert settings.application["sample_interval"] == 60
+
+
+def test_an_update_the_node_cannot_save_is_refused_and_changes_nothing() -> None:
+    """The node persists an update before applying it; when its file cannot be
+    written, aiocoap got the exception (a traceback in the node's log, a bare 5.00
+    to the controller). Now it is a 5.00 saying nothing changed."""
+
+    def save(settings: NodeSettings) -> None:
+        raise OSError(errno.EROFS, "Read-only file system", "node.json")
+
+    current = NodeSettings(application={"name": "boiler"})
+    resource = ConfigResource(current, save)
+    request = aiocoap.Message(code=aiocoap.POST, payload=b'{"application":{"name":"pump"}}')
+    answer = asyncio.run(resource.render_post(request))
+    assert answer.code == aiocoap.INTERNAL_SERVER_ERROR
+    assert answer.payload == b"settings not saved; nothing changed"
+    assert resource.settings == current

@@ -26,6 +26,7 @@ from aiocoap.credentials import CredentialsMap
 from keystrap.hostport import format_host_port
 from keystrap.ids import eui64
 from keystrap.settings import NodeSettings, SettingsError, apply_update, parse_update
+from keystrap.store.errors import StoreError
 
 log = logging.getLogger("keystrap.node")
 
@@ -55,7 +56,15 @@ class ConfigResource(resource.Resource):
             except SettingsError as exc:
                 log.info("configuration refused: %s", exc)
                 return _refuse(aiocoap.BAD_REQUEST, str(exc))
-            self._save(updated)  # persisted (atomically) before it is applied or confirmed
+            try:
+                self._save(updated)  # persisted (atomically) before it is applied or confirmed
+            except (OSError, StoreError) as exc:
+                # The node file cannot be written (a full disk, a directory made
+                # read-only, a file edited by hand): nothing is applied, and the
+                # controller is told so rather than left with aiocoap's bare 5.00
+                # and a traceback in the node's log.
+                log.error("configuration not applied: the node file cannot be saved: %s", exc)
+                return _refuse(aiocoap.INTERNAL_SERVER_ERROR, "settings not saved; nothing changed")
             self.settings = updated
         log.info("configuration applied: %s", updated.to_json().decode())
         return aiocoap.Message(code=aiocoap.CHANGED, payload=updated.to_json(), content_format=JSON)
