@@ -4,8 +4,10 @@ independent DTLS stack, and the node's lifecycle -- all with real processes."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import aiocoap
@@ -144,6 +146,29 @@ def test_configure_and_read_back_by_controller_and_coap_client(tmp_path: Path) -
             assert psk.hex() not in log and psk.hex().upper() not in log
 
     run(scenario())
+
+
+def test_an_address_no_datagram_can_be_sent_to_is_one_error_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """aiocoap's DTLS client fails such an address halfway through its set-up and
+    its clean-up raised again ("Exception ignored in ... __del__", a traceback on
+    the command's stderr), the error blaming a silent node."""
+    unraisable: list[object] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+
+    async def scenario() -> None:
+        for host in ("nosuchhost.invalid", "255.255.255.255"):
+            with pytest.raises(NodeUnreachable, match=f"cannot send to coaps://{host}:5000"):
+                client = await NodeClient.connect(bytes(8), bytes(16), host, 5000, 3)
+                try:
+                    await client.read_config()
+                finally:
+                    await client.close()
+
+    run(scenario())
+    gc.collect()
+    assert unraisable == []
 
 
 def test_reinstallation_rotates_the_psk_and_the_old_one_stops_working(tmp_path: Path) -> None:

@@ -31,6 +31,26 @@ class NodeRefused(Exception):
         self.reason = reason
 
 
+async def _check_route(base: str, host: str, port: int) -> None:
+    """Open (and close) the UDP socket aiocoap's DTLS transport will open to the
+    node, so that an address no datagram can be sent to is one clear error.
+
+    Why: aiocoap's tinydtls client fails such an address (a name that does not
+    resolve, a broadcast address, an IPv6 link-local one without its zone)
+    halfway through its set-up, and its clean-up then raises on what was never
+    made: a traceback on stderr, and "no DTLS answer" blaming the node.
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        transport, _ = await loop.create_datagram_endpoint(
+            asyncio.DatagramProtocol, remote_addr=(host, port)
+        )
+    except (OSError, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise NodeUnreachable(f"cannot send to {base}: {reason}") from None
+    transport.close()
+
+
 @dataclass
 class NodeClient:
     context: aiocoap.Context
@@ -41,8 +61,9 @@ class NodeClient:
     async def connect(
         cls, node_id: bytes, psk: bytes, host: str, port: int, timeout: float = 10.0
     ) -> NodeClient:
-        context = await aiocoap.Context.create_client_context(transports=["tinydtls"])
         base = f"coaps://{format_host_port(host, port)}"
+        await _check_route(base, host, port)
+        context = await aiocoap.Context.create_client_context(transports=["tinydtls"])
         context.client_credentials.load_from_dict(
             {f"{base}/*": {"dtls": {"psk": psk, "client-identity": psk_identity(node_id)}}}
         )
