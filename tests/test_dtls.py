@@ -14,7 +14,10 @@ import aiocoap
 import pytest
 
 from keystrap.coap.node_client import NodeClient, NodeRefused, NodeUnreachable
+from keystrap.coap.node_server import serve_coaps
+from keystrap.coap.server import BindError
 from keystrap.ids import eui64
+from keystrap.settings import NodeSettings
 from keystrap.store.controller_store import ControllerStore
 from keystrap.store.keyfile import read_key_file
 from keystrap.store.node_file import load_node_file
@@ -169,6 +172,28 @@ def test_an_address_no_datagram_can_be_sent_to_is_one_error_without_a_traceback(
     run(scenario())
     gc.collect()
     assert unraisable == []
+
+
+def test_a_second_node_on_a_port_in_use_is_refused_naming_it() -> None:
+    """aiocoap sets SO_REUSEPORT by default: a second node agent on a port another
+    one serves started and shared its datagrams, so a controller's handshake
+    reached, now and then, the node holding another PSK."""
+
+    async def scenario() -> None:
+        port = free_udp_port()
+        first = await serve_coaps(bytes(8), bytes(16), HOST, port, NodeSettings(), print)
+        try:
+            with pytest.raises(BindError, match=f"UDP {HOST}:{port} is in use"):
+                second = await serve_coaps(bytes(8), bytes(16), HOST, port, NodeSettings(), print)
+                await second.shutdown()
+        finally:
+            await first.shutdown()
+        with pytest.raises(BindError, match=r"cannot bind UDP nosuchhost\.invalid:"):
+            await serve_coaps(
+                bytes(8), bytes(16), "nosuchhost.invalid", port, NodeSettings(), print
+            )
+
+    run(scenario())
 
 
 def test_reinstallation_rotates_the_psk_and_the_old_one_stops_working(tmp_path: Path) -> None:

@@ -15,7 +15,9 @@ Resources:
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,6 +25,7 @@ import aiocoap
 import aiocoap.resource as resource
 from aiocoap.credentials import CredentialsMap
 
+from keystrap.coap.server import BindError
 from keystrap.hostport import format_host_port
 from keystrap.ids import eui64
 from keystrap.settings import NodeSettings, SettingsError, apply_update, parse_update
@@ -112,8 +115,21 @@ async def serve_coaps(
     credentials.load_from_dict(
         {":node-owner": {"dtls": {"psk": psk, "client-identity": psk_identity(node_id)}}}
     )
-    # aiocoap binds a coaps transport one above the port it is given (5683 -> 5684).
-    context = await aiocoap.Context.create_server_context(
-        site, bind=(host, port - 1), transports=["tinydtls_server"], server_credentials=credentials
-    )
+    # A port in use is refused, as the SBS's is (keystrap.coap.server.open_server_context):
+    # with aiocoap's default SO_REUSEPORT a second node agent on the port started and
+    # shared its datagrams, so a DTLS handshake reached the node holding the other PSK.
+    os.environ["AIOCOAP_REUSE_PORT"] = "0"
+    try:
+        # aiocoap binds a coaps transport one above the port it is given (5683 -> 5684).
+        context = await aiocoap.Context.create_server_context(
+            site,
+            bind=(host, port - 1),
+            transports=["tinydtls_server"],
+            server_credentials=credentials,
+        )
+    except OSError as exc:
+        where = format_host_port(host, port)
+        if exc.errno == errno.EADDRINUSE:
+            raise BindError(f"UDP {where} is in use by another process") from None
+        raise BindError(f"cannot bind UDP {where}: {exc.strerror or exc}") from None
     return NodeCoapsServer(context, host, port, config)
