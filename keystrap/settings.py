@@ -156,6 +156,9 @@ def apply_update(current: NodeSettings, update: object) -> NodeSettings:
             raise SettingsError(f'"{section}" must be an object')
         for key, value in entries.items():
             if value is None:
+                # A removal names a setting too: a misspelt one ("--unset
+                # report_intervall") was a silent no-op the operator took for done.
+                _known(section, key)
                 target.pop(key, None)
             elif section == "network":
                 target[key] = _network_value(key, value)
@@ -164,18 +167,22 @@ def apply_update(current: NodeSettings, update: object) -> NodeSettings:
     return NodeSettings({k: str(v) for k, v in network.items()}, application)
 
 
-def _network_value(key: str, value: object) -> str:
-    check = _NETWORK_CHECKS.get(key)
-    if check is None:
+def _known(section: str, key: str) -> None:
+    """Refuse a key the node has no such setting for."""
+    if section == "network" and key not in _NETWORK_CHECKS:
         raise SettingsError(f"unknown network setting {key!r} (known: {', '.join(NETWORK_KEYS)})")
+    if section == "application" and key not in APPLICATION_SCHEMA:
+        known = ", ".join(sorted(APPLICATION_SCHEMA))
+        raise SettingsError(f"unknown application setting {key!r} (known: {known})")
+
+
+def _network_value(key: str, value: object) -> str:
+    _known("network", key)
     if not isinstance(value, str) or len(value) > 255:
         raise SettingsError(f"{key} must be text of at most 255 characters")
-    return check(value)
+    return _NETWORK_CHECKS[key](value)
 
 
 def _application_value(key: str, value: object) -> object:
-    check = APPLICATION_SCHEMA.get(key)
-    if check is None:
-        known = ", ".join(sorted(APPLICATION_SCHEMA))
-        raise SettingsError(f"unknown application setting {key!r} (known: {known})")
-    return check(key, value)
+    _known("application", key)
+    return APPLICATION_SCHEMA[key](key, value)

@@ -61,6 +61,8 @@ def test_updates_merge_and_null_removes() -> None:
         ({"network": {"proxy": "coap://proxy.example/path"}}, "nothing more"),
         ({"network": {"mtu": "1280"}}, "unknown network setting 'mtu'"),
         ({"application": {"colour": "red"}}, "unknown application setting 'colour'"),
+        ({"network": {"mtu": None}}, "unknown network setting 'mtu'"),  # removing one, too
+        ({"application": {"colour": None}}, "unknown application setting 'colour'"),
         ({"application": {"name": "x" * 33}}, "at most 32"),
         ({"application": {"location": "y" * 65}}, "at most 64"),
         ({"application": {"report_interval": "0"}}, "from 1 to 86400"),
