@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from keystrap.cli.main import main
 from keystrap.enrolment import Order, bundle_bytes, install_bundle
 from keystrap.services.instance import InstanceLock
 from keystrap.store.errors import StoreError
+from keystrap_lab.processes import keystrap_command
 
 CONTROLLER = bytes.fromhex("02000000000000c0")
 
@@ -170,6 +173,28 @@ def test_a_node_file_an_agent_holds_is_neither_reset_nor_run_by_another(
         agent.release()
     assert main(["node", str(written), "--factory-reset"]) == 0
     assert sorted(p.name for p in written.parent.iterdir()) == [written.name]  # no lock left
+
+
+def test_an_agent_stopped_by_sigterm_leaves_no_lock_file(tmp_path: Path) -> None:
+    """SIGTERM (systemd, timeout(1)) killed the agent outright, before it could
+    remove its lock file: it now ends the run as SIGINT does."""
+    (written,) = install_bundle(bundle(tmp_path, 1), tmp_path / "nodes")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as silent:  # never answers
+        silent.bind(str(tmp_path / "oob.sock"))
+        silent.listen()
+        agent = subprocess.Popen(
+            keystrap_command("node", str(written), "--channel-up", "raw", "--channel-down", "raw"),
+            cwd=tmp_path,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert agent.stderr is not None
+        assert "flight 1 sent" in agent.stderr.readline()
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(10) == 128 + signal.SIGINT
+    assert "Traceback" not in agent.stderr.read()
+    assert sorted(p.name for p in written.parent.iterdir()) == [written.name]
+    assert json.loads(written.read_text())["stage"] == "awaiting-challenge"
 
 
 def test_a_node_awaiting_its_challenge_without_rn_i_is_refused_when_read(

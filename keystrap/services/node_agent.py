@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -290,6 +291,10 @@ async def run_node_cli(
 
     ``runtime="micropython"`` runs the node core inside MicroPython. The node
     file is locked while this runs (:func:`lock_node_file`)."""
+    # SIGTERM ends the run as SIGINT does (asyncio.run's handler: the run is
+    # cancelled and its clean-up runs); by default it killed the agent outright,
+    # leaving its lock file beside the node file.
+    signal.signal(signal.SIGTERM, signal.getsignal(signal.SIGINT))
     lock = lock_node_file(path)
     try:
         return await _run_node_cli(
