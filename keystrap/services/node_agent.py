@@ -41,7 +41,7 @@ from keystrap.services.lifetime import wait_for_signal
 from keystrap.settings import NodeSettings
 from keystrap.store.errors import StoreError
 from keystrap.store.node_file import NodeFile, load_node_file, save_node_file
-from keystrap.wire import DecodeError, Flight12, flight_class
+from keystrap.wire import DecodeError, Flight12, FlightType, flight_class
 
 log = logging.getLogger("keystrap.node")
 
@@ -105,7 +105,7 @@ async def bootstrap_node(
         else:
             node.resume(loop.time())
         await _flush(node, node_file, path, link, result)
-        progress("flight 1 sent")
+        progress(_first_step(result))
         result.outcome = await _converse(
             node, node_file, path, link, result, start + timeout, linger, progress
         )
@@ -121,6 +121,16 @@ async def bootstrap_node(
         result.tid = node.state.tid
     log.info("node=%s: %s after %.2f s", eui64(result.node_id), result.outcome, result.seconds)
     return result
+
+
+def _first_step(result: NodeResult) -> str:
+    """What the run began with. A node resumed holding its PSK re-sends its flight
+    5 (or nothing, if it has none): "flight 1 sent" told a false story of it."""
+    if FlightType.F5_PROOF in result.flight_bytes:
+        return "flight 5 sent again; waiting for flight 11"
+    if FlightType.F1_HELLO in result.flight_bytes:
+        return "flight 1 sent"
+    return "waiting for flight 11"
 
 
 class _Wake(Enum):
