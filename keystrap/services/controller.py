@@ -93,6 +93,7 @@ class ControllerService:
         self._timer: asyncio.TimerHandle | None = None
         self.metrics = Metrics("controller")
         self._started = asyncio.Event()  # the core is there to take sessions
+        self._server_silent = False  # the last request to the server went unanswered
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """The server's name is resolved and the state locked first: a server that
@@ -228,12 +229,13 @@ class ControllerService:
         try:
             reply = await self.client.post(data, lane=tid)
         except ServerUnreachable as exc:
-            log.warning("tid=%d: server unreachable (%s); will retry", tid, exc)
+            self._server_unreachable(exc, f"tid={tid}")
             self.core.server_unreachable(tid)
             await self._flush()
             return
         finally:
             self._inflight.discard(tid)
+        self._server_answered()
         begun = time.perf_counter()
         self.core.receive_from_server(tid, reply, self._loop.time())
         await self._flush()
@@ -270,8 +272,25 @@ class ControllerService:
             try:
                 await self.poll_revocations()
             except ServerUnreachable as exc:
-                log.warning("revocation feed: server unreachable (%s)", exc)
+                self._server_unreachable(exc, "revocation feed")
+            else:
+                self._server_answered()
             await asyncio.sleep(self.config.revocation_poll)
+
+    def _server_unreachable(self, exc: ServerUnreachable, what: str) -> None:
+        """One warning when the server stops answering, and one line when it is
+        back: each open bootstrap retries every few seconds, and a line per try
+        made an outage with many nodes waiting hundreds of lines a second."""
+        if self._server_silent:
+            log.debug("%s: server still unreachable (%s); will retry", what, exc)
+            return
+        self._server_silent = True
+        log.warning("%s: server unreachable (%s); retrying, quietly until it answers", what, exc)
+
+    def _server_answered(self) -> None:
+        if self._server_silent:
+            self._server_silent = False
+            log.info("server answering again")
 
     async def poll_revocations(self) -> int:
         """Apply every revocation the server has recorded since the last poll."""
