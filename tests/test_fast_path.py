@@ -7,6 +7,7 @@ import asyncio
 import socket
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import aiocoap
 import pytest
@@ -14,8 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from keystrap.coap.codes import BOOTSTRAP_PATH, MAX_PAYLOAD
-from keystrap.coap.datagram import CON, EXCHANGE_LIFETIME, NON, Exchanges, parse_post
-from keystrap.coap.fast_path import install
+from keystrap.coap.datagram import CON, EXCHANGE_LIFETIME, NON, Allowance, Exchanges, parse_post
+from keystrap.coap.fast_path import AIOCOAP_BURST, AIOCOAP_RATE, install
 from keystrap.coap.server import open_server_context, serve_core
 from keystrap.protocol import Reply
 from keystrap.services.server import answer_batch
@@ -146,3 +147,65 @@ def test_parse_post_agrees_with_aiocoap_on_what_is_a_bootstrap_request(
     assert (post is not None) == ours
     if post is not None:
         assert post.payload == aiocoap.Message.decode(encoded).payload == payload
+
+
+def test_an_allowance_takes_its_burst_then_its_rate() -> None:
+    allowance = Allowance(rate=4.0, burst=3)
+    assert [allowance.take(100.0) for _ in range(4)] == [True, True, True, False]
+    assert allowance.take(100.125) is False  # half a token back
+    assert allowance.take(100.25) is True
+    assert [allowance.take(200.0) for _ in range(4)] == [True, True, True, False]  # burst at most
+
+
+def test_what_aiocoap_is_handed_is_bounded_under_a_flood(tmp_path: Path) -> None:
+    """aiocoap keeps each request it answers for 247 s, however many: a flood of
+    GET /health grew the server without bound. Past the allowance, such datagrams
+    are dropped; the server still answers a health check once the flood stops."""
+
+    async def scenario() -> None:
+        site = aiocoap.resource.Site()
+        port = free_udp_port()
+        context = await open_server_context(site, "127.0.0.1", port)
+        serve_core(site, _no_bootstrap)
+        install(context, _no_bootstrap, lambda *args: None, lambda *args: None)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        flood = 2_000
+        try:
+            began = asyncio.get_running_loop().time()
+            for mid in range(flood):
+                health = aiocoap.Message(code=aiocoap.GET, uri_path=("health",))
+                health.mid, health.token, health.mtype = mid, mid.to_bytes(2, "big"), aiocoap.CON
+                sock.sendto(bytes(health.encode()), ("127.0.0.1", port))
+            answered = await asyncio.to_thread(_count_answers, sock, 1.0)
+            elapsed = asyncio.get_running_loop().time() - began
+            assert 0 < answered <= AIOCOAP_BURST + AIOCOAP_RATE * elapsed < flood
+            await asyncio.sleep(0.1)
+            client = await aiocoap.Context.create_client_context()
+            try:
+                health = aiocoap.Message(code=aiocoap.GET, uri=f"coap://127.0.0.1:{port}/health")
+                response = await asyncio.wait_for(client.request(health).response, 10)
+                assert response.payload == b"ok"
+            finally:
+                await client.shutdown()
+        finally:
+            sock.close()
+            await context.shutdown()
+
+    asyncio.run(scenario())
+
+
+def _count_answers(sock: socket.socket, quiet: float) -> int:
+    """Datagrams received until none came for ``quiet`` seconds."""
+    sock.settimeout(quiet)
+    count = 0
+    try:
+        while True:
+            sock.recv(2048)
+            count += 1
+    except TimeoutError:
+        return count
+
+
+def _no_bootstrap(*args: object) -> Any:
+    raise AssertionError("no bootstrap request is sent")

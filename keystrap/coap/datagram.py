@@ -165,3 +165,29 @@ class Exchanges:
             if held[key][0] > now and len(held) <= self._capacity:
                 return
             held.popitem(last=False)
+
+
+class Allowance:
+    """At most ``rate`` events a second on average and ``burst`` at once (a token
+    bucket), on the caller's monotonic clock.
+
+    Why: what the bootstrap path passes on to aiocoap (a health check, ``/stats``,
+    garbage) aiocoap keeps for RFC 7252's EXCHANGE_LIFETIME, 247 s, with no limit
+    on how many: a flood of ``GET /health`` from changing ports grew the server
+    by about 600 bytes a request. Allowed at ``rate``, that memory is bounded."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = float(burst)
+        self._at: float | None = None
+
+    def take(self, now: float) -> bool:
+        """Whether one more event is allowed at ``now``; if so, it is counted."""
+        if self._at is not None:
+            self._tokens = min(self.burst, self._tokens + max(0.0, now - self._at) * self.rate)
+        self._at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True

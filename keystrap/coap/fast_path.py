@@ -14,7 +14,8 @@ message object:
   handed to the store's thread (``submit``) and answered when the batch that
   holds its state is committed -- the no-brick rule is the store's, unchanged;
 - every other datagram (another resource, an option aiocoap must judge, a
-  response, garbage) goes to aiocoap exactly as it would have arrived.
+  response, garbage) goes to aiocoap exactly as it would have arrived, at most
+  :data:`AIOCOAP_RATE` a second (:class:`~keystrap.coap.datagram.Allowance`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import aiocoap
 from aiocoap.util import socknumbers
 
 from keystrap.coap.codes import TO_COAP
-from keystrap.coap.datagram import Exchanges, Post, parse_post
+from keystrap.coap.datagram import Allowance, Exchanges, Post, parse_post
 from keystrap.protocol import Reply, Status
 
 log = logging.getLogger("keystrap.server")
@@ -48,6 +49,12 @@ BURST = 256
 """Datagrams read per wake-up at most, so other work on the loop still gets turns."""
 RECEIVE_BUFFER = 32 << 20
 """Bytes of socket queue asked for: a burst waits here instead of being dropped."""
+AIOCOAP_RATE = 100.0
+"""Datagrams a second passed on to aiocoap, :data:`AIOCOAP_BURST` at once: far
+above what health checks and ``/stats`` scrapes send, and at most some 25,000
+requests (about 15 MB) held in aiocoap's 247 s of duplicate detection."""
+AIOCOAP_BURST = 200
+DROPS_LOGGED_EVERY = 10.0  # seconds between lines about datagrams over the allowance
 _SO_RCVBUFFORCE = 33  # Linux's socket(7) option, absent from Python's socket module
 _ANCILLARY = 1024
 _MAX_DATAGRAM = 4096
@@ -66,6 +73,9 @@ class BootstrapPath:
         self._submit = submit
         self._report = report
         self.exchanges = Exchanges()
+        self._to_aiocoap = Allowance(AIOCOAP_RATE, AIOCOAP_BURST)
+        self._dropped = 0
+        self._dropped_logged = float("-inf")
         _enlarge_receive_buffer(self._sock)
 
     def start(self, loop: Any) -> None:
@@ -109,10 +119,7 @@ class BootstrapPath:
             return  # not CoAP version 1: silently ignored (RFC 7252 §3), even in floods
         post = parse_post(data)
         if post is None:
-            try:
-                self._aiocoap_received(data, ancdata, 0, address)
-            except Exception as exc:  # aiocoap lets some garbage escape its parser
-                log.debug("ignored a datagram from %s aiocoap could not parse: %r", address, exc)
+            self._to_aiocoap_if_allowed(data, ancdata, address)
             return
         begun = time.perf_counter()
         pktinfo = [a for a in ancdata if a[1] == socket.IPV6_PKTINFO]
@@ -131,6 +138,24 @@ class BootstrapPath:
         # over six names is eight, this is two).
         answered = partial(self._answered, post, pktinfo, address, data, begun)
         self._submit(post.payload, time.time(), answered)
+
+    def _to_aiocoap_if_allowed(self, data: bytes, ancdata: list[Any], address: Any) -> None:
+        now = time.monotonic()
+        if not self._to_aiocoap.take(now):
+            self._dropped += 1
+            if now - self._dropped_logged >= DROPS_LOGGED_EVERY:
+                log.warning(
+                    "more than %g datagrams a second for aiocoap (not bootstrap requests): "
+                    "%d dropped so far",
+                    AIOCOAP_RATE,
+                    self._dropped,
+                )
+                self._dropped_logged = now
+            return
+        try:
+            self._aiocoap_received(data, ancdata, 0, address)
+        except Exception as exc:  # aiocoap lets some garbage escape its parser
+            log.debug("ignored a datagram from %s aiocoap could not parse: %r", address, exc)
 
     def _answered(
         self, post: Post, pktinfo: list[Any], address: Any, data: bytes, begun: float, reply: Reply
