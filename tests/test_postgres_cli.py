@@ -123,6 +123,30 @@ def test_older_sqlite_store_is_refused_until_migrated(tmp_path: Path) -> None:
     assert "nothing to do" in again.stdout
 
 
+def test_store_from_before_revocations_is_migrated_whole(tmp_path: Path) -> None:
+    """A store made before schemas were numbered and before revocations existed
+    (marked '1' without that table): migrate gives it the table, and admin
+    commands then read it and revoke on it."""
+    config = make_site(tmp_path, "sbs.sqlite")
+    db = sqlite3.connect(tmp_path / "sbs.sqlite")
+    with db:
+        db.execute("DROP INDEX transactions_open")
+        db.execute("ALTER TABLE orders DROP COLUMN version")
+        db.execute("DROP TABLE revocations")
+        db.execute("DELETE FROM meta WHERE name='schema_version'")
+        db.execute("INSERT INTO meta VALUES ('schema', '1')")
+    db.close()
+
+    migrated = keystrap(tmp_path, "admin", "--config", str(config), "migrate")
+    assert migrated.returncode == 0, migrated.stderr
+    listed = keystrap(tmp_path, "admin", "--config", str(config), "nodes")
+    assert listed.returncode == 0, listed.stderr
+    assert "5 node(s): 5 enrolled" in listed.stdout
+    node = listed.stdout.split()[0]
+    revoked = keystrap(tmp_path, "admin", "--config", str(config), "revoke", node)
+    assert revoked.returncode == 0, revoked.stderr
+
+
 def test_config_takes_a_database_url_and_several_servers(tmp_path: Path) -> None:
     (tmp_path / "s.toml").write_text('[server]\ndatabase = "postgresql://k@/sbs?host=/run/pg"\n')
     assert load_config(ServerConfig, tmp_path / "s.toml", {}).database == (

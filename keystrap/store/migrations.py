@@ -48,6 +48,16 @@ _OPEN_INDEX = (
 
 _ORDER_VERSION = "ALTER TABLE orders ADD COLUMN version INTEGER NOT NULL DEFAULT 1;"
 
+UNNUMBERED_SQLITE = (
+    "CREATE TABLE IF NOT EXISTS revocations "
+    "(seq INTEGER PRIMARY KEY AUTOINCREMENT, node_id BLOB NOT NULL, at BIGINT NOT NULL);"
+)
+"""What a SQLite store made before schemas were numbered (``meta.schema`` = '1')
+may lack of step 1: each table was created only if missing, and revocations came
+last, so a store from before revocations is marked '1' without that table.
+Migrating it applied steps 2 and 3 only and left a store marked 3 that every
+admin command refused and on which ``admin revoke`` failed."""
+
 
 @dataclass(frozen=True)
 class Migration:

@@ -33,6 +33,7 @@ from keystrap.store.migrations import (
     LATEST,
     META,
     TABLES,
+    UNNUMBERED_SQLITE,
     Migration,
     require_latest,
     steps_after,
@@ -201,6 +202,12 @@ class SqliteRepository:
         # Stores made before versioning recorded 'schema' = '1'.
         return int(rows.get("schema_version", rows.get("schema", 0)))
 
+    @staticmethod
+    def _unnumbered(db: sqlite3.Connection) -> bool:
+        """The store was made before schemas were numbered (see UNNUMBERED_SQLITE)."""
+        names = {name for (name,) in db.execute("SELECT name FROM meta WHERE name LIKE 'schema%'")}
+        return names == {"schema"}
+
     def _bring_up_to_date(self, migrate: bool) -> list[Migration]:
         if self._read_only:  # its version is told, never changed
             require_latest(self._schema_version(self._db), str(self.path))
@@ -211,6 +218,8 @@ class SqliteRepository:
             if version and not migrate:
                 require_latest(version, str(self.path))
                 return []
+            if self._unnumbered(db):
+                db.execute(UNNUMBERED_SQLITE)
             steps = steps_after(version)
             for step in steps:
                 for statement in step.sqlite.split(";"):
