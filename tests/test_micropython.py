@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -223,3 +224,32 @@ def test_cli_without_nodejs_exits_2_with_one_line(tmp_path: Path) -> None:
     assert done.stderr.strip().splitlines() == [
         "keystrap: Node.js (node) is not installed: run make setup"
     ]
+
+
+@pytest.mark.parametrize("says_ready", [False, True], ids=["at-start", "mid-bootstrap"])
+def test_a_runtime_that_hangs_is_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, says_ready: bool
+) -> None:
+    """A runtime that never answers (at start, or to flight 1's request) is killed
+    after REPLY_SECONDS and reported; the agent was held past its --timeout."""
+    fake = tmp_path / "node"
+    fake.write_text(
+        "#!/bin/sh\n" + ("echo 'ready MicroPython vX'\n" if says_ready else "") + "exec sleep 20\n"
+    )
+    fake.chmod(0o700)
+    monkeypatch.setattr("keystrap.runtime.micropython.shutil.which", lambda _name: str(fake))
+    monkeypatch.setattr("keystrap.runtime.micropython.REPLY_SECONDS", 0.5, raising=False)
+    outcome: list[BaseException] = []
+
+    def bootstrap() -> None:
+        try:
+            with MicroPython() as runtime:
+                runtime.core(NodeState(node_id(1), bytes(8), bytes(16))).hello(bytes(16))
+        except RuntimeUnavailable as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=bootstrap, daemon=True)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive(), "the agent still waits for the runtime"
+    assert [str(exc) for exc in outcome] == ["MicroPython did not answer within 0.5 s"]

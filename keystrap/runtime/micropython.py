@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 from types import TracebackType
 
@@ -22,6 +23,11 @@ from keystrap.protocol.node import NodeCore, NodeState
 
 HOST = Path(__file__).with_name("micropython_host.mjs")
 PACKAGE = "@micropython/micropython-webassembly-pyscript"
+REPLY_SECONDS = 30.0
+"""How long the runtime may take to start or to answer one request (it takes
+well under a second). Past it the runtime is killed: the reply is read
+blocking, so a runtime that hung held the agent past its --timeout, deaf to
+Ctrl-C and SIGTERM."""
 
 
 class RuntimeUnavailable(Exception):
@@ -58,7 +64,11 @@ class MicroPython:
             text=True,
             bufsize=1,
         )
-        ready = self._read_line()
+        try:
+            ready = self._read_line()
+        except RuntimeUnavailable:
+            self.close()
+            raise
         if not ready.startswith("ready "):
             self.close()
             raise RuntimeUnavailable(f"MicroPython did not start: {ready.strip()[:120]}")
@@ -68,10 +78,22 @@ class MicroPython:
     def _read_line(self) -> str:
         process = self._process
         assert process.stdout is not None and process.stderr is not None
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            process.kill()
+
+        watchdog = threading.Timer(REPLY_SECONDS, expire)
+        watchdog.start()
         try:
             line = process.stdout.readline()
         except OSError as exc:
             raise RuntimeUnavailable(f"MicroPython stopped: {exc}") from exc
+        finally:
+            watchdog.cancel()
+        if expired.is_set():
+            raise RuntimeUnavailable(f"MicroPython did not answer within {REPLY_SECONDS:g} s")
         if not line:
             detail = process.stderr.read().strip().splitlines()
             raise RuntimeUnavailable("MicroPython stopped" + (f": {detail[-1]}" if detail else ""))
