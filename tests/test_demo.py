@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from keystrap.cli.main import main
 from keystrap_lab.processes import keystrap_command
+from keystrap_lab.site import Site
 
 
 def test_demo_bootstraps_configures_reinstalls_and_revokes() -> None:
@@ -51,3 +53,17 @@ def test_the_in_process_demo_runs_with_nodes_alone() -> None:
     done = subprocess.run(alone, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert "demo result: all nodes bootstrapped" in done.stdout
+
+
+@pytest.mark.parametrize("status", ["SystemExit(130)", "KeyboardInterrupt"])
+def test_a_command_interrupted_by_ctrl_c_interrupts_the_lab(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, status: str
+) -> None:
+    """Ctrl-C reaches the lab's keystrap subprocesses too; the one it stopped is an
+    interruption (demo and attack then exit 130), not a failure with a traceback."""
+    monkeypatch.setattr(
+        "keystrap_lab.site.keystrap_command",
+        lambda *_args: [sys.executable, "-c", f"raise {status}"],
+    )
+    with pytest.raises(KeyboardInterrupt):
+        Site(tmp_path).cli("install", "bundle.json")

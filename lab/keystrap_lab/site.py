@@ -12,11 +12,13 @@ drives the same commands an operator would type.
 from __future__ import annotations
 
 import contextlib
+import signal
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from keystrap.cli.main import EXIT_INTERRUPTED
 from keystrap.config import (
     DEFAULT_CONTROLLER_ID,
     ControllerConfig,
@@ -148,6 +150,11 @@ class Site:
         done = subprocess.run(  # noqa: S603 - our own CLI, argument list
             keystrap_command(*args), cwd=self.root, capture_output=True, text=True, check=False
         )
+        if done.returncode in (EXIT_INTERRUPTED, -signal.SIGINT):
+            # Ctrl-C reached the command too (it goes to the whole foreground
+            # group): the run was interrupted, not failed. A RuntimeError here
+            # ended keystrap demo or attack in a traceback.
+            raise KeyboardInterrupt
         if done.returncode != 0:
             raise RuntimeError(f"keystrap {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
         return done.stdout
