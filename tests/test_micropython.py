@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -253,3 +254,33 @@ def test_a_runtime_that_hangs_is_stopped(
     thread.join(10)
     assert not thread.is_alive(), "the agent still waits for the runtime"
     assert [str(exc) for exc in outcome] == ["MicroPython did not answer within 0.5 s"]
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "ok zz - - - - -",  # not hex
+        "ok - - - - - 00",  # no key: the node file would not load again
+        "ok " + "00" * 16 + " - " + "00" * 16 + " 00 00 00",  # flights of no size
+    ],
+    ids=["not-hex", "no-key", "flight-sizes"],
+)
+def test_a_runtime_answering_a_malformed_state_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reply: str
+) -> None:
+    """What the runtime hands back is saved as the node's state: one a node file
+    cannot hold (it would not load again) is refused, and the core keeps its own."""
+    fake = tmp_path / "node"
+    fake.write_text(
+        f"#!{sys.executable}\nimport sys\nprint('ready MicroPython vX', flush=True)\n"
+        f"for _ in sys.stdin:\n    print({reply!r}, flush=True)\n"
+    )
+    fake.chmod(0o700)
+    monkeypatch.setattr("keystrap.runtime.micropython.shutil.which", lambda _name: str(fake))
+    v = VECTORS[0]
+    state = NodeState(h(v["ID_i"]), h(v["ID_c"]), h(v["IK"]), rn_i=h(v["RN_i"]))
+    with MicroPython() as runtime:
+        core = runtime.core(state)
+        with pytest.raises(RuntimeUnavailable, match="MicroPython answered"):
+            core.answer(h(v["flights"]["4"]))
+    assert (core.key, core.rn_i, core.session_key) == (state.key, state.rn_i, b"")

@@ -20,6 +20,7 @@ from types import TracebackType
 
 from keystrap.nodecore import NodeCoreError
 from keystrap.protocol.node import NodeCore, NodeState
+from keystrap.wire import COMPACT, CompactFlight4, CompactFlight5, Flight4, Flight5
 
 HOST = Path(__file__).with_name("micropython_host.mjs")
 PACKAGE = "@micropython/micropython-webassembly-pyscript"
@@ -148,6 +149,11 @@ class MicroPythonCore:
     def __init__(self, runtime: MicroPython, state: NodeState) -> None:
         self._runtime = runtime
         self._ids = f"{state.version} {state.node_id.hex()} {state.controller_id.hex()}"
+        compact = state.version == COMPACT
+        self._flights = (
+            (CompactFlight4 if compact else Flight4).SIZE,
+            (CompactFlight5 if compact else Flight5).SIZE,
+        )
         self.key = state.key
         self.rn_i = state.rn_i or b""
         self.session_key = state.session_key or b""
@@ -170,7 +176,26 @@ class MicroPythonCore:
         )
         if len(words) < 7 or words[0] not in ("ok", "refused"):
             raise RuntimeUnavailable(f"MicroPython answered: {' '.join(words)[:80]}")
-        self.key, self.rn_i, self.session_key, self.flight4, self.flight5 = map(_bytes, words[1:6])
+        try:
+            key, rn_i, session_key, flight4, flight5 = map(_bytes, words[1:6])
+            out = b"" if words[0] == "refused" else _bytes(words[6])
+        except ValueError:
+            raise RuntimeUnavailable("MicroPython answered a field that is not hex") from None
+        self._check(key, rn_i, session_key, flight4, flight5)
+        self.key, self.rn_i, self.session_key = key, rn_i, session_key
+        self.flight4, self.flight5 = flight4, flight5
         if words[0] == "refused":
             raise NodeCoreError(" ".join(words[6:]))
-        return _bytes(words[6])
+        return out
+
+    def _check(self, key: bytes, rn_i: bytes, session_key: bytes, f4: bytes, f5: bytes) -> None:
+        """Take only a state a node file can hold. The agent saves what the runtime
+        hands back; a key or flight of the wrong size was written as it was, and
+        the node file then failed to load: a node bricked by its own runtime."""
+        if (
+            len(key) != 16
+            or len(rn_i) not in (0, 16)
+            or len(session_key) not in (0, 16)
+            or (len(f4), len(f5)) not in ((0, 0), self._flights)
+        ):
+            raise RuntimeUnavailable("MicroPython answered a state of the wrong size")
