@@ -137,6 +137,8 @@ def test_store_from_before_revocations_is_migrated_whole(tmp_path: Path) -> None
         db.execute("INSERT INTO meta VALUES ('schema', '1')")
     db.close()
 
+    saved = keystrap(tmp_path, "admin", "--config", str(config), "backup", "before.sqlite")
+    assert saved.returncode == 0, saved.stderr  # the step before migrate, on this store too
     migrated = keystrap(tmp_path, "admin", "--config", str(config), "migrate")
     assert migrated.returncode == 0, migrated.stderr
     listed = keystrap(tmp_path, "admin", "--config", str(config), "nodes")

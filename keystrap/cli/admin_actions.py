@@ -344,7 +344,7 @@ def _backup(config: ServerConfig, args: argparse.Namespace) -> None:
     tmp = args.file.with_name(f".{args.file.name}.partial")
     try:
         tmp.unlink(missing_ok=True)
-        source = server_store_read_only(database)
+        source = server_store_read_only(database, whole=False)
         try:
             copy_database(source, tmp)
         finally:

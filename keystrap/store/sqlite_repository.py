@@ -63,12 +63,15 @@ def not_a_server_store(tables: set[str]) -> str:
     return f"it is not {SERVER_STORE.name}{lacks}"
 
 
-def server_store_read_only(path: Path) -> sqlite3.Connection:
+def server_store_read_only(path: Path, *, whole: bool = True) -> sqlite3.Connection:
     """A read-only connection (:func:`connect_read_only`) to the server store at
-    ``path``, whatever its schema version; any other database is refused."""
+    ``path``; any other database is refused. Not ``whole``, a store is taken
+    whatever it lacks of today's schema -- one from before revocations has no
+    such table -- as long as it is one (a backup before ``admin migrate``)."""
     db = connect_read_only(path)
-    why = not_a_server_store(table_names(db, path))
-    if why:
+    tables = table_names(db, path)
+    why = not_a_server_store(tables)
+    if why and (whole or not SERVER_STORE.recognises(tables)):
         db.close()
         raise StoreError(f"{path} refused: {why}; left untouched")
     return db
