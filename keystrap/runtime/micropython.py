@@ -21,6 +21,7 @@ from types import TracebackType
 from keystrap.nodecore import NodeCoreError
 from keystrap.protocol.node import NodeCore, NodeState
 from keystrap.wire import COMPACT, CompactFlight4, CompactFlight5, Flight4, Flight5
+from keystrap.wire.sizes import KEY_SIZE, RN_SIZE
 
 HOST = Path(__file__).with_name("micropython_host.mjs")
 PACKAGE = "@micropython/micropython-webassembly-pyscript"
@@ -193,9 +194,9 @@ class MicroPythonCore:
         hands back; a key or flight of the wrong size was written as it was, and
         the node file then failed to load: a node bricked by its own runtime."""
         if (
-            len(key) != 16
-            or len(rn_i) not in (0, 16)
-            or len(session_key) not in (0, 16)
+            len(key) != KEY_SIZE
+            or len(rn_i) not in (0, RN_SIZE)
+            or len(session_key) not in (0, KEY_SIZE)
             or (len(f4), len(f5)) not in ((0, 0), self._flights)
         ):
             raise RuntimeUnavailable("MicroPython answered a state of the wrong size")
