@@ -296,3 +296,36 @@ def test_commands_that_only_read_give_an_empty_database_no_table(
     with psycopg.connect(pg_url) as db:
         tables = db.execute("SELECT tablename FROM pg_tables WHERE schemaname=current_schema()")
         assert tables.fetchall() == []
+
+
+def test_a_read_only_database_is_one_line_and_a_batch_goes_on(
+    repo: PostgresRepository, pg_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A standby, or ``default_transaction_read_only=on``: PostgreSQL's refusal
+    (not an OperationalError) went out as a traceback from every command and at
+    server start, and out of a server's batch whole; now it is one line, and a
+    batch's other requests are still answered."""
+    enrol(repo)
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        name = admin.execute("SELECT current_database()").fetchone()
+        assert name is not None
+        admin.execute(f'ALTER DATABASE "{name[0]}" SET default_transaction_read_only = on')
+        admin.execute(  # every session, the repository's too, starts again read-only
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    with pytest.raises(StoreError, match="read-only"):
+        PostgresRepository(pg_url, MASTER)
+    with repo.batch():
+        with pytest.raises(StoreError, match="read-only") as refused:
+            repo.add_transaction(pending(1))
+        assert not isinstance(refused.value, StoreInterrupted)
+        assert repo.get_node(node_id(1)) is not None  # the batch goes on
+    write_key_file(tmp_path / "mk.key", MASTER)
+    admin_args = ["admin", "--database", pg_url, "--master-key", str(tmp_path / "mk.key")]
+    key_out = tmp_path / "c1.key"
+    words = ["controller", "add", "02:00:00:00:00:00:00:c1", "--key-out", str(key_out)]
+    assert main([*admin_args, *words]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "read-only" in err and "Traceback" not in err, err
+    assert not key_out.exists()

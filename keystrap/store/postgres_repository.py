@@ -187,6 +187,10 @@ class PostgresRepository:
                     ) from None
                 time.sleep(pause)
                 pause = min(pause * 2, 1.0)
+            except psycopg.errors.IntegrityError:
+                raise  # the callers' to judge: a repeated insert meets the primary key
+            except psycopg.Error as exc:  # read-only, no privilege, ...: one line, no traceback
+                raise self._refused(exc) from None
 
     def _in_batch(self, db: Connection, work: Callable[[Connection], T]) -> T:
         """``work`` in a savepoint of the open batch, retried after a deadlock with
@@ -201,6 +205,19 @@ class PostgresRepository:
                     raise StoreError(f"{self.path}: {self._said(exc)}") from None
             except psycopg.OperationalError as exc:
                 raise StoreInterrupted(f"{self.path}: {self._said(exc)}") from None
+            except psycopg.errors.IntegrityError:
+                raise
+            except psycopg.Error as exc:  # the savepoint is undone; the batch's others stand
+                raise self._refused(exc) from None
+
+    def _refused(self, exc: psycopg.Error) -> StoreError:
+        """What PostgreSQL refused, in one line: a database the server may not
+        write (a standby, ``default_transaction_read_only``, a role without the
+        privilege) is the operator's to fix, not a bug to show a traceback for."""
+        hint = ""
+        if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
+            hint = " (the database is read-only: a standby, or default_transaction_read_only)"
+        return StoreError(f"{self.path}: {self._said(exc)}{hint}")
 
     def _bring_up_to_date(self, db: Connection, migrate: bool) -> list[Migration]:
         if self._read_only:  # its version is told, never changed
