@@ -2,7 +2,10 @@
 and the invariants of docs/protocol.md when several connections (as several
 servers) race on one node."""
 
+import asyncio
+import logging
 import secrets
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -26,12 +29,17 @@ from keystrap.protocol import (
     TransactionStatus,
 )
 from keystrap.protocol.repository import NodeBusy, UnknownTransaction
+from keystrap.services.server import LiveControllers, _flush_loop
+from keystrap.store import postgres_repository
+from keystrap.store.activity import ActivityLog
 from keystrap.store.errors import StoreError, StoreInterrupted
 from keystrap.store.keyfile import write_key_file
 from keystrap.store.migrations import LATEST, SchemaMismatch
 from keystrap.store.postgres_repository import PostgresRepository
 from keystrap.store.sqlite_repository import ControllerInfo
+from keystrap.store.worker import StoreThread
 from keystrap.wire import Flight1, Flight2
+from keystrap_lab.pg_cluster import PrivateCluster
 from keystrap_lab.simulation import Fault, Message, Simulation
 
 from .conftest import CONTROLLER_ID, node_id
@@ -329,3 +337,54 @@ def test_a_read_only_database_is_one_line_and_a_batch_goes_on(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "read-only" in err and "Traceback" not in err, err
     assert not key_out.exists()
+
+
+def allow_connections(cluster: PrivateCluster, url: str, allow: bool) -> None:
+    """The database refuses new connections (and loses its current ones) as if
+    PostgreSQL were away, without stopping the session's cluster."""
+    name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+    with psycopg.connect(cluster.url(), autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(allow).lower()}')
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
+
+
+def test_the_servers_flush_loop_outlives_a_database_outage(
+    repo: PostgresRepository,
+    pg_url: str,
+    pg_cluster: PrivateCluster,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The database away longer than the reconnection time: the server's loop
+    that writes its activity log and re-reads the controller table ended at the
+    first failure, silently, and the log then grew in memory until the server
+    stopped; now each failure is a log line and the loop goes on."""
+    monkeypatch.setattr(postgres_repository, "RECONNECT_SECONDS", 0.2)
+
+    async def scenario() -> bool:
+        activity = ActivityLog(tmp_path / "local.sqlite")
+        controllers = LiveControllers(repo, interval=0.0)
+        store: StoreThread[tuple[bytes, float], Reply] = StoreThread(lambda _: [], "test-store")
+        flusher = asyncio.create_task(_flush_loop(activity, controllers, store))
+        allow_connections(pg_cluster, pg_url, False)
+        await asyncio.sleep(1.5)
+        allow_connections(pg_cluster, pg_url, True)
+        activity.heard_from(CONTROLLER_ID, 1.0)
+        await asyncio.sleep(1.5)
+        alive = not flusher.done()
+        flusher.cancel()
+        await store.close(activity.close)
+        return alive
+
+    with caplog.at_level(logging.WARNING, "keystrap.server"):
+        assert asyncio.run(scenario())
+    assert "store unavailable" in caplog.text and "Traceback" not in caplog.text
+    db = sqlite3.connect(tmp_path / "local.sqlite")
+    try:
+        seen = db.execute("SELECT id FROM controller_seen").fetchall()
+    finally:
+        db.close()
+    assert seen == [(CONTROLLER_ID,)]

@@ -325,9 +325,18 @@ def _answer_one(core: Server, data: bytes, now: float) -> Reply:
 
 async def _flush_loop(activity: ActivityLog, controllers: LiveControllers, store: Requests) -> None:
     """Twice a second: the activity log written, and the controller table the
-    pre-filter reads kept as fresh as the core's (reloaded when it changed)."""
+    pre-filter reads kept as fresh as the core's (reloaded when it changed).
+
+    A store that fails (PostgreSQL away longer than its reconnection time) is
+    one log line per try and the loop goes on: it used to end silently, the
+    activity log then kept in memory, growing, until the server stopped."""
     while True:
         await asyncio.sleep(0.5)
         batch = activity.take()
-        await store.call(partial(activity.write, batch))
-        await store.call(controllers.refresh)
+        try:
+            await store.call(partial(activity.write, batch))
+            await store.call(controllers.refresh)
+        except StoreClosed:
+            return
+        except (sqlite3.Error, StoreError) as exc:
+            log.warning("store unavailable for the activity log and controller table: %s", exc)
