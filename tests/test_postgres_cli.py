@@ -12,8 +12,9 @@ import pytest
 from keystrap.coap.client import server_uris
 from keystrap.config import ConfigError, ControllerConfig, ServerConfig, load_config
 from keystrap.protocol import TransactionRecord, TransactionStatus
+from keystrap.services.instance import InstanceLock
 from keystrap.store.keyfile import read_key_file
-from keystrap.store.open import open_store
+from keystrap.store.open import local_state, open_store
 from keystrap_lab.processes import keystrap_command
 
 from .conftest import CONTROLLER_ID
@@ -172,3 +173,26 @@ def test_sqlite_only_commands_say_so_on_postgres(tmp_path: Path, pg_url: str) ->
         assert "Traceback" not in done.stderr
     checked = keystrap(tmp_path, "admin", "--config", str(config), "check")
     assert checked.returncode == 0 and "5 enrolled" in checked.stdout, checked.stderr
+
+
+def test_migrate_store_is_refused_while_a_server_runs_on_the_store(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """As ``migrate`` and ``restore`` are: the copy was taken under a running
+    server, so a bootstrap it confirmed afterwards was missing from the store
+    the site then moved to (a node holding a PSK its store never saw)."""
+    config = make_site(tmp_path, pg_url)
+    running = InstanceLock.acquire(  # what `keystrap server --config server.toml` holds
+        local_state(load_config(ServerConfig, config, {})), "server"
+    )
+    try:
+        back = tmp_path / "back.sqlite"
+        done = keystrap(
+            tmp_path, "admin", "--config", str(config), "migrate-store", "--to", str(back)
+        )
+        assert done.returncode == 2 and "another server" in done.stderr, done.stderr
+        assert done.stderr.count("\n") == 1 and not back.exists()
+    finally:
+        running.release()
+    done = keystrap(tmp_path, "admin", "--config", str(config), "migrate-store", "--to", str(back))
+    assert done.returncode == 0, done.stderr

@@ -462,11 +462,18 @@ def _migrate(config: ServerConfig) -> None:
 
 
 def _migrate_store(config: ServerConfig, target: str) -> None:
-    source = open_repository(config, create=False, read_only=True)
+    """Refused while a server runs on the store, as ``migrate`` and ``restore``
+    are: a bootstrap it confirms after the copy is missing from the copy, and a
+    site pointed at the copy would hold a node whose PSK its store never saw."""
+    lock = InstanceLock.acquire(local_state(config), "server")
     try:
-        counts = move_store(source, target, read_master_key(config))
+        source = open_repository(config, create=False, read_only=True)
+        try:
+            counts = move_store(source, target, read_master_key(config))
+        finally:
+            source.close()
     finally:
-        source.close()
+        lock.release()
     copied = ", ".join(f"{n} {table}" for table, n in counts.items())
     print(f"copied {source.path} into {redacted(target)}: {copied}; counts checked")
     print(f"point the servers' `database` at {redacted(target)} and start them")
