@@ -174,6 +174,25 @@ def test_an_address_no_datagram_can_be_sent_to_is_one_error_without_a_traceback(
     assert unraisable == []
 
 
+def test_a_port_nothing_serves_is_said_at_once_and_as_it_is() -> None:
+    """The host's "port unreachable" came back at once, yet the error said "no
+    DTLS answer ... within 30 s" and ended in aiocoap's "[NetworkError]"."""
+
+    async def scenario() -> None:
+        port = free_udp_port()
+        client = await NodeClient.connect(bytes(8), bytes(16), HOST, port, 30)
+        try:
+            with pytest.raises(NodeUnreachable) as refused:
+                await client.read_config()
+        finally:
+            await client.close()
+        said = str(refused.value)
+        assert said.startswith(f"no DTLS answer from coaps://{HOST}:{port}: ")
+        assert "Connection refused" in said and "within" not in said
+
+    run(scenario())
+
+
 def test_a_second_node_on_a_port_in_use_is_refused_naming_it() -> None:
     """aiocoap sets SO_REUSEPORT by default: a second node agent on a port another
     one serves started and shared its datagrams, so a controller's handshake

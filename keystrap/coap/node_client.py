@@ -78,10 +78,18 @@ class NodeClient:
             message.opt.content_format = JSON
         try:
             response = await asyncio.wait_for(self.context.request(message).response, self.timeout)
-        except (TimeoutError, aiocoap.error.Error) as exc:
+        except TimeoutError:
             raise NodeUnreachable(
                 f"no DTLS answer from {self.base} within {self.timeout:g} s "
-                f"(node not serving, or it holds another key) [{type(exc).__name__}]"
+                "(node not serving, or it holds another key)"
+            ) from None
+        except aiocoap.error.Error as exc:
+            # At once, not after the timeout: most often the host's "port
+            # unreachable" (nothing serves there), which aiocoap's own text
+            # ("Network error: NetworkError") does not say.
+            reason = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+            raise NodeUnreachable(
+                f"no DTLS answer from {self.base}: {reason} (is the node serving there?)"
             ) from None
         if not response.code.is_successful():
             raise NodeRefused(response.code, response.payload.decode("utf-8", "replace"))
