@@ -136,7 +136,10 @@ def load_config(cls: type[C], path: Path | None, overrides: dict[str, Any]) -> C
     base = Path(".")
     if path is not None:
         try:
-            doc = tomllib.loads(read_bounded(Path(path), MAX_CONFIG, "config file").decode())
+            # utf-8-sig: a file saved with a byte-order mark (Windows editors) was
+            # refused as "Invalid statement (at line 1, column 1)".
+            text = read_bounded(Path(path), MAX_CONFIG, "config file").decode("utf-8-sig")
+            doc = tomllib.loads(text)
         except FileNotFoundError:
             raise ConfigError(f"config file {path} does not exist") from None
         except InputRefused as exc:

@@ -153,3 +153,10 @@ def test_config_and_node_files_raise_only_their_errors(tmp_path: Path, data: byt
 def test_typed_values_are_checked(values: dict[str, object]) -> None:
     with contextlib.suppress(ConfigError):
         load_config(ServerConfig, None, values)
+
+
+def test_a_config_file_saved_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    """Windows editors often save UTF-8 with a BOM; it was "Invalid statement"."""
+    path = tmp_path / "server.toml"
+    path.write_bytes("\ufeff[server]\nport = 5699\n".encode())
+    assert load_config(ServerConfig, path, {}).port == 5699
