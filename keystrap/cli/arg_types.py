@@ -13,19 +13,26 @@ import math
 from collections.abc import Callable
 
 
+def within(text: str, low: int, high: int, what: str) -> int:
+    """``text`` as an integer from ``low`` to ``high``, else a ValueError saying so
+    (also for the console's forms, which take the same values as these flags)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{what} must be a whole number, got {text!r}") from None
+    if not low <= value <= high:
+        raise ValueError(f"{what} must be {low} to {high}, got {text}")
+    return value
+
+
 def whole_number(low: int, high: int, what: str) -> Callable[[str], int]:
     """An integer from ``low`` to ``high``, e.g. ``whole_number(1, 65535, "a port")``."""
 
     def parse(text: str) -> int:
         try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{what} must be a whole number, got {text!r}"
-            ) from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{what} must be {low} to {high}, got {text}")
-        return value
+            return within(text, low, high, what)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
     return parse
 

@@ -34,6 +34,7 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from keystrap.cli.arg_types import within
 from keystrap.config import RANGES
 from keystrap.console import history, queries
 from keystrap.console.sessions import SESSION_SECONDS, Session, Sessions
@@ -505,11 +506,7 @@ def port_number(value: str) -> int:
     """The port of ``admin controller add --port``, within the same bounds: the
     store takes any integer, and a port of 0 or 99999999 registered a
     controller that the nodes of its orders are told to reach there."""
-    port = int(value)
-    low, high = RANGES["port"]
-    if not low <= port <= high:
-        raise ValueError(f"port must be {low} to {high}, got {value}")
-    return port
+    return within(value, *RANGES["port"], "a port")
 
 
 def text(form: FormData, name: str) -> str:
