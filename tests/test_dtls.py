@@ -128,6 +128,16 @@ def test_configure_and_read_back_by_controller_and_coap_client(tmp_path: Path) -
             failed = keystrap(*controller_cli, "configure", nid, "--gateway", "not-an-address")
             assert failed.returncode == 2 and "4.00" in failed.stderr
             assert "not an IPv4 or IPv6 address" in failed.stderr
+            # One setting both set and removed is refused whatever the order typed.
+            for both in [
+                ("--set", "name=x", "--unset", "name"),
+                ("--unset", "name", "--set", "name=x"),
+                ("--domain", "x.example", "--unset", "domain"),
+            ]:
+                clash = keystrap(*controller_cli, "configure", nid, *both)
+                assert clash.returncode == 2 and "both set and removed" in clash.stderr
+                assert len(clash.stderr.splitlines()) == 1
+            assert settings_of(site, path) == applied
 
             # A restarted node serves what it persisted.
             node.stop()

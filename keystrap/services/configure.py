@@ -31,7 +31,13 @@ class ConfigUpdate:
     application: dict[str, str | None] = field(default_factory=dict)
 
     def set(self, key: str, value: str | None) -> None:
-        (self.network if key in NETWORK_KEYS else self.application)[key] = value
+        """``None`` removes the setting. A setting both given a value and removed
+        is refused: the flags are not applied in the order typed, so whichever
+        won would be a silent surprise."""
+        target = self.network if key in NETWORK_KEYS else self.application
+        if key in target and (target[key] is None) != (value is None):
+            raise ValueError(f"{key!r} is both set and removed (--unset): give one or the other")
+        target[key] = value
 
     def __bool__(self) -> bool:
         return bool(self.network or self.application)
