@@ -94,3 +94,19 @@ async def listen_once(path: Path) -> None:
     listener = UnixListener(path)
     await listener.start(lambda link: link.close())
     await listener.stop()
+
+
+def test_captured_signals_are_private(tmp_path: Path) -> None:
+    """A captured flight 4 read with the installer's IK gives RN_c, and so the
+    new PSK: under umask 000 every capture is still 0600."""
+    old = os.umask(0o000)
+    try:
+        for channel in ("qr", "raw"):
+            medium = get_medium(channel)
+            link = MediumLink(Recorded(), medium, medium, tmp_path / "captures")  # type: ignore[arg-type]
+            asyncio.run(link.send(FLIGHT4))
+    finally:
+        os.umask(old)
+    captures = list((tmp_path / "captures").iterdir())
+    assert {p.suffix for p in captures} == {".png", ".bin"}
+    assert {stat.S_IMODE(p.stat().st_mode) for p in captures} == {0o600}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -92,14 +93,19 @@ class MediumLink:
         await self._inner.close()
 
     def _keep(self, signal: bytes, medium: Medium, direction: str) -> None:
-        """Write the signal to the capture directory, so a person can look at it."""
+        """Write the signal to the capture directory, so a person can look at it.
+
+        Each file is 0600 whatever the umask: a captured flight 4 read with the
+        installer's IK gives RN_c, and so the node's new PSK."""
         if self._capture_dir is None:
             return
         make_private_dirs(self._capture_dir)
         while True:  # a name of an earlier run's capture is skipped, never overwritten
             name = f"{self._label}-{next(_serial):05d}-{direction}-{medium.name}{medium.suffix}"
             try:
-                with (self._capture_dir / name).open("xb") as out:
+                fd = os.open(self._capture_dir / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as out:
+                    os.fchmod(fd, 0o600)
                     out.write(signal)
                 return
             except FileExistsError:
