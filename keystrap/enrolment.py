@@ -325,7 +325,9 @@ def _must_write(path: Path, data: bytes, force: bool) -> bool:
         if is_node_file(path):  # edited, or from a newer keystrap: it may hold a PSK
             raise StoreError(
                 f"{exc}; install never replaces a node file it cannot read, not even "
-                "with --force (it may hold the node's only PSK)"
+                "with --force (it may hold the node's only PSK); to start over: keystrap "
+                f"node {path} --factory-reset, revoke and re-enrol it (keystrap admin order "
+                "create --re-enrol), then install with --force"
             ) from None
         existing = None  # a factory-reset or foreign file: no key to lose
     if existing is not None and holds_psk(existing):

@@ -43,9 +43,39 @@ def test_a_node_file_it_cannot_read_is_never_replaced(tmp_path: Path) -> None:
     doc["settings"] = {"application": {"unknown_setting": 1}}
     edited = json.dumps(doc).encode()
     written.write_bytes(edited)
-    with pytest.raises(StoreError, match="never replaces a node file it cannot read"):
+    with pytest.raises(StoreError, match=r"never replaces a node file it cannot read.*--factory"):
         install_bundle(bundle(tmp_path, 1), tmp_path / "nodes", force=True)
     assert written.read_bytes() == edited
+
+
+def test_a_node_file_that_does_not_load_can_still_be_factory_reset(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Install never replaces a node file it cannot read: a factory reset that
+    refused it too left the operator no way out. A file that does not say it
+    is a node file is still refused and kept."""
+    source = bundle(tmp_path, 1)
+    (written,) = install_bundle(source, tmp_path / "nodes")
+    doc = json.loads(written.read_text())
+    doc.update(stage="keyed", session_key=secrets.token_hex(16), confirmed=True)
+    written.write_text(json.dumps(doc))
+    assert main(["node", str(written), "--factory-reset"]) == 0
+    assert "node 02:00:00:00:00:00:01:00: factory reset" in capsys.readouterr().out
+    reset = json.loads(written.read_text())
+    assert reset == {"format": "keystrap-node-reset/1", "node_id": doc["node_id"]}
+    assert install_bundle(source, tmp_path / "nodes", force=True) == [written]
+
+    unnamed = tmp_path / "unnamed.json"
+    unnamed.write_text(json.dumps({**doc, "node_id": "not hex"}))
+    assert main(["node", str(unnamed), "--factory-reset"]) == 0
+    assert json.loads(unnamed.read_text()) == {"format": "keystrap-node-reset/1"}
+
+    for foreign in ('{"format": "something-else"}', "not json"):
+        other = tmp_path / "other.json"
+        other.write_text(foreign)
+        assert main(["node", str(other), "--factory-reset"]) == 2
+        assert other.read_text() == foreign
+        assert capsys.readouterr().err.count("\n") == 1
 
 
 def test_a_failed_forced_install_keeps_the_files_it_replaced(

@@ -10,6 +10,7 @@ from keystrap.hostport import parse_host_port
 from keystrap.ids import eui64
 from keystrap.oob.capture import capture_directory
 from keystrap.oob.medium import MEDIA
+from keystrap.shown import escaped
 
 DAY_SECONDS = 86_400
 
@@ -81,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
             node_id = factory_reset(args.state)
         finally:
             lock.release()
-        print(f"node {eui64(node_id)}: factory reset, all credentials erased: needs enrolment")
+        node = escaped(str(args.state)) if node_id is None else f"node {eui64(node_id)}"
+        print(f"{node}: factory reset, all credentials erased: needs enrolment")
         return 0
     stored = load_node_file(args.state)
     channels = (args.channel_up or stored.channel_up, args.channel_down or stored.channel_down)

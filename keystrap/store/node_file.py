@@ -179,9 +179,29 @@ def _decode(doc: Members) -> NodeFile:
     )
 
 
-def factory_reset(path: Path) -> bytes:
-    """Forget every key and setting; keep only the node's ID. Returns the ID."""
-    node_id = load_node_file(path).state.node_id
-    doc = {"format": RESET_FORMAT, "node_id": node_id.hex()}
+def factory_reset(path: Path) -> bytes | None:
+    """Forget every key and setting; keep only the node's ID. Returns the ID,
+    ``None`` if the file's own could not be read.
+
+    A node file that does not load (edited by hand, written by a newer
+    keystrap) is reset too: ``install`` never replaces one, so this is the
+    operator's only way out. It must still say it is a node file, so that no
+    other file is taken for one."""
+    try:
+        node_id: bytes | None = load_node_file(path).state.node_id
+    except StoreError:
+        if not is_node_file(path):
+            raise
+        node_id = _node_id_of(path)
+    doc = {"format": RESET_FORMAT} | ({} if node_id is None else {"node_id": node_id.hex()})
     write_atomic(Path(path).resolve(), (json.dumps(doc, indent=2) + "\n").encode(), 0o600)
     return node_id
+
+
+def _node_id_of(path: Path) -> bytes | None:
+    """The ID of a node file that does not load, if that member at least is sound."""
+    try:
+        doc: Any = json.loads(read_bounded(path, MAX_NODE_FILE, "node state file"))
+        return Members(doc).hex("node_id", ID_SIZE)
+    except (OSError, ValueError, RecursionError, InputRefused):
+        return None
