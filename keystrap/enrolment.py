@@ -38,7 +38,7 @@ from keystrap.oob.channel import OobError, parse_endpoint
 from keystrap.order_options import KEY_MODES, PROFILE_NAMES
 from keystrap.protocol import NodeState
 from keystrap.store.atomic import ExistingFile, make_private_dirs, write_new
-from keystrap.store.bounded_read import read_bounded
+from keystrap.store.bounded_read import InputRefused, read_bounded
 from keystrap.store.errors import StoreError
 from keystrap.store.json_members import Members
 from keystrap.store.node_file import (
@@ -311,12 +311,20 @@ def _decode_bundle(doc: Members, channel_up: str, channel_down: str) -> list[Nod
 
 
 def _must_write(path: Path, data: bytes, force: bool) -> bool:
-    """False if ``path`` already holds exactly ``data``; raises if it may not be replaced."""
+    """False if ``path`` already holds exactly ``data``; raises if it may not be replaced.
+
+    A regular file larger than any node file keystrap writes is no node file:
+    like any other foreign file, only ``force`` replaces it (it was refused even
+    then, for failing to be read first)."""
     try:
         if read_bounded(path, MAX_NODE_FILE, "node state file") == data:
             return False
     except FileNotFoundError:
         return True
+    except InputRefused:
+        if not path.is_file():  # a directory, FIFO or device: nothing replaces it
+            raise
+        return _foreign(path, force)
     except OSError as exc:
         raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
@@ -338,6 +346,11 @@ def _must_write(path: Path, data: bytes, force: bool) -> bool:
             f"--reinstall; to start over: keystrap node {path} --factory-reset, revoke and "
             "re-enrol it (keystrap admin order create --re-enrol), then install with --force"
         )
+    return _foreign(path, force)
+
+
+def _foreign(path: Path, force: bool) -> bool:
+    """A file with other contents and no PSK to lose: replaced only with ``force``."""
     if not force:
         raise ExistingFile(
             f"{path} already exists with other contents; keystrap never overwrites a file it "

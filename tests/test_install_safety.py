@@ -78,6 +78,25 @@ def test_a_node_file_that_does_not_load_can_still_be_factory_reset(
         assert capsys.readouterr().err.count("\n") == 1
 
 
+def test_force_replaces_a_file_larger_than_any_node_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It is no node file, so --force replaces it like any other foreign file;
+    it was refused even then, for failing to be read first."""
+    source = bundle(tmp_path, 1)
+    out = tmp_path / "nodes"
+    (expected,) = install_bundle(source, tmp_path / "elsewhere")
+    large = out / expected.name
+    out.mkdir()
+    large.write_bytes(b"x" * (64 * 1024 + 1))
+    assert main(["install", str(source), "--out", str(out)]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert large.stat().st_size == 64 * 1024 + 1
+    assert main(["install", str(source), "--out", str(out), "--force"]) == 0
+    assert large.read_bytes() == expected.read_bytes()
+    assert sorted(out.iterdir()) == [large]  # no temporary file left beside it
+
+
 def test_a_failed_forced_install_keeps_the_files_it_replaced(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
