@@ -15,6 +15,7 @@ from keystrap.protocol import TransactionRecord, TransactionStatus
 from keystrap.services.instance import InstanceLock
 from keystrap.store.keyfile import read_key_file
 from keystrap.store.open import local_state, open_store
+from keystrap_lab.pg_cluster import PrivateCluster
 from keystrap_lab.processes import keystrap_command
 
 from .conftest import CONTROLLER_ID
@@ -196,3 +197,34 @@ def test_migrate_store_is_refused_while_a_server_runs_on_the_store(
         running.release()
     done = keystrap(tmp_path, "admin", "--config", str(config), "migrate-store", "--to", str(back))
     assert done.returncode == 0, done.stderr
+
+
+def test_a_wrong_password_is_one_line_that_never_shows_it(
+    tmp_path: Path, pg_cluster: PrivateCluster
+) -> None:
+    """A role that must give its password: the right one opens the store; a
+    wrong one, in the user information or as ``?password=``, stops the server's
+    start and an admin command with one line, the password shown as ``***``,
+    and nothing left behind."""
+    password = secrets.token_hex(8)
+    role = f"r{secrets.token_hex(4)}"
+    url = pg_cluster.password_role(role, password, f"d{role}")
+    done = keystrap(tmp_path, "admin", "--config", str(make_site(tmp_path, url)), "nodes")
+    assert done.returncode == 0 and "enrolled" in done.stdout, done.stderr
+    wrong = "x" + password  # holds the right one too: neither may be shown
+    add = ["admin", "controller", "add", "02:00:00:00:00:00:00:c1", "--key-out", "k"]
+    for bad in (
+        url.replace(f":{password}@", f":{wrong}@"),
+        url.replace(f":{password}@", "@") + f"&password={wrong}",
+    ):
+        for command in (["server"], add):
+            root = tmp_path / secrets.token_hex(4)
+            root.mkdir()
+            config = root / "server.toml"
+            config.write_text(f'[server]\ndatabase = "{bad}"\nmaster_key = "m.key"\n')
+            done = keystrap(root, command[0], "--config", str(config), *command[1:])
+            assert done.returncode == 2, done.stderr
+            assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+            assert "password authentication failed" in done.stderr and "***" in done.stderr
+            assert password not in done.stderr + done.stdout
+            assert [p.name for p in root.iterdir()] == ["server.toml"]

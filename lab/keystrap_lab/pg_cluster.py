@@ -4,7 +4,8 @@ an operator's database is set up by its administrator, docs/deployment.md).
 
 ``initdb`` and ``pg_ctl`` from Debian's ``postgresql`` package; the server
 listens on a Unix socket in the directory only (``listen_addresses=''``), so it
-needs no port, no system service and no password, and disappears with
+needs no port, no system service and no password (a role that needs one is
+added by :meth:`PrivateCluster.password_role`), and disappears with
 :meth:`PrivateCluster.stop`. PostgreSQL refuses to run as root: as root, the
 cluster runs as ``nobody`` and its directory is handed to that user.
 """
@@ -17,6 +18,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,6 +138,33 @@ class PrivateCluster:
         with psycopg.connect(self.url(), autocommit=True) as db:
             db.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         return self.url(name)
+
+    def password_role(self, name: str, password: str, database: str) -> str:
+        """A role that must give ``password`` (SCRAM) on the socket, every other
+        role keeping trust; it owns ``database``. Returns that database's URL
+        for the role, password included."""
+        with psycopg.connect(self.url(), autocommit=True) as db:
+            role = sql.Identifier(name)
+            db.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(role, sql.Literal(password))
+            )
+            db.execute(
+                sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(database), role)
+            )
+        hba = self.data / "pg_hba.conf"  # the first line that matches decides
+        hba.write_text(f"local all {name} scram-sha-256\n{hba.read_text()}")
+        self._run("pg_ctl", "reload", "-D", str(self.data))
+        without = f"postgresql://{name}@/{database}?host={self.socket_dir}"
+        deadline = time.monotonic() + 10
+        while True:  # the server rereads pg_hba.conf after pg_ctl returns
+            try:
+                psycopg.connect(without, connect_timeout=5).close()
+            except psycopg.OperationalError:
+                break
+            if time.monotonic() > deadline:
+                raise ClusterError(f"the cluster still lets {name} in without a password")
+            time.sleep(0.05)
+        return f"postgresql://{name}:{password}@/{database}?host={self.socket_dir}"
 
     def remove(self) -> None:
         """Stop without the shutdown checkpoint ("immediate"): the directory is
