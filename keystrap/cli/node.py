@@ -56,8 +56,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     node.add_argument(
         "--serve",
         metavar="[HOST:]PORT",
-        help="after bootstrapping (or at once, if already confirmed), serve the node's "
-        "settings over CoAPS with its PSK until stopped",
+        help="after bootstrapping (resuming one the file left unfinished; at once, if already "
+        "confirmed), serve the node's settings over CoAPS with its PSK until stopped",
     )
     node.add_argument(
         "--factory-reset",
