@@ -105,7 +105,6 @@ class MediumLink:
             try:
                 fd = os.open(self._capture_dir / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 with os.fdopen(fd, "wb") as out:
-                    os.fchmod(fd, 0o600)
                     out.write(signal)
                 return
             except FileExistsError:
