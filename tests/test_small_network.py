@@ -5,11 +5,14 @@ bootstrapping through it, and with no media library installed (raw medium)."""
 from __future__ import annotations
 
 import asyncio
+import socket
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from keystrap.ids import eui64
+from keystrap.store.keyfile import write_key_file
 from keystrap.store.node_file import load_node_file
 from keystrap_lab.processes import keystrap_command, wait_for_log
 from keystrap_lab.site import Site
@@ -70,3 +73,53 @@ def test_controller_with_server_bootstraps_nodes_in_one_process(
             site.stop()
 
     asyncio.run(scenario())
+
+
+def small_network(site: Site, *extra: str) -> subprocess.CompletedProcess[str]:
+    """``keystrap controller --with-server`` on ``site``'s configuration, to its end."""
+    return subprocess.run(
+        keystrap_command(
+            "controller",
+            "--config",
+            str(site.controller_config),
+            "--with-server",
+            "--server-config",
+            str(site.server_config),
+            *extra,
+        ),
+        cwd=site.root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [("no key file", "controller-sk.key does not exist"), ("out-of-band endpoint taken", "in use")],
+)
+def test_a_start_that_fails_leaves_no_server_store_behind(
+    tmp_path: Path, fault: str, error: str
+) -> None:
+    """The server's store is made first: a controller that then cannot start used
+    to leave a new empty store and its master key behind, which the next start
+    took for the site's (its controller unknown there)."""
+    site = Site(tmp_path / "site", channels=("raw", "raw"))
+    asyncio.run(site.prepare())
+    data = site.root / "data"
+    if fault == "out-of-band endpoint taken":
+        write_key_file(data / "controller-sk.key", bytes(16))
+        holder = socket.socket(socket.AF_UNIX)
+        holder.bind(str(site.oob_socket))
+        holder.listen()
+    before = sorted(data.iterdir())
+    try:
+        result = small_network(site)
+    finally:
+        if fault == "out-of-band endpoint taken":
+            holder.close()
+    last = result.stderr.splitlines()[-1]
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert last.startswith("keystrap controller: error: ") and error in last, result.stderr
+    assert sorted(data.iterdir()) == before

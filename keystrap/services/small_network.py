@@ -20,7 +20,9 @@ from keystrap.protocol import Reply
 from keystrap.services.controller import ControllerService
 from keystrap.services.instance import InstanceLock
 from keystrap.services.server import server_core
+from keystrap.store.atomic import taken_back_on_failure
 from keystrap.store.open import local_state
+from keystrap.store.sqlite import files_of_new_database
 
 IN_PROCESS = "in-process"
 
@@ -43,10 +45,18 @@ async def run_small_network(
     controller: ControllerConfig, server: ServerConfig, ready: asyncio.Event | None = None
 ) -> None:
     """Both roles until a signal; the server's store is locked as a server locks it,
-    so neither a separate server nor a restore can run on it meanwhile."""
+    so neither a separate server nor a restore can run on it meanwhile.
+
+    The server's store is opened first, and made if there is none; if the
+    controller then cannot start (no key file, its out-of-band endpoint taken...),
+    a store and master key made by this run go again: the start failed, and a
+    new empty store left behind would be taken for the site's by the next one."""
+    started = ready if ready is not None else asyncio.Event()
     async with contextlib.AsyncExitStack() as held:
         held.callback(InstanceLock.acquire(local_state(server), "server").release)
+        made = (server.master_key, *files_of_new_database(local_state(server)))
+        held.enter_context(taken_back_on_failure(*made, started=started.is_set))
         serving = await held.enter_async_context(server_core(server))
         bootstrap = BootstrapResource(serving.answer, serving.observe)
         async with bootstrap.reply_log.summaries():
-            await ControllerService(controller, InProcessServer(bootstrap)).run(ready)
+            await ControllerService(controller, InProcessServer(bootstrap)).run(started)

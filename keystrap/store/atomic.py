@@ -162,8 +162,11 @@ def new_output(path: Path, force: bool) -> Iterator[Callable[[bytes], None]]:
 
 
 @contextmanager
-def taken_back_on_failure(*paths: Path) -> Iterator[None]:
-    """If the block fails, remove those of ``paths`` that it created.
+def taken_back_on_failure(
+    *paths: Path, started: Callable[[], bool] = lambda: False
+) -> Iterator[None]:
+    """If the block fails, remove those of ``paths`` that it created, unless it
+    had ``started`` (a service that ran: what it made then holds its work).
 
     A start that fails (a store that cannot be opened, a wrong master key) then
     leaves the site as it found it: no new master key without a store, which the
@@ -174,7 +177,7 @@ def taken_back_on_failure(*paths: Path) -> Iterator[None]:
         yield
     except BaseException:
         for path in paths:
-            if path not in before:
+            if path not in before and not started():
                 with contextlib.suppress(OSError):
                     path.unlink()
         raise
