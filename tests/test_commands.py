@@ -68,3 +68,20 @@ def test_with_server_takes_no_action_and_server_config_needs_it(
         "keystrap controller: error: --with-server runs the service; it takes no nodes",
         "keystrap controller: error: --server-config needs --with-server",
     ]
+
+
+@pytest.mark.parametrize(
+    "rest", [["nodes"], ["show", "02:00:00:00:00:00:00:01"], ["--print-config"]]
+)
+def test_server_config_needs_with_server_whatever_else_is_asked(
+    rest: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """It was checked only when the service was to run: with an action or
+    --print-config, the server's file was taken and never read."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["controller", "--server-config", "server.toml", *rest]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["keystrap controller: error: --server-config needs --with-server"]

@@ -94,6 +94,8 @@ def _add_actions(ctl: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.server_config is not None and not args.with_server:
+        raise ValueError("--server-config needs --with-server")
     config = config_from_args(ControllerConfig, args)
     if args.print_config:
         return print_config(config)
@@ -101,8 +103,6 @@ def run(args: argparse.Namespace) -> int:
         if args.with_server:
             raise ValueError(f"--with-server runs the service; it takes no {args.action}")
         return _action(args, config)
-    if args.server_config is not None and not args.with_server:
-        raise ValueError("--server-config needs --with-server")
     require_medium(config.channel_from_node)
     require_medium(config.channel_to_node)
     import asyncio
