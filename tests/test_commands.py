@@ -85,3 +85,17 @@ def test_server_config_needs_with_server_whatever_else_is_asked(
     assert main(["controller", "--server-config", "server.toml", *rest]) == 2
     err = capsys.readouterr().err.splitlines()
     assert err == ["keystrap controller: error: --server-config needs --with-server"]
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--server", "coap://192.0.2.1:5683"), ("--coap-endpoints", "8")]
+)
+def test_with_server_refuses_the_flags_of_a_separate_server(
+    flag: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """They were taken and ignored: the server is the controller's own process."""
+    assert main(["controller", "--with-server", flag, value, "--print-config"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"keystrap controller: error: --with-server: the server is this process; it takes no {flag}"
+    ]

@@ -12,6 +12,11 @@ from keystrap.extras import require_medium
 from keystrap.hostport import format_host_port, parse_host_port
 from keystrap.shown import escaped, shown_id
 
+SEPARATE_SERVER_ONLY = ("server", "coap_endpoints")
+"""The options that say how to reach a separate server. Typed with --with-server
+they would be ignored, the server being this process, so they are refused; a
+configuration file may still hold them, for the day the site runs two processes."""
+
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ctl = sub.add_parser(
@@ -96,6 +101,10 @@ def _add_actions(ctl: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.server_config is not None and not args.with_server:
         raise ValueError("--server-config needs --with-server")
+    for option in SEPARATE_SERVER_ONLY:
+        if args.with_server and getattr(args, option) is not None:
+            flag = "--" + option.replace("_", "-")
+            raise ValueError(f"--with-server: the server is this process; it takes no {flag}")
     config = config_from_args(ControllerConfig, args)
     if args.print_config:
         return print_config(config)
