@@ -60,6 +60,10 @@ from keystrap.store.worker import StoreThread
 
 log = logging.getLogger("keystrap.controller")
 REVOCATION_CURSOR = "revocations_seen"
+KEY_FILE_FROM = (
+    ": `keystrap admin controller add --key-out` writes it; "
+    "--key-file (key_file in [controller]) names another"
+)
 PRUNE_EVERY = 3600.0  # seconds between sweeps of finished transactions
 END_GRACE = 2.0  # seconds an ended session stays open for the node to read and hang up
 Save = tuple[ControllerState, frozenset[int]]  # a state and the TIDs it changed
@@ -117,11 +121,7 @@ class ControllerService:
         self._capture_dir = (
             capture_directory(Path(config.capture_dir)) if config.capture_dir else None
         )
-        self._sk_cs = sk_cs = read_key_file(
-            config.key_file,
-            where_from=": `keystrap admin controller add --key-out` writes it; "
-            "--key-file (key_file in [controller]) names another",
-        )
+        self._sk_cs = sk_cs = read_key_file(config.key_file, where_from=KEY_FILE_FROM)
         # The out-of-band endpoint and the metrics address are taken before the
         # state is opened: one that cannot be had stops the start before a state
         # or a master key is made. A node that connects meanwhile waits (_session).

@@ -13,15 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
+from collections.abc import Mapping
 
 from keystrap.coap.server import BootstrapResource
 from keystrap.config import ControllerConfig, ServerConfig
+from keystrap.ids import eui64, parse_eui64
 from keystrap.protocol import Reply
-from keystrap.services.controller import ControllerService
+from keystrap.services.controller import KEY_FILE_FROM, ControllerService
 from keystrap.services.instance import InstanceLock
 from keystrap.services.server import server_core
 from keystrap.store.atomic import taken_back_on_failure
+from keystrap.store.errors import StoreError
+from keystrap.store.keyfile import read_key_file
 from keystrap.store.open import local_state
+from keystrap.store.postgres_url import redacted
 from keystrap.store.sqlite import files_of_new_database
 
 IN_PROCESS = "in-process"
@@ -57,6 +63,31 @@ async def run_small_network(
         made = (server.master_key, *files_of_new_database(local_state(server)))
         held.enter_context(taken_back_on_failure(*made, started=started.is_set))
         serving = await held.enter_async_context(server_core(server))
+        _check_registered(controller, serving.controllers.snapshot(), server)
         bootstrap = BootstrapResource(serving.answer, serving.observe)
         async with bootstrap.reply_log.summaries():
             await ControllerService(controller, InProcessServer(bootstrap)).run(started)
+
+
+def _check_registered(
+    controller: ControllerConfig, registered: Mapping[bytes, bytes], server: ServerConfig
+) -> None:
+    """The server's store must hold this controller under the key it reads. The
+    store is at hand here: a controller it does not know, or knows under another
+    key (rotated), would run with every flight 2 and revocation query refused
+    (4.01) until a restart, its key being read once at the start."""
+    name = eui64(parse_eui64(controller.id))
+    store = redacted(str(server.database))
+    held = registered.get(parse_eui64(controller.id))
+    if held is None:
+        raise StoreError(
+            f"controller {name} is not registered in the server's store {store}: "
+            f"`keystrap admin controller add {name} --key-out FILE` registers it"
+        )
+    key = read_key_file(controller.key_file, where_from=KEY_FILE_FROM)
+    if not hmac.compare_digest(key, held):
+        raise StoreError(
+            f"key file {controller.key_file} is not the key the server's store {store} "
+            f"holds for controller {name}; after `keystrap admin controller rotate-key`, "
+            "--key-file names the file it wrote"
+        )
