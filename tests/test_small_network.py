@@ -137,3 +137,16 @@ def test_a_controller_its_own_store_would_refuse_does_not_start(
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith("keystrap controller: error: ") and error in result.stderr
     assert sorted(data.iterdir()) == before  # no controller state made either
+
+
+def test_the_controller_state_may_not_be_the_server_store(tmp_path: Path) -> None:
+    """Both took their lock on the one file: the second lock, the controller's,
+    was refused as "another controller (pid N)", N being this very process."""
+    site = Site(tmp_path / "site", channels=("raw", "raw"))
+    asyncio.run(site.prepare())
+    site.register_controller()
+    result = small_network(site, "--state", "data/./sbs.sqlite")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(
+        "keystrap controller: error: the controller's state data/sbs.sqlite is the server's store"
+    ), result.stderr

@@ -17,7 +17,7 @@ import hmac
 from collections.abc import Mapping
 
 from keystrap.coap.server import BootstrapResource
-from keystrap.config import ControllerConfig, ServerConfig
+from keystrap.config import ConfigError, ControllerConfig, ServerConfig
 from keystrap.ids import eui64, parse_eui64
 from keystrap.protocol import Reply
 from keystrap.services.controller import KEY_FILE_FROM, ControllerService
@@ -57,6 +57,11 @@ async def run_small_network(
     controller then cannot start (no key file, its out-of-band endpoint taken...),
     a store and master key made by this run go again: the start failed, and a
     new empty store left behind would be taken for the site's by the next one."""
+    if controller.state.resolve() == local_state(server).resolve():
+        raise ConfigError(
+            f"the controller's state {controller.state} is the server's store: "
+            "it needs a file of its own (state in [controller], --state)"
+        )
     started = ready if ready is not None else asyncio.Event()
     async with contextlib.AsyncExitStack() as held:
         held.callback(InstanceLock.acquire(local_state(server), "server").release)
