@@ -150,3 +150,18 @@ def test_the_controller_state_may_not_be_the_server_store(tmp_path: Path) -> Non
     assert result.stderr.startswith(
         "keystrap controller: error: the controller's state data/sbs.sqlite is the server's store"
     ), result.stderr
+
+
+def test_a_failed_start_keeps_the_master_key_of_a_postgresql_store(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """A start on a new PostgreSQL store fails (it knows no controller yet), but
+    the database keeps the check of the master key made in it. The master key
+    was taken back all the same: every later command then found "a stored key
+    does not unwrap -- wrong master key file?", the site lost before it began."""
+    site = Site(tmp_path / "site", channels=("raw", "raw"), store=pg_url)
+    asyncio.run(site.prepare())
+    result = small_network(site)
+    assert result.returncode == 2 and "not registered" in result.stderr, result.stderr
+    site.register_controller()  # the administrator's next step, on that store
+    site.enrol(1)

@@ -55,8 +55,10 @@ async def run_small_network(
 
     The server's store is opened first, and made if there is none; if the
     controller then cannot start (no key file, its out-of-band endpoint taken...),
-    a store and master key made by this run go again: the start failed, and a
-    new empty store left behind would be taken for the site's by the next one."""
+    a SQLite store and master key made by this run go again: the start failed, and
+    a new empty store left behind would be taken for the site's by the next one.
+    A PostgreSQL database is not ours to drop: it keeps what was made in it, a
+    check of the master key among them, so the master key stays with it."""
     if controller.state.resolve() == local_state(server).resolve():
         raise ConfigError(
             f"the controller's state {controller.state} is the server's store: "
@@ -65,7 +67,9 @@ async def run_small_network(
     started = ready if ready is not None else asyncio.Event()
     async with contextlib.AsyncExitStack() as held:
         held.callback(InstanceLock.acquire(local_state(server), "server").release)
-        made = (server.master_key, *files_of_new_database(local_state(server)))
+        made = files_of_new_database(local_state(server))
+        if not isinstance(server.database, str):
+            made = (server.master_key, *made)
         held.enter_context(taken_back_on_failure(*made, started=started.is_set))
         serving = await held.enter_async_context(server_core(server))
         _check_registered(controller, serving.controllers.snapshot(), server)
