@@ -32,6 +32,24 @@ def test_demo_bootstraps_configures_reinstalls_and_revokes() -> None:
     assert out.rstrip().splitlines()[-1].startswith("demo succeeded")
 
 
+def test_the_small_network_demo_runs_in_a_workdir_named_relatively(tmp_path: Path) -> None:
+    """It ended in a traceback at its first step: the commands it runs in the
+    work directory were given paths relative to the directory it was started in."""
+    done = subprocess.run(
+        keystrap_command(
+            "demo", "--small-network", "--nodes", "1", "--channel", "raw", "--workdir", "kept"
+        ),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stdout + done.stderr
+    assert done.stdout.rstrip().splitlines()[-1].startswith("demo succeeded")
+    assert (tmp_path / "kept" / "data" / "sbs.sqlite").exists()
+
+
 @pytest.mark.parametrize(
     "flag", [["--workdir", "kept"], ["--store", "sqlite"], ["--small-network"], ["--channel", "qr"]]
 )

@@ -60,6 +60,11 @@ class Site:
     server: Service | None = None
     controller: Service | None = None
 
+    def __post_init__(self) -> None:
+        """Commands run in ``root`` (:meth:`cli`) and are given paths under it: a
+        relative ``root`` (``keystrap demo --workdir dw``) named ``dw/dw/...`` there."""
+        self.root = self.root.absolute()
+
     @property
     def server_config(self) -> Path:
         return self.root / "server.toml"
