@@ -17,6 +17,7 @@ from keystrap.coap.node_client import NodeClient, NodeRefused, NodeUnreachable
 from keystrap.coap.node_server import serve_coaps
 from keystrap.coap.server import BindError
 from keystrap.ids import eui64
+from keystrap.services.configure import ConfigUpdate
 from keystrap.settings import NodeSettings
 from keystrap.store.controller_store import ControllerStore
 from keystrap.store.keyfile import read_key_file
@@ -159,6 +160,41 @@ def test_configure_and_read_back_by_controller_and_coap_client(tmp_path: Path) -
             assert psk.hex() not in log and psk.hex().upper() not in log
 
     run(scenario())
+
+
+def test_one_setting_given_two_values_is_refused_whatever_the_flags() -> None:
+    """``--domain x --set domain=y`` (or ``--set name=a --set name=b``) kept one
+    of the two silently; the same value twice is no clash."""
+    for pairs in [
+        (("domain", "x.example"), ("domain", "y.example")),
+        (("name", "a"), ("name", "b")),
+        (("name", "a"), ("name", "")),
+    ]:
+        update = ConfigUpdate()
+        update.set(*pairs[0])
+        with pytest.raises(ValueError, match=f"'{pairs[0][0]}' is given two values"):
+            update.set(*pairs[1])
+    update = ConfigUpdate()
+    for _ in range(2):
+        update.set("name", "a")
+        update.set("domain", None)
+    assert update.to_json() == b'{"network":{"domain":null},"application":{"name":"a"}}'
+
+
+def test_the_cli_refuses_two_values_for_one_setting_before_reaching_the_node(
+    tmp_path: Path,
+) -> None:
+    nid = "02:00:00:00:00:00:00:01"
+    for key, both in [
+        ("domain", ("--domain", "x.example", "--set", "domain=y.example")),
+        ("domain", ("--set", "domain=y.example", "--domain", "x.example")),
+        ("name", ("--set", "name=a", "--set", "name=b")),
+    ]:
+        clash = keystrap("controller", "configure", nid, *both, cwd=tmp_path)
+        assert clash.returncode == 2, clash.stderr
+        assert len(clash.stderr.splitlines()) == 1
+        assert f"'{key}' is given two values" in clash.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_an_address_no_datagram_can_be_sent_to_is_one_error_without_a_traceback(

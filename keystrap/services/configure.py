@@ -31,12 +31,17 @@ class ConfigUpdate:
     application: dict[str, str | None] = field(default_factory=dict)
 
     def set(self, key: str, value: str | None) -> None:
-        """``None`` removes the setting. A setting both given a value and removed
-        is refused: the flags are not applied in the order typed, so whichever
-        won would be a silent surprise."""
+        """``None`` removes the setting. A setting both given a value and removed,
+        or given two different values (``--domain`` and ``--set domain=``, or
+        ``--set`` twice), is refused: the flags are not applied in the order
+        typed, so whichever won would be a silent surprise."""
         target = self.network if key in NETWORK_KEYS else self.application
         if key in target and (target[key] is None) != (value is None):
             raise ValueError(f"{key!r} is both set and removed (--unset): give one or the other")
+        if key in target and target[key] != value:
+            raise ValueError(
+                f"{key!r} is given two values ({target[key]!r} and {value!r}): give one"
+            )
         target[key] = value
 
     def __bool__(self) -> bool:
