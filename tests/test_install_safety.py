@@ -193,6 +193,27 @@ def test_every_bundle_member_is_checked(
     assert not out.exists()
 
 
+def test_a_factory_reset_repeated_succeeds_and_leaves_the_file_as_it_was(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A second reset (a script run twice) ended in status 2, "node was
+    factory-reset; it needs enrolment": the node is in the state asked for."""
+    (written,) = install_bundle(bundle(tmp_path, 1), tmp_path / "nodes")
+    unnamed = tmp_path / "unnamed.json"
+    unnamed.write_text('{"format": "keystrap-node-reset/1"}\n')
+    assert main(["node", str(written), "--factory-reset"]) == 0
+    capsys.readouterr()
+    for path, named in ((written, "node 02:00:00:00:00:00:01:00"), (unnamed, str(unnamed))):
+        before, stat = path.read_bytes(), path.stat()
+        assert main(["node", str(path), "--factory-reset"]) == 0
+        out, err = capsys.readouterr()
+        assert out == f"{named}: already factory-reset, file left as it was: needs enrolment\n"
+        assert err == ""
+        assert path.read_bytes() == before
+        assert (path.stat().st_ino, path.stat().st_mtime_ns) == (stat.st_ino, stat.st_mtime_ns)
+    assert sorted(p.name for p in written.parent.iterdir()) == [written.name]  # no lock left
+
+
 def test_a_factory_reset_through_a_link_erases_the_file_it_points_to(tmp_path: Path) -> None:
     (written,) = install_bundle(bundle(tmp_path, 1), tmp_path / "nodes")
     link = tmp_path / "node.json"

@@ -79,11 +79,14 @@ def run(args: argparse.Namespace) -> int:
     if args.factory_reset:
         lock = lock_node_file(args.state)  # not while an agent runs on it: it would undo this
         try:
-            node_id = factory_reset(args.state)
+            node_id, already = factory_reset(args.state)
         finally:
             lock.release()
         node = escaped(str(args.state)) if node_id is None else f"node {eui64(node_id)}"
-        print(f"{node}: factory reset, all credentials erased: needs enrolment")
+        if already:
+            print(f"{node}: already factory-reset, file left as it was: needs enrolment")
+        else:
+            print(f"{node}: factory reset, all credentials erased: needs enrolment")
         return 0
     stored = load_node_file(args.state)
     channels = (args.channel_up or stored.channel_up, args.channel_down or stored.channel_down)

@@ -99,6 +99,16 @@ def is_node_file(path: Path) -> bool:
     return isinstance(doc, dict) and doc.get("format") == FORMAT
 
 
+def is_reset_file(path: Path) -> bool:
+    """``path`` is what a factory reset wrote (its format), whether or not its
+    ``node_id`` is sound."""
+    try:
+        doc: Any = json.loads(read_bounded(path, MAX_NODE_FILE, "node state file"))
+    except (OSError, ValueError, RecursionError, InputRefused):
+        return False
+    return isinstance(doc, dict) and doc.get("format") == RESET_FORMAT
+
+
 def load_node_file(path: Path) -> NodeFile:
     try:
         doc: Any = json.loads(read_bounded(path, MAX_NODE_FILE, "node state file"))
@@ -179,14 +189,19 @@ def _decode(doc: Members) -> NodeFile:
     )
 
 
-def factory_reset(path: Path) -> bytes | None:
-    """Forget every key and setting; keep only the node's ID. Returns the ID,
-    ``None`` if the file's own could not be read.
+def factory_reset(path: Path) -> tuple[bytes | None, bool]:
+    """Forget every key and setting; keep only the node's ID. Returns the ID
+    (``None`` if the file's own could not be read) and whether the file had
+    been reset already.
 
     A node file that does not load (edited by hand, written by a newer
     keystrap) is reset too: ``install`` never replaces one, so this is the
     operator's only way out. It must still say it is a node file, so that no
-    other file is taken for one."""
+    other file is taken for one. A file already reset is left as it is: to an
+    operator repeating a reset (a script run twice), the node is in the state
+    asked for, which is no error."""
+    if is_reset_file(path):
+        return _node_id_of(path), True
     try:
         node_id: bytes | None = load_node_file(path).state.node_id
     except StoreError:
@@ -195,7 +210,7 @@ def factory_reset(path: Path) -> bytes | None:
         node_id = _node_id_of(path)
     doc = {"format": RESET_FORMAT} | ({} if node_id is None else {"node_id": node_id.hex()})
     write_atomic(Path(path).resolve(), (json.dumps(doc, indent=2) + "\n").encode(), 0o600)
-    return node_id
+    return node_id, False
 
 
 def _node_id_of(path: Path) -> bytes | None:
