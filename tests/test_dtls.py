@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -357,6 +358,36 @@ def test_factory_reset_returns_the_node_to_needing_enrolment(tmp_path: Path) -> 
         for extra in ([], ["--serve", str(free_udp_port())], ["--reinstall"]):
             again = keystrap("node", str(path), *extra)
             assert again.returncode == 2 and "needs enrolment" in again.stderr
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_an_agent_that_answered_stops_without_a_warning(
+    tmp_path: Path, stop: signal.Signals
+) -> None:
+    """aiocoap's shutdown ends each DTLS session still open after its message
+    manager has shut down: every agent that had answered a request logged
+    "WARNING Internal shutdown sequence mismatch" when stopped."""
+    key, node_id = bytes.fromhex("0f" * 16), bytes.fromhex("0200000000000043")
+
+    async def scenario() -> None:
+        port = free_udp_port()
+        node = await Site(tmp_path).start_keyed_node(node_id, key, port)
+        try:
+            client = await NodeClient.connect(node_id, key, HOST, port, 3)
+            try:
+                applied = await client.update_config(b'{"application":{"name":"boiler-3"}}')
+                assert json.loads(applied)["application"] == {"name": "boiler-3"}
+            finally:
+                await client.close()
+            node.process.send_signal(stop)
+            assert await asyncio.to_thread(node.process.wait, 10) == 0
+        finally:
+            node.stop()
+        log = node.log_text()
+        assert "configuration applied" in log
+        assert "WARNING" not in log and "mismatch" not in log, log
 
     run(scenario())
 
