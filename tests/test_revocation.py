@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from keystrap.protocol import Status, TransactionStage
+from keystrap.protocol import Server, Status, TransactionStage
 from keystrap.store.controller_store import ControllerStore, NodeCredential
+from keystrap.store.sqlite_repository import ControllerInfo, SqliteRepository
 from keystrap.wire import DecodeError, Flight9, Flight10, FlightType
 from keystrap.wire.errors import AuthenticationError
 from keystrap.wire.revocation import MAX_ENTRIES
@@ -143,3 +144,26 @@ def test_finished_transactions_are_pruned_and_deleted_from_the_store(tmp_path: P
         assert set(store.load(CONTROLLER_ID, parties.sk_cs).transactions) == {open_tid}
     finally:
         store.close()
+
+
+def test_a_node_revoked_mid_bootstrap_is_refused_as_revoked(tmp_path: Path) -> None:
+    """A revocation supersedes the node's pending bootstraps in the store, and a
+    flight 6 arriving after it was refused "4.09 another bootstrap of this node
+    completed": the operator and the node were told of a bootstrap that never was."""
+    parties = Parties()
+    repository = SqliteRepository(tmp_path / "sbs.sqlite", secrets.token_bytes(16))
+    try:
+        repository.add_controller(
+            ControllerInfo(CONTROLLER_ID, "", "127.0.0.1", 5684), parties.sk_cs
+        )
+        repository.create_order("acme", CONTROLLER_ID, [(parties.nid, parties.ik)], "shared")
+        parties.server = Server(repository, parties.controllers)
+        flights = parties.run_until(FlightType.F6_CONFIRM)
+        assert repository.revoke(parties.nid) is True
+        parties.deliver(FlightType.F6_CONFIRM, flights[FlightType.F6_CONFIRM])
+        assert parties.last_reply is not None
+        assert parties.last_reply.status is Status.FORBIDDEN
+        assert parties.last_reply.reason == "node revoked"
+        assert [n.status for n in repository.list_nodes()] == ["revoked"]
+    finally:
+        repository.close()

@@ -357,10 +357,12 @@ class Server:
         refuse = partial(_refused, node_id, controller_id, tid, 6)
         if record.status is TransactionStatus.CONFIRMED:
             return Reply(Status.OK, ack)
-        if record.status is TransactionStatus.SUPERSEDED or record.psk is None:
-            return refuse(Status.CONFLICT, "another bootstrap of this node completed")
+        # Before "superseded": a revocation supersedes the node's pending
+        # bootstraps too, and one revoked mid-way was blamed on another bootstrap.
         if node_status is None or node_status is NodeStatus.REVOKED:
             return refuse(Status.FORBIDDEN, "node revoked")
+        if record.status is TransactionStatus.SUPERSEDED or record.psk is None:
+            return refuse(Status.CONFLICT, "another bootstrap of this node completed")
         # The server checks the node's proof itself rather than trusting the
         # controller's word: only a holder of PSK_i can have sealed RN_c.
         try:
