@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sqlite3
+import subprocess
 from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
@@ -18,7 +19,7 @@ from keystrap.services.configure import ConfigUpdate, configure_node
 from keystrap.services.node_agent import bootstrap_node, start_coaps
 from keystrap.store.keyfile import key_file_bytes
 from keystrap.store.node_file import load_node_file, save_node_file
-from keystrap_lab.processes import free_udp_port
+from keystrap_lab.processes import free_udp_port, keystrap_command
 from keystrap_lab.site import Site
 
 from .services_helpers import run
@@ -153,3 +154,44 @@ def test_restore_refuses_what_does_not_unwrap_and_check_says_what_is_wrong(
     restored = keystrap(tmp_path, "admin", "restore", "good.sqlite", "--force")
     assert restored.returncode == 0, restored.stderr
     assert "integrity ok" in keystrap(tmp_path, "admin", "check").stdout
+
+
+def test_backups_to_one_file_at_once_leave_one_whole_backup(tmp_path: Path) -> None:
+    """Every backup copied into one fixed ``.FILE.partial``: two at once (a cron
+    job and an operator) deleted and overwrote each other's copy, and each
+    failed ("disk I/O error", "attempt to write a readonly database"). Now
+    one writes the backup and the others are refused as for any existing file."""
+    add = ("controller", "add", CONTROLLER, "--key-out", "k")
+    assert keystrap(tmp_path, "admin", *add).returncode == 0
+    order = ("order", "create", "--installer", "a", "--controller", CONTROLLER)
+    done = keystrap(tmp_path, "admin", *order, "--count", "40000", "--out", "b.json")
+    assert done.returncode == 0, done.stderr
+    # Deterministic: another backup's copy under way is left alone.
+    under_way = tmp_path / ".bk.sqlite.partial"
+    under_way.write_bytes(b"another backup's copy, being written")
+    assert keystrap(tmp_path, "admin", "backup", "bk.sqlite").returncode == 0
+    assert under_way.read_bytes() == b"another backup's copy, being written"
+    under_way.unlink()
+    (tmp_path / "bk.sqlite").unlink()
+    for force in ((), ("--force",)):
+        backups = [
+            subprocess.Popen(
+                keystrap_command("admin", "backup", "bk.sqlite", *force),
+                cwd=tmp_path,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(4)
+        ]
+        outputs = [b.communicate() for b in backups]
+        results = [
+            subprocess.CompletedProcess(b.args, b.returncode, *output)
+            for b, output in zip(backups, outputs, strict=True)
+        ]
+        written = [r for r in results if r.returncode == 0]
+        assert len(written) == (4 if force else 1), [r.stderr for r in results]
+        assert all(refused(r, "bk.sqlite already exists") for r in results if r.returncode)
+        check = keystrap(tmp_path, "admin", "--database", "bk.sqlite", "check")
+        assert check.returncode == 0 and "40000 enrolled" in check.stdout, check.stderr
+        assert sorted(p.name for p in tmp_path.glob(".bk*")) == []

@@ -6,6 +6,7 @@ import argparse
 import os
 import secrets
 import sqlite3
+import tempfile
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -335,15 +336,25 @@ def _backup(config: ServerConfig, args: argparse.Namespace) -> None:
     """A copy of the store as it is, whatever its schema version: backing up is
     the step before ``admin migrate`` (an older store is refused with those
     words), so it must work on the store that needs one. The master key is not
-    needed: the copy's keys stay wrapped under it."""
+    needed: the copy's keys stay wrapped under it.
+
+    The copy is made under a name of its own (``O_EXCL``): with one fixed name,
+    two backups to the same file at once (a cron job and an operator) each
+    deleted and wrote the other's copy, and both failed ("disk I/O error")."""
     database = sqlite_file(config, "keystrap admin backup")
     if not database.exists():
         open_repository(config, create=False)  # the error that says how to make one
     if not args.file.parent.is_dir():
         raise StoreError(f"cannot write {args.file}: no directory {args.file.parent}")
-    tmp = args.file.with_name(f".{args.file.name}.partial")
     try:
-        tmp.unlink(missing_ok=True)
+        fd, name = tempfile.mkstemp(
+            prefix=f".{args.file.name}.", suffix=".partial", dir=args.file.parent
+        )
+    except OSError as exc:
+        raise StoreError(f"cannot write {args.file}: {exc.strerror or exc}") from None
+    os.close(fd)
+    tmp = Path(name)
+    try:
         source = server_store_read_only(database, whole=False)
         try:
             copy_database(source, tmp)
