@@ -252,3 +252,37 @@ def test_other_outputs_are_not_overwritten_either(
     assert main(["install", str(precious), "--out", str(tmp_path / "n"), "--force"]) == 2
     assert main(["admin", "--database", str(precious), "nodes"]) == 2
     assert precious.read_text() == "keep me\n"
+
+
+def test_a_store_another_process_holds_is_said_to_be_busy_not_damaged(tmp_path: Path) -> None:
+    """Past SQLite's busy timeout, a command said "database is locked (keystrap
+    admin check says more)", sending the operator to look for damage in a sound
+    store. Now it says the store is taken and to try again; nothing changes."""
+    add = ("controller", "add", CONTROLLER, "--key-out", "k")
+    assert keystrap(tmp_path, "admin", *add).returncode == 0
+    order = ("order", "create", "--installer", "a", "--controller", CONTROLLER, "--count", "2")
+    assert keystrap(tmp_path, "admin", *order, "--out", "b1.json").returncode == 0
+    store = tmp_path / "keystrap-data" / "sbs.sqlite"
+    holder = sqlite3.connect(store, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # as a long batch or a huge order holds it
+        commands = [
+            subprocess.Popen(
+                keystrap_command("admin", *args),
+                cwd=tmp_path,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for args in (("revoke", "--order", "1"), (*order, "--out", "b2.json"))
+        ]
+        outputs = [command.communicate() for command in commands]
+    finally:
+        holder.close()
+    for command, (_, err) in zip(commands, outputs, strict=True):
+        done = subprocess.CompletedProcess(command.args, command.returncode, "", err)
+        assert refused(done, "sbs.sqlite: database is locked", "write lock", "try again"), err
+        assert "admin check" not in err
+    assert not (tmp_path / "b2.json").exists()
+    nodes = keystrap(tmp_path, "admin", "nodes")
+    assert "2 enrolled" in nodes.stdout and "revoked" not in nodes.stdout

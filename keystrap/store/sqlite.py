@@ -91,6 +91,18 @@ def refuse_read_only(path: Path) -> None:
         )
 
 
+def busy(exc: sqlite3.Error) -> bool:
+    """SQLite waited its busy timeout (10 s) for another connection's write
+    lock: the database is sound, only taken."""
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
+
+
+BUSY_HINT = (
+    "another process has held its write lock for over 10 s (a server's batch, a large "
+    "order, another keystrap command); nothing was changed: try again"
+)
+
+
 def connect(path: Path) -> sqlite3.Connection:
     """A connection in autocommit mode, every file it creates 0600; a file that is
     not a database, or cannot be opened, is a :class:`StoreError` naming it, and

@@ -39,7 +39,9 @@ from keystrap.store.migrations import (
     steps_after,
 )
 from keystrap.store.sqlite import (
+    BUSY_HINT,
     StoreKind,
+    busy,
     connect_read_only,
     copy_database,
     integrity_problems,
@@ -189,7 +191,9 @@ class SqliteRepository:
             self._check_master_key()
         except sqlite3.Error as exc:
             self._db.close()
-            raise StoreError(f"{self.path}: {exc} (keystrap admin check says more)") from None
+            # A store another process holds is not damaged: "admin check" would find nothing.
+            hint = f": {BUSY_HINT}" if busy(exc) else " (keystrap admin check says more)"
+            raise StoreError(f"{self.path}: {exc}{hint}") from None
         except StoreError:
             self._db.close()
             raise
