@@ -90,23 +90,27 @@ def holds_psk(node: NodeFile) -> bool:
     return node.confirmed or node.state.stage is not NodeStage.PROVISIONED
 
 
-def is_node_file(path: Path) -> bool:
-    """``path`` says it is a node file (its format), whether or not it loads."""
+def _document(path: Path) -> dict[str, Any] | None:
+    """The file's JSON object, or ``None`` if it has none: for telling what a
+    file says it is when it may not load."""
     try:
         doc: Any = json.loads(read_bounded(path, MAX_NODE_FILE, "node state file"))
     except (OSError, ValueError, RecursionError, InputRefused):
-        return False
-    return isinstance(doc, dict) and doc.get("format") == FORMAT
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def is_node_file(path: Path) -> bool:
+    """``path`` says it is a node file (its format), whether or not it loads."""
+    doc = _document(path)
+    return doc is not None and doc.get("format") == FORMAT
 
 
 def is_reset_file(path: Path) -> bool:
     """``path`` is what a factory reset wrote (its format), whether or not its
     ``node_id`` is sound."""
-    try:
-        doc: Any = json.loads(read_bounded(path, MAX_NODE_FILE, "node state file"))
-    except (OSError, ValueError, RecursionError, InputRefused):
-        return False
-    return isinstance(doc, dict) and doc.get("format") == RESET_FORMAT
+    doc = _document(path)
+    return doc is not None and doc.get("format") == RESET_FORMAT
 
 
 def load_node_file(path: Path) -> NodeFile:
@@ -215,8 +219,8 @@ def factory_reset(path: Path) -> tuple[bytes | None, bool]:
 
 def _node_id_of(path: Path) -> bytes | None:
     """The ID of a node file that does not load, if that member at least is sound."""
+    doc = _document(path)
     try:
-        doc: Any = json.loads(read_bounded(path, MAX_NODE_FILE, "node state file"))
-        return Members(doc).hex("node_id", ID_SIZE)
-    except (OSError, ValueError, RecursionError, InputRefused):
+        return None if doc is None else Members(doc).hex("node_id", ID_SIZE)
+    except ValueError:
         return None
