@@ -14,6 +14,7 @@ import bisect
 import contextlib
 import functools
 import itertools
+import logging
 import re
 import time
 from collections import OrderedDict
@@ -44,6 +45,9 @@ from keystrap.wire import DecodeError, flight_class
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 MAX_SERIES = 256
 MAX_TRACKED = 100_000  # bootstraps whose start time is kept for the latency histogram
+REFRESH_SECONDS = 3.0  # a scrape waits this long for the gauges read from the store
+
+log = logging.getLogger("keystrap.metrics")
 
 
 @functools.lru_cache(maxsize=256)
@@ -311,6 +315,20 @@ async def serve_metrics(
     per connection, nothing else answered: all a Prometheus scrape needs.
     ``refresh`` sets the gauges read from the store (on the store's thread) first."""
     host, port = parse_host_port(address)
+    refreshing: asyncio.Task[None] | None = None
+
+    async def refreshed(refresh: Callable[[], Awaitable[None]]) -> None:
+        """The gauges read again, one read at a time however many scrapes ask. A
+        store that does not answer within :data:`REFRESH_SECONDS` (down, or closing
+        at shutdown) leaves the gauges as last read: the scrape still gets the
+        other series (the service is up, its refusals say why), and the failed
+        read costs one line in the log."""
+        nonlocal refreshing
+        if refreshing is None or refreshing.done():
+            refreshing = asyncio.create_task(_read_gauges(refresh))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(REFRESH_SECONDS):
+                await asyncio.shield(refreshing)
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -323,7 +341,7 @@ async def serve_metrics(
         path = rest.split(b" ", 1)[0].split(b"?", 1)[0]
         if method == b"GET" and path == b"/metrics":
             if refresh is not None:
-                await refresh()
+                await refreshed(refresh)
             body, head = metrics.render(), f"200 OK\r\nContent-Type: {CONTENT_TYPE_LATEST}"
         else:
             body, head = b"not found\n", "404 Not Found\r\nContent-Type: text/plain"
@@ -340,3 +358,10 @@ async def serve_metrics(
     except OSError as exc:  # a name that does not resolve, an address in use or not ours
         reason = exc.strerror or str(exc)
         raise OSError(exc.errno, f"metrics address {address}: {reason}") from None
+
+
+async def _read_gauges(refresh: Callable[[], Awaitable[None]]) -> None:
+    try:
+        await refresh()
+    except Exception as exc:
+        log.warning("metrics: gauges not read from the store: %s", exc)

@@ -4,6 +4,8 @@ after nodes bootstrap."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 import urllib.request
 from pathlib import Path
 
@@ -11,10 +13,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from keystrap.ids import eui64
-from keystrap.metrics import MAX_SERIES, Metrics
+from keystrap.metrics import MAX_SERIES, REFRESH_SECONDS, Metrics, serve_metrics
 from keystrap.protocol import Reply, Status
 from keystrap.services.node_agent import bootstrap_node
+from keystrap.store.errors import StoreError
 from keystrap.store.node_file import load_node_file
+from keystrap_lab.pg_cluster import PrivateCluster
 from keystrap_lab.processes import free_udp_port
 from keystrap_lab.site import Site
 
@@ -96,8 +100,6 @@ def test_metrics_follow_bootstraps(tmp_path: Path) -> None:
 
 
 def test_metrics_answer_nothing_else(tmp_path: Path) -> None:
-    from keystrap.metrics import Metrics, serve_metrics
-
     async def scenario() -> None:
         port = free_udp_port()
         server = await serve_metrics(Metrics("server"), str(port))
@@ -111,6 +113,65 @@ def test_metrics_answer_nothing_else(tmp_path: Path) -> None:
             server.close()
 
     run(scenario())
+
+
+def test_a_scrape_while_the_database_is_down_is_answered_at_once(
+    tmp_path: Path, pg_url: str, pg_cluster: PrivateCluster
+) -> None:
+    """The store waits out a database restart for a minute; a scrape does not
+    (Prometheus gives up after 10 s by default and would call the server down)."""
+
+    async def scenario() -> None:
+        site = Site(tmp_path, store=pg_url)
+        await site.prepare()
+        port = free_udp_port()
+        with_metrics(site.server_config, port)
+        await site.start_server()
+        try:
+            assert value(await asyncio.to_thread(scrape, port), "keystrap_open_transactions") == 0
+            pg_cluster.stop()
+            try:
+                begun = time.monotonic()
+                down = await asyncio.to_thread(scrape, port)
+                waited = time.monotonic() - begun
+            finally:
+                pg_cluster.start()
+        finally:
+            site.stop()
+        assert waited < REFRESH_SECONDS + 2
+        assert value(down, "keystrap_open_transactions") == 0  # as last read
+        assert "Traceback" not in (tmp_path / "server.log").read_text()
+
+    run(scenario())
+
+
+def test_a_store_that_fails_costs_a_scrape_one_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    """A gauge's store read that fails (the database gone for good, the store
+    closing at shutdown) leaves no connection open and no traceback."""
+
+    async def failing() -> None:
+        raise StoreError("postgresql://keystrap@/db: database unreachable")
+
+    async def scenario() -> None:
+        port = free_udp_port()
+        server = await serve_metrics(Metrics("server"), str(port), failing)
+        try:
+            for _ in range(2):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                async with asyncio.timeout(5):
+                    answer = await reader.read()
+                writer.close()
+                assert answer.startswith(b"HTTP/1.1 200 ")
+                assert b"keystrap_open_transactions 0.0" in answer
+        finally:
+            server.close()
+
+    with caplog.at_level(logging.WARNING):
+        run(scenario())
+    assert [r.getMessage() for r in caplog.records] == [
+        "metrics: gauges not read from the store: postgresql://keystrap@/db: database unreachable"
+    ] * 2
 
 
 def test_per_request_metrics_keep_prometheus_semantics_and_bound_their_series() -> None:
