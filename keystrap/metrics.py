@@ -334,7 +334,12 @@ async def serve_metrics(
         try:
             async with asyncio.timeout(5):
                 request = await reader.readuntil(b"\r\n\r\n")
-        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+        except (
+            TimeoutError,
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            ConnectionError,  # reset by the client before its request ended
+        ):
             writer.close()
             return
         method, _, rest = request.partition(b" ")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import struct
 import time
 import urllib.request
 from pathlib import Path
@@ -113,6 +115,33 @@ def test_metrics_answer_nothing_else(tmp_path: Path) -> None:
             server.close()
 
     run(scenario())
+
+
+def test_a_client_that_resets_its_connection_costs_no_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def scenario() -> None:
+        port = free_udp_port()
+        server = await serve_metrics(Metrics("server"), str(port))
+        try:
+            for _ in range(3):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(b"GET /metr")
+                await writer.drain()
+                raw = writer.get_extra_info("socket")
+                raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                writer.transport.abort()  # a reset, not a FIN
+            await asyncio.sleep(0.5)
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert (await reader.read()).startswith(b"HTTP/1.1 200 ")
+            writer.close()
+        finally:
+            server.close()
+
+    with caplog.at_level(logging.WARNING):
+        run(scenario())
+    assert caplog.records == []
 
 
 def test_a_scrape_while_the_database_is_down_is_answered_at_once(
