@@ -46,6 +46,8 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 MAX_SERIES = 256
 MAX_TRACKED = 100_000  # bootstraps whose start time is kept for the latency histogram
 REFRESH_SECONDS = 3.0  # a scrape waits this long for the gauges read from the store
+MAX_SCRAPES = 16  # connections the metrics port serves at once
+CROWDED_LOG_INTERVAL = 60.0  # seconds between log lines about connections turned away
 
 log = logging.getLogger("keystrap.metrics")
 
@@ -313,9 +315,16 @@ async def serve_metrics(
 ) -> asyncio.Server:
     """``GET /metrics`` on ``[HOST:]PORT`` (HOST defaults to 127.0.0.1). One request
     per connection, nothing else answered: all a Prometheus scrape needs.
-    ``refresh`` sets the gauges read from the store (on the store's thread) first."""
+    ``refresh`` sets the gauges read from the store (on the store's thread) first.
+
+    At most :data:`MAX_SCRAPES` connections are served at once; more are closed
+    as they come: each idle one is held for seconds, and without a bound a
+    client opening connections took every file descriptor of the service (its
+    store's, its nodes'), with a traceback in the log per refused accept."""
     host, port = parse_host_port(address)
     refreshing: asyncio.Task[None] | None = None
+    serving = 0
+    warned = -CROWDED_LOG_INTERVAL
 
     async def refreshed(refresh: Callable[[], Awaitable[None]]) -> None:
         """The gauges read again, one read at a time however many scrapes ask. A
@@ -331,6 +340,22 @@ async def serve_metrics(
                 await asyncio.shield(refreshing)
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal serving, warned
+        if serving >= MAX_SCRAPES:
+            writer.close()
+            if time.monotonic() - warned >= CROWDED_LOG_INTERVAL:
+                warned = time.monotonic()
+                log.warning(
+                    "metrics: %d connections open at once; closing further ones", MAX_SCRAPES
+                )
+            return
+        serving += 1
+        try:
+            await answer_one(reader, writer)
+        finally:
+            serving -= 1
+
+    async def answer_one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             async with asyncio.timeout(5):
                 request = await reader.readuntil(b"\r\n\r\n")

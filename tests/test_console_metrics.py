@@ -4,7 +4,10 @@ after nodes bootstrap."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import resource
 import socket
 import struct
 import time
@@ -15,7 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from keystrap.ids import eui64
-from keystrap.metrics import MAX_SERIES, REFRESH_SECONDS, Metrics, serve_metrics
+from keystrap.metrics import MAX_SCRAPES, MAX_SERIES, REFRESH_SECONDS, Metrics, serve_metrics
 from keystrap.protocol import Reply, Status
 from keystrap.services.node_agent import bootstrap_node
 from keystrap.store.errors import StoreError
@@ -113,6 +116,41 @@ def test_metrics_answer_nothing_else(tmp_path: Path) -> None:
             assert answer.startswith(b"HTTP/1.1 404 ")
         finally:
             server.close()
+
+    run(scenario())
+
+
+def test_idle_connections_to_the_metrics_port_cannot_take_the_servers_descriptors(
+    tmp_path: Path,
+) -> None:
+    """A server with 256 file descriptors (what many hosts give a service) and
+    400 connections to its metrics port that send nothing: it holds at most
+    :data:`MAX_SCRAPES` of them, says so in one line, and scrapes again once they
+    are gone."""
+
+    async def scenario() -> None:
+        site = Site(tmp_path)
+        await site.prepare()
+        port = free_udp_port()
+        with_metrics(site.server_config, port)
+        server = await site.start_server()
+        pid = server.process.pid
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (256, 256))
+        try:
+            idle = len(os.listdir(f"/proc/{pid}/fd"))
+            with contextlib.ExitStack() as held:
+                for _ in range(400):
+                    held.enter_context(socket.create_connection(("127.0.0.1", port), timeout=5))
+                await asyncio.sleep(1)
+                flooded = len(os.listdir(f"/proc/{pid}/fd"))
+            await asyncio.sleep(1)
+            assert value(await asyncio.to_thread(scrape, port), "keystrap_open_transactions") == 0
+        finally:
+            site.stop()
+        assert flooded <= idle + MAX_SCRAPES + 4  # 4: what the server may open meanwhile
+        log = (tmp_path / "server.log").read_text()
+        assert "Traceback" not in log
+        assert log.count("connections open at once") == 1
 
     run(scenario())
 
