@@ -12,7 +12,7 @@ def parse_host_port(text: str) -> tuple[str, int]:
     bracketed = host.startswith("[") and host.endswith("]") and len(host) > 2
     if bracketed:
         host = host[1:-1]
-    if not port.isdigit() or not 2 <= int(port) <= 65535:
+    if not (port.isascii() and port.isdigit()) or not 2 <= int(port) <= 65535:
         raise ValueError(f"need [HOST:]PORT with a port from 2 to 65535, got {text!r}")
     if "[" in host or "]" in host or (":" in host and not bracketed):
         raise ValueError(f"need [HOST:]PORT, an IPv6 host in brackets ([::1]:PORT), got {text!r}")

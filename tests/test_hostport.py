@@ -23,7 +23,8 @@ def test_what_is_read(text: str, read: tuple[str, int]) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["[::1:47015", "[:47091", "[]:47091", "::1:9100", "[a]b:9100", "host:1", "host:x"]
+    "text",
+    ["[::1:47015", "[:47091", "[]:47091", "::1:9100", "[a]b:9100", "host:1", "host:x", "²", "٩١٠٠"],
 )
 def test_a_malformed_address_is_refused(text: str) -> None:
     with pytest.raises(ValueError, match=r"need \[HOST:\]PORT"):
