@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from keystrap.coap.client import SbsClient
 from keystrap.coap.codes import BOOTSTRAP_PATH, MAX_PAYLOAD
 from keystrap.coap.datagram import CON, EXCHANGE_LIFETIME, NON, Allowance, Exchanges, parse_post
 from keystrap.coap.fast_path import AIOCOAP_BURST, AIOCOAP_RATE, install
@@ -191,6 +192,57 @@ def test_what_aiocoap_is_handed_is_bounded_under_a_flood(tmp_path: Path) -> None
         finally:
             sock.close()
             await context.shutdown()
+
+    asyncio.run(scenario())
+
+
+class _Echo(aiocoap.resource.Resource):  # type: ignore[misc]  # aiocoap is untyped
+    """A server's root: each POST's payload back, and the port it came from noted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ports: set[int] = set()
+
+    async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
+        self.ports.add(request.remote.sockaddr[1])
+        return aiocoap.Message(code=aiocoap.CHANGED, payload=request.payload)
+
+
+def test_what_the_controllers_client_hands_aiocoap_is_bounded_under_a_flood() -> None:
+    """The controller's port towards the server is a UDP port anyone can send to,
+    and aiocoap answered every request there and kept it for 247 s: a flood grew
+    the controller without bound. Past the allowance, requests are dropped; the
+    server's answers, arriving in the middle of the flood, all still get through."""
+
+    async def scenario() -> None:
+        echo = _Echo()
+        site = aiocoap.resource.Site()
+        site.add_resource([], echo)
+        port = free_udp_port()
+        server = await open_server_context(site, "127.0.0.1", port)
+        client = await SbsClient.create(f"coap://127.0.0.1:{port}", endpoints=1)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        flood = 3_000
+        try:
+            assert (await client.post(b"first")).payload == b"first"
+            (client_port,) = echo.ports
+            began = asyncio.get_running_loop().time()
+            replies = asyncio.gather(*(client.post(bytes([n])) for n in range(50)))
+            for mid in range(flood):
+                health = aiocoap.Message(code=aiocoap.GET, uri_path=("health",))
+                health.mid, health.token, health.mtype = mid, mid.to_bytes(2, "big"), aiocoap.CON
+                sock.sendto(bytes(health.encode()), ("127.0.0.1", client_port))
+                if mid % 50 == 0:
+                    await asyncio.sleep(0.002)  # no more than the client's socket queue holds
+            assert [reply.payload for reply in await replies] == [bytes([n]) for n in range(50)]
+            answered = await asyncio.to_thread(_count_answers, sock, 1.0)
+            elapsed = asyncio.get_running_loop().time() - began
+            assert 0 < answered <= AIOCOAP_BURST + AIOCOAP_RATE * elapsed < flood
+        finally:
+            sock.close()
+            await client.shutdown()
+            await server.shutdown()
 
     asyncio.run(scenario())
 

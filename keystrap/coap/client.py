@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -14,6 +15,8 @@ from urllib.parse import urlsplit
 import aiocoap
 
 from keystrap.coap.codes import FROM_COAP
+from keystrap.coap.datagram import Allowance
+from keystrap.coap.fast_path import AIOCOAP_BURST, AIOCOAP_RATE, DROPS_LOGGED_EVERY
 from keystrap.protocol import Reply, Status
 from keystrap.protocol.timers import IN_BAND
 
@@ -105,8 +108,9 @@ class SbsClient:
             except (socket.gaierror, UnicodeError) as exc:
                 raise ServerUnresolvable(f"server {uri}: cannot resolve {host!r}: {exc}") from None
         contexts = [await aiocoap.Context.create_client_context() for _ in range(endpoints)]
+        guard = _Guard()
         for context in contexts:
-            _ignore_unparsable(context)
+            guard.install(context)
         return cls(contexts, servers)
 
     async def shutdown(self) -> None:
@@ -151,35 +155,61 @@ class SbsClient:
             return await context.request(_post(data, uri)).response
 
 
-def _ignore_unparsable(context: aiocoap.Context) -> None:
-    """Each UDP endpoint of ``context`` drops a datagram its parser raises on.
+class _Guard:
+    """What the UDP endpoints of one client hand aiocoap.
 
-    Why: the endpoints are UDP ports anyone can send to, and aiocoap's parser
-    lets some garbage escape as an exception (a Uri-Path or Uri-Host that is
-    not UTF-8: UnicodeDecodeError) into the event loop's callback, which logs a
-    traceback for every such datagram -- a flood of them was a flood of
-    tracebacks. The server's socket has the same guard (:mod:`keystrap.coap.fast_path`).
+    Why: the endpoints are UDP ports anyone can send to (on every interface).
+    aiocoap's parser lets some garbage escape as an exception (a Uri-Path or
+    Uri-Host that is not UTF-8: UnicodeDecodeError) into the event loop's
+    callback, which logs a traceback for every such datagram -- a flood of them
+    was a flood of tracebacks; such a datagram is dropped. And a request (none
+    is ever due here: the controller serves nothing on these ports) aiocoap
+    answers and keeps for RFC 7252's EXCHANGE_LIFETIME, 247 s, however many: a
+    flood of 300,000 from changing ports grew the controller by 86 MB. Requests
+    pass at the server's allowance (:data:`~keystrap.coap.fast_path.AIOCOAP_RATE`,
+    all endpoints together); the server's answers, responses, always.
+    The server's socket has the same guards (:mod:`keystrap.coap.fast_path`).
     """
-    for tokens in context.request_interfaces:
-        interface: Any = getattr(
-            getattr(tokens, "token_interface", None), "message_interface", None
-        )
-        received = getattr(interface, "datagram_msg_received", None)
-        if received is not None:
-            interface.datagram_msg_received = partial(_guarded, received)
 
+    def __init__(self) -> None:
+        self._requests = Allowance(AIOCOAP_RATE, AIOCOAP_BURST)
+        self._dropped = 0
+        self._dropped_logged = float("-inf")
 
-def _guarded(
-    received: Callable[[bytes, Any, int, Any], None],
-    data: bytes,
-    ancdata: Any,
-    flags: int,
-    address: Any,
-) -> None:
-    try:
-        received(data, ancdata, flags, address)
-    except Exception as exc:
-        log.debug("ignored a datagram from %s aiocoap could not parse: %r", address, exc)
+    def install(self, context: aiocoap.Context) -> None:
+        for tokens in context.request_interfaces:
+            interface: Any = getattr(
+                getattr(tokens, "token_interface", None), "message_interface", None
+            )
+            received = getattr(interface, "datagram_msg_received", None)
+            if received is not None:
+                interface.datagram_msg_received = partial(self._received, received)
+
+    def _received(
+        self,
+        received: Callable[[bytes, Any, int, Any], None],
+        data: bytes,
+        ancdata: Any,
+        flags: int,
+        address: Any,
+    ) -> None:
+        if len(data) > 1 and 0 < data[1] < 32:  # a request: code 0.01 to 0.31
+            now = time.monotonic()
+            if not self._requests.take(now):
+                self._dropped += 1
+                if now - self._dropped_logged >= DROPS_LOGGED_EVERY:
+                    log.warning(
+                        "more than %g requests a second on the ports towards the server "
+                        "(the controller serves none there): %d dropped so far",
+                        AIOCOAP_RATE,
+                        self._dropped,
+                    )
+                    self._dropped_logged = now
+                return
+        try:
+            received(data, ancdata, flags, address)
+        except Exception as exc:
+            log.debug("ignored a datagram from %s aiocoap could not parse: %r", address, exc)
 
 
 def _post(data: bytes, uri: str) -> aiocoap.Message:
