@@ -26,7 +26,7 @@ from starlette.testclient import TestClient
 from keystrap.cli.main import main
 from keystrap.console import app as console_app
 from keystrap.console import history, queries
-from keystrap.console.app import ConsoleStore, build_app
+from keystrap.console.app import HEADERS, MAX_BODY, ConsoleStore, build_app
 from keystrap.console.sessions import FAILURES_ALLOWED
 from keystrap.console.users import Users, check_password, hash_password
 from keystrap.enrolment import create_order
@@ -485,6 +485,37 @@ def test_a_request_body_is_bounded_before_any_login(store: ConsoleStore) -> None
     assert upload.status_code == 413
     small = client.post("/login", data={"user": "alice", "password": PASSWORD})
     assert small.status_code == 200
+
+
+def test_every_answer_carries_the_security_headers(
+    store: ConsoleStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pages had them; what Starlette answers itself did not: the 413 of a
+    body sent without a length, the 400 of a form it cannot parse, 404, 405, 500."""
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("a bug in a page")
+
+    client, _ = logged_in(store)
+    client = TestClient(client.app, raise_server_exceptions=False, cookies=client.cookies)
+    monkeypatch.setattr(queries, "dashboard", broken)
+
+    def chunked() -> Iterator[bytes]:
+        for n in range(3):
+            yield f"f{n}={'a' * MAX_BODY}&".encode()
+
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    answers = {
+        413: client.post("/login", content=chunked(), headers=form),
+        400: client.post("/login", content=b"x", headers={"content-type": "multipart/form-data"}),
+        404: client.get("/nowhere"),
+        405: client.put("/login"),
+        500: client.get("/"),
+        200: client.get("/login"),
+    }
+    for status, answer in answers.items():
+        assert answer.status_code == status
+        assert {name: answer.headers.get(name) for name in HEADERS} == HEADERS, status
 
 
 @pytest.mark.parametrize("port", ["0", "-1", "65536", "99999999", "9" * 30])

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.datastructures import FormData, Headers
+from starlette.datastructures import FormData, Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
@@ -427,7 +427,41 @@ def build_app(store: ConsoleStore) -> Starlette:
         Route("/live/events", guarded(live_events)),
         Route("/static/live.js", guarded(script)),
     ]
-    return Starlette(routes=routes, middleware=[Middleware(BoundedBody, limit=MAX_BODY)])
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(SecureHeaders), Middleware(BoundedBody, limit=MAX_BODY)],
+        exception_handlers={Exception: internal_error},
+    )
+
+
+class SecureHeaders:
+    """Every answer with :data:`HEADERS`: the handlers set them, but what Starlette
+    answers itself did not have them (a 404, a 405, the 400 of a form it cannot
+    parse, :class:`BoundedBody`'s 413 for a body sent without a length), so such
+    a page could be framed, sniffed as another type, or kept in a cache."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def secured(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in HEADERS.items():
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, secured)
+
+
+async def internal_error(request: Request, exc: Exception) -> Response:
+    """A handler's bug, answered outside :class:`SecureHeaders` (Starlette's
+    outermost layer sends it): its 500 carries the headers itself."""
+    return PlainTextResponse("Internal Server Error", 500, headers=HEADERS)
 
 
 class BoundedBody:
