@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import socket
-import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -15,8 +14,7 @@ from urllib.parse import urlsplit
 import aiocoap
 
 from keystrap.coap.codes import FROM_COAP
-from keystrap.coap.datagram import Allowance
-from keystrap.coap.fast_path import AIOCOAP_BURST, AIOCOAP_RATE, DROPS_LOGGED_EVERY
+from keystrap.coap.fast_path import AiocoapAllowance
 from keystrap.protocol import Reply, Status
 from keystrap.protocol.timers import IN_BAND
 
@@ -172,9 +170,9 @@ class _Guard:
     """
 
     def __init__(self) -> None:
-        self._requests = Allowance(AIOCOAP_RATE, AIOCOAP_BURST)
-        self._dropped = 0
-        self._dropped_logged = float("-inf")
+        self._requests = AiocoapAllowance(
+            "requests on the ports towards the server (the controller serves none there)"
+        )
 
     def install(self, context: aiocoap.Context) -> None:
         for tokens in context.request_interfaces:
@@ -193,19 +191,8 @@ class _Guard:
         flags: int,
         address: Any,
     ) -> None:
-        if len(data) > 1 and 0 < data[1] < 32:  # a request: code 0.01 to 0.31
-            now = time.monotonic()
-            if not self._requests.take(now):
-                self._dropped += 1
-                if now - self._dropped_logged >= DROPS_LOGGED_EVERY:
-                    log.warning(
-                        "more than %g requests a second on the ports towards the server "
-                        "(the controller serves none there): %d dropped so far",
-                        AIOCOAP_RATE,
-                        self._dropped,
-                    )
-                    self._dropped_logged = now
-                return
+        if len(data) > 1 and 0 < data[1] < 32 and not self._requests.allows():
+            return  # a request (code 0.01 to 0.31) over the allowance
         try:
             received(data, ancdata, flags, address)
         except Exception as exc:

@@ -60,6 +60,34 @@ _ANCILLARY = 1024
 _MAX_DATAGRAM = 4096
 
 
+class AiocoapAllowance:
+    """:class:`~keystrap.coap.datagram.Allowance` at :data:`AIOCOAP_RATE` for what
+    one service's UDP ports hand aiocoap, and the warning, at most every
+    :data:`DROPS_LOGGED_EVERY` seconds, of how many it dropped (a line per
+    dropped datagram would be a flood of its own)."""
+
+    def __init__(self, what: str) -> None:
+        self._allowance = Allowance(AIOCOAP_RATE, AIOCOAP_BURST)
+        self._what = what
+        self._dropped = 0
+        self._logged = float("-inf")
+
+    def allows(self) -> bool:
+        now = time.monotonic()
+        if self._allowance.take(now):
+            return True
+        self._dropped += 1
+        if now - self._logged >= DROPS_LOGGED_EVERY:
+            log.warning(
+                "more than %g %s a second: %d dropped so far",
+                AIOCOAP_RATE,
+                self._what,
+                self._dropped,
+            )
+            self._logged = now
+        return False
+
+
 class BootstrapPath:
     """One UDP interface of the server: its socket read here, bootstrap requests
     answered here, the rest passed to aiocoap's handler for the interface."""
@@ -73,9 +101,7 @@ class BootstrapPath:
         self._submit = submit
         self._report = report
         self.exchanges = Exchanges()
-        self._to_aiocoap = Allowance(AIOCOAP_RATE, AIOCOAP_BURST)
-        self._dropped = 0
-        self._dropped_logged = float("-inf")
+        self._to_aiocoap = AiocoapAllowance("datagrams for aiocoap (not bootstrap requests)")
         _enlarge_receive_buffer(self._sock)
 
     def start(self, loop: Any) -> None:
@@ -140,17 +166,7 @@ class BootstrapPath:
         self._submit(post.payload, time.time(), answered)
 
     def _to_aiocoap_if_allowed(self, data: bytes, ancdata: list[Any], address: Any) -> None:
-        now = time.monotonic()
-        if not self._to_aiocoap.take(now):
-            self._dropped += 1
-            if now - self._dropped_logged >= DROPS_LOGGED_EVERY:
-                log.warning(
-                    "more than %g datagrams a second for aiocoap (not bootstrap requests): "
-                    "%d dropped so far",
-                    AIOCOAP_RATE,
-                    self._dropped,
-                )
-                self._dropped_logged = now
+        if not self._to_aiocoap.allows():
             return
         try:
             self._aiocoap_received(data, ancdata, 0, address)
