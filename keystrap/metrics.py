@@ -298,6 +298,7 @@ class TimedRepository:
         self.revocations_after = _timed(
             seconds.labels("revocations_after"), inner.revocations_after
         )
+        self.revocation_marks = _timed(seconds.labels("revocation_marks"), inner.revocation_marks)
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:

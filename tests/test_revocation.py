@@ -92,6 +92,25 @@ def test_server_answers_only_known_controllers_with_new_revocations() -> None:
     assert parties.server.handle(forged[:-1], NOW).status is Status.BAD_REQUEST
 
 
+@pytest.mark.parametrize(("after", "expected"), [(2, 2), (3, 2), (2**32 - 1, 2)])
+def test_a_controller_past_the_servers_last_revocation_is_sent_back_to_it(
+    after: int, expected: int
+) -> None:
+    """A store restored from an older backup numbers new revocations from its last
+    again: a controller asking after more than that must ask from there."""
+    parties = Parties()
+    for n in (2, 3):
+        parties.repository.enroll(node_id(n), secrets.token_bytes(16))
+        parties.repository.revoke(node_id(n))
+    challenge = secrets.token_bytes(8)
+    query = Flight9(CONTROLLER_ID, after, challenge).seal(parties.sk_cs)
+    reply = parties.server.handle(query, NOW)
+    answer = Flight10.open(
+        reply.payload, parties.sk_cs, controller_id=CONTROLLER_ID, challenge=challenge
+    )
+    assert answer.entries == () and answer.next_after == expected
+
+
 def test_controller_forgets_a_revoked_node() -> None:
     parties = Parties()
     flights = parties.run_until()

@@ -107,6 +107,12 @@ class KeyRepository(Protocol):
         """``(sequence number, ID_i)`` of revocations numbered above ``after``, in order."""
         ...
 
+    def revocation_marks(self) -> tuple[int, int]:
+        """The last revocation's sequence number (0 if none), and the last of the
+        backup this store was restored from (its own last if it records none): a
+        restored store numbers new revocations from there again."""
+        ...
+
     def confirm(self, controller_id: bytes, tid: int) -> None:
         """In one atomic step: the node's key becomes the transaction's PSK, the node
         becomes active, this transaction is confirmed and every other pending
@@ -135,6 +141,9 @@ class InMemoryRepository:
     def revocations_after(self, after: int, limit: int) -> list[tuple[int, bytes]]:
         numbered = list(enumerate(self.revocations, start=1))
         return [(seq, node_id) for seq, node_id in numbered if seq > after][:limit]
+
+    def revocation_marks(self) -> tuple[int, int]:
+        return len(self.revocations), len(self.revocations)
 
     def get_node(self, node_id: bytes) -> NodeRecord | None:
         return self.nodes.get(node_id)

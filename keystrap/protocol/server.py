@@ -394,6 +394,13 @@ class Server:
             return opened
         sk_cs, query = opened
         entries = self.repository.revocations_after(query.after, MAX_REVOCATIONS)
-        next_after = entries[-1][0] if entries else query.after
+        if entries:
+            next_after = entries[-1][0]
+        else:
+            # Asked after more revocations than this store has numbered: it was
+            # restored from an older backup and numbers new ones from that backup's
+            # last again. Left at ``after``, the controller would skip them.
+            last, restored = self.repository.revocation_marks()
+            next_after = query.after if query.after <= last else min(restored, last)
         answer = Flight10(query.challenge, next_after, tuple(entries))
         return Reply(Status.OK, answer.seal(sk_cs, query.controller_id))

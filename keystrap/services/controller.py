@@ -298,10 +298,18 @@ class ControllerService:
         feed = RevocationFeed(self.controller_id, self._sk_cs, cursor, secrets.token_bytes)
         applied = 0
         while True:
+            asked = feed.cursor
             page = feed.receive(await self.client.post(feed.query()))
             if isinstance(page, FeedRefused):
                 log.warning("revocation feed: %s", page.reason)
                 return applied
+            if page.cursor < asked:
+                log.warning(
+                    "revocation feed: the server went back from revocation %d to %d (its "
+                    "store restored from an older backup?); asking again from there",
+                    asked,
+                    page.cursor,
+                )
             for node_id in page.revoked:
                 await self._drop_node(node_id)
             await self.saver.call(partial(self.store.set_counter, REVOCATION_CURSOR, page.cursor))

@@ -51,6 +51,7 @@ from keystrap.store.sqlite import (
 )
 
 SERVER_STORE = StoreKind("a keystrap server store", has="controllers")
+RESTORED_AT = "revocations_restored_at"  # meta: the last revocation of the backup restored
 
 
 def not_a_server_store(tables: set[str]) -> str:
@@ -567,6 +568,14 @@ class SqliteRepository:
         )
         return [(int(seq), bytes(node_id)) for seq, node_id in rows]
 
+    def revocation_marks(self) -> tuple[int, int]:
+        last, restored = self._db.execute(
+            "SELECT COALESCE(MAX(seq), 0), (SELECT CAST(value AS INTEGER) FROM meta "
+            "WHERE name=?) FROM revocations",
+            (RESTORED_AT,),
+        ).fetchone()
+        return int(last), int(last if restored is None else restored)
+
     def unwrapped_node_keys(self) -> Iterator[tuple[bytes, bytes]]:
         """For audits such as "no IK left": yields ``(node_id, key)``; never log the key."""
         for node_id, wrapped in self._db.execute("SELECT id, key_wrapped FROM nodes"):
@@ -593,7 +602,16 @@ class SqliteRepository:
         report.counts = records.count_states(node.status for node in self.list_nodes())
 
     def restore_into(self, store: Path) -> None:
-        """Make ``store`` (a server's database, possibly existing) a copy of this one."""
+        """Make ``store`` (a server's database, possibly existing) a copy of this one,
+        marked with its last revocation: the restored store numbers new ones from
+        there again, and the controllers that applied the lost ones must be told to
+        ask from there (:meth:`revocation_marks`)."""
+        with write_transaction(self._db) as db:
+            db.execute(
+                "INSERT INTO meta VALUES (?, (SELECT COALESCE(MAX(seq), 0) FROM revocations)) "
+                "ON CONFLICT(name) DO UPDATE SET value=excluded.value",
+                (RESTORED_AT,),
+            )
         copy_database(self._db, store, standalone=False)
 
     # -- moving a site (keystrap admin migrate-store) ---------------------------------

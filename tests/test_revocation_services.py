@@ -1,0 +1,68 @@
+"""The revocation feed (flights 9/10) between real server and controller
+processes on a bad day: a server restored from an older backup."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+from keystrap.ids import eui64
+from keystrap.services.node_agent import bootstrap_node
+from keystrap.store.node_file import load_node_file
+from keystrap_lab.processes import wait_for_log
+from keystrap_lab.site import Site
+
+from .services_helpers import run
+
+
+def revocation_cursor(site: Site) -> int:
+    state = site.root / "data" / "sbr.sqlite"
+    with closing(sqlite3.connect(f"file:{state}?mode=ro", uri=True)) as db:
+        row = db.execute("SELECT value FROM meta WHERE name='revocations_seen'").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+async def cursor_becomes(site: Site, value: int) -> None:
+    for _ in range(150):
+        if revocation_cursor(site) == value:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the controller's cursor stayed at {revocation_cursor(site)}")
+
+
+def test_a_server_restored_from_an_older_backup_loses_no_new_revocation(tmp_path: Path) -> None:
+    """Revocations made after the backup are gone from the restored store, which
+    numbers new ones from its last again: the controller, past them, must ask
+    from there, or it never drops the PSK of a node revoked after the restore."""
+
+    async def scenario() -> None:
+        site = Site(tmp_path / "site", channels=("raw", "raw"), revocation_poll=1)
+        await site.prepare()
+        site.register_controller()
+        nodes = site.enrol(3)
+        ids = [eui64(load_node_file(path).state.node_id) for path in nodes]
+        await site.start()
+        assert site.controller is not None
+        try:
+            assert (await bootstrap_node(nodes[2], timeout=30, linger=1)).ok
+            site.admin("backup", str(tmp_path / "old.sqlite"))
+            site.admin("revoke", ids[0])
+            site.admin("revoke", ids[1])
+            await cursor_becomes(site, 2)
+
+            assert site.server is not None
+            site.server.stop()
+            site.admin("restore", str(tmp_path / "old.sqlite"), "--force")
+            since = site.controller.log.stat().st_size
+            await site.start_server()
+            site.admin("revoke", ids[2])  # number 1 again, in the restored store
+            await wait_for_log(site.controller, f"node={ids[2]} revoked by the server", since, 15)
+            assert f"{ids[2]}  revoked" in site.controller_cli("nodes")
+            assert "the server went back from revocation 2 to 0" in site.controller.log_text()
+            assert revocation_cursor(site) == 1
+        finally:
+            site.stop()
+
+    run(scenario())
