@@ -1,20 +1,31 @@
 """The revocation feed (flights 9/10) between real server and controller
-processes on a bad day: a server restored from an older backup."""
+processes on a bad day: a server restored from an older backup, a controller
+state whose cursor a hand edit spoilt."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
 from contextlib import closing
 from pathlib import Path
+
+import pytest
 
 from keystrap.ids import eui64
 from keystrap.services.node_agent import bootstrap_node
 from keystrap.store.node_file import load_node_file
-from keystrap_lab.processes import wait_for_log
+from keystrap_lab.processes import keystrap_command, wait_for_log
 from keystrap_lab.site import Site
 
 from .services_helpers import run
+from .test_safe_files import refused
+
+
+def set_revocation_cursor(site: Site, sql_value: str) -> None:
+    with closing(sqlite3.connect(site.root / "data" / "sbr.sqlite")) as db:
+        db.execute(f"INSERT OR REPLACE INTO meta VALUES ('revocations_seen', {sql_value})")
+        db.commit()
 
 
 def revocation_cursor(site: Site) -> int:
@@ -66,3 +77,37 @@ def test_a_server_restored_from_an_older_backup_loses_no_new_revocation(tmp_path
             site.stop()
 
     run(scenario())
+
+
+@pytest.mark.parametrize("sql_value", ["'abc'", "-1", "4294967296", "1.5", "x'00'"])
+def test_a_cursor_the_feed_cannot_use_stops_the_controllers_start(
+    tmp_path: Path, sql_value: str
+) -> None:
+    """Text, a fraction, a negative number or one flight 9 cannot carry: the
+    controller had started, and its revocation feed ended at its first poll
+    without a word (or, for 1.5, asked after 1), so no revocation ever reached it."""
+    site = Site(tmp_path / "site", channels=("raw", "raw"), revocation_poll=1)
+
+    async def first_start() -> None:
+        await site.prepare()
+        site.register_controller()
+        controller = await site.start_controller()
+        await wait_for_log(controller, "open transaction(s)")  # its state is made
+        controller.stop()
+
+    run(first_start())
+    set_revocation_cursor(site, sql_value)
+    state = (site.root / "data" / "sbr.sqlite").read_bytes()
+    done = subprocess.run(
+        keystrap_command("controller", "--config", str(site.controller_config)),
+        cwd=site.root,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert refused(
+        done, "sbr.sqlite: revocations_seen is", "not a whole number from 0 to 4294967295"
+    )
+    assert "Traceback" not in done.stderr
+    assert (site.root / "data" / "sbr.sqlite").read_bytes() == state

@@ -16,6 +16,8 @@ from keystrap.wire import DecodeError, Flight9, Flight10
 from keystrap.wire.frozen import frozen
 from keystrap.wire.revocation import CHALLENGE_SIZE, MAX_ENTRIES
 
+MAX_CURSOR = 2**32 - 1  # flight 9 carries the cursor in 4 bytes
+
 
 @frozen
 class Page:

@@ -51,7 +51,7 @@ from keystrap.protocol import (
     TransactionStarted,
 )
 from keystrap.protocol.controller import EndSession, Session
-from keystrap.protocol.revocation_feed import FeedRefused, RevocationFeed
+from keystrap.protocol.revocation_feed import MAX_CURSOR, FeedRefused, RevocationFeed
 from keystrap.services.instance import InstanceLock
 from keystrap.services.lifetime import wait_for_signal
 from keystrap.store.controller_store import ControllerStore
@@ -139,6 +139,8 @@ class ControllerService:
             )
             try:
                 state = self.store.load(self.controller_id, sk_cs)
+                # A cursor the feed cannot use stops the start, not the feed unseen.
+                self.store.get_counter(REVOCATION_CURSOR, MAX_CURSOR)
             except BaseException:
                 self.store.close()
                 raise
@@ -294,7 +296,9 @@ class ControllerService:
 
     async def poll_revocations(self) -> int:
         """Apply every revocation the server has recorded since the last poll."""
-        cursor = await self.saver.call(partial(self.store.get_counter, REVOCATION_CURSOR))
+        cursor = await self.saver.call(
+            partial(self.store.get_counter, REVOCATION_CURSOR, MAX_CURSOR)
+        )
         feed = RevocationFeed(self.controller_id, self._sk_cs, cursor, secrets.token_bytes)
         applied = 0
         while True:

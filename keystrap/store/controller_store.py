@@ -20,6 +20,7 @@ from pathlib import Path
 
 from keystrap.crypto import KeyUnwrapError, unwrap_key, wrap_key
 from keystrap.protocol import ControllerState, ControllerTransaction, TransactionStage
+from keystrap.shown import escaped
 from keystrap.store.errors import StoreError
 from keystrap.store.sqlite import StoreKind, open_database, write_transaction
 
@@ -159,9 +160,23 @@ class ControllerStore:
         rows = self._db.execute("SELECT node_id, status, address FROM nodes ORDER BY node_id")
         return [(bytes(r[0]), str(r[1]), r[2]) for r in rows]
 
-    def get_counter(self, name: str) -> int:
-        row = self._db.execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()
-        return 0 if row is None else int(row[0])
+    def get_counter(self, name: str, most: int = 2**63 - 1) -> int:
+        """A counter (0 if never set). One a hand edit left as another type or out
+        of 0..``most`` is a StoreError naming it: ``int()`` took 1.5 as 1 and
+        failed on text, and a cursor beyond what flight 9 can carry ended the
+        revocation feed in silence."""
+        row = self._db.execute(
+            "SELECT value, typeof(value) FROM meta WHERE name=?", (name,)
+        ).fetchone()
+        if row is None:
+            return 0
+        value, kind = row
+        if kind != "integer" or not 0 <= value <= most:
+            raise StoreError(
+                f"{self.path}: {name} is {escaped(repr(value))}, not a whole number from 0 "
+                f"to {most} (was the file edited?)"
+            )
+        return int(value)
 
     def set_counter(self, name: str, value: int) -> None:
         self._db.execute(
