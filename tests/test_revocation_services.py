@@ -111,3 +111,35 @@ def test_a_cursor_the_feed_cannot_use_stops_the_controllers_start(
     )
     assert "Traceback" not in done.stderr
     assert (site.root / "data" / "sbr.sqlite").read_bytes() == state
+
+
+def test_the_feed_outlives_a_state_it_cannot_read_and_catches_up(tmp_path: Path) -> None:
+    """A poll whose state read fails (here a cursor spoilt while the controller
+    runs) is one line, and the next poll after the state is mended applies the
+    revocation: the feed had ended at the first such failure, unlogged, and no
+    revocation reached the controller again until it was restarted."""
+
+    async def scenario() -> None:
+        site = Site(tmp_path / "site", channels=("raw", "raw"), revocation_poll=1)
+        await site.prepare()
+        site.register_controller()
+        nodes = site.enrol(1)
+        nid = eui64(load_node_file(nodes[0]).state.node_id)
+        await site.start()
+        assert site.controller is not None
+        try:
+            assert (await bootstrap_node(nodes[0], timeout=30, linger=1)).ok
+            set_revocation_cursor(site, "'spoilt'")
+            since = site.controller.log.stat().st_size
+            site.admin("revoke", nid)
+            await wait_for_log(site.controller, "revocations_seen is 'spoilt'", since, 15)
+            set_revocation_cursor(site, "0")
+            await wait_for_log(site.controller, f"node={nid} revoked by the server", since, 15)
+            assert f"{nid}  revoked" in site.controller_cli("nodes")
+            assert revocation_cursor(site) == 1
+            warnings = site.controller.log_text()[since:].splitlines()
+            assert all("Traceback" not in line for line in warnings)
+        finally:
+            site.stop()
+
+    run(scenario())

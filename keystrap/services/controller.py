@@ -20,6 +20,7 @@ import contextlib
 import itertools
 import logging
 import secrets
+import sqlite3
 import time
 from collections.abc import Coroutine, Sequence
 from functools import partial
@@ -55,6 +56,7 @@ from keystrap.protocol.revocation_feed import MAX_CURSOR, FeedRefused, Revocatio
 from keystrap.services.instance import InstanceLock
 from keystrap.services.lifetime import wait_for_signal
 from keystrap.store.controller_store import ControllerStore
+from keystrap.store.errors import StoreError
 from keystrap.store.keyfile import open_with_master_key, read_key_file
 from keystrap.store.worker import StoreThread
 
@@ -275,6 +277,11 @@ class ControllerService:
                 await self.poll_revocations()
             except ServerUnreachable as exc:
                 self._server_unreachable(exc, "revocation feed")
+            except (StoreError, sqlite3.Error) as exc:
+                # Anything else raised here ended the feed for good, unlogged. The
+                # cursor moves only once a page's nodes are dropped: the next poll
+                # asks again for what this one could not apply.
+                log.warning("revocation feed: state not read or saved (%s); will ask again", exc)
             else:
                 self._server_answered()
             await asyncio.sleep(self.config.revocation_poll)
