@@ -1,6 +1,7 @@
 """The revocation feed (flights 9/10) between real server and controller
 processes on a bad day: a server restored from an older backup, a controller
-state whose cursor a hand edit spoilt."""
+state whose cursor a hand edit spoilt, an answer from something that is not our
+server."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import subprocess
 from contextlib import closing
 from pathlib import Path
 
+import aiocoap
+import aiocoap.resource
 import pytest
 
 from keystrap.ids import eui64
@@ -141,5 +144,49 @@ def test_the_feed_outlives_a_state_it_cannot_read_and_catches_up(tmp_path: Path)
             assert all("Traceback" not in line for line in warnings)
         finally:
             site.stop()
+
+    run(scenario())
+
+
+class Refusing(aiocoap.resource.Resource):  # type: ignore[misc]  # aiocoap is untyped
+    """Whatever answers on the server's address instead of it: 4.01 with any text."""
+
+    def __init__(self, text: bytes) -> None:
+        super().__init__()
+        self.text = text
+
+    async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
+        return aiocoap.Message(code=aiocoap.UNAUTHORIZED, payload=self.text)
+
+
+def test_a_refusals_text_is_logged_as_one_escaped_line(tmp_path: Path) -> None:
+    """A newline in a refusal's text wrote a log line of the sender's choosing,
+    an escape sequence reached the operator's terminal, and any length was kept."""
+    forged = b"no\n02:00:00 sbr INFO node=02:00:00:00:00:00:00:01 revoked\x1b[31m" + b"x" * 900
+
+    async def scenario() -> None:
+        site = Site(tmp_path / "site", channels=("raw", "raw"), revocation_poll=1)
+        await site.prepare()
+        site.register_controller()
+        root = aiocoap.resource.Site()
+        root.add_resource([], Refusing(forged))
+        impostor = await aiocoap.Context.create_server_context(
+            root, bind=("127.0.0.1", site.server_port)
+        )
+        try:
+            controller = await site.start_controller()
+            await wait_for_log(controller, "revocation feed: refused: 4.01 no", 0, 15)
+            await asyncio.sleep(1.5)  # another poll, refused alike
+            log = controller.log_text()
+        finally:
+            site.stop()
+            await impostor.shutdown()
+        refusals = [line for line in log.splitlines() if "refused: 4.01" in line]
+        assert len(refusals) >= 2
+        for line in refusals:
+            assert line.endswith("x...") and len(line) < 300
+            assert "no\\n02:00:00 sbr INFO node=02:00:00:00:00:00:00:01 revoked\\x1b[31m" in line
+        assert "\x1b" not in log
+        assert not [line for line in log.splitlines() if line.startswith("02:00:00 sbr")]
 
     run(scenario())

@@ -17,6 +17,7 @@ from keystrap.coap.codes import FROM_COAP
 from keystrap.coap.fast_path import AiocoapAllowance
 from keystrap.protocol import Reply, Status
 from keystrap.protocol.timers import IN_BAND
+from keystrap.shown import escaped
 
 log = logging.getLogger("keystrap.controller")
 
@@ -67,6 +68,7 @@ class Paced(aiocoap.TransportTuning):  # type: ignore[misc]  # aiocoap is untype
 
 
 PACED = Paced()
+REASON_MAX = 200  # characters of a refusal's text kept: the server's own are short
 
 
 class SbsClient:
@@ -138,7 +140,7 @@ class SbsClient:
             return Reply(Status.UNAVAILABLE, reason=f"unexpected CoAP code {response.code}")
         if status is Status.OK:
             return Reply(status, response.payload)
-        return Reply(status, reason=response.payload.decode("utf-8", "replace"))
+        return Reply(status, reason=_reason(response.payload))
 
     async def _paced_request(self, endpoint: int, data: bytes, uri: str) -> aiocoap.Message:
         """The answer to the first of up to :data:`TRIES` transmissions of ``data``
@@ -197,6 +199,15 @@ class _Guard:
             received(data, ancdata, flags, address)
         except Exception as exc:
             log.debug("ignored a datagram from %s aiocoap could not parse: %r", address, exc)
+
+
+def _reason(payload: bytes) -> str:
+    """A refusal's text, as it may be logged and stored: what answered need not be
+    our server (a plain CoAP answer can come from anyone on the path, or from
+    another program on that port), and a newline or an escape sequence in its
+    text faked log lines and recoloured the terminal."""
+    text = escaped(payload.decode("utf-8", "replace"))
+    return text if len(text) <= REASON_MAX else f"{text[:REASON_MAX]}..."
 
 
 def _post(data: bytes, uri: str) -> aiocoap.Message:
