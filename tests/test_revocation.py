@@ -7,15 +7,25 @@ from pathlib import Path
 
 import pytest
 
-from keystrap.protocol import Server, Status, TransactionStage
+from keystrap.protocol import (
+    Controller,
+    ControllerState,
+    Node,
+    NodeState,
+    Server,
+    Status,
+    ToNode,
+    ToServer,
+    TransactionStage,
+)
 from keystrap.store.controller_store import ControllerStore, NodeCredential
-from keystrap.store.sqlite_repository import ControllerInfo, SqliteRepository
-from keystrap.wire import DecodeError, Flight9, Flight10, FlightType
+from keystrap.wire import DecodeError, Flight9, Flight10, Flight12, FlightType, RefusalReason
 from keystrap.wire.errors import AuthenticationError
 from keystrap.wire.revocation import MAX_ENTRIES
 
 from .conftest import CONTROLLER_ID, node_id
 from .stepper import NOW, Parties
+from .test_store import make_repo
 
 SK = bytes(range(16))
 
@@ -111,6 +121,43 @@ def test_a_controller_past_the_servers_last_revocation_is_sent_back_to_it(
     assert answer.entries == () and answer.next_after == expected
 
 
+@pytest.mark.parametrize("revoked_after", [FlightType.F2_REQUEST, FlightType.F6_CONFIRM])
+def test_a_node_revoked_mid_bootstrap_is_refused_as_revoked(
+    tmp_path: Path, revoked_after: FlightType
+) -> None:
+    """The SQLite store's revocation supersedes the node's open transactions: the
+    controller's next flight 6 was told "another bootstrap of this node completed"
+    (4.09) and its repeated flight 2 "transaction already finished", and the node
+    got flight 12 with no reason, instead of "revoked"."""
+    ik = secrets.token_bytes(16)
+    repository = make_repo(tmp_path, ik=ik)
+    sk_cs = repository.controller_keys()[CONTROLLER_ID]
+    server = Server(repository, {CONTROLLER_ID: sk_cs})
+    controller = Controller(ControllerState(CONTROLLER_ID, sk_cs), secrets.token_bytes)
+    node = Node(NodeState(node_id(1), CONTROLLER_ID, ik), secrets.token_bytes)
+    node.start(NOW)
+    controller.receive_from_node(node.data_to_send()[0], NOW, session="s")
+    (request,) = controller.data_to_send()
+    assert isinstance(request, ToServer)
+    with repository.batch():
+        grant = server.handle(request.data, NOW)
+    if revoked_after is FlightType.F6_CONFIRM:
+        controller.receive_from_server(request.tid, grant, NOW)
+        (challenge,) = controller.data_to_send()
+        assert isinstance(challenge, ToNode)
+        node.receive(challenge.data, NOW)
+        controller.receive_from_node(node.data_to_send()[0], NOW, session="s")
+        (request,) = [out for out in controller.data_to_send() if isinstance(out, ToServer)]
+    assert repository.revoke(node_id(1))
+    with repository.batch():
+        reply = server.handle(request.data, NOW)
+    assert (reply.status, reply.reason) == (Status.FORBIDDEN, "node revoked")
+    controller.receive_from_server(request.tid, reply, NOW)
+    told = Flight12(node_id(1), RefusalReason.REVOKED).encode()
+    assert ToNode(node_id(1), told, "s") in controller.data_to_send()
+    repository.close()
+
+
 def test_controller_forgets_a_revoked_node() -> None:
     parties = Parties()
     flights = parties.run_until()
@@ -163,26 +210,3 @@ def test_finished_transactions_are_pruned_and_deleted_from_the_store(tmp_path: P
         assert set(store.load(CONTROLLER_ID, parties.sk_cs).transactions) == {open_tid}
     finally:
         store.close()
-
-
-def test_a_node_revoked_mid_bootstrap_is_refused_as_revoked(tmp_path: Path) -> None:
-    """A revocation supersedes the node's pending bootstraps in the store, and a
-    flight 6 arriving after it was refused "4.09 another bootstrap of this node
-    completed": the operator and the node were told of a bootstrap that never was."""
-    parties = Parties()
-    repository = SqliteRepository(tmp_path / "sbs.sqlite", secrets.token_bytes(16))
-    try:
-        repository.add_controller(
-            ControllerInfo(CONTROLLER_ID, "", "127.0.0.1", 5684), parties.sk_cs
-        )
-        repository.create_order("acme", CONTROLLER_ID, [(parties.nid, parties.ik)], "shared")
-        parties.server = Server(repository, parties.controllers)
-        flights = parties.run_until(FlightType.F6_CONFIRM)
-        assert repository.revoke(parties.nid) is True
-        parties.deliver(FlightType.F6_CONFIRM, flights[FlightType.F6_CONFIRM])
-        assert parties.last_reply is not None
-        assert parties.last_reply.status is Status.FORBIDDEN
-        assert parties.last_reply.reason == "node revoked"
-        assert [n.status for n in repository.list_nodes()] == ["revoked"]
-    finally:
-        repository.close()

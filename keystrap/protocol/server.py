@@ -277,7 +277,8 @@ class Server:
         node_id = request.node_id
         previous, node, pending = repo.lookup_request(request.controller_id, request.tid, node_id)
         if previous is not None:
-            return self._retransmitted_request(previous, data)
+            revoked = node is not None and node.status is NodeStatus.REVOKED
+            return self._retransmitted_request(previous, data, revoked)
         refuse = partial(_refused, node_id, request.controller_id, request.tid, 2)
         if node is None:
             return refuse(Status.NOT_FOUND, "unknown node")
@@ -305,10 +306,11 @@ class Server:
             repo.add_transaction(record)
         except TransactionExists:
             # Another worker recorded the same TID between our read and write.
-            raced, _, _ = repo.lookup_request(request.controller_id, request.tid, node_id)
+            raced, now_node, _ = repo.lookup_request(request.controller_id, request.tid, node_id)
             if raced is None:
                 return Reply(Status.UNAVAILABLE, reason="repository inconsistent; retry")
-            return self._retransmitted_request(raced, data)
+            revoked = now_node is not None and now_node.status is NodeStatus.REVOKED
+            return self._retransmitted_request(raced, data, revoked)
         except NodeBusy:
             return refuse(Status.TOO_MANY_REQUESTS, "too many unfinished bootstraps")
         event = BootstrapGranted(node_id, request.controller_id, request.tid)
@@ -326,10 +328,15 @@ class Server:
         return Flight3(cid, tid, node_id, key, request.ts).seal(sk_cs)
 
     @staticmethod
-    def _retransmitted_request(previous: TransactionRecord, data: bytes) -> Reply:
-        """The same flight 2 gets the same flight 3; another one with a used TID is a replay."""
+    def _retransmitted_request(previous: TransactionRecord, data: bytes, revoked: bool) -> Reply:
+        """The same flight 2 gets the same flight 3; another one with a used TID is a
+        replay. A node revoked meanwhile is said as such: its transaction ended
+        with the revocation, and "already finished" told the controller (and, in
+        flight 12, the node) nothing of why."""
         if not constant_time_equal(previous.request, data):
             return Reply(Status.FORBIDDEN, reason="TID already used")
+        if revoked:
+            return Reply(Status.FORBIDDEN, reason="node revoked")
         if previous.grant is None:
             return Reply(Status.FORBIDDEN, reason="transaction already finished")
         return Reply(Status.OK, previous.grant)
@@ -357,8 +364,8 @@ class Server:
         refuse = partial(_refused, node_id, controller_id, tid, 6)
         if record.status is TransactionStatus.CONFIRMED:
             return Reply(Status.OK, ack)
-        # Before "superseded": a revocation supersedes the node's pending
-        # bootstraps too, and one revoked mid-way was blamed on another bootstrap.
+        # Before the superseded check: a revocation supersedes the node's open
+        # transactions, which then read "another bootstrap of this node completed".
         if node_status is None or node_status is NodeStatus.REVOKED:
             return refuse(Status.FORBIDDEN, "node revoked")
         if record.status is TransactionStatus.SUPERSEDED or record.psk is None:
