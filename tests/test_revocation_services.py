@@ -190,3 +190,34 @@ def test_a_refusals_text_is_logged_as_one_escaped_line(tmp_path: Path) -> None:
         assert not [line for line in log.splitlines() if line.startswith("02:00:00 sbr")]
 
     run(scenario())
+
+
+def test_a_cursor_past_the_end_of_a_store_never_restored_asks_from_the_start(
+    tmp_path: Path,
+) -> None:
+    """A controller whose cursor came from another store (moved to a new site, or
+    a store restored by copying a file) is past this one's end: each of its
+    revocations may be unseen, so none may be skipped."""
+
+    async def scenario() -> None:
+        site = Site(tmp_path / "site", channels=("raw", "raw"), revocation_poll=1)
+        await site.prepare()
+        site.register_controller()
+        nodes = site.enrol(1)
+        nid = eui64(load_node_file(nodes[0]).state.node_id)
+        await site.start()
+        assert site.controller is not None
+        try:
+            assert (await bootstrap_node(nodes[0], timeout=30, linger=1)).ok
+            site.controller.stop()
+            set_revocation_cursor(site, "50")
+            site.admin("revoke", nid)  # number 1 in this store
+            await site.start_controller()
+            await wait_for_log(site.controller, f"node={nid} revoked by the server", 0, 15)
+            assert "the server went back from revocation 50 to 0" in site.controller.log_text()
+            assert f"{nid}  revoked" in site.controller_cli("nodes")
+            assert revocation_cursor(site) == 1
+        finally:
+            site.stop()
+
+    run(scenario())

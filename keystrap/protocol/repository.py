@@ -109,8 +109,8 @@ class KeyRepository(Protocol):
 
     def revocation_marks(self) -> tuple[int, int]:
         """The last revocation's sequence number (0 if none), and the last of the
-        backup this store was restored from (its own last if it records none): a
-        restored store numbers new revocations from there again."""
+        backup this store was restored from (0 if it records none): a restored
+        store numbers new revocations from there again."""
         ...
 
     def confirm(self, controller_id: bytes, tid: int) -> None:
@@ -143,7 +143,7 @@ class InMemoryRepository:
         return [(seq, node_id) for seq, node_id in numbered if seq > after][:limit]
 
     def revocation_marks(self) -> tuple[int, int]:
-        return len(self.revocations), len(self.revocations)
+        return len(self.revocations), 0
 
     def get_node(self, node_id: bytes) -> NodeRecord | None:
         return self.nodes.get(node_id)

@@ -406,7 +406,10 @@ class Server:
         else:
             # Asked after more revocations than this store has numbered: it was
             # restored from an older backup and numbers new ones from that backup's
-            # last again. Left at ``after``, the controller would skip them.
+            # last again, or it is not the store the controller's cursor came from.
+            # Left at ``after``, the controller would skip them. Without a recorded
+            # restore it asks from the start: a revocation applied twice costs at
+            # most a re-installation, one skipped leaves a revoked node's PSK in use.
             last, restored = self.repository.revocation_marks()
             next_after = query.after if query.after <= last else min(restored, last)
         answer = Flight10(query.challenge, next_after, tuple(entries))

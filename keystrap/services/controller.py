@@ -317,7 +317,8 @@ class ControllerService:
             if page.cursor < asked:
                 log.warning(
                     "revocation feed: the server went back from revocation %d to %d (its "
-                    "store restored from an older backup?); asking again from there",
+                    "store restored from a backup, or not the one this cursor came from?); "
+                    "asking again from there",
                     asked,
                     page.cursor,
                 )

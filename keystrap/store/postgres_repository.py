@@ -631,8 +631,8 @@ class PostgresRepository:
         return [(int(seq), bytes(node_id)) for seq, node_id in rows]
 
     def revocation_marks(self) -> tuple[int, int]:
-        last = int(self._one("SELECT COALESCE(MAX(seq), 0) FROM revocations"))
-        return last, last
+        """No restore is recorded here (``pg_restore`` is not ours)."""
+        return int(self._one("SELECT COALESCE(MAX(seq), 0) FROM revocations")), 0
 
     def unwrapped_node_keys(self) -> Iterator[tuple[bytes, bytes]]:
         for node_id, wrapped in self._all("SELECT id, key_wrapped FROM nodes"):

@@ -574,7 +574,7 @@ class SqliteRepository:
             "WHERE name=?) FROM revocations",
             (RESTORED_AT,),
         ).fetchone()
-        return int(last), int(last if restored is None else restored)
+        return int(last), int(restored or 0)
 
     def unwrapped_node_keys(self) -> Iterator[tuple[bytes, bytes]]:
         """For audits such as "no IK left": yields ``(node_id, key)``; never log the key."""
