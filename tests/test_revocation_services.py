@@ -6,6 +6,7 @@ server."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 import sqlite3
 import subprocess
 from contextlib import closing
@@ -17,7 +18,9 @@ import pytest
 
 from keystrap.ids import eui64
 from keystrap.services.node_agent import bootstrap_node
+from keystrap.store.keyfile import read_key_file
 from keystrap.store.node_file import load_node_file
+from keystrap.wire import Flight9, Flight10
 from keystrap_lab.processes import keystrap_command, wait_for_log
 from keystrap_lab.site import Site
 
@@ -176,16 +179,14 @@ def test_a_refusals_text_is_logged_as_one_escaped_line(tmp_path: Path) -> None:
         try:
             controller = await site.start_controller()
             await wait_for_log(controller, "revocation feed: refused: 4.01 no", 0, 15)
-            await asyncio.sleep(1.5)  # another poll, refused alike
+            await asyncio.sleep(1.5)  # another poll, refused alike: not logged again
             log = controller.log_text()
         finally:
             site.stop()
             await impostor.shutdown()
-        refusals = [line for line in log.splitlines() if "refused: 4.01" in line]
-        assert len(refusals) >= 2
-        for line in refusals:
-            assert line.endswith("x...") and len(line) < 300
-            assert "no\\n02:00:00 sbr INFO node=02:00:00:00:00:00:00:01 revoked\\x1b[31m" in line
+        (refusal,) = [line for line in log.splitlines() if "refused: 4.01" in line]
+        assert "x...; will ask again" in refusal and len(refusal) < 350
+        assert "no\\n02:00:00 sbr INFO node=02:00:00:00:00:00:00:01 revoked\\x1b[31m" in refusal
         assert "\x1b" not in log
         assert not [line for line in log.splitlines() if line.startswith("02:00:00 sbr")]
 
@@ -219,5 +220,51 @@ def test_a_cursor_past_the_end_of_a_store_never_restored_asks_from_the_start(
             assert revocation_cursor(site) == 1
         finally:
             site.stop()
+
+    run(scenario())
+
+
+class OtherSite(aiocoap.resource.Resource):  # type: ignore[misc]  # aiocoap is untyped
+    """A server that answers flight 9 under its own ``SK_cs`` (another site's), or,
+    once ``key`` is set to the controller's, as this site's server would."""
+
+    def __init__(self, key: bytes) -> None:
+        super().__init__()
+        self.key = key
+
+    async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
+        controller_id, _, challenge = Flight9.clear_fields(request.payload)
+        answer = Flight10(bytes(challenge), 0, ()).seal(self.key, bytes(controller_id))
+        return aiocoap.Message(code=aiocoap.CHANGED, payload=answer)
+
+
+def test_another_sites_answers_are_one_warning_until_the_feed_works_again(
+    tmp_path: Path,
+) -> None:
+    """Every poll answered under another key was a warning line: 720 an hour."""
+
+    async def scenario() -> None:
+        site = Site(tmp_path / "site", channels=("raw", "raw"), revocation_poll=1)
+        await site.prepare()
+        site.register_controller()
+        resource = OtherSite(secrets.token_bytes(16))
+        root = aiocoap.resource.Site()
+        root.add_resource([], resource)
+        impostor = await aiocoap.Context.create_server_context(
+            root, bind=("127.0.0.1", site.server_port)
+        )
+        try:
+            controller = await site.start_controller()
+            await wait_for_log(controller, "revocation list failed authentication", 0, 15)
+            await asyncio.sleep(3.5)  # three more polls, refused alike
+            resource.key = read_key_file(site.root / "data" / "controller-sk.key")
+            await wait_for_log(controller, "revocation feed: answered again", 0, 15)
+            log = controller.log_text()
+        finally:
+            site.stop()
+            await impostor.shutdown()
+        warnings = [line for line in log.splitlines() if " WARNING " in line]
+        assert len(warnings) == 1, warnings
+        assert "revocation list failed authentication); will ask again, quietly" in warnings[0]
 
     run(scenario())

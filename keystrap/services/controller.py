@@ -100,6 +100,7 @@ class ControllerService:
         self.metrics = Metrics("controller")
         self._started = asyncio.Event()  # the core is there to take sessions
         self._server_silent = False  # the last request to the server went unanswered
+        self._feed_refused: str | None = None  # why the last revocation poll was refused
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """The server's name is resolved and the state locked first: a server that
@@ -301,6 +302,16 @@ class ControllerService:
             self._server_silent = False
             log.info("server answering again")
 
+    def _feed_refusal(self, reason: str) -> None:
+        """One warning per reason, as for an unreachable server: a server of
+        another site, or one that no longer knows this controller, refuses every
+        poll, and a line each time was 720 an hour at the default interval."""
+        if reason == self._feed_refused:
+            log.debug("revocation feed: %s (again)", reason)
+            return
+        self._feed_refused = reason
+        log.warning("revocation feed: %s; will ask again, quietly while this lasts", reason)
+
     async def poll_revocations(self) -> int:
         """Apply every revocation the server has recorded since the last poll."""
         cursor = await self.saver.call(
@@ -312,8 +323,11 @@ class ControllerService:
             asked = feed.cursor
             page = feed.receive(await self.client.post(feed.query()))
             if isinstance(page, FeedRefused):
-                log.warning("revocation feed: %s", page.reason)
+                self._feed_refusal(page.reason)
                 return applied
+            if self._feed_refused is not None:
+                self._feed_refused = None
+                log.info("revocation feed: answered again")
             if page.cursor < asked:
                 log.warning(
                     "revocation feed: the server went back from revocation %d to %d (its "
