@@ -18,6 +18,8 @@ from keystrap.protocol import (
     ToServer,
     TransactionStage,
 )
+from keystrap.protocol.replies import Reply
+from keystrap.protocol.revocation_feed import FeedRefused, Page, RevocationFeed
 from keystrap.store.controller_store import ControllerStore, NodeCredential
 from keystrap.wire import DecodeError, Flight9, Flight10, Flight12, FlightType, RefusalReason
 from keystrap.wire.errors import AuthenticationError
@@ -157,6 +159,37 @@ def test_a_node_revoked_mid_bootstrap_is_refused_as_revoked(
     told = Flight12(node_id(1), RefusalReason.REVOKED).encode()
     assert ToNode(node_id(1), told, "s") in controller.data_to_send()
     repository.close()
+
+
+@pytest.mark.parametrize(
+    ("entries", "next_after", "accepted"),
+    [
+        ((), 5, True),
+        ((), 3, True),  # a restored server sends the controller back
+        (((6, node_id(1)), (7, node_id(2))), 7, True),
+        ((), 9, False),  # forward with nothing to apply
+        (((6, node_id(1)),), 9, False),  # past 7..9, never carried
+        (((5, node_id(1)),), 5, False),  # applied already
+        (((6, node_id(1)), (6, node_id(2))), 6, False),
+        (((7, node_id(1)), (6, node_id(2))), 7, False),
+        (((6, node_id(1)), (7, node_id(2))), 6, False),
+    ],
+)
+def test_an_authentic_answer_out_of_order_moves_no_cursor(
+    entries: tuple[tuple[int, bytes], ...], next_after: int, accepted: bool
+) -> None:
+    """Only the server can seal flight 10, but a store it reads wrongly (or a
+    server of another make) could send ``next`` past what it carries: the cursor
+    moved there and those revocations were never fetched again."""
+    feed = RevocationFeed(CONTROLLER_ID, SK, 5, secrets.token_bytes)
+    query = Flight9.open(feed.query(), SK)
+    answer = Flight10(query.challenge, next_after, entries).seal(SK, CONTROLLER_ID)
+    page = feed.receive(Reply(Status.OK, answer))
+    if accepted:
+        assert page == Page(tuple(n for _, n in entries), next_after, more=False)
+    else:
+        assert isinstance(page, FeedRefused) and "out of order" in page.reason
+        assert feed.cursor == 5
 
 
 def test_controller_forgets_a_revoked_node() -> None:

@@ -10,6 +10,8 @@ again while :attr:`Page.more` says so.
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from keystrap.protocol.keys import RandomSource
 from keystrap.protocol.replies import Reply, Status
 from keystrap.wire import DecodeError, Flight9, Flight10
@@ -61,6 +63,22 @@ class RevocationFeed:
             )
         except DecodeError as exc:
             return FeedRefused(f"answer rejected ({exc})")
+        if not _in_order(self.cursor, answer):
+            return FeedRefused(
+                "answer out of order (entries not ascending past the cursor to next)"
+            )
         self.cursor = answer.next_after
         revoked = tuple(node_id for _, node_id in answer.entries)
         return Page(revoked, answer.next_after, len(answer.entries) >= MAX_ENTRIES)
+
+
+def _in_order(cursor: int, answer: Flight10) -> bool:
+    """Entries numbered upwards from past ``cursor`` and ``next`` their last, or,
+    with none, ``next`` at or before ``cursor`` (a restored server's rewind).
+    Authenticated is not enough: a ``next`` beyond the entries would move the
+    cursor past revocations never applied, and nothing would fetch them again."""
+    if not answer.entries:
+        return answer.next_after <= cursor
+    numbers = [cursor, *(seq for seq, _ in answer.entries)]
+    ascending = all(a < b for a, b in pairwise(numbers))
+    return ascending and answer.next_after == numbers[-1]
