@@ -50,9 +50,10 @@ async def cursor_becomes(site: Site, value: int) -> None:
 
 
 def test_a_server_restored_from_an_older_backup_loses_no_new_revocation(tmp_path: Path) -> None:
-    """Revocations made after the backup are gone from the restored store, which
-    numbers new ones from its last again: the controller, past them, must ask
-    from there, or it never drops the PSK of a node revoked after the restore."""
+    """The store is lost and restored from an older backup: the revocations made
+    after it are gone, and the restored store numbers new ones from its last
+    again. The controller, past them, must ask from there, or it never drops the
+    PSK of a node revoked after the restore."""
 
     async def scenario() -> None:
         site = Site(tmp_path / "site", channels=("raw", "raw"), revocation_poll=1)
@@ -71,7 +72,9 @@ def test_a_server_restored_from_an_older_backup_loses_no_new_revocation(tmp_path
 
             assert site.server is not None
             site.server.stop()
-            site.admin("restore", str(tmp_path / "old.sqlite"), "--force")
+            for lost in site.database.parent.glob(f"{site.database.name}*"):
+                lost.unlink()
+            site.admin("restore", str(tmp_path / "old.sqlite"))
             since = site.controller.log.stat().st_size
             await site.start_server()
             site.admin("revoke", ids[2])  # number 1 again, in the restored store
@@ -266,5 +269,42 @@ def test_another_sites_answers_are_one_warning_until_the_feed_works_again(
         warnings = [line for line in log.splitlines() if " WARNING " in line]
         assert len(warnings) == 1, warnings
         assert "revocation list failed authentication); will ask again, quietly" in warnings[0]
+
+    run(scenario())
+
+
+def test_a_store_restored_over_the_live_one_numbers_new_revocations_after_its_own(
+    tmp_path: Path,
+) -> None:
+    """Revocations made while the restored server is still down took the numbers
+    the lost ones had: as many as the controller was past the backup's last were
+    skipped (here both), since it asked after a number the store had reached."""
+
+    async def scenario() -> None:
+        site = Site(tmp_path / "site", channels=("raw", "raw"), revocation_poll=1)
+        await site.prepare()
+        site.register_controller()
+        nodes = site.enrol(4)
+        ids = [eui64(load_node_file(path).state.node_id) for path in nodes]
+        await site.start()
+        assert site.controller is not None and site.server is not None
+        try:
+            runs = [bootstrap_node(path, timeout=30, linger=1) for path in nodes[2:]]
+            assert all(result.ok for result in await asyncio.gather(*runs))
+            site.admin("backup", str(tmp_path / "old.sqlite"))
+            site.admin("revoke", ids[0])
+            site.admin("revoke", ids[1])
+            await cursor_becomes(site, 2)
+
+            site.server.stop()
+            site.admin("restore", str(tmp_path / "old.sqlite"), "--force")
+            site.admin("revoke", ids[2])
+            site.admin("revoke", ids[3])
+            await site.start_server()
+            await cursor_becomes(site, 4)
+            listed = site.controller_cli("nodes")
+            assert f"{ids[2]}  revoked" in listed and f"{ids[3]}  revoked" in listed
+        finally:
+            site.stop()
 
     run(scenario())

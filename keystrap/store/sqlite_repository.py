@@ -54,6 +54,24 @@ SERVER_STORE = StoreKind("a keystrap server store", has="controllers")
 RESTORED_AT = "revocations_restored_at"  # meta: the last revocation of the backup restored
 
 
+def _revocations_numbered(store: Path) -> int:
+    """The highest revocation number the store at ``store`` has handed out (0 if
+    there is no store, or it cannot be read: a damaged store is why one restores)."""
+    if not store.exists():
+        return 0
+    try:
+        db = connect_read_only(store)
+    except StoreError:
+        return 0
+    try:
+        row = db.execute("SELECT seq FROM sqlite_sequence WHERE name='revocations'").fetchone()
+    except sqlite3.Error:
+        return 0
+    finally:
+        db.close()
+    return int(row[0]) if row is not None and isinstance(row[0], int) else 0
+
+
 def not_a_server_store(tables: set[str]) -> str:
     """Why a database with ``tables`` is not a server store to be read as it is,
     or "" if it is one. Every table must be there: an empty file reads as a
@@ -605,13 +623,25 @@ class SqliteRepository:
         """Make ``store`` (a server's database, possibly existing) a copy of this one,
         marked with its last revocation: the restored store numbers new ones from
         there again, and the controllers that applied the lost ones must be told to
-        ask from there (:meth:`revocation_marks`)."""
+        ask from there (:meth:`revocation_marks`). Over an existing store, new
+        revocations are numbered after every one it had numbered: a controller
+        that applied some of those is past the backup's last, and would skip as
+        many new ones as it is past."""
+        numbered = _revocations_numbered(store)
         with write_transaction(self._db) as db:
             db.execute(
                 "INSERT INTO meta VALUES (?, (SELECT COALESCE(MAX(seq), 0) FROM revocations)) "
                 "ON CONFLICT(name) DO UPDATE SET value=excluded.value",
                 (RESTORED_AT,),
             )
+            if (
+                db.execute(
+                    "UPDATE sqlite_sequence SET seq=MAX(seq, ?) WHERE name='revocations'",
+                    (numbered,),
+                ).rowcount
+                == 0
+            ):
+                db.execute("INSERT INTO sqlite_sequence VALUES ('revocations', ?)", (numbered,))
         copy_database(self._db, store, standalone=False)
 
     # -- moving a site (keystrap admin migrate-store) ---------------------------------
