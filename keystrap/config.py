@@ -135,24 +135,7 @@ def load_config(cls: type[C], path: Path | None, overrides: dict[str, Any]) -> C
     values: dict[str, Any] = {}
     base = Path(".")
     if path is not None:
-        try:
-            # utf-8-sig: a file saved with a byte-order mark (Windows editors) was
-            # refused as "Invalid statement (at line 1, column 1)".
-            text = read_bounded(Path(path), MAX_CONFIG, "config file").decode("utf-8-sig")
-            doc = tomllib.loads(text)
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} does not exist") from None
-        except InputRefused as exc:
-            raise ConfigError(str(exc)) from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"config file {path}: {exc}") from None
-        unknown_sections = set(doc) - {section}
-        if unknown_sections:
-            raise ConfigError(f"{path}: unknown section(s) {sorted(unknown_sections)}")
-        table = doc.get(section, {})
-        if not isinstance(table, dict):
-            raise ConfigError(f"{path}: [{section}] must be a table")
-        values = dict(table)
+        values = _read_table(path, section)
         base = Path(path).parent
     known = {f.name: f for f in fields(cls)}
     unknown = set(values) - set(known)
@@ -189,6 +172,58 @@ def load_config(cls: type[C], path: Path | None, overrides: dict[str, Any]) -> C
     for name in converted:
         _check(section, name, getattr(config, name))
     return config
+
+
+def _read_table(path: Path, section: str) -> dict[str, Any]:
+    """The ``[section]`` table of the TOML file ``path``, as written in it."""
+    try:
+        # utf-8-sig: a file saved with a byte-order mark (Windows editors) was
+        # refused as "Invalid statement (at line 1, column 1)".
+        text = read_bounded(Path(path), MAX_CONFIG, "config file").decode("utf-8-sig")
+        doc = tomllib.loads(text)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except InputRefused as exc:
+        raise ConfigError(str(exc)) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
+    unknown_sections = set(doc) - {section}
+    if unknown_sections:
+        raise ConfigError(f"{path}: unknown section(s) {sorted(unknown_sections)}")
+    table = doc.get(section, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [{section}] must be a table")
+    return dict(table)
+
+
+def in_process_server(path: Path | None) -> ServerConfig:
+    """The server's configuration for ``keystrap controller --with-server``, where
+    the server runs in the controller's process: an option of ``path`` that means
+    nothing there is refused, naming it, rather than ignored.
+
+    ``host`` and ``port`` are where a separate server binds; this one binds
+    nothing. With a PostgreSQL store ``port`` still names the server's local file
+    (:func:`keystrap.store.open.local_state`), so it is taken there. The process
+    logs at the controller's ``log_level``. The rest -- the store, the master key,
+    the policy, and ``metrics``, the server's own exporter -- apply as they do
+    to a separate server."""
+    config = load_config(ServerConfig, path, {})
+    if path is None:
+        return config
+    unused = [name for name in _read_table(path, "server") if name in unused_in_process(config)]
+    if unused:
+        raise ConfigError(
+            f"{path}: [server] {', '.join(unused)}: no meaning with --with-server "
+            "(the server binds no address in the controller's process, which logs at "
+            "the controller's log_level); remove them from that file"
+        )
+    return config
+
+
+def unused_in_process(config: ServerConfig) -> tuple[str, ...]:
+    """The options of ``config`` that :func:`in_process_server` refuses."""
+    port_names_a_file = isinstance(config.database, str)
+    return ("host", "log_level") if port_names_a_file else ("host", "port", "log_level")
 
 
 def _check(section: str, name: str, value: object) -> None:

@@ -63,7 +63,9 @@ def test_controller_with_server_bootstraps_nodes_in_one_process(
             assert site.controller_refuses("nodes") is False
             holder = rf"another server \(pid {site.controller.process.pid}\) is running"
             with pytest.raises(RuntimeError, match=holder):
-                site.cli("server", "--config", str(site.server_config))
+                site.cli(
+                    "server", "--config", str(site.server_config), "--port", str(site.server_port)
+                )
             victim = eui64(load_node_file(nodes[0]).state.node_id)
             site.admin("revoke", victim)
             await wait_for_log(site.controller, f"node={victim} revoked by the server", 0, 15)
@@ -98,7 +100,7 @@ def test_a_start_that_fails_leaves_no_server_store_behind(tmp_path: Path) -> Non
     """The server's store is opened first, and made if there is none; a new store
     knows no controller, so that start fails. It used to leave the new empty
     store and its master key behind, which the next start took for the site's."""
-    site = Site(tmp_path / "site", channels=("raw", "raw"))
+    site = Site(tmp_path / "site", channels=("raw", "raw"), small_network=True)
     asyncio.run(site.prepare())
     data = site.root / "data"
     write_key_file(data / "controller-sk.key", bytes(16))  # from another site
@@ -123,7 +125,7 @@ def test_a_controller_its_own_store_would_refuse_does_not_start(
     """It used to run, every flight 2 and revocation query refused (4.01), with
     no way to put it right but a restart: its key is read once, and no admin
     command registers a key it already holds."""
-    site = Site(tmp_path / "site", channels=("raw", "raw"))
+    site = Site(tmp_path / "site", channels=("raw", "raw"), small_network=True)
     asyncio.run(site.prepare())
     site.register_controller()
     data = site.root / "data"
@@ -142,7 +144,7 @@ def test_a_controller_its_own_store_would_refuse_does_not_start(
 def test_the_controller_state_may_not_be_the_server_store(tmp_path: Path) -> None:
     """Both took their lock on the one file: the second lock, the controller's,
     was refused as "another controller (pid N)", N being this very process."""
-    site = Site(tmp_path / "site", channels=("raw", "raw"))
+    site = Site(tmp_path / "site", channels=("raw", "raw"), small_network=True)
     asyncio.run(site.prepare())
     site.register_controller()
     result = small_network(site, "--state", "data/./sbs.sqlite")
@@ -165,3 +167,25 @@ def test_a_failed_start_keeps_the_master_key_of_a_postgresql_store(
     assert result.returncode == 2 and "not registered" in result.stderr, result.stderr
     site.register_controller()  # the administrator's next step, on that store
     site.enrol(1)
+
+
+def test_server_options_that_mean_nothing_in_process_are_refused(tmp_path: Path) -> None:
+    """The server binds no address in the controller's process, and the process
+    logs at the controller's level: these options of the server's file were
+    taken and silently ignored."""
+    site = Site(tmp_path / "site", channels=("raw", "raw"), small_network=True)
+    asyncio.run(site.prepare())
+    site.register_controller()
+    site.server_config.write_text(
+        '[server]\ndatabase = "data/sbs.sqlite"\nmaster_key = "data/sbs-master.key"\n'
+        'host = "0.0.0.0"\nport = 5999\nlog_level = "debug"\n'
+    )
+    data = site.root / "data"
+    before = sorted(data.iterdir())
+    result = small_network(site, timeout=20)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(
+        f"keystrap controller: error: {site.server_config}: [server] host, port, log_level: "
+        "no meaning with --with-server"
+    ), result.stderr
+    assert sorted(data.iterdir()) == before

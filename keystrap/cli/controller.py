@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from keystrap.cli.flags import add_config_flags, config_from_args, print_config
-from keystrap.config import NID_IS_REGISTERED, ControllerConfig, ServerConfig, load_config
+from keystrap.config import NID_IS_REGISTERED, ControllerConfig, in_process_server
 from keystrap.extras import require_medium
 from keystrap.hostport import format_host_port, parse_host_port
 from keystrap.shown import escaped, shown_id
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     if args.with_server:
         from keystrap.services.small_network import run_small_network
 
-        server = load_config(ServerConfig, args.server_config, {})
+        server = in_process_server(args.server_config)
         asyncio.run(run_small_network(config, server))
         return 0
     from keystrap.services.controller import ControllerService

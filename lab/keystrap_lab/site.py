@@ -12,6 +12,7 @@ drives the same commands an operator would type.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from keystrap.config import (
     ControllerConfig,
     ServerConfig,
     render_config,
+    unused_in_process,
 )
 from keystrap.protocol import NodeStage, NodeState
 from keystrap.store.atomic import make_private_dirs
@@ -109,6 +111,9 @@ class Site:
             compact=self.compact,
             log_level=self.log_level,
         )
+        if self.small_network:  # the controller's process: these would be refused
+            unused = {name: getattr(ServerConfig(), name) for name in unused_in_process(server)}
+            server = dataclasses.replace(server, **unused)
         self.server_config.write_text(render_config(server, full=False))
         controller = ControllerConfig(
             id=self.controller_id,
