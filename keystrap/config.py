@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import tomllib
+from collections.abc import Collection
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -266,9 +267,12 @@ def _check_coap_uri(uri: str) -> None:
         raise ValueError(f"port must be from 1 to 65535, got {uri!r}")
 
 
-def render_config(config: ServerConfig | ControllerConfig, full: bool = True) -> str:
+def render_config(
+    config: ServerConfig | ControllerConfig, full: bool = True, omit: Collection[str] = ()
+) -> str:
     """The effective configuration as TOML, each option with its explanation;
-    without ``full``, only the options that differ from their defaults.
+    without ``full``, only the options that differ from their defaults; never
+    those in ``omit`` (options that would be refused, :func:`unused_in_process`).
 
     A database URL's password is shown as ``***`` (:func:`redacted`): the output
     is read on screens and pasted into tickets, and docs/deployment.md promises
@@ -279,7 +283,7 @@ def render_config(config: ServerConfig | ControllerConfig, full: bool = True) ->
     lines = [f"[{section}]"]
     for f in fields(config):
         value = getattr(config, f.name)
-        if not full and value == getattr(defaults, f.name):
+        if (not full and value == getattr(defaults, f.name)) or f.name in omit:
             continue
         if f.name == "database" and isinstance(value, str):
             value = redacted(value)

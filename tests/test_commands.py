@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
+import tomllib
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
 
 from keystrap.cli.commands import COMMANDS
 from keystrap.cli.main import build_parser, main
-from keystrap.config import CHOICES, ControllerConfig, ServerConfig
+from keystrap.config import (
+    CHOICES,
+    ControllerConfig,
+    ServerConfig,
+    in_process_server,
+    load_config,
+)
 
 
 def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -99,3 +106,48 @@ def test_with_server_refuses_the_flags_of_a_separate_server(
     assert err == [
         f"keystrap controller: error: --with-server: the server is this process; it takes no {flag}"
     ]
+
+
+@pytest.mark.parametrize(
+    ("database", "port_shown"),
+    [("data/sbs.sqlite", False), ("postgresql://keystrap:s3cret@db.example/sbs", True)],
+)
+def test_print_config_with_server_checks_and_shows_the_server_file(
+    database: str,
+    port_shown: bool,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Only the controller's table was printed: the server's file was neither
+    read nor shown, so a bad one passed and its options could not be seen."""
+    monkeypatch.chdir(tmp_path)
+    port = "port = 5700\n" if port_shown else ""
+    Path("server.toml").write_text(f'[server]\ndatabase = "{database}"\nmax_pending = 5\n{port}')
+    Path("controller.toml").write_text("[controller]\nwindow = 30\n")
+    given = ["controller", "--config", "controller.toml", "--with-server"]
+    assert main([*given, "--server-config", "server.toml", "--print-config"]) == 0
+    out = capsys.readouterr().out
+    doc = tomllib.loads(out)
+    assert doc["controller"]["window"] == 30 and doc["server"]["max_pending"] == 5
+    assert ("port" in doc["server"]) is port_shown and "host" not in doc["server"]
+    assert "s3cret" not in out
+    # Each table alone is what its file holds: the start takes it as it is.
+    Path("server-shown.toml").write_text(out[out.index("[server]") :])
+    Path("controller-shown.toml").write_text(out[: out.index("[server]")])
+    shown, original = (
+        in_process_server(Path("server-shown.toml")),
+        in_process_server(Path("server.toml")),
+    )
+    if port_shown:  # PostgreSQL: the URL is shown without its password
+        assert isinstance(shown.database, str) and "***" in shown.database
+        shown = replace(shown, database=original.database)
+    assert shown == original
+    assert load_config(ControllerConfig, Path("controller-shown.toml"), {}) == load_config(
+        ControllerConfig, Path("controller.toml"), {}
+    )
+
+    Path("bad.toml").write_text("[server]\nwindow = 0\n")
+    assert main([*given, "--server-config", "bad.toml", "--print-config"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["keystrap controller: error: [server] window must be from 1 to 86400, got 0"]

@@ -7,7 +7,14 @@ import json
 from pathlib import Path
 
 from keystrap.cli.flags import add_config_flags, config_from_args, print_config
-from keystrap.config import NID_IS_REGISTERED, ControllerConfig, in_process_server
+from keystrap.config import (
+    NID_IS_REGISTERED,
+    ControllerConfig,
+    ServerConfig,
+    in_process_server,
+    render_config,
+    unused_in_process,
+)
 from keystrap.extras import require_medium
 from keystrap.hostport import format_host_port, parse_host_port
 from keystrap.shown import escaped, shown_id
@@ -106,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
             flag = "--" + option.replace("_", "-")
             raise ValueError(f"--with-server: the server is this process; it takes no {flag}")
     config = config_from_args(ControllerConfig, args)
+    if args.print_config and args.with_server:
+        return _print_small_network(config, in_process_server(args.server_config))
     if args.print_config:
         return print_config(config)
     if args.action is not None:
@@ -128,6 +137,16 @@ def run(args: argparse.Namespace) -> int:
     from keystrap.services.controller import ControllerService
 
     asyncio.run(ControllerService(config).run())
+    return 0
+
+
+def _print_small_network(controller: ControllerConfig, server: ServerConfig) -> int:
+    """Both roles' effective configuration, checked as a start checks it: one TOML
+    document whose [controller] table is the --config file's and whose [server]
+    table is the --server-config file's, without the options refused there."""
+    print(render_config(controller), end="")
+    print("\n# the server, in this process: the --server-config file's table")
+    print(render_config(server, omit=unused_in_process(server)), end="")
     return 0
 
 
