@@ -110,6 +110,10 @@ def test_a_start_that_fails_leaves_no_server_store_behind(tmp_path: Path) -> Non
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert last.startswith("keystrap controller: error: ") and "not registered" in last
     assert sorted(data.iterdir()) == before
+    # The new master key was logged as made: the log says it is gone again.
+    said = result.stderr.splitlines()
+    made = [i for i, line in enumerate(said) if "created the wrapping file" in line]
+    assert len(made) == 1 and "created above is removed again" in said[made[0] + 1], said
 
 
 @pytest.mark.parametrize(
@@ -165,6 +169,8 @@ def test_a_failed_start_keeps_the_master_key_of_a_postgresql_store(
     asyncio.run(site.prepare())
     result = small_network(site)
     assert result.returncode == 2 and "not registered" in result.stderr, result.stderr
+    assert "created the wrapping file" in result.stderr  # and kept: not said to be gone
+    assert "removed again" not in result.stderr, result.stderr
     site.register_controller()  # the administrator's next step, on that store
     site.enrol(1)
 

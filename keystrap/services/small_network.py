@@ -14,7 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import logging
 from collections.abc import Mapping
+from functools import partial
+from pathlib import Path
 
 from keystrap.coap.server import BootstrapResource
 from keystrap.config import ConfigError, ControllerConfig, ServerConfig
@@ -31,6 +34,7 @@ from keystrap.store.postgres_url import redacted
 from keystrap.store.sqlite import files_of_new_database
 
 IN_PROCESS = "in-process"
+log = logging.getLogger("keystrap.small_network")
 
 
 class InProcessServer:
@@ -70,12 +74,24 @@ async def run_small_network(
         made = files_of_new_database(local_state(server))
         if not isinstance(server.database, str):
             made = (server.master_key, *made)
-        held.enter_context(taken_back_on_failure(*made, started=started.is_set))
+        held.enter_context(
+            taken_back_on_failure(*made, started=started.is_set, removed=partial(_gone, server))
+        )
         serving = await held.enter_async_context(server_core(server))
         _check_registered(controller, serving.controllers.snapshot(), server)
         bootstrap = BootstrapResource(serving.answer, serving.observe)
         async with bootstrap.reply_log.summaries():
             await ControllerService(controller, InProcessServer(bootstrap)).run(started)
+
+
+def _gone(server: ServerConfig, removed: list[Path]) -> None:
+    """The server's core logged the master key it made; the operator is not left
+    believing in a key file that the failed start took back."""
+    if server.master_key in removed:
+        log.info(
+            "the start failed: the wrapping file created above is removed again, "
+            "with the store made for it"
+        )
 
 
 def _check_registered(

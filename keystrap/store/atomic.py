@@ -163,7 +163,9 @@ def new_output(path: Path, force: bool) -> Iterator[Callable[[bytes], None]]:
 
 @contextmanager
 def taken_back_on_failure(
-    *paths: Path, started: Callable[[], bool] = lambda: False
+    *paths: Path,
+    started: Callable[[], bool] = lambda: False,
+    removed: Callable[[list[Path]], None] = lambda _: None,
 ) -> Iterator[None]:
     """If the block fails, remove those of ``paths`` that it created, unless it
     had ``started`` (a service that ran: what it made then holds its work).
@@ -171,15 +173,22 @@ def taken_back_on_failure(
     A start that fails (a store that cannot be opened, a wrong master key) then
     leaves the site as it found it: no new master key without a store, which the
     next start would take for the key of a store it cannot open, and no new
-    store without its key, which the next start would refuse to open."""
+    store without its key, which the next start would refuse to open.
+
+    ``removed`` is told which were removed: a block that announced a file it
+    made (a new master key is logged) can say that the file is gone again."""
     before = {path for path in paths if path.exists() or path.is_symlink()}
     try:
         yield
     except BaseException:
+        gone = []
         for path in paths:
             if path not in before and not started():
                 with contextlib.suppress(OSError):
                     path.unlink()
+                    gone.append(path)
+        if gone:
+            removed(gone)
         raise
 
 
