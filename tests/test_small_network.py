@@ -13,7 +13,14 @@ import pytest
 from keystrap.ids import eui64
 from keystrap.store.keyfile import write_key_file
 from keystrap.store.node_file import load_node_file
-from keystrap_lab.processes import keystrap_command, wait_for_log
+from keystrap_lab.processes import (
+    Service,
+    free_udp_port,
+    keystrap_command,
+    start_service,
+    wait_for_log,
+    wait_for_server,
+)
 from keystrap_lab.site import Site
 from tests.bare_install import bare_environment
 from tests.services_helpers import assert_all_rekeyed, shared_ik
@@ -195,3 +202,42 @@ def test_server_options_that_mean_nothing_in_process_are_refused(tmp_path: Path)
         "no meaning with --with-server"
     ), result.stderr
     assert sorted(data.iterdir()) == before
+
+
+def test_on_postgresql_a_separate_server_runs_alongside_unless_on_the_same_port(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """What the README says of a separate server on the small network's store: on
+    PostgreSQL, servers share one database by design; only one on the port the
+    small network's file names (the same local file) is refused."""
+    site = Site(tmp_path / "site", channels=("raw", "raw"), small_network=True, store=pg_url)
+
+    async def scenario() -> None:
+        await site.prepare()
+        site.register_controller()
+        nodes = site.enrol(2)
+        await site.start()
+        assert site.controller is not None
+        other: Service | None = None
+        try:
+            holder = rf"another server \(pid {site.controller.process.pid}\) is running"
+            with pytest.raises(RuntimeError, match=holder):
+                site.cli("server", "--config", str(site.server_config))
+            port = free_udp_port()
+            other = start_service(
+                "server",
+                ["server", "--config", str(site.server_config), "--port", str(port)],
+                site.root,
+                site.root / "other.log",
+            )
+            await wait_for_server("127.0.0.1", port, other)
+            results = await asyncio.gather(*(bootstrap_process(p) for p in nodes))
+            for status, out in results:
+                assert status == 0 and ": confirmed in " in out, out
+            assert site.node_statuses() == ["active"] * 2
+        finally:
+            if other is not None:
+                other.stop()
+            site.stop()
+
+    asyncio.run(scenario())
