@@ -10,6 +10,7 @@ import contextlib
 import os
 import sqlite3
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,8 @@ from keystrap.cli.main import main
 from keystrap.config import RANGES
 from keystrap.store.atomic import write_atomic, write_new
 from keystrap.store.errors import StoreError
+from keystrap.store.keyfile import write_key_file
+from keystrap_lab.processes import keystrap_command
 
 CONTROLLER = "02:00:00:00:00:00:00:c0"
 
@@ -466,3 +469,35 @@ def test_listings_show_an_id_of_another_type_escaped(
     assert main([*admin, "nodes"]) == 0
     out = capsys.readouterr().out
     assert "'n\\x1b1'  order" in out and all(line.isprintable() for line in out.splitlines())
+
+
+def test_a_controller_state_that_holds_no_table_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 0-byte state (truncated, or touched) was taken for a new one: the
+    controller started again at TID 1, and ``nodes``, ``show`` and ``configure``
+    made it a state, the PSKs of the nodes bootstrapped earlier gone for them."""
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    write_key_file(data / "sk.key", bytes(16))
+    write_key_file(data / "sbr-master.key", bytes(range(16)))
+    state = data / "sbr.sqlite"
+    state.write_bytes(b"")
+    state.chmod(0o644)
+    before = as_it_is(tmp_path)
+    given = [
+        "controller", "--key-file", str(data / "sk.key"), "--state", str(state),
+        "--master-key", str(data / "sbr-master.key"), "--oob", f"unix:{data / 'oob.sock'}",
+        "--channel-from-node", "raw", "--channel-to-node", "raw",
+    ]  # fmt: skip
+    refused = f"{state} refused: it is not a keystrap controller state (it holds no table)"
+    node = "02:00:00:00:00:00:00:01"
+    for action in (["nodes"], ["show", node], ["configure", node, "--domain", "plant.example"]):
+        assert main([*given, *action]) == 2
+        one_line(capsys, refused, "restore it from a backup, or remove the file")
+    service = subprocess.run(
+        keystrap_command(*given), capture_output=True, text=True, timeout=30, check=False
+    )
+    assert service.returncode == 2 and service.stderr.count("\n") == 1, service.stderr
+    assert refused in service.stderr
+    assert as_it_is(tmp_path) == before and sorted(data.iterdir()) == sorted(before)

@@ -22,7 +22,7 @@ from keystrap.crypto import KeyUnwrapError, unwrap_key, wrap_key
 from keystrap.protocol import ControllerState, ControllerTransaction, TransactionStage
 from keystrap.shown import escaped
 from keystrap.store.errors import StoreError
-from keystrap.store.sqlite import StoreKind, open_database, write_transaction
+from keystrap.store.sqlite import StoreKind, open_database, refuse_tableless, write_transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -49,8 +49,14 @@ class NodeCredential:
 
 class ControllerStore:
     def __init__(self, path: Path, master_key: bytes) -> None:
+        """Opens the state, or makes it where there is none. A file already there
+        that holds no table had been taken for a new state: the TIDs restarted
+        at 1, and ``controller configure`` lost the PSKs of the nodes
+        bootstrapped earlier (even ``controller nodes`` made it a state)."""
         self.path = Path(path)
         self._kek = master_key
+        if self.path.exists():
+            refuse_tableless(self.path, CONTROLLER_STATE)
         self._db = open_database(self.path, SCHEMA, kind=CONTROLLER_STATE)
 
     def close(self) -> None:

@@ -152,6 +152,24 @@ def connect_read_only(path: Path) -> sqlite3.Connection:
     return db
 
 
+def refuse_tableless(path: Path, kind: StoreKind) -> None:
+    """Refuse the existing database file ``path`` if it holds no table (0 bytes:
+    truncated, or made by hand). keystrap writes the tables as it makes such a
+    file, so this is not a new one of ``kind``: a service that took it for one
+    would start over where the site's was, and say nothing. Whether a backup
+    goes there or a new one starts is the operator's decision."""
+    db = connect_read_only(path)
+    try:
+        empty = not table_names(db, path)
+    finally:
+        db.close()
+    if empty:
+        raise StoreError(
+            f"{path} refused: it is not {kind.name} (it holds no table); left untouched: "
+            "restore it from a backup, or remove the file to start a new one"
+        )
+
+
 def table_names(db: sqlite3.Connection, path: Path) -> set[str]:
     """The tables of the database ``db`` has open (at ``path``, for the error)."""
     try:
