@@ -21,7 +21,7 @@ from keystrap.config import RANGES
 from keystrap.store.atomic import write_atomic, write_new
 from keystrap.store.errors import StoreError
 from keystrap.store.keyfile import write_key_file
-from keystrap_lab.processes import keystrap_command
+from keystrap_lab.processes import free_udp_port, keystrap_command
 
 CONTROLLER = "02:00:00:00:00:00:00:c0"
 
@@ -501,3 +501,30 @@ def test_a_controller_state_that_holds_no_table_is_refused(
     assert service.returncode == 2 and service.stderr.count("\n") == 1, service.stderr
     assert refused in service.stderr
     assert as_it_is(tmp_path) == before and sorted(data.iterdir()) == sorted(before)
+
+
+@pytest.mark.parametrize("with_key", [True, False])
+def test_a_server_store_that_holds_no_table_is_refused_at_start(
+    tmp_path: Path, with_key: bool
+) -> None:
+    """With its master key there, a 0-byte store was made a new one by ``keystrap
+    server``: every node enrolled before unknown to it, and nothing said."""
+    store = tmp_path / "sbs.sqlite"
+    store.write_bytes(b"")
+    store.chmod(0o644)
+    if with_key:
+        write_key_file(tmp_path / "mk.key", bytes(range(16)))
+    before = as_it_is(tmp_path)
+    given = ["--database", str(store), "--master-key", str(tmp_path / "mk.key")]
+    server = subprocess.run(
+        keystrap_command("server", *given, "--port", str(free_udp_port())),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert server.returncode == 2 and server.stderr.count("\n") == 1, server.stderr
+    assert f"{store} refused: it is not a keystrap server store (it holds no table)" in (
+        server.stderr
+    )
+    assert as_it_is(tmp_path) == before and sorted(tmp_path.iterdir()) == sorted(before)

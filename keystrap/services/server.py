@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import TypeVar, overload
 
 import aiocoap.resource
@@ -30,6 +31,8 @@ from keystrap.store.errors import StoreError, StoreInterrupted
 from keystrap.store.keyfile import open_with_master_key
 from keystrap.store.open import Repository, local_state, open_repository
 from keystrap.store.postgres_url import redacted
+from keystrap.store.sqlite import refuse_tableless
+from keystrap.store.sqlite_repository import SERVER_STORE
 from keystrap.store.worker import StoreClosed, StoreThread
 from keystrap.wire import Flight9
 
@@ -209,6 +212,8 @@ async def server_core(config: ServerConfig) -> AsyncIterator[ServingCore]:
 
 @contextlib.asynccontextmanager
 async def _serving_core(config: ServerConfig, metrics: Metrics) -> AsyncIterator[ServingCore]:
+    if isinstance(config.database, Path) and config.database.exists():
+        refuse_tableless(config.database, SERVER_STORE)  # only `admin controller add` adopts it
     repository, created = open_with_master_key(
         local_state(config),
         config.master_key,
