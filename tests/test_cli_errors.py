@@ -344,6 +344,29 @@ def test_a_directory_given_as_a_key_file_is_called_one(tmp_path: Path) -> None:
     assert {p.name for p in tmp_path.rglob("*")} == {"keys"}  # nor the lock, nor its directory
 
 
+ADD = ["controller", "add", "02:00:00:00:00:00:00:01", "--key-out", "c.key"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["server", "--database", "file/sbs.sqlite"], ["admin", "--database", "file/sbs.sqlite", *ADD]],
+)
+def test_a_file_where_a_directory_is_needed_is_said_so_and_nothing_is_left(
+    tmp_path: Path, args: list[str]
+) -> None:
+    """A store under a path through a regular file said only "File exists: file",
+    and ``admin controller add`` left the empty ``keystrap-data/`` it had made for
+    the master key behind."""
+    (tmp_path / "file").write_bytes(b"mine")
+    status, line = cli(*args, cwd=tmp_path)
+    assert status == 2 and line.count("\n") == 1
+    assert line.endswith("not a directory, so nothing can be made in it: file\n") or line.endswith(
+        f"not a directory, so nothing can be made in it: {tmp_path / 'file'}\n"
+    )
+    assert {p.name for p in tmp_path.rglob("*")} == {"file"}
+    assert (tmp_path / "file").read_bytes() == b"mine"
+
+
 INPUTS = {
     "install": (["install", "INPUT", "--out", "nodes"], MAX_BUNDLE),
     "node": (["node", "INPUT"], MAX_NODE_FILE),

@@ -15,6 +15,7 @@ wrote if the step that follows -- committing the key to a store -- fails.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import tempfile
@@ -59,7 +60,10 @@ def make_private_dirs(path: Path) -> list[Path]:
         os.mkdir(path, 0o700)
     except FileExistsError:  # made meanwhile by another process, or not a directory
         if not path.is_dir():
-            raise
+            # os.mkdir's "File exists: file" left the operator to guess which.
+            raise NotADirectoryError(
+                errno.ENOTDIR, "not a directory, so nothing can be made in it", str(path)
+            ) from None
         return made
     return [*made, path]
 
@@ -176,8 +180,11 @@ def taken_back_on_failure(
     store without its key, which the next start would refuse to open.
 
     ``removed`` is told which were removed: a block that announced a file it
-    made (a new master key is logged) can say that the file is gone again."""
+    made (a new master key is logged) can say that the file is gone again. The
+    directories made for them go too, if nothing else was put in them: a failed
+    ``admin controller add`` left an empty ``keystrap-data/`` behind."""
     before = {path for path in paths if path.exists() or path.is_symlink()}
+    missing = {d for path in paths for d in _missing_parents(path)}
     try:
         yield
     except BaseException:
@@ -187,9 +194,23 @@ def taken_back_on_failure(
                 with contextlib.suppress(OSError):
                     path.unlink()
                     gone.append(path)
+        if not started():
+            for directory in sorted(missing, key=lambda d: len(d.parts), reverse=True):
+                with contextlib.suppress(OSError):  # not made, or not empty: it stays
+                    directory.rmdir()
         if gone:
             removed(gone)
         raise
+
+
+def _missing_parents(path: Path) -> list[Path]:
+    """The directories above ``path`` that do not exist yet."""
+    missing = []
+    for parent in Path(path).absolute().parents:
+        if parent.exists():
+            break
+        missing.append(parent)
+    return missing
 
 
 def _write_temp(path: Path, data: bytes, mode: int) -> Path:
