@@ -22,6 +22,7 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
+from starlette.types import ASGIApp
 
 from keystrap.cli.main import main
 from keystrap.console import app as console_app
@@ -603,6 +604,72 @@ def test_a_store_locked_by_another_writer_is_a_503_page(store: ConsoleStore) -> 
         assert answer.status_code == 503 and "database is locked" in answer.text
         assert "nothing was changed" in answer.text
         other.rollback()
+    assert store.repository.list_orders() == []
+
+
+async def asgi_request(
+    app: ASGIApp, method: str, path: str, cookie: str, body: bytes = b""
+) -> tuple[int, bytes]:
+    """Status and body of one request through the ASGI interface itself, so that
+    several can be in flight at once (a TestClient request runs to its end)."""
+    headers = [(b"content-type", b"application/x-www-form-urlencoded")]
+    scope = LOGIN_SCOPE | {
+        "method": method,
+        "path": path,
+        "raw_path": path.encode(),
+        "headers": [*headers, (b"cookie", cookie.encode())],
+    }
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+    status: list[int] = []
+    content = bytearray()
+
+    async def receive() -> dict[str, object]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            status.append(message["status"])
+        elif message["type"] == "http.response.body":
+            content.extend(message.get("body", b""))
+
+    await app(scope, receive, send)
+    return status[0], bytes(content)
+
+
+def test_a_write_waiting_for_the_store_holds_up_no_other_request(store: ConsoleStore) -> None:
+    """While another process holds the store's write lock (a server's batch, a
+    large order), a write waits up to the busy timeout. It waited on the event
+    loop, so every request of every user waited with it, even those that only
+    read (which WAL lets through) or do not touch the store at all."""
+    client, token = logged_in(store)
+    cookie = "; ".join(f"{name}={value}" for name, value in client.cookies.items())
+    store.repository._db.execute("PRAGMA busy_timeout=3000")  # instead of 10 s
+    order = {"csrf": token, "installer": "acme", "controller": eui64(CONTROLLER), "count": "2"}
+    others = ("/", "/nodes", "/orders", "/controllers", "/static/live.js", "/login")
+
+    async def meanwhile() -> tuple[dict[str, tuple[int, float]], bool, tuple[int, bytes]]:
+        app = client.app
+        writing = asyncio.create_task(
+            asgi_request(app, "POST", "/orders", cookie, urlencode(order).encode())
+        )
+        await asyncio.sleep(0.3)
+        answered = {}
+        for path in others:
+            begun = time.monotonic()
+            status, _ = await asgi_request(app, "GET", path, cookie)
+            answered[path] = status, time.monotonic() - begun
+        return answered, writing.done(), await writing
+
+    with contextlib.closing(sqlite3.connect(store.repository.path)) as other:
+        other.execute("BEGIN IMMEDIATE")
+        begun = time.monotonic()
+        answered, written_meanwhile, (status, page) = asyncio.run(meanwhile())
+        waited = time.monotonic() - begun
+        other.rollback()
+    assert not written_meanwhile
+    for path, (code, seconds) in answered.items():
+        assert code == 200 and seconds < 1.0, (path, code, seconds)
+    assert status == 503 and b"database is locked" in page and waited >= 3.0
     assert store.repository.list_orders() == []
 
 

@@ -1,9 +1,11 @@
 """The console's ASGI application (Starlette): one handler per page or form.
 
 Every route but ``/login`` requires a session; every POST requires the session's
-CSRF token besides its SameSite=Strict cookie. The handlers are coroutines that
-query SQLite directly: each query is a few milliseconds (bench/console.py), and
-one thread for all of them keeps the single connection safe.
+CSRF token besides its SameSite=Strict cookie. The handlers are coroutines; what
+they ask of the store runs on one of two threads of :class:`ConsoleStore`, never
+on the event loop: a write waits up to SQLite's busy timeout (10 s) while another
+process holds the store's write lock, and on the loop that wait stalled every
+request of every user, the live feed's included.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ import secrets
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.datastructures import FormData, Headers, MutableHeaders
@@ -38,7 +42,7 @@ from keystrap.cli.arg_types import within
 from keystrap.config import RANGES
 from keystrap.console import history, queries
 from keystrap.console.sessions import SESSION_SECONDS, Session, Sessions
-from keystrap.console.users import Users
+from keystrap.console.users import Users, password_matches
 from keystrap.enrolment import (
     Order,
     bundle_bytes,
@@ -68,12 +72,18 @@ MAX_SQLITE = 2**63 - 1  # SQLite's largest INTEGER
 MAX_BODY = 64 * 1024  # bytes of a request's body; the largest form is well under 5 KiB
 
 Handler = Callable[[Request, Session], Awaitable[Response]]
+T = TypeVar("T")
 
 
 @dataclass
 class ConsoleStore:
     """What the console acts on: the server's repository (writes, through the same
-    functions as ``keystrap admin``), a read connection, the accounts."""
+    functions as ``keystrap admin``), read connections, the accounts.
+
+    Two threads, one for writes (:attr:`repository`) and one for reads
+    (:attr:`db`, :attr:`reader`, :attr:`users`), each the only user of its
+    connections: a read never queues behind a write that waits for the lock
+    (in WAL mode a reader does not wait for a writer)."""
 
     repository: SqliteRepository
     users: Users
@@ -82,9 +92,28 @@ class ConsoleStore:
 
     def __post_init__(self) -> None:
         self.db = queries.open_store(self.repository.path)
+        try:
+            self.reader = self.repository.reader()
+        except BaseException:
+            self.db.close()
+            raise
+        self._reads = ThreadPoolExecutor(1, thread_name_prefix="console-reads")
+        self._writes = ThreadPoolExecutor(1, thread_name_prefix="console-writes")
+
+    async def read(self, function: Callable[[], T]) -> T:
+        """``function()`` on the read thread: it may use :attr:`db`, :attr:`reader`
+        and :attr:`users`, nothing else of the store."""
+        return await asyncio.get_running_loop().run_in_executor(self._reads, function)
+
+    async def write(self, function: Callable[[], T]) -> T:
+        """``function()`` on the write thread: it may use :attr:`repository` only."""
+        return await asyncio.get_running_loop().run_in_executor(self._writes, function)
 
     def close(self) -> None:
+        self._reads.shutdown()
+        self._writes.shutdown()
         self.db.close()
+        self.reader.close()
         self.users.close()
         self.repository.close()
 
@@ -148,7 +177,8 @@ def build_app(store: ConsoleStore) -> Starlette:
             )
         form = await request.form()
         name, password = str(form.get("user", "")), str(form.get("password", ""))
-        if not await asyncio.to_thread(store.users.authenticate, name, password):
+        stored = await store.read(lambda: store.users.password_of(name))
+        if not await asyncio.to_thread(password_matches, password, stored):
             return render(request, None, "login.html", 401, error="wrong user name or password")
         sessions.login_succeeded(client, now)
         response = back("/")
@@ -171,7 +201,12 @@ def build_app(store: ConsoleStore) -> Starlette:
     # -- pages ---------------------------------------------------------------------
 
     async def dashboard(request: Request, session: Session) -> Response:
-        board = queries.dashboard(store.db, time.time(), store.window)
+        board, controllers = await store.read(
+            lambda: (
+                queries.dashboard(store.db, time.time(), store.window),
+                store.reader.list_controllers(),
+            )
+        )
         peak = max((count for _, count in board.per_minute), default=0)
         return render(
             request,
@@ -179,7 +214,7 @@ def build_app(store: ConsoleStore) -> Starlette:
             "dashboard.html",
             board=board,
             peak=max(peak, 1),
-            controllers=store.repository.list_controllers(),
+            controllers=controllers,
             plain=history.PLAIN,
         )
 
@@ -195,7 +230,15 @@ def build_app(store: ConsoleStore) -> Starlette:
             controller=parse_eui64(controller) if controller else None,
         )
         after = args.get("after", "")
-        rows = queries.page_nodes(store.db, where, bytes.fromhex(after) if after else b"")
+        start = bytes.fromhex(after) if after else b""
+        rows, orders, installers, controllers = await store.read(
+            lambda: (
+                queries.page_nodes(store.db, where, start),
+                queries.order_choices(store.db),
+                store.reader.list_installers(),
+                store.reader.list_controllers(),
+            )
+        )
         following = (
             dict(args) | {"after": rows[-1].node_id.hex()} if len(rows) == queries.PAGE else None
         )
@@ -207,21 +250,23 @@ def build_app(store: ConsoleStore) -> Starlette:
             args=args,
             following=following,
             states=queries.STATES,
-            orders=queries.order_choices(store.db),
-            installers=store.repository.list_installers(),
-            controllers=store.repository.list_controllers(),
+            orders=orders,
+            installers=installers,
+            controllers=controllers,
         )
 
     async def node(request: Request, session: Session) -> Response:
         node_id = parse_eui64(request.path_params["eui"])
-        row = queries.node_summary(store.db, node_id)
+        row, entries, granted = await store.read(
+            lambda: (
+                queries.node_summary(store.db, node_id),
+                queries.node_log(store.db, node_id),
+                queries.node_transactions(store.db, node_id),
+            )
+        )
         if row is None:
             return render(request, session, "error.html", 404, message="no such node")
-        log = [
-            (e.at, e.controller_id, e.tid, e.flight, e.outcome, e.cause)
-            for e in queries.node_log(store.db, node_id)
-        ]
-        granted = queries.node_transactions(store.db, node_id)
+        log = [(e.at, e.controller_id, e.tid, e.flight, e.outcome, e.cause) for e in entries]
         tries = history.attempts(log, granted, time.time(), store.window)
         confirm = request.query_params.get("confirm") == "revoke"
         return render(request, session, "node.html", node=row, attempts=tries, confirm=confirm)
@@ -231,17 +276,25 @@ def build_app(store: ConsoleStore) -> Starlette:
         form = await request.form()
         if form.get("confirmed") != "yes":
             return back(f"/nodes/{eui}?confirm=revoke")
-        store.repository.revoke(parse_eui64(eui))
+        node_id = parse_eui64(eui)
+        await store.write(lambda: store.repository.revoke(node_id))
         return back(f"/nodes/{eui}")
 
     async def orders(request: Request, session: Session) -> Response:
+        orders, installers, controllers = await store.read(
+            lambda: (
+                store.reader.list_orders(),
+                store.reader.list_installers(),
+                store.reader.list_controllers(),
+            )
+        )
         return render(
             request,
             session,
             "orders.html",
-            orders=store.repository.list_orders(),
-            installers=store.repository.list_installers(),
-            controllers=store.repository.list_controllers(),
+            orders=orders,
+            installers=installers,
+            controllers=controllers,
             key_modes=KEY_MODES,
             download=request.query_params.get("download"),
         )
@@ -254,11 +307,11 @@ def build_app(store: ConsoleStore) -> Starlette:
         id_range = text(form, "range")
         count = text(form, "count")
         node_ids = ids_from_range(id_range) if id_range else ids_from_count(int(count or "0"))
-        return order_with_bundle(
+        return await order_with_bundle(
             session, installer, parse_eui64(text(form, "controller")), node_ids, form
         )
 
-    def order_with_bundle(
+    async def order_with_bundle(
         session: Session,
         installer: str,
         controller_id: bytes,
@@ -266,34 +319,42 @@ def build_app(store: ConsoleStore) -> Starlette:
         form: FormData,
         re_enrol: bool = False,
     ) -> Response:
-        tokens: list[str] = []
+        bundles: list[tuple[str, bytes]] = []
 
-        def offer(order: Order) -> None:
-            """The bundle is offered before the order commits, as the CLI writes its file."""
-            filename = f"order-{order.order_id}-bundle.json"
-            tokens.append(sessions.offer(session.user, filename, bundle_bytes(order), time.time()))
+        def keep(order: Order) -> None:
+            """The bundle is made before the order commits, as the CLI writes its file;
+            it is offered once the order is committed, on the loop (the sessions are
+            the loop's alone)."""
+            bundles.append((f"order-{order.order_id}-bundle.json", bundle_bytes(order)))
 
-        create_order(
-            store.repository,
-            installer,
-            controller_id,
-            node_ids,
-            key_mode=text(form, "key_mode") or "shared",
-            oob=text(form, "oob") or "unix:keystrap-data/oob.sock",
-            re_enrol=re_enrol,
-            publish=offer,
+        key_mode = text(form, "key_mode") or "shared"
+        oob = text(form, "oob") or "unix:keystrap-data/oob.sock"
+        await store.write(
+            lambda: create_order(
+                store.repository,
+                installer,
+                controller_id,
+                node_ids,
+                key_mode=key_mode,
+                oob=oob,
+                re_enrol=re_enrol,
+                publish=keep,
+            )
         )
-        return back(f"/orders?download={tokens[0]}")
+        filename, data = bundles[0]
+        token = sessions.offer(session.user, filename, data, time.time())
+        return back(f"/orders?download={token}")
 
     async def re_enrol(request: Request, session: Session) -> Response:
         """A revoked (e.g. factory-reset) node enrolled again on purpose: a new order
         of that one node with a fresh initial key, its bundle offered once."""
-        row = queries.node_summary(store.db, parse_eui64(request.path_params["eui"]))
+        node_id = parse_eui64(request.path_params["eui"])
+        row = await store.read(lambda: queries.node_summary(store.db, node_id))
         if row is None:
             raise ValueError("no such node")
         form = await request.form()
         installer = text(form, "installer") or row.installer
-        return order_with_bundle(
+        return await order_with_bundle(
             session, installer, row.controller_id, [row.node_id], form, re_enrol=True
         )
 
@@ -319,17 +380,18 @@ def build_app(store: ConsoleStore) -> Starlette:
         )
 
     async def order_remove(request: Request, session: Session) -> Response:
-        store.repository.remove_order(order_number(request.path_params["order"]))
+        order_id = order_number(request.path_params["order"])
+        await store.write(lambda: store.repository.remove_order(order_id))
         return back("/orders")
 
     async def installer_remove(request: Request, session: Session) -> Response:
-        store.repository.remove_installer(request.path_params["name"])
+        name = request.path_params["name"]
+        await store.write(lambda: store.repository.remove_installer(name))
         return back("/orders")
 
     async def controllers(request: Request, session: Session) -> Response:
-        return render(
-            request, session, "controllers.html", controllers=store.repository.list_controllers()
-        )
+        listed = await store.read(store.reader.list_controllers)
+        return render(request, session, "controllers.html", controllers=listed)
 
     async def controller_add(request: Request, session: Session) -> Response:
         form = await request.form()
@@ -341,9 +403,13 @@ def build_app(store: ConsoleStore) -> Starlette:
             port_number(text(form, "port") or "5684"),
         )
         sk_cs = secrets.token_bytes(16)
-        # As admin controller add: a key file whose store change failed is removed.
-        with new_output(key_out, force=False) as output:
-            store.repository.add_controller(info, sk_cs, lambda: output(key_file_bytes(sk_cs)))
+
+        def add() -> None:
+            # As admin controller add: a key file whose store change failed is removed.
+            with new_output(key_out, force=False) as output:
+                store.repository.add_controller(info, sk_cs, lambda: output(key_file_bytes(sk_cs)))
+
+        await store.write(add)
         return back("/controllers")
 
     async def controller_rotate(request: Request, session: Session) -> Response:
@@ -352,21 +418,26 @@ def build_app(store: ConsoleStore) -> Starlette:
         controller_id = parse_eui64(request.path_params["eui"])
         form = await request.form()
         key_out = new_key_file(form)
-        pending = store.repository.pending_of_controller(controller_id)
-        if pending:
-            raise StoreError(
-                f"controller {eui64(controller_id)} has {pending} unfinished bootstrap(s) "
-                "whose confirmations are sealed with the old key; let them finish first"
-            )
         sk_cs = secrets.token_bytes(16)
-        with new_output(key_out, force=False) as output:
-            store.repository.rotate_controller_key(
-                controller_id, sk_cs, lambda: output(key_file_bytes(sk_cs))
-            )
+
+        def rotate() -> None:
+            pending = store.repository.pending_of_controller(controller_id)
+            if pending:
+                raise StoreError(
+                    f"controller {eui64(controller_id)} has {pending} unfinished bootstrap(s) "
+                    "whose confirmations are sealed with the old key; let them finish first"
+                )
+            with new_output(key_out, force=False) as output:
+                store.repository.rotate_controller_key(
+                    controller_id, sk_cs, lambda: output(key_file_bytes(sk_cs))
+                )
+
+        await store.write(rotate)
         return back("/controllers")
 
     async def controller_remove(request: Request, session: Session) -> Response:
-        store.repository.remove_controller(parse_eui64(request.path_params["eui"]))
+        controller_id = parse_eui64(request.path_params["eui"])
+        await store.write(lambda: store.repository.remove_controller(controller_id))
         return back("/controllers")
 
     async def live(request: Request, session: Session) -> Response:
@@ -376,10 +447,12 @@ def build_app(store: ConsoleStore) -> Starlette:
         async def stream() -> AsyncIterator[str]:
             # A reconnecting EventSource says where it stopped; a new one starts now.
             resumed = sqlite_integer(request.headers.get("last-event-id", ""))
-            seq = queries.last_seq(store.db) if resumed is None else resumed
+            seq = (
+                await store.read(lambda: queries.last_seq(store.db)) if resumed is None else resumed
+            )
             yield "retry: 1000\n\n"
             while not await request.is_disconnected():
-                for row in queries.log_after(store.db, seq):
+                for row in await store.read(partial(queries.log_after, store.db, seq)):
                     seq = row.seq
                     event = {
                         "seq": row.seq,

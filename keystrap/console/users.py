@@ -90,8 +90,19 @@ class Users:
         return [row[0] for row in self._db.execute("SELECT name FROM console_users ORDER BY name")]
 
     def authenticate(self, name: str, password: str) -> bool:
+        return password_matches(password, self.password_of(name))
+
+    def password_of(self, name: str) -> str | None:
+        """The stored hash of ``name``'s password, None if there is no such user.
+        Apart from :func:`password_matches` so that the console can read it on its
+        store's thread and spend the hash's 50 ms on another."""
         row = self._db.execute(
             "SELECT password FROM console_users WHERE name=?", (name,)
         ).fetchone()
-        ok = check_password(password, _DUMMY if row is None else row[0])
-        return ok and row is not None
+        return None if row is None else str(row[0])
+
+
+def password_matches(password: str, stored: str | None) -> bool:
+    """Whether ``password`` matches ``stored``; for no user (None), as long to say no."""
+    ok = check_password(password, _DUMMY if stored is None else stored)
+    return ok and stored is not None

@@ -220,6 +220,11 @@ class SqliteRepository:
     def close(self) -> None:
         self._db.close()
 
+    def reader(self) -> SqliteRepository:
+        """Another connection to this store, read-only: one a caller can read
+        through while this one waits for the write lock (the console's pages)."""
+        return SqliteRepository(self.path, self._kek, read_only=True)
+
     # -- helpers ------------------------------------------------------------------
 
     @staticmethod
