@@ -32,7 +32,13 @@ from keystrap.console.sessions import FAILURES_ALLOWED
 from keystrap.console.users import Users, check_password, hash_password
 from keystrap.enrolment import create_order
 from keystrap.ids import eui64
-from keystrap.protocol import BootstrapGranted, BootstrapRefused, NodeActivated
+from keystrap.protocol import (
+    BootstrapGranted,
+    BootstrapRefused,
+    NodeActivated,
+    TransactionRecord,
+    TransactionStatus,
+)
 from keystrap.store.activity import ActivityLog
 from keystrap.store.errors import StoreError
 from keystrap.store.keyfile import read_key_file
@@ -447,6 +453,28 @@ def test_re_enrol_a_revoked_node_and_rotate_a_controller_key(
     assert again.status_code == 400 and read_key_file(key_out) == new_key
     listing = client.get("/controllers").text
     assert new_key.hex() not in listing and old_key.hex() not in listing
+
+
+def test_a_controller_with_unfinished_bootstraps_keeps_its_key(
+    store: ConsoleStore, tmp_path: Path
+) -> None:
+    """Counted in the rotation's own transaction (tests/test_store.py races it),
+    and told as a page: the console has no --force."""
+    client, token = logged_in(store)
+    node = enrol(store.repository, 0, 1, "acme")[0]
+    store.repository.add_transaction(
+        TransactionRecord(
+            CONTROLLER, 1, node, b"r", b"g", bytes(16), bytes(16), TransactionStatus.PENDING, 0
+        )
+    )
+    old_key = store.repository.controller_keys()[CONTROLLER]
+    key_out = tmp_path / "new-sk.key"
+    rotate = f"/controllers/{eui64(CONTROLLER)}/rotate"
+    answer = client.post(rotate, data={"csrf": token, "key_out": str(key_out)})
+    assert answer.status_code == 400 and "1 unfinished bootstrap(s)" in answer.text
+    assert "let them finish first" in answer.text
+    assert store.repository.controller_keys() == {CONTROLLER: old_key}
+    assert not key_out.exists()
 
 
 def test_a_form_field_with_a_control_character_is_refused(

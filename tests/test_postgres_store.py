@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -44,6 +45,7 @@ from keystrap_lab.simulation import Fault, Message, Simulation
 
 from .conftest import CONTROLLER_ID, node_id
 from .test_force_safety import revoked_twice
+from .test_store import a_bootstrap_just_after_the_count, rotate_key
 
 MASTER = secrets.token_bytes(16)
 
@@ -238,6 +240,40 @@ def test_two_confirmations_of_one_node_race_safely(repo: PostgresRepository, pg_
     a.confirm(CONTROLLER_ID, winner)  # a retry after a lost commit acknowledgement
     a.close()
     b.close()
+
+
+class Spied:
+    """A connection whose statements a hook sees first."""
+
+    def __init__(self, db: psycopg.Connection[Any], hook: Callable[[str], None]) -> None:
+        self._db, self._hook = db, hook
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+    def execute(self, sql: str, params: Any = None) -> Any:
+        self._hook(sql)
+        return self._db.execute(sql, params)
+
+
+def test_no_bootstrap_starts_between_rotate_keys_count_and_its_new_key(
+    repo: PostgresRepository, pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As tests/test_store.py's test of this name: another server records a
+    bootstrap the moment the pending ones have been counted. Counted outside the
+    rotation's transaction, it went unnoticed; now it waits for the new key."""
+    enrol(repo)
+    server = PostgresRepository(pg_url, MASTER)
+    server._connect().execute("SET lock_timeout = '200ms'")  # not wait for the test itself
+    hook, said = a_bootstrap_just_after_the_count(server)
+    connect = repo._connect
+    monkeypatch.setattr(repo, "_connect", lambda: Spied(connect(), hook))
+    rotated = rotate_key(repo, tmp_path / "sk.new")
+    monkeypatch.undo()
+    assert said == ["locked"] and rotated  # not "recorded" and rotated all the same
+    server.add_transaction(pending(2))
+    assert not rotate_key(repo, tmp_path / "sk.newer")
+    server.close()
 
 
 def test_revocations_are_numbered_in_commit_order(repo: PostgresRepository, pg_url: str) -> None:

@@ -1,14 +1,19 @@
 """Storage: the SQLite repository, key files, the controller store, node files."""
 
+import argparse
 import json
 import os
 import re
 import secrets
+import sqlite3
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from keystrap.cli.admin_actions import _controller_rotate_key
+from keystrap.ids import eui64
 from keystrap.protocol import (
     ControllerState,
     NodeStage,
@@ -23,10 +28,13 @@ from keystrap.store.controller_store import ControllerStore
 from keystrap.store.errors import StoreError
 from keystrap.store.keyfile import load_or_create_key_file, read_key_file, write_key_file
 from keystrap.store.node_file import NodeFile, encode_node_file, load_node_file, save_node_file
+from keystrap.store.open import Repository
 from keystrap.store.sqlite_repository import ControllerInfo, SqliteRepository
 from keystrap_lab.simulation import Fault, Simulation
 
 from .conftest import CONTROLLER_ID, node_id
+
+PENDING = TransactionStatus.PENDING
 
 
 def mode(path: Path) -> int:
@@ -346,3 +354,66 @@ def test_node_file_rejects_inconsistent_state(
     path.write_text(json.dumps(node_doc(**members)))
     with pytest.raises(StoreError, match=re.escape(named)):
         load_node_file(path)
+
+
+def pending(tid: int) -> TransactionRecord:
+    return TransactionRecord(
+        CONTROLLER_ID, tid, node_id(1), b"r", b"g", bytes(16), bytes(16), PENDING, 0
+    )
+
+
+def a_bootstrap_just_after_the_count(server: Repository) -> tuple[Callable[[str], None], list[str]]:
+    """A hook for the statements of ``admin controller rotate-key``: once the
+    controller's pending bootstraps have been counted, ``server`` records one
+    before the rotation's next statement. Says whether it was "recorded", or had
+    to wait for the rotation and gave up ("locked")."""
+    said: list[str] = []
+    counted = False
+
+    def hook(statement: str) -> None:
+        nonlocal counted
+        if counted and not said:
+            try:
+                server.add_transaction(pending(1))
+                said.append("recorded")
+            except (StoreError, sqlite3.OperationalError):
+                said.append("locked")
+        counted = counted or ("FROM transactions" in statement and "pending" in statement)
+
+    return hook, said
+
+
+def rotate_key(repo: Repository, key_out: Path) -> bool:
+    """``admin controller rotate-key`` without --force; False if it was refused
+    for unfinished bootstraps (then no key file is left)."""
+    old = repo.controller_keys()[CONTROLLER_ID]
+    args = argparse.Namespace(id=eui64(CONTROLLER_ID), key_out=key_out, force=False)
+    try:
+        _controller_rotate_key(repo, args)
+    except StoreError as exc:
+        assert "unfinished bootstrap" in str(exc) and not key_out.exists()
+        assert repo.controller_keys()[CONTROLLER_ID] == old
+        return False
+    return True
+
+
+def test_no_bootstrap_starts_between_rotate_keys_count_and_its_new_key(tmp_path: Path) -> None:
+    """rotate-key refuses while the controller has unfinished bootstraps (their
+    confirmations are sealed with the old key); it counted them before the
+    rotation's transaction, so a bootstrap the server recorded in between went
+    unnoticed. Now the count is inside: the server waits for the new key."""
+    master = secrets.token_bytes(16)
+    repo = SqliteRepository(tmp_path / "sbs.sqlite", master)
+    repo.add_controller(ControllerInfo(CONTROLLER_ID, "c", "h", 1), secrets.token_bytes(16))
+    repo.create_order("acme", CONTROLLER_ID, [(node_id(1), bytes(16))], "shared")
+    server = SqliteRepository(repo.path, master)
+    server._db.execute("PRAGMA busy_timeout=100")
+    hook, said = a_bootstrap_just_after_the_count(server)
+    repo._db.set_trace_callback(hook)
+    rotated = rotate_key(repo, tmp_path / "sk.new")
+    repo._db.set_trace_callback(None)
+    assert said == ["locked"] and rotated  # not "recorded" and rotated all the same
+    server.add_transaction(pending(2))
+    assert not rotate_key(repo, tmp_path / "sk.newer")
+    repo.close()
+    server.close()

@@ -44,7 +44,7 @@ from keystrap.store.move import move_store
 from keystrap.store.open import Repository, local_state, sqlite_file
 from keystrap.store.open import open_repository as open_configured
 from keystrap.store.postgres_url import redacted
-from keystrap.store.records import WrongMasterKey
+from keystrap.store.records import UnfinishedBootstraps, WrongMasterKey
 from keystrap.store.sqlite import (
     SIDECARS,
     connect,
@@ -211,18 +211,20 @@ def _controller_add(repo: Repository, args: argparse.Namespace) -> None:
 
 def _controller_rotate_key(repo: Repository, args: argparse.Namespace) -> None:
     controller_id = parse_eui64(args.id)
-    pending = repo.pending_of_controller(controller_id)
-    if pending and not args.force:
-        raise StoreError(
-            f"controller {eui64(controller_id)} has {pending} unfinished bootstrap(s); their "
-            "confirmations are sealed with the old key. Let them finish (admin nodes shows "
-            "them as bootstrapping), or give --force if they are abandoned"
-        )
     sk_cs = secrets.token_bytes(16)
-    with new_output(args.key_out, args.force) as output:
-        repo.rotate_controller_key(
-            controller_id, sk_cs, publish=lambda: output(key_file_bytes(sk_cs))
-        )
+    try:
+        with new_output(args.key_out, args.force) as output:
+            repo.rotate_controller_key(
+                controller_id,
+                sk_cs,
+                publish=lambda: output(key_file_bytes(sk_cs)),
+                abandon_pending=args.force,
+            )
+    except UnfinishedBootstraps as exc:
+        raise StoreError(
+            f"{exc}. Let them finish (admin nodes shows them as bootstrapping), or give "
+            "--force if they are abandoned"
+        ) from None
     print(
         f"controller {eui64(controller_id)}: new file for the controller written (mode 0600); "
         "the old one is refused from now on: restart the controller with the new file"

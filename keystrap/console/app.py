@@ -56,6 +56,7 @@ from keystrap.shown import printable
 from keystrap.store.atomic import new_output
 from keystrap.store.errors import StoreError
 from keystrap.store.keyfile import key_file_bytes
+from keystrap.store.records import UnfinishedBootstraps
 from keystrap.store.sqlite_repository import ControllerInfo, SqliteRepository
 
 HERE = Path(__file__).parent
@@ -421,18 +422,15 @@ def build_app(store: ConsoleStore) -> Starlette:
         sk_cs = secrets.token_bytes(16)
 
         def rotate() -> None:
-            pending = store.repository.pending_of_controller(controller_id)
-            if pending:
-                raise StoreError(
-                    f"controller {eui64(controller_id)} has {pending} unfinished bootstrap(s) "
-                    "whose confirmations are sealed with the old key; let them finish first"
-                )
             with new_output(key_out, force=False) as output:
                 store.repository.rotate_controller_key(
                     controller_id, sk_cs, lambda: output(key_file_bytes(sk_cs))
                 )
 
-        await store.write(rotate)
+        try:
+            await store.write(rotate)
+        except UnfinishedBootstraps as exc:
+            raise StoreError(f"{exc}; let them finish first") from None
         return back("/controllers")
 
     async def controller_remove(request: Request, session: Session) -> Response:

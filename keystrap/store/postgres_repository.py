@@ -410,18 +410,28 @@ class PostgresRepository:
         except psycopg.errors.UniqueViolation:
             raise records.already_registered(info.controller_id) from None
 
-    def pending_of_controller(self, controller_id: bytes) -> int:
-        return int(
-            self._one(
-                "SELECT COUNT(*) FROM transactions WHERE controller_id=%s AND status='pending'",
-                (controller_id,),
-            )
-        )
-
     def rotate_controller_key(
-        self, controller_id: bytes, sk_cs: bytes, publish: Callable[[], None] = _nothing
+        self,
+        controller_id: bytes,
+        sk_cs: bytes,
+        publish: Callable[[], None] = _nothing,
+        *,
+        abandon_pending: bool = False,
     ) -> None:
+        """As :meth:`SqliteRepository.rotate_controller_key`. The count of pending
+        bootstraps is taken under a SHARE lock on ``transactions``, which waits for
+        the servers' transactions that are recording one and holds off new ones
+        until the new key is committed."""
+
         def rotate(db: Connection) -> None:
+            if not abandon_pending:
+                db.execute("LOCK TABLE transactions IN SHARE MODE")
+                row = db.execute(
+                    "SELECT COUNT(*) FROM transactions WHERE controller_id=%s AND status='pending'",
+                    (controller_id,),
+                ).fetchone()
+                if row is not None and row[0]:
+                    raise records.unfinished_bootstraps(controller_id, row[0])
             changed = db.execute(
                 "UPDATE controllers SET sk_wrapped=%s WHERE id=%s",
                 (self._wrapping.wrap(sk_cs), controller_id),

@@ -37,6 +37,10 @@ class WrongMasterKey(StoreError):
     """The store's keys were wrapped under another master key."""
 
 
+class UnfinishedBootstraps(StoreError):
+    """A controller's key is not rotated while bootstraps it started are pending."""
+
+
 def unwrap_stored(kek: bytes, wrapped: bytes, store: str) -> bytes:
     try:
         return unwrap_key(kek, wrapped)
@@ -185,6 +189,13 @@ def already_enrolled(node_id: bytes, order_id: int, status: str) -> StoreError:
     return StoreError(
         f"node {node} is already enrolled (order {order_id}, {status}); only a revoked "
         f"node can be enrolled again: revoke it first (keystrap admin revoke {node})"
+    )
+
+
+def unfinished_bootstraps(controller_id: bytes, pending: int) -> UnfinishedBootstraps:
+    return UnfinishedBootstraps(
+        f"controller {eui64(controller_id)} has {pending} unfinished bootstrap(s); their "
+        "confirmations are sealed with the old key"
     )
 
 

@@ -383,20 +383,31 @@ class SqliteRepository:
         except sqlite3.IntegrityError:
             raise records.already_registered(info.controller_id) from None
 
-    def pending_of_controller(self, controller_id: bytes) -> int:
-        row = self._db.execute(
-            "SELECT COUNT(*) FROM transactions WHERE controller_id=? AND status='pending'",
-            (controller_id,),
-        ).fetchone()
-        return int(row[0])
-
     def rotate_controller_key(
-        self, controller_id: bytes, sk_cs: bytes, publish: Callable[[], None] = _nothing
+        self,
+        controller_id: bytes,
+        sk_cs: bytes,
+        publish: Callable[[], None] = _nothing,
+        *,
+        abandon_pending: bool = False,
     ) -> None:
         """Replace a controller's ``SK_cs``; its orders, nodes and transactions stay.
         ``publish`` writes the new key file inside the transaction, as in
-        :meth:`add_controller`."""
+        :meth:`add_controller`.
+
+        Refused (:class:`~keystrap.store.records.UnfinishedBootstraps`) while the
+        controller has pending bootstraps, unless ``abandon_pending``. They are
+        counted inside the rotation's transaction, which holds the write lock: a
+        bootstrap recorded between a count before it and the new key had its
+        confirmation sealed with the old key."""
         with write_transaction(self._db) as db:
+            if not abandon_pending:
+                (pending,) = db.execute(
+                    "SELECT COUNT(*) FROM transactions WHERE controller_id=? AND status='pending'",
+                    (controller_id,),
+                ).fetchone()
+                if pending:
+                    raise records.unfinished_bootstraps(controller_id, pending)
             changed = db.execute(
                 "UPDATE controllers SET sk_wrapped=? WHERE id=?",
                 (self._wrapping.wrap(sk_cs), controller_id),
