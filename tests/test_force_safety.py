@@ -12,6 +12,7 @@ import sqlite3
 import stat
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,6 +22,7 @@ from keystrap.config import RANGES
 from keystrap.store.atomic import write_atomic, write_new
 from keystrap.store.errors import StoreError
 from keystrap.store.keyfile import write_key_file
+from keystrap.store.sqlite_repository import SqliteRepository
 from keystrap_lab.processes import free_udp_port, keystrap_command
 
 CONTROLLER = "02:00:00:00:00:00:00:c0"
@@ -528,3 +530,55 @@ def test_a_server_store_that_holds_no_table_is_refused_at_start(
         server.stderr
     )
     assert as_it_is(tmp_path) == before and sorted(tmp_path.iterdir()) == sorted(before)
+
+
+@pytest.mark.parametrize(
+    ("command", "method"),
+    [
+        (f"controller add {CONTROLLER[:-1]}3 --key-out", "add_controller"),
+        (f"controller rotate-key {CONTROLLER} --key-out", "rotate_controller_key"),
+        (
+            f"order create --installer acme --controller {CONTROLLER} --count 1 --out",
+            "create_order",
+        ),
+    ],
+    ids=["controller add", "rotate-key", "order create"],
+)
+@pytest.mark.parametrize("meanwhile", [False, True], ids=["alone", "another run meanwhile"])
+def test_a_forced_output_whose_commit_fails_leaves_the_file_it_replaced(
+    tmp_path: Path,
+    admin: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+    method: str,
+    meanwhile: bool,
+) -> None:
+    """With --force the file is replaced inside the store's transaction; when the
+    commit then failed, the file was removed: the one it had replaced (another
+    run's committed key, say) was lost with it, and so was a file another --force
+    run to the same name had put there meanwhile. Now the file is put back as it
+    was, and what another run wrote is left alone."""
+    out = tmp_path / "out"
+    out.write_bytes(b"the file an earlier run handed out")
+    real = getattr(SqliteRepository, method)
+
+    def commit_fails(self: SqliteRepository, *args: Any, **kwargs: Any) -> Any:
+        publish = kwargs["publish"]
+
+        def published_then_fails(*made: Any) -> None:
+            publish(*made)
+            assert out.read_bytes() != b"the file an earlier run handed out"
+            if meanwhile:
+                write_new(out, b"another run's file", force=True)
+            raise sqlite3.OperationalError("database or disk is full")
+
+        return real(self, *args, **(kwargs | {"publish": published_then_fails}))
+
+    monkeypatch.setattr(SqliteRepository, method, commit_fails)
+    capsys.readouterr()
+    assert main([*admin, *command.split(), str(out), "--force"]) == 2
+    one_line(capsys, "disk is full")
+    kept = b"another run's file" if meanwhile else b"the file an earlier run handed out"
+    assert out.read_bytes() == kept
+    assert sorted(os.listdir(tmp_path)) == ["b.json", "out", "site"]

@@ -5,7 +5,7 @@ A reader (or the same program after a power cut) sees either the old file or the
 new one, never a torn mixture -- what the node's "no bricked node" rule needs.
 
 ``write_new`` is how a command hands out a file it creates: it never replaces a
-file it did not create (unless forced), and :func:`new_output` removes what it
+file it did not create (unless forced), and :func:`new_output` takes back what it
 wrote if the step that follows -- committing the key to a store -- fails.
 :func:`taken_back_on_failure` does the same for what a service's start makes.
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
@@ -106,8 +107,11 @@ def refuse_non_empty_dir(path: Path, option: str) -> None:
         )
 
 
-def write_new(path: Path, data: bytes, *, force: bool = False, mode: int = 0o600) -> None:
-    """Write ``path`` (fsynced, ``mode``), which must not exist unless ``force``.
+def write_new(
+    path: Path, data: bytes, *, force: bool = False, mode: int = 0o600
+) -> tuple[int, int]:
+    """Write ``path`` (fsynced, ``mode``), which must not exist unless ``force``;
+    returns the file's identity (:func:`identity`).
 
     Without ``force`` the file appears by ``link(2)``, which fails if the name is
     taken, so even a file created meanwhile by another process is never replaced.
@@ -116,9 +120,20 @@ def write_new(path: Path, data: bytes, *, force: bool = False, mode: int = 0o600
     try:
         make_private_dirs(path.parent)
         tmp = _write_temp(path, data, mode)
+        made = os.lstat(tmp)
     except OSError as exc:
         raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from None
     place_new(tmp, path, force=force)
+    return made.st_dev, made.st_ino
+
+
+def identity(path: Path) -> tuple[int, int] | None:
+    """Device and inode of the file (or link) named ``path``, None if there is none."""
+    try:
+        found = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return found.st_dev, found.st_ino
 
 
 def place_new(tmp: Path, path: Path, *, force: bool = False) -> None:
@@ -148,21 +163,50 @@ def place_new(tmp: Path, path: Path, *, force: bool = False) -> None:
 @contextmanager
 def new_output(path: Path, force: bool) -> Iterator[Callable[[bytes], None]]:
     """Yield a writer for ``path``; if the block fails after the file was written,
-    the file is removed again, so a key never exists outside an uncommitted store."""
-    written = False
+    it is taken back, so a key never exists outside an uncommitted store: removed,
+    or, where it replaced a file (``force``), that file is put back -- it may be
+    another run's committed key. Only while the name still holds the file this
+    run wrote: a file another run has put there since is that run's."""
+    written: tuple[int, int] | None = None
+    replaced: Path | None = None
 
     def write(data: bytes) -> None:
-        nonlocal written
-        write_new(path, data, force=force)
-        written = True
+        nonlocal written, replaced
+        if force and written is None:
+            replaced = _second_name(Path(path))
+        written = write_new(path, data, force=force)
 
     try:
         yield write
     except BaseException:
-        if written:
+        if written is not None and identity(Path(path)) == written:
             with contextlib.suppress(OSError):
-                Path(path).unlink()
+                if replaced is None:
+                    Path(path).unlink()
+                else:
+                    os.replace(replaced, path)
+                    replaced = None
+                _fsync_dir(Path(path).parent)
         raise
+    finally:
+        if replaced is not None:
+            with contextlib.suppress(OSError):
+                replaced.unlink()
+
+
+def _second_name(path: Path) -> Path | None:
+    """A hard link to the file (or link) ``path`` names, beside it, so that it can
+    be put back; None if there is none (or the file system has no hard links).
+    Nothing else is replaced (:func:`refuse_existing`), nor linked here."""
+    second = path.parent / f".{path.name}.{secrets.token_hex(8)}.replaced"
+    try:
+        kind = os.lstat(path).st_mode
+        if not (stat.S_ISREG(kind) or stat.S_ISLNK(kind)):
+            return None
+        os.link(path, second, follow_symlinks=False)
+    except OSError:
+        return None
+    return second
 
 
 @contextmanager
