@@ -2,19 +2,26 @@
 SQLite into PostgreSQL and back without re-enrolment, and schema migration."""
 
 import contextlib
+import json
+import os
 import secrets
 import sqlite3
 import subprocess
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 
+from keystrap.cli.main import main
 from keystrap.coap.client import server_uris
 from keystrap.config import ConfigError, ControllerConfig, ServerConfig, load_config
+from keystrap.ids import parse_eui64
 from keystrap.protocol import TransactionRecord, TransactionStatus
 from keystrap.services.instance import InstanceLock
 from keystrap.store.keyfile import read_key_file
 from keystrap.store.open import local_state, open_store
+from keystrap.store.postgres_repository import PostgresRepository
 from keystrap_lab.pg_cluster import PrivateCluster
 from keystrap_lab.processes import keystrap_command
 
@@ -228,3 +235,44 @@ def test_a_wrong_password_is_one_line_that_never_shows_it(
             assert "password authentication failed" in done.stderr and "***" in done.stderr
             assert password not in done.stderr + done.stdout
             assert [p.name for p in root.iterdir()] == ["server.toml"]
+
+
+def test_an_order_run_again_after_a_serialization_failure_writes_its_bundle(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An order runs SERIALIZABLE and is run again after a serialization failure
+    (two orders at once); the bundle it had written in the first run was then
+    refused as "already exists; keystrap never overwrites a file it did not
+    create", and the order failed."""
+    admin = ["admin", "--database", pg_url, "--master-key", str(tmp_path / "mk.key")]
+    controller = "02:00:00:00:00:00:00:c0"
+    assert main([*admin, "controller", "add", controller, "--key-out", str(tmp_path / "sk")]) == 0
+    real = PostgresRepository.create_order
+    published: list[int] = []
+
+    def fails_once(self: PostgresRepository, *args: Any, **kwargs: Any) -> Any:
+        publish = kwargs["publish"]
+
+        def published_then_fails(order_id: int) -> None:
+            publish(order_id)
+            published.append(order_id)
+            if len(published) == 1:
+                raise psycopg.errors.SerializationFailure("could not serialize access")
+
+        return real(self, *args, **(kwargs | {"publish": published_then_fails}))
+
+    monkeypatch.setattr(PostgresRepository, "create_order", fails_once)
+    order = ["order", "create", "--installer", "acme", "--controller", controller, "--count", "2"]
+    assert main([*admin, *order, "--out", str(tmp_path / "b.json")]) == 0
+    assert len(published) == 2
+    store = open_store(pg_url, read_key_file(tmp_path / "mk.key"))
+    try:
+        (committed,) = store.list_orders()
+        keys = dict(store.unwrapped_node_keys())
+    finally:
+        store.close()
+    bundle = json.loads((tmp_path / "b.json").read_text())
+    assert bundle["order"] == committed.order_id == published[1]
+    assert {parse_eui64(node["id"]) for node in bundle["nodes"]} == set(keys)
+    assert set(keys.values()) == {bytes.fromhex(bundle["shared_key"])}
+    assert sorted(os.listdir(tmp_path)) == ["b.json", "mk.key", "sk"]

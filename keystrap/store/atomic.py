@@ -166,15 +166,20 @@ def new_output(path: Path, force: bool) -> Iterator[Callable[[bytes], None]]:
     it is taken back, so a key never exists outside an uncommitted store: removed,
     or, where it replaced a file (``force``), that file is put back -- it may be
     another run's committed key. Only while the name still holds the file this
-    run wrote: a file another run has put there since is that run's."""
+    run wrote: a file another run has put there since is that run's.
+
+    The writer may be called again: PostgreSQL runs a transaction again after a
+    serialization failure or a deadlock. Then it replaces the file it wrote; it
+    refused it as one it did not create, and the order failed."""
     written: tuple[int, int] | None = None
     replaced: Path | None = None
 
     def write(data: bytes) -> None:
         nonlocal written, replaced
+        again = written is not None and identity(Path(path)) == written
         if force and written is None:
             replaced = _second_name(Path(path))
-        written = write_new(path, data, force=force)
+        written = write_new(path, data, force=force or again)
 
     try:
         yield write
