@@ -35,6 +35,7 @@ from keystrap.config import MAX_CONFIG
 from keystrap.enrolment import MAX_BUNDLE
 from keystrap.oob.frame import MAX_FLIGHT
 from keystrap.store.node_file import MAX_NODE_FILE
+from keystrap_lab.processes import free_udp_port
 
 HARDWARE = {"camera", "record", "tag", "play"}  # would open a camera, microphone or reader
 
@@ -349,7 +350,10 @@ ADD = ["controller", "add", "02:00:00:00:00:00:00:01", "--key-out", "c.key"]
 
 @pytest.mark.parametrize(
     "args",
-    [["server", "--database", "file/sbs.sqlite"], ["admin", "--database", "file/sbs.sqlite", *ADD]],
+    [
+        ["server", "--database", "file/sbs.sqlite", "--port", str(free_udp_port())],
+        ["admin", "--database", "file/sbs.sqlite", *ADD],
+    ],
 )
 def test_a_file_where_a_directory_is_needed_is_said_so_and_nothing_is_left(
     tmp_path: Path, args: list[str]

@@ -23,7 +23,7 @@ from keystrap.store.keyfile import read_key_file
 from keystrap.store.open import local_state, open_store
 from keystrap.store.postgres_repository import PostgresRepository
 from keystrap_lab.pg_cluster import PrivateCluster
-from keystrap_lab.processes import keystrap_command
+from keystrap_lab.processes import free_udp_port, keystrap_command
 
 from .conftest import CONTROLLER_ID
 
@@ -228,7 +228,9 @@ def test_a_wrong_password_is_one_line_that_never_shows_it(
             root = tmp_path / secrets.token_hex(4)
             root.mkdir()
             config = root / "server.toml"
-            config.write_text(f'[server]\ndatabase = "{bad}"\nmaster_key = "m.key"\n')
+            config.write_text(
+                f'[server]\ndatabase = "{bad}"\nmaster_key = "m.key"\nport = {free_udp_port()}\n'
+            )
             done = keystrap(root, command[0], "--config", str(config), *command[1:])
             assert done.returncode == 2, done.stderr
             assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
