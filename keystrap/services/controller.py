@@ -41,6 +41,7 @@ from keystrap.protocol import (
     ChallengeIssued,
     Controller,
     ControllerState,
+    Event,
     NodeProved,
     Rejected,
     Reply,
@@ -58,6 +59,7 @@ from keystrap.services.lifetime import wait_for_signal
 from keystrap.store.controller_store import ControllerStore
 from keystrap.store.errors import StoreError
 from keystrap.store.keyfile import open_with_master_key, read_key_file
+from keystrap.store.sqlite import busy
 from keystrap.store.worker import StoreThread
 
 log = logging.getLogger("keystrap.controller")
@@ -69,6 +71,7 @@ KEY_FILE_FROM = (
 PRUNE_EVERY = 3600.0  # seconds between sweeps of finished transactions
 END_GRACE = 2.0  # seconds an ended session stays open for the node to read and hang up
 Save = tuple[ControllerState, frozenset[int]]  # a state and the TIDs it changed
+STATE_FAILURES = (StoreError, sqlite3.Error)
 PROGRESS: dict[type, str] = {
     TransactionStarted: "flight 1 received, flight 2 sent",
     ChallengeIssued: "flight 3 authenticated, flight 4 sent",
@@ -101,6 +104,8 @@ class ControllerService:
         self._started = asyncio.Event()  # the core is there to take sessions
         self._server_silent = False  # the last request to the server went unanswered
         self._feed_refused: str | None = None  # why the last revocation poll was refused
+        self._state_failing: str | None = None  # why the last save or read of the state failed
+        self._unlogged: list[Event] = []  # events of changes not saved yet
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """The server's name is resolved and the state locked first: a server that
@@ -222,7 +227,7 @@ class ControllerService:
                     continue
                 begun = time.perf_counter()
                 self.core.receive_from_node(data, self._loop.time(), time.time(), session)
-                await self._flush()
+                await self._flush_or_warn("out-of-band session")
                 self.metrics.flight_handled(data, time.perf_counter() - begun)
         finally:
             if self._links.pop(session, None) is not None:
@@ -236,14 +241,14 @@ class ControllerService:
         except ServerUnreachable as exc:
             self._server_unreachable(exc, f"tid={tid}")
             self.core.server_unreachable(tid)
-            await self._flush()
+            await self._flush_or_warn(f"tid={tid}")
             return
         finally:
             self._inflight.discard(tid)
         self._server_answered()
         begun = time.perf_counter()
         self.core.receive_from_server(tid, reply, self._loop.time())
-        await self._flush()
+        await self._flush_or_warn(f"tid={tid}")
         refusal = "" if reply.status is Status.OK else "refusal"
         self.metrics.flight_handled(reply.payload, time.perf_counter() - begun, refusal)
 
@@ -260,14 +265,14 @@ class ControllerService:
     def _on_timer(self) -> None:
         self._timer = None
         self.core.handle_timer(self._loop.time(), time.time())
-        self._spawn(self._flush())
+        self._spawn(self._flush_or_warn("retransmission"))
 
     async def _prune_loop(self) -> None:
         while True:
             old = self.core.prune_finished(time.time() - self.config.keep_finished)
             if old:
                 log.info("forgot %d finished transaction(s)", len(old))
-                await self._flush()
+                await self._flush_or_warn("pruning")
             await asyncio.sleep(PRUNE_EVERY)
 
     # -- decommissioning ------------------------------------------------------------
@@ -278,13 +283,14 @@ class ControllerService:
                 await self.poll_revocations()
             except ServerUnreachable as exc:
                 self._server_unreachable(exc, "revocation feed")
-            except (StoreError, sqlite3.Error) as exc:
+            except STATE_FAILURES as exc:
                 # Anything else raised here ended the feed for good, unlogged. The
                 # cursor moves only once a page's nodes are dropped: the next poll
                 # asks again for what this one could not apply.
-                log.warning("revocation feed: state not read or saved (%s); will ask again", exc)
+                self._state_failed("revocation feed", exc, "will ask again")
             else:
                 self._server_answered()
+                self._state_works()
             await asyncio.sleep(self.config.revocation_poll)
 
     def _server_unreachable(self, exc: ServerUnreachable, what: str) -> None:
@@ -301,6 +307,28 @@ class ControllerService:
         if self._server_silent:
             self._server_silent = False
             log.info("server answering again")
+
+    def _state_failed(self, what: str, exc: Exception, then: str) -> None:
+        """One warning per reason while the state cannot be read or saved (a full
+        disk, another process holding its write lock), repeats at debug, one line
+        once it works again: every input and retransmission tries a save, and each
+        failure used to end its task with a traceback (an out-of-band session
+        closed on the node, a timer never scheduled again)."""
+        reason = str(exc)
+        if isinstance(exc, sqlite3.Error) and busy(exc):
+            reason += " (another process has held its write lock for over 10 s)"
+        if reason == self._state_failing:
+            log.debug("%s: state still not saved (%s); %s", what, reason, then)
+            return
+        self._state_failing = reason
+        log.warning(
+            "%s: state not read or saved (%s); %s, quietly while this lasts", what, reason, then
+        )
+
+    def _state_works(self) -> None:
+        if self._state_failing is not None:
+            self._state_failing = None
+            log.info("state read and saved again")
 
     def _feed_refusal(self, reason: str) -> None:
         """One warning per reason, as for an unreachable server: a server of
@@ -356,18 +384,38 @@ class ControllerService:
 
     # -- the persistence rule: save, then send ------------------------------------
 
+    async def _flush_or_warn(self, what: str) -> None:
+        """:meth:`_flush` for an input the service goes on from when the state
+        cannot be saved: its session stays open and its timers run, so a node
+        repeating itself, or the next retransmission, saves and sends again."""
+        try:
+            await self._flush()
+        except STATE_FAILURES as exc:
+            self._state_failed(what, exc, "nothing that needs it was sent; retrying")
+
     async def _flush(self) -> int:
         """Save what the core changed, then send what it produced; returns the
-        number of sessions it ended."""
+        number of sessions it ended.
+
+        A save that fails raises, and nothing is sent: what the core produced
+        is dropped (its timers and the node's repeats produce it again), while
+        its changes stay unsaved (:meth:`Controller.unsaved`) and its events are
+        kept to be logged with the save that makes them true."""
         changes = self.core.unsaved()
         outgoing = self.core.data_to_send()
-        events = []
+        events, self._unlogged = self._unlogged, []
         while (event := self.core.next_event()) is not None:
             events.append(event)
         if changes:
-            with self.metrics.timed_store("save"):
-                await self.saver.ask((self.core.state, changes))
+            try:
+                with self.metrics.timed_store("save"):
+                    await self.saver.ask((self.core.state, changes))
+            except STATE_FAILURES:
+                self._unlogged = events + self._unlogged
+                self._schedule()
+                raise
             self.core.mark_saved(changes)
+            self._state_works()
         for event in events:
             self._log_event(event)
             self.metrics.controller_event(self.controller_id, event)
