@@ -22,6 +22,7 @@ from keystrap.protocol import (
     NodeState,
     NodeStatus,
     Reply,
+    RevocationUnsendable,
     Server,
     ServerPolicy,
     Status,
@@ -30,6 +31,7 @@ from keystrap.protocol import (
     TransactionStatus,
 )
 from keystrap.protocol.repository import NodeBusy, UnknownTransaction
+from keystrap.protocol.revocation_feed import Page, RevocationFeed
 from keystrap.services.server import LiveControllers, _flush_loop
 from keystrap.store import postgres_repository
 from keystrap.store.activity import ActivityLog
@@ -425,3 +427,26 @@ def test_the_servers_flush_loop_outlives_a_database_outage(
     finally:
         db.close()
     assert seen == [(CONTROLLER_ID,)]
+
+
+def test_a_revocation_numbered_beyond_flight_10_is_refused_and_reported(
+    repo: PostgresRepository, pg_url: str
+) -> None:
+    """As on SQLite: a revocation a hand edit numbered 2^33 is refused by its
+    number, the ones before it are sent, and ``admin check`` names it."""
+    enrol(repo, nodes=2)
+    repo.revoke(node_id(1))
+    with psycopg.connect(pg_url) as db:
+        db.execute("UPDATE nodes SET status='revoked' WHERE id=%s", (node_id(2),))
+        db.execute("INSERT INTO revocations VALUES (%s, %s, 0)", (2**33, node_id(2)))
+    sk = repo.controller_keys()[CONTROLLER_ID]
+    server = Server(repo, {CONTROLLER_ID: sk}, ServerPolicy())
+    feed = RevocationFeed(CONTROLLER_ID, sk, 0, secrets.token_bytes)
+    assert feed.receive(server.handle(feed.query(), 0)) == Page((node_id(1),), 1, more=False)
+    refused = server.handle(feed.query(), 0)
+    assert (refused.status, refused.event) == (
+        Status.UNAVAILABLE,
+        RevocationUnsendable(2**33, node_id(2)),
+    )
+    (problem,) = repo.check().problems
+    assert problem.startswith(f"revocation 8589934592 (node {eui64(node_id(2))}) is numbered")

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import secrets
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
+from keystrap.ids import eui64
 from keystrap.protocol import (
     Controller,
     ControllerState,
     Node,
     NodeState,
+    RevocationUnsendable,
     Server,
     Status,
     ToNode,
@@ -20,6 +24,7 @@ from keystrap.protocol import (
 )
 from keystrap.protocol.replies import Reply
 from keystrap.protocol.revocation_feed import FeedRefused, Page, RevocationFeed
+from keystrap.services.server import answer_batch
 from keystrap.store.controller_store import ControllerStore, NodeCredential
 from keystrap.wire import DecodeError, Flight9, Flight10, Flight12, FlightType, RefusalReason
 from keystrap.wire.errors import AuthenticationError
@@ -244,3 +249,42 @@ def test_finished_transactions_are_pruned_and_deleted_from_the_store(tmp_path: P
         assert set(store.load(CONTROLLER_ID, parties.sk_cs).transactions) == {open_tid}
     finally:
         store.close()
+
+
+def test_a_revocation_numbered_beyond_flight_10_is_refused_by_name_never_skipped(
+    tmp_path: Path,
+) -> None:
+    """A hand edit numbers a revocation 2^33: flight 10 could not carry it, and
+    the exception failed the store thread's whole batch, so every flight 9 and
+    every bootstrap that shared its commit got "5.03 store unavailable" at every
+    poll. The revocations before it are sent; it is refused by its number, the
+    controller's cursor stays before it, and the batch's other requests stand."""
+    repo = make_repo(tmp_path, 3)
+    try:
+        sk_cs = repo.controller_keys()[CONTROLLER_ID]
+        repo.revoke(node_id(1))
+        with closing(sqlite3.connect(tmp_path / "sbs.sqlite")) as db:
+            db.execute("UPDATE nodes SET status='revoked' WHERE id=?", (node_id(2),))
+            db.execute("INSERT INTO revocations VALUES (?, ?, 0)", (2**33, node_id(2)))
+            db.commit()
+        repo.revoke(node_id(3))  # numbered after the highest: out of reach as well
+        server = Server(repo, repo.controller_keys())
+        feed = RevocationFeed(CONTROLLER_ID, sk_cs, 0, secrets.token_bytes)
+        page = feed.receive(server.handle(feed.query(), NOW))
+        assert page == Page((node_id(1),), 1, more=False)
+
+        fresh = RevocationFeed(CONTROLLER_ID, sk_cs, 0, secrets.token_bytes)
+        refused, answered = answer_batch(server, [(feed.query(), NOW), (fresh.query(), NOW)])
+        assert refused.status is Status.UNAVAILABLE
+        assert refused.reason == "revocation 8589934592 is above 2^32-1 (store edited?)"
+        assert refused.event == RevocationUnsendable(2**33, node_id(2))
+        assert isinstance(feed.receive(refused), FeedRefused) and feed.cursor == 1
+        assert fresh.receive(answered) == Page((node_id(1),), 1, more=False)
+
+        (problem,) = repo.check().problems
+        assert problem.startswith(
+            f"revocation 8589934592 (node {eui64(node_id(2))}) and 1 more are numbered above "
+            "4294967295, which the revocation feed cannot send"
+        )
+    finally:
+        repo.close()

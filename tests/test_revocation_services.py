@@ -308,3 +308,64 @@ def test_a_store_restored_over_the_live_one_numbers_new_revocations_after_its_ow
             site.stop()
 
     run(scenario())
+
+
+def test_a_revocation_numbered_beyond_flight_10_is_one_line_and_none_is_skipped(
+    tmp_path: Path,
+) -> None:
+    """A revocation numbered 2^33 by hand in the server's store: every flight 9
+    (and every request sharing its commit) got 5.03 "store unavailable" and the
+    server logged an ERROR each time, for every controller. Now the revocation
+    before it is applied, the server logs it once, the controller warns once and
+    keeps its cursor before it, ``admin check`` names it, and once it is
+    renumbered the controller applies it."""
+
+    async def scenario() -> None:
+        site = Site(tmp_path / "site", channels=("raw", "raw"), revocation_poll=1)
+        await site.prepare()
+        site.register_controller()
+        nodes = site.enrol(2)
+        ids = [eui64(load_node_file(path).state.node_id) for path in nodes]
+        await site.start()
+        assert site.controller is not None and site.server is not None
+        try:
+            for node in nodes:
+                assert (await bootstrap_node(node, timeout=30, linger=1)).ok
+            site.admin("revoke", ids[0])
+            await cursor_becomes(site, 1)
+            since = site.server.log.stat().st_size, site.controller.log.stat().st_size
+            with closing(sqlite3.connect(site.database)) as db:
+                revoked = load_node_file(nodes[1]).state.node_id
+                db.execute("UPDATE nodes SET status='revoked' WHERE id=?", (revoked,))
+                db.execute("INSERT INTO revocations VALUES (?, ?, 0)", (2**33, revoked))
+                db.commit()
+            await wait_for_log(site.controller, "revocation 8589934592 is above 2^32-1", since[1])
+            await asyncio.sleep(3)  # three more polls
+            server_log = site.server.log_text()[since[0] :]
+            errors = [line for line in server_log.splitlines() if " ERROR " in line]
+            assert len(errors) == 1 and f"revocation 8589934592 (node={ids[1]})" in errors[0]
+            controller_log = site.controller.log_text()[since[1] :]
+            assert controller_log.count(" WARNING ") == 1
+            assert revocation_cursor(site) == 1
+            assert f"{ids[1]}  active" in site.controller_cli("nodes")  # not told: not skipped
+
+            check = subprocess.run(
+                keystrap_command("admin", "--config", str(site.server_config), "check"),
+                cwd=site.root,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert check.returncode == 2
+            assert f"problem: revocation 8589934592 (node {ids[1]}) is numbered" in check.stdout
+
+            with closing(sqlite3.connect(site.database)) as db:
+                db.execute("UPDATE revocations SET seq=2 WHERE seq=?", (2**33,))
+                db.commit()
+            await cursor_becomes(site, 2)
+            assert f"{ids[1]}  revoked" in site.controller_cli("nodes")
+            assert "Traceback" not in site.server.log_text() + site.controller.log_text()
+        finally:
+            site.stop()
+
+    run(scenario())

@@ -35,7 +35,13 @@ from keystrap.coap.codes import (
     TO_COAP,
 )
 from keystrap.ids import eui64
-from keystrap.protocol import BootstrapGranted, NodeActivated, Reply, Status
+from keystrap.protocol import (
+    BootstrapGranted,
+    NodeActivated,
+    Reply,
+    RevocationUnsendable,
+    Status,
+)
 
 log = logging.getLogger("keystrap.server")
 
@@ -65,12 +71,15 @@ class ReplyLog:
     refusal naming a node is a WARNING of its own: it needs an authentic
     request, so only a registered controller can cause one. A refusal naming
     none (malformed, unknown controller, forged) is what a flood is made of, so
-    it is only counted, with the latest one shown in the summary.
+    it is only counted, with the latest one shown in the summary. A revocation
+    the store numbers beyond what flight 10 carries is an ERROR once, not at
+    every controller's every poll.
     """
 
     def __init__(self) -> None:
         self._counts = {"granted": 0, "activated": 0, "refused": 0}
         self._latest_anonymous = ""
+        self._unsendable = 0  # the revocation number last logged as unsendable
 
     def reply(self, reply: Reply, remote: str) -> None:
         event = reply.event
@@ -88,6 +97,16 @@ class ReplyLog:
                 )
         elif reply.status is not Status.OK:
             self._counts["refused"] += 1
+            if isinstance(event, RevocationUnsendable) and event.seq != self._unsendable:
+                self._unsendable = event.seq
+                log.error(
+                    "revocation feed: revocation %d (node=%s) is numbered above 2^32-1, more "
+                    "than flight 10 carries (was the store edited?); no controller is told of "
+                    "it, or of any revocation after it, until the store is mended (keystrap "
+                    "admin check names them)",
+                    event.seq,
+                    eui64(event.node_id),
+                )
             if reply.node_id is None:
                 self._latest_anonymous = f"{remote}: {reply.status.value} {reply.reason}"
             else:

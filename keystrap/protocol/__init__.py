@@ -29,6 +29,7 @@ from keystrap.protocol.events import (
     NodeKeyed,
     NodeProved,
     Rejected,
+    RevocationUnsendable,
     TransactionFailed,
     TransactionStarted,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "NodeStatus",
     "Rejected",
     "Reply",
+    "RevocationUnsendable",
     "Server",
     "ServerPolicy",
     "Status",

@@ -97,6 +97,16 @@ class BootstrapRefused:
     reason: str
 
 
+@frozen
+class RevocationUnsendable:
+    """The store numbers a revocation beyond what flight 10 carries (only a hand
+    edit or a foreign tool can): no controller can be told of it, or of any
+    numbered after it, until the store is mended."""
+
+    seq: int
+    node_id: bytes
+
+
 Event = (
     Rejected
     | TransactionStarted
@@ -109,4 +119,5 @@ Event = (
     | BootstrapGranted
     | NodeActivated
     | BootstrapRefused
+    | RevocationUnsendable
 )

@@ -13,7 +13,12 @@ from functools import partial
 from typing import Protocol, Self, TypeVar
 
 from keystrap.crypto import constant_time_equal
-from keystrap.protocol.events import BootstrapGranted, BootstrapRefused, NodeActivated
+from keystrap.protocol.events import (
+    BootstrapGranted,
+    BootstrapRefused,
+    NodeActivated,
+    RevocationUnsendable,
+)
 from keystrap.protocol.keys import derive_psk
 from keystrap.protocol.replies import Reply, Status
 from keystrap.protocol.repository import (
@@ -24,6 +29,7 @@ from keystrap.protocol.repository import (
     TransactionRecord,
     TransactionStatus,
 )
+from keystrap.protocol.revocation_feed import MAX_CURSOR
 from keystrap.wire import (
     COMPACT,
     AuthenticationError,
@@ -400,7 +406,19 @@ class Server:
         if isinstance(opened, Reply):
             return opened
         sk_cs, query = opened
-        entries = self.repository.revocations_after(query.after, MAX_REVOCATIONS)
+        stored = self.repository.revocations_after(query.after, MAX_REVOCATIONS)
+        # A number flight 10 cannot carry failed the whole batch of the store's
+        # thread (5.03 to every request in it), at every poll. The ones before it
+        # are sent; it, and all after it, are refused until the store is mended:
+        # sent as a lower number, or skipped, a revocation would never be applied.
+        entries = [entry for entry in stored if entry[0] <= MAX_CURSOR]
+        if not entries and stored:
+            seq, node_id = stored[0]
+            return Reply(
+                Status.UNAVAILABLE,
+                reason=f"revocation {seq} is above 2^32-1 (store edited?)",
+                event=RevocationUnsendable(seq, node_id),
+            )
         if entries:
             next_after = entries[-1][0]
         else:

@@ -659,6 +659,7 @@ class PostgresRepository:
             self._all(records.WRAPPED_NODE_KEYS),
             self._all(records.WRAPPED_TRANSACTION_KEYS),
         )
+        problems += records.revocation_problems(self._all(records.REVOCATIONS_OUT_OF_REACH))
         return CheckReport(
             problems, records.count_states(node.status for node in self.list_nodes())
         )

@@ -20,6 +20,7 @@ from keystrap.protocol.repository import (
     TransactionRecord,
     TransactionStatus,
 )
+from keystrap.protocol.revocation_feed import MAX_CURSOR
 from keystrap.shown import shown_id
 from keystrap.store.errors import StoreError
 
@@ -239,6 +240,30 @@ def key_problems(
     return problems
 
 
+def revocation_problems(rows: Iterable[Sequence[Any]]) -> list[str]:
+    """Revocations numbered where the feed cannot reach them, from the rows of
+    :data:`REVOCATIONS_OUT_OF_REACH`: one problem each for those below 1 and
+    those above what flight 10 carries, naming the first of them. Only a hand
+    edit or a foreign tool makes them, and the store then numbers every new one
+    after the highest, out of reach too."""
+    below: list[Sequence[Any]] = []
+    above: list[Sequence[Any]] = []
+    for row in rows:
+        (below if row[0] < 1 else above).append(row)
+    problems = []
+    for out, where in ((below, "below 1"), (above, f"above {MAX_CURSOR}")):
+        if out:
+            seq, node_id = out[0][0], out[0][1]
+            more = f" and {len(out) - 1} more" if len(out) > 1 else ""
+            are, them = ("are", "them") if more else ("is", "it")
+            problems.append(
+                f"revocation {seq} (node {shown_id(node_id)}){more} {are} numbered {where}, "
+                f"which the revocation feed cannot send: no controller is told of {them} "
+                "(was the store edited?)"
+            )
+    return problems
+
+
 def _owner(kind: str, identifier: object, problems: list[str]) -> str:
     """``kind`` and its EUI-64, or, for an ID column a hand-edited row gave text
     (SQLite keeps any type in any column), the value itself, escaped, with a
@@ -264,6 +289,9 @@ LIST_ORDERS = (
 LIST_NODES = (
     "SELECT n.id, n.order_id, n.status, EXISTS(SELECT 1 FROM transactions t "
     "WHERE t.node_id=n.id AND t.status='pending') FROM nodes n ORDER BY n.id"
+)
+REVOCATIONS_OUT_OF_REACH = (
+    f"SELECT seq, node_id FROM revocations WHERE seq < 1 OR seq > {MAX_CURSOR} ORDER BY seq"  # noqa: S608
 )
 WRAPPED_CONTROLLER_KEYS = "SELECT id, sk_wrapped FROM controllers"
 WRAPPED_NODE_KEYS = "SELECT id, key_wrapped FROM nodes"

@@ -633,6 +633,9 @@ class SqliteRepository:
             self._db.execute(records.WRAPPED_NODE_KEYS),
             self._db.execute(records.WRAPPED_TRANSACTION_KEYS),
         )
+        report.problems += records.revocation_problems(
+            self._db.execute(records.REVOCATIONS_OUT_OF_REACH)
+        )
         report.counts = records.count_states(node.status for node in self.list_nodes())
 
     def restore_into(self, store: Path) -> None:
