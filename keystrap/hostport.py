@@ -4,6 +4,7 @@ store: one parser and one printer, so what is stored reads back the same."""
 from __future__ import annotations
 
 DEFAULT_HOST = "127.0.0.1"
+WILDCARDS = ("0.0.0.0", "::")  # noqa: S104 (names, not a bind)
 
 
 def parse_host_port(text: str) -> tuple[str, int]:
@@ -17,6 +18,16 @@ def parse_host_port(text: str) -> tuple[str, int]:
     if "[" in host or "]" in host or (":" in host and not bracketed):
         raise ValueError(f"need [HOST:]PORT, an IPv6 host in brackets ([::1]:PORT), got {text!r}")
     return host or DEFAULT_HOST, int(port)
+
+
+def one_socket(a: str, b: str) -> bool:
+    """Whether two ``[HOST:]PORT`` addresses cannot both be bound: one port on
+    one host, or on a host and its family's wildcard."""
+    (host_a, port_a), (host_b, port_b) = parse_host_port(a), parse_host_port(b)
+    if port_a != port_b:
+        return False
+    wildcard = host_a in WILDCARDS or host_b in WILDCARDS
+    return host_a == host_b or (wildcard and (":" in host_a) == (":" in host_b))
 
 
 def format_host_port(host: str, port: int) -> str:

@@ -165,6 +165,35 @@ def test_the_controller_state_may_not_be_the_server_store(tmp_path: Path) -> Non
     ), result.stderr
 
 
+@pytest.mark.parametrize(
+    ("server", "controller"),
+    [("127.0.0.1:PORT", "PORT"), ("0.0.0.0:PORT", "127.0.0.1:PORT"), ("[::1]:PORT", "[::]:PORT")],
+)
+def test_one_metrics_address_for_both_roles_is_refused_by_name(
+    tmp_path: Path, server: str, controller: str
+) -> None:
+    """This process serves both roles' metrics: one address in both settings
+    failed the start with "address already in use", as if another process held
+    it. Now one line names both settings, before a store is made."""
+    site = Site(tmp_path / "site", channels=("raw", "raw"))
+    asyncio.run(site.prepare())
+    site.register_controller()
+    port = str(free_udp_port())
+    settings = site.server_config.read_text()
+    site.server_config.write_text(
+        settings.replace("[server]\n", f'[server]\nmetrics = "{server.replace("PORT", port)}"\n')
+    )
+    before = sorted((site.root / "data").iterdir())
+    result = small_network(site, "--metrics", controller.replace("PORT", port), timeout=20)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(
+        f"keystrap controller: error: metrics: the controller's {controller.replace('PORT', port)} "
+        f"and the server's {server.replace('PORT', port)} are one address"
+    ), result.stderr
+    assert "metrics in [controller] or --metrics; metrics in --server-config" in result.stderr
+    assert sorted((site.root / "data").iterdir()) == before
+
+
 def test_a_failed_start_keeps_the_master_key_of_a_postgresql_store(
     tmp_path: Path, pg_url: str
 ) -> None:

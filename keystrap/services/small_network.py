@@ -21,6 +21,7 @@ from pathlib import Path
 
 from keystrap.coap.server import BootstrapResource
 from keystrap.config import ConfigError, ControllerConfig, ServerConfig
+from keystrap.hostport import one_socket
 from keystrap.ids import eui64, parse_eui64
 from keystrap.protocol import Reply
 from keystrap.services.controller import KEY_FILE_FROM, ControllerService
@@ -67,6 +68,12 @@ async def run_small_network(
         raise ConfigError(
             f"the controller's state {controller.state} is the server's store: "
             "it needs a file of its own (state in [controller], --state)"
+        )
+    if controller.metrics and server.metrics and one_socket(controller.metrics, server.metrics):
+        raise ConfigError(
+            f"metrics: the controller's {controller.metrics} and the server's {server.metrics} "
+            "are one address, and this process serves both: give one another port, or none "
+            "(metrics in [controller] or --metrics; metrics in --server-config's [server])"
         )
     started = ready if ready is not None else asyncio.Event()
     async with contextlib.AsyncExitStack() as held:
