@@ -12,17 +12,22 @@ import socket
 import struct
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from keystrap.config import ServerConfig
 from keystrap.ids import eui64
 from keystrap.metrics import MAX_SCRAPES, MAX_SERIES, REFRESH_SECONDS, Metrics, serve_metrics
 from keystrap.protocol import Reply, Status
 from keystrap.services.node_agent import bootstrap_node
+from keystrap.services.server import server_core
 from keystrap.store.errors import StoreError
 from keystrap.store.node_file import load_node_file
+from keystrap.store.worker import StoreThread
 from keystrap_lab.pg_cluster import PrivateCluster
 from keystrap_lab.processes import free_udp_port
 from keystrap_lab.site import Site
@@ -264,3 +269,39 @@ def test_per_request_metrics_keep_prometheus_semantics_and_bound_their_series() 
     flights = [k for k in samples if k[0] == "keystrap_flights_received_total"]
     assert len(flights) == MAX_SERIES + 1  # the rest counted together
     assert samples[("keystrap_flights_received_total", (("flight", "other"),))] == 6
+
+
+def test_the_server_closes_its_metrics_port_before_its_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The store was closed first: a scrape that came while the port was still
+    open read the gauges from a closed store and logged "gauges not read"."""
+    port = free_udp_port()
+    config = ServerConfig(
+        database=tmp_path / "sbs.sqlite", master_key=tmp_path / "mk.key", metrics=str(port)
+    )
+    late: list[bytes | None] = []
+    close = StoreThread.close
+
+    async def close_then_scrape(store: StoreThread[Any, Any], last: Callable[[], None]) -> None:
+        await close(store, last)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except ConnectionRefusedError:
+            late.append(None)
+            return
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        async with asyncio.timeout(5):
+            late.append(await reader.read())
+        writer.close()
+
+    monkeypatch.setattr(StoreThread, "close", close_then_scrape)
+
+    async def scenario() -> None:
+        async with server_core(config):
+            assert value(await asyncio.to_thread(scrape, port), "keystrap_open_transactions") == 0
+
+    with caplog.at_level(logging.WARNING):
+        run(scenario())
+    assert late == [None]
+    assert caplog.records == []

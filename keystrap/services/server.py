@@ -204,7 +204,13 @@ async def server_core(config: ServerConfig) -> AsyncIterator[ServingCore]:
     )
     try:
         async with _serving_core(config, metrics) as serving:
-            yield serving
+            try:
+                yield serving
+            finally:
+                # Closed before the store: a scrape meanwhile read the gauges from
+                # a closed store, and logged a warning at every shutdown.
+                if exporter is not None:
+                    exporter.close()
     finally:
         if exporter is not None:
             exporter.close()
