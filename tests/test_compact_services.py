@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import aiocoap
+import pytest
 
 from keystrap.services.node_agent import bootstrap_node
 from keystrap.store.node_file import load_node_file
@@ -19,7 +20,11 @@ from .services_helpers import assert_all_rekeyed, bootstrap_all, run, shared_ik
 
 
 async def _site(
-    root: Path, count: int, compact: str = "accept", seen: list[bytes] | None = None
+    root: Path,
+    count: int,
+    compact: str = "accept",
+    seen: list[bytes] | None = None,
+    profile: str = "paper",
 ) -> tuple[Site, list[Path]]:
     """``seen`` collects every in-band datagram (a relay between controller and server)."""
 
@@ -28,7 +33,7 @@ async def _site(
             seen.append(datagram)
         return [datagram]
 
-    site = Site(root, channels=("raw", "raw"), compact=compact)
+    site = Site(root, channels=("raw", "raw"), compact=compact, profile=profile)
     await site.prepare(relay_hook=record)
     site.register_controller()
     site.enrol(1, installer="old", name="paper")  # a paper order beside it
@@ -71,9 +76,17 @@ def test_a_compact_order_bootstraps_to_active(tmp_path: Path) -> None:
     run(scenario())
 
 
-def test_a_server_without_compact_refuses_and_the_node_hears_why(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("compact", "profile", "why"), [("refuse", "paper", "off"), ("accept", "hardened", "hardened")]
+)
+def test_a_server_without_compact_refuses_and_the_node_hears_why(
+    tmp_path: Path, compact: str, profile: str, why: str
+) -> None:
+    """A hardened server refuses the compact profile too (its flight 3 would carry
+    IK); the node must hear "unsupported profile" from either, not "other"."""
+
     async def scenario() -> None:
-        site, [node] = await _site(tmp_path, 1, compact="refuse")
+        site, [node] = await _site(tmp_path, 1, compact=compact, profile=profile)
         try:
             result = await bootstrap_node(node, timeout=5, linger=0)
         finally:
@@ -82,7 +95,7 @@ def test_a_server_without_compact_refuses_and_the_node_hears_why(tmp_path: Path)
         assert "the controller said: unsupported profile" in result.outcome
         assert load_node_file(node).state.key == shared_ik(site)  # nothing changed
         server_log = (tmp_path / "server.log").read_text()
-        assert "compact profile (version 2) not spoken by this server: off" in server_log
+        assert f"compact profile (version 2) not spoken by this server: {why}" in server_log
         assert site.node_statuses() == ["enrolled", "enrolled"]
 
     run(scenario())

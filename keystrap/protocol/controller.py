@@ -74,7 +74,7 @@ REFUSALS: dict[str, RefusalReason] = {
         f"compact profile (version 2) not spoken by this server: {why}": (
             RefusalReason.UNSUPPORTED_PROFILE
         )
-        for why in ("off", "a hardened server never hands out IK")
+        for why in ("off", "hardened")
     },
 }
 

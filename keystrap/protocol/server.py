@@ -260,7 +260,7 @@ class Server:
                 Status.BAD_REQUEST, reason=f"flight {int(kind.TYPE)} is not a server request"
             )
         if kind.PROFILE == COMPACT and (self.policy.hardened or not self.policy.compact):
-            why = "a hardened server never hands out IK" if self.policy.hardened else "off"
+            why = "hardened" if self.policy.hardened else "off"  # fits CoAP's 64-byte reason
             return Reply(
                 Status.UNSUPPORTED_PROFILE,
                 reason=f"compact profile (version 2) not spoken by this server: {why}",
