@@ -27,7 +27,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     admin = sub.add_parser(
         "admin",
         help="enrol nodes, register controllers, inspect and revoke (server side)",
-        description="Administrator commands. They act on the server's SQLite repository, "
+        description="Administrator commands. They act on the server's store (SQLite or "
+        "PostgreSQL), "
         "located by --config (the server's TOML file) or --database/--master-key.",
     )
     add_store_flags(admin)
@@ -37,8 +38,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     cwhat = controller.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = cwhat.add_parser("add", help="register a controller and write its SK_cs key file")
     add.add_argument("id", help="the controller's EUI-64, e.g. 02:00:00:00:00:00:00:c0")
-    add.add_argument("--host", default="127.0.0.1", help="its address (the nodes' NID)")
-    add.add_argument("--port", type=PORT, default=5684, help="its port (the nodes' NID)")
+    add.add_argument(
+        "--host", default="127.0.0.1", help="its address (the nodes' NID; default 127.0.0.1)"
+    )
+    add.add_argument(
+        "--port", type=PORT, default=5684, help="its port (the nodes' NID; default 5684)"
+    )
     add.add_argument("--name", default="", help="a label for listings")
     add.add_argument(
         "--key-out",
@@ -46,7 +51,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         required=True,
         help="where to write SK_cs (0600) for the controller to read",
     )
-    add.add_argument("--force", action="store_true", help=FORCE_HELP)
+    add.add_argument(
+        "--force",
+        action="store_true",
+        help="replace --key-out if it exists (keystrap never overwrites a file it did not create)",
+    )
     rotate = cwhat.add_parser(
         "rotate-key",
         help="give a controller a new SK_cs; its orders and nodes stay",
@@ -93,7 +102,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     create.add_argument(
         "--oob",
         default="unix:keystrap-data/oob.sock",
-        help="how the nodes reach the controller out of band",
+        help="how the nodes reach the controller out of band (default unix:keystrap-data/oob.sock)",
     )
     create.add_argument(
         "--out",

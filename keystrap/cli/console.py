@@ -31,7 +31,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "controllers and a live view. Log in with an account from `keystrap admin user add`.",
     )
     add_store_flags(console)
-    console.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    console.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
     console.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port (default 8080)")
     console.add_argument("--certfile", type=Path, help="TLS certificate (PEM): serve HTTPS")
     console.add_argument("--keyfile", type=Path, help="TLS private key (PEM) for --certfile")
@@ -41,7 +43,9 @@ def add_user_parser(what: argparse._SubParsersAction[argparse.ArgumentParser]) -
     user = what.add_parser("user", help="add, list or remove the console's administrators")
     uwhat = user.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = uwhat.add_parser(
-        "add", help="add an account; the password is asked for (or read from stdin)"
+        "add",
+        help="add an account; the password (10 characters or more) is asked for (or read "
+        "from stdin)",
     )
     add.add_argument("name")
     uwhat.add_parser("list", help="list accounts")

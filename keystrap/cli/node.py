@@ -27,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--timeout",
         type=float,
         default=60.0,
-        help="give up after this many seconds without a valid flight 4",
+        help="give up after this many seconds without a valid flight 4 (default 60)",
     )
     node.add_argument(
         "--linger",

@@ -12,7 +12,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     server = sub.add_parser(
         "server",
         help="run the authentication server (SBS)",
-        description="Serve flights 2 and 6 over CoAP at /bs.",
+        description="Serve flights 2 and 6 over CoAP at / (or /bs).",
     )
     add_config_flags(server, ServerConfig)
 
