@@ -30,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         description="A web console over the server's store: dashboard, nodes, orders, "
         "controllers and a live view. Log in with an account from `keystrap admin user add`.",
     )
-    add_store_flags(console)
+    add_store_flags(console, database="SQLite file")
     console.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
     )

@@ -56,14 +56,23 @@ def add_config_flags(parser: argparse.ArgumentParser, schema: type[C]) -> None:
     )
 
 
-def add_store_flags(parser: argparse.ArgumentParser) -> None:
+def add_store_flags(
+    parser: argparse.ArgumentParser, database: str = "SQLite file or postgresql:// URL"
+) -> None:
     """The flags of the commands that open the server's store without running the
-    server (admin, console): its TOML file, or the store and master key directly."""
+    server (admin, console): its TOML file, or the store and master key directly.
+    ``database`` says which stores the command takes (the console: SQLite only)."""
+    defaults = ServerConfig()
     parser.add_argument("--config", type=Path, help="the server's TOML configuration")
     parser.add_argument(
-        "--database", help="SQLite file or postgresql:// URL of the store (overrides --config)"
+        "--database",
+        help=f"{database} of the store (overrides --config; default {defaults.database})",
     )
-    parser.add_argument("--master-key", type=Path, help="master key file (overrides --config)")
+    parser.add_argument(
+        "--master-key",
+        type=Path,
+        help=f"master key file (overrides --config; default {defaults.master_key})",
+    )
 
 
 def store_config(args: argparse.Namespace) -> ServerConfig:
