@@ -254,6 +254,35 @@ def test_other_outputs_are_not_overwritten_either(
     assert precious.read_text() == "keep me\n"
 
 
+def test_a_store_taken_after_the_command_opened_it_is_said_to_be_busy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A command whose store opened, but whose later write waited past the busy
+    timeout, printed only "database error: database is locked"."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["admin", "controller", "add", CONTROLLER, "--key-out", "k"]) == 0
+    store = tmp_path / "keystrap-data" / "sbs.sqlite"
+    holder = sqlite3.connect(store, isolation_level=None)
+    waiter = sqlite3.connect(store, timeout=0, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(sqlite3.OperationalError) as locked:
+            waiter.execute("BEGIN IMMEDIATE")  # the error SQLite gives past its timeout
+    finally:
+        waiter.close()
+        holder.close()
+
+    def taken(self: SqliteRepository, node_id: bytes) -> bool:
+        raise locked.value
+
+    monkeypatch.setattr(SqliteRepository, "revoke", taken)
+    capsys.readouterr()
+    assert main(["admin", "revoke", "02:00:00:00:00:00:00:01"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "database error: database is locked" in err
+    assert "another process has held its write lock" in err and "try again" in err
+
+
 def test_a_store_another_process_holds_is_said_to_be_busy_not_damaged(tmp_path: Path) -> None:
     """Past SQLite's busy timeout, a command said "database is locked (keystrap
     admin check says more)", sending the operator to look for damage in a sound

@@ -26,6 +26,7 @@ from keystrap.oob import OobError
 from keystrap.services.instance import AlreadyRunning
 from keystrap.shown import escaped
 from keystrap.store.errors import StoreError
+from keystrap.store.sqlite import BUSY_HINT, busy
 
 
 class UsageError(Exception):
@@ -96,7 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         message = _os_error(exc)
     except sqlite3.DatabaseError as exc:
-        message = f"database error: {exc}"
+        # A store another process holds is not damaged: say so, as opening it does.
+        message = f"database error: {exc}" + (f": {BUSY_HINT}" if busy(exc) else "")
     except Exception as exc:
         if not isinstance(exc, network_errors()):
             raise
