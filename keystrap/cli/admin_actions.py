@@ -52,7 +52,7 @@ from keystrap.store.sqlite import (
     copy_database,
     integrity_problems,
     refuse_read_only,
-    table_names,
+    refuse_tableless,
 )
 from keystrap.store.sqlite_repository import (
     SERVER_STORE,
@@ -98,27 +98,14 @@ def open_repository(
         )
     if not create:
         if isinstance(config.database, Path) and not read_only:
-            _refuse_empty(config.database)
+            # A command that writes but sets up no site (``revoke``, ``order create``)
+            # must not make a store of it, as the first ``controller add`` does.
+            refuse_tableless(config.database, SERVER_STORE)
         return opener(read_master_key(config))
     if isinstance(config.database, str):
         with taken_back_on_failure(config.master_key):
             return opener(load_or_create_key_file(config.master_key, secrets.token_bytes)[0])
     return open_with_master_key(config.database, config.master_key, secrets.token_bytes, opener)[0]
-
-
-def _refuse_empty(database: Path) -> None:
-    """A command that writes but does not set up a site (``revoke``, ``order
-    create``) must not make a store of a database without tables -- a 0-byte
-    file included -- as the first ``controller add`` does."""
-    db = connect_read_only(database)
-    try:
-        empty = not table_names(db, database)
-    finally:
-        db.close()
-    if empty:
-        raise StoreError(
-            f"{database} refused: it is not {SERVER_STORE.name} (it holds no table); left untouched"
-        )
 
 
 def read_master_key(config: ServerConfig) -> bytes:
