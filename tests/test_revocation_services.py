@@ -49,6 +49,17 @@ async def cursor_becomes(site: Site, value: int) -> None:
     raise AssertionError(f"the controller's cursor stayed at {revocation_cursor(site)}")
 
 
+async def feed_site(tmp_path: Path, count: int) -> tuple[Site, list[Path], list[str]]:
+    """A started site whose controller polls the feed every second, with ``count``
+    nodes enrolled: their files and IDs."""
+    site = Site(tmp_path / "site", channels=("raw", "raw"), revocation_poll=1)
+    await site.prepare()
+    site.register_controller()
+    nodes = site.enrol(count)
+    await site.start()
+    return site, nodes, [eui64(load_node_file(path).state.node_id) for path in nodes]
+
+
 def test_a_server_restored_from_an_older_backup_loses_no_new_revocation(tmp_path: Path) -> None:
     """The store is lost and restored from an older backup: the revocations made
     after it are gone, and the restored store numbers new ones from its last
@@ -56,12 +67,7 @@ def test_a_server_restored_from_an_older_backup_loses_no_new_revocation(tmp_path
     PSK of a node revoked after the restore."""
 
     async def scenario() -> None:
-        site = Site(tmp_path / "site", channels=("raw", "raw"), revocation_poll=1)
-        await site.prepare()
-        site.register_controller()
-        nodes = site.enrol(3)
-        ids = [eui64(load_node_file(path).state.node_id) for path in nodes]
-        await site.start()
+        site, nodes, ids = await feed_site(tmp_path, 3)
         assert site.controller is not None
         try:
             assert (await bootstrap_node(nodes[2], timeout=30, linger=1)).ok
@@ -129,12 +135,7 @@ def test_the_feed_outlives_a_state_it_cannot_read_and_catches_up(tmp_path: Path)
     revocation reached the controller again until it was restarted."""
 
     async def scenario() -> None:
-        site = Site(tmp_path / "site", channels=("raw", "raw"), revocation_poll=1)
-        await site.prepare()
-        site.register_controller()
-        nodes = site.enrol(1)
-        nid = eui64(load_node_file(nodes[0]).state.node_id)
-        await site.start()
+        site, nodes, (nid,) = await feed_site(tmp_path, 1)
         assert site.controller is not None
         try:
             assert (await bootstrap_node(nodes[0], timeout=30, linger=1)).ok
@@ -204,12 +205,7 @@ def test_a_cursor_past_the_end_of_a_store_never_restored_asks_from_the_start(
     revocations may be unseen, so none may be skipped."""
 
     async def scenario() -> None:
-        site = Site(tmp_path / "site", channels=("raw", "raw"), revocation_poll=1)
-        await site.prepare()
-        site.register_controller()
-        nodes = site.enrol(1)
-        nid = eui64(load_node_file(nodes[0]).state.node_id)
-        await site.start()
+        site, nodes, (nid,) = await feed_site(tmp_path, 1)
         assert site.controller is not None
         try:
             assert (await bootstrap_node(nodes[0], timeout=30, linger=1)).ok
@@ -281,12 +277,7 @@ def test_a_store_restored_over_the_live_one_numbers_new_revocations_after_its_ow
     skipped (here both), since it asked after a number the store had reached."""
 
     async def scenario() -> None:
-        site = Site(tmp_path / "site", channels=("raw", "raw"), revocation_poll=1)
-        await site.prepare()
-        site.register_controller()
-        nodes = site.enrol(4)
-        ids = [eui64(load_node_file(path).state.node_id) for path in nodes]
-        await site.start()
+        site, nodes, ids = await feed_site(tmp_path, 4)
         assert site.controller is not None and site.server is not None
         try:
             runs = [bootstrap_node(path, timeout=30, linger=1) for path in nodes[2:]]
@@ -321,12 +312,7 @@ def test_a_revocation_numbered_beyond_flight_10_is_one_line_and_none_is_skipped(
     renumbered the controller applies it."""
 
     async def scenario() -> None:
-        site = Site(tmp_path / "site", channels=("raw", "raw"), revocation_poll=1)
-        await site.prepare()
-        site.register_controller()
-        nodes = site.enrol(2)
-        ids = [eui64(load_node_file(path).state.node_id) for path in nodes]
-        await site.start()
+        site, nodes, ids = await feed_site(tmp_path, 2)
         assert site.controller is not None and site.server is not None
         try:
             for node in nodes:
