@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from keystrap.config import ControllerConfig, load_config
-from keystrap.protocol import ControllerState, NodeStage, TransactionStage
+from keystrap.protocol import ControllerState, NodeStage, Reply, Status, TransactionStage
 from keystrap.services.controller import ControllerService
 from keystrap.services.node_agent import bootstrap_node
 from keystrap.store.controller_store import ControllerStore
@@ -124,3 +124,62 @@ def test_flight_4_waits_for_a_full_disk_and_the_bootstrap_completes_after(
     assert [r.levelno for r in failures if r.levelno >= logging.INFO] == [logging.WARNING]
     assert not [r for r in caplog.records if r.exc_info or "never retrieved" in r.getMessage()]
     assert "flight 3 authenticated, flight 4 sent" in caplog.text
+
+
+class RefusingServer:
+    """A server that refuses every flight 2 and revocation query (4.01), as one
+    that no longer knows the controller's key does."""
+
+    async def post(self, data: bytes, lane: int = 0) -> Reply:
+        return Reply(Status.UNAUTHORIZED, reason="unknown controller")
+
+    async def shutdown(self) -> None:
+        return None
+
+
+def test_a_refused_revocation_poll_does_not_say_saves_work_while_they_fail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Saves fail (disk full) while the server refuses every revocation query: a
+    refused poll saves nothing, yet it logged "state read and saved again", and
+    the next failed save warned anew, a pair of lines at every poll. Now the
+    failure is one warning while it lasts."""
+    full = False
+
+    def save_unless_full(
+        store: ControllerStore, current: ControllerState, changed: Collection[int]
+    ) -> None:
+        if full:
+            raise sqlite3.OperationalError("database or disk is full")
+        save(store, current, changed)
+
+    save = ControllerStore.save
+    monkeypatch.setattr(ControllerStore, "save", save_unless_full)
+
+    async def scenario() -> None:
+        nonlocal full
+        site = Site(tmp_path / "site", channels=("raw", "raw"))
+        site.revocation_poll = 1
+        await site.prepare()
+        site.register_controller()
+        nodes = site.enrol(1)
+        monkeypatch.chdir(site.root)
+        config = load_config(ControllerConfig, site.controller_config, {})
+        ready = asyncio.Event()
+        service = asyncio.create_task(ControllerService(config, RefusingServer()).run(ready))
+        try:
+            await asyncio.wait_for(ready.wait(), 30)
+            full = True
+            node = asyncio.create_task(bootstrap_node(nodes[0], timeout=60, linger=1))
+            await asyncio.sleep(8)  # polls every second; the core retries its save meanwhile
+            node.cancel()
+            await asyncio.gather(node, return_exceptions=True)
+        finally:
+            service.cancel()
+            await asyncio.gather(service, return_exceptions=True)
+
+    with caplog.at_level(logging.INFO):
+        run(scenario())
+    warned = [r for r in caplog.records if "database or disk is full" in r.getMessage()]
+    assert [r.levelno for r in warned if r.levelno >= logging.INFO] == [logging.WARNING]
+    assert "state read and saved again" not in caplog.text

@@ -290,7 +290,6 @@ class ControllerService:
                 self._state_failed("revocation feed", exc, "will ask again")
             else:
                 self._server_answered()
-                self._state_works()
             await asyncio.sleep(self.config.revocation_poll)
 
     def _server_unreachable(self, exc: ServerUnreachable, what: str) -> None:
@@ -367,6 +366,7 @@ class ControllerService:
             for node_id in page.revoked:
                 await self._drop_node(node_id)
             await self.saver.call(partial(self.store.set_counter, REVOCATION_CURSOR, page.cursor))
+            self._state_works()  # not on a refused poll, which saves nothing
             applied += len(page.revoked)
             if not page.more:
                 return applied
