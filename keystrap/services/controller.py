@@ -284,9 +284,8 @@ class ControllerService:
             except ServerUnreachable as exc:
                 self._server_unreachable(exc, "revocation feed")
             except STATE_FAILURES as exc:
-                # Anything else raised here ended the feed for good, unlogged. The
-                # cursor moves only once a page's nodes are dropped: the next poll
-                # asks again for what this one could not apply.
+                # Not the feed's end: the cursor moves only once a page's nodes are
+                # dropped, so the next poll asks again for what this one could not apply.
                 self._state_failed("revocation feed", exc, "will ask again")
             else:
                 self._server_answered()
