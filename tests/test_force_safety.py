@@ -19,7 +19,7 @@ import pytest
 from keystrap.cli.admin import PORT
 from keystrap.cli.main import main
 from keystrap.config import RANGES
-from keystrap.store.atomic import write_atomic, write_new
+from keystrap.store.atomic import new_output, write_atomic, write_new
 from keystrap.store.errors import StoreError
 from keystrap.store.keyfile import write_key_file
 from keystrap.store.sqlite_repository import SqliteRepository
@@ -582,3 +582,27 @@ def test_a_forced_output_whose_commit_fails_leaves_the_file_it_replaced(
     kept = b"another run's file" if meanwhile else b"the file an earlier run handed out"
     assert out.read_bytes() == kept
     assert sorted(os.listdir(tmp_path)) == ["b.json", "out", "site"]
+
+
+def test_a_replaced_file_that_cannot_be_put_back_is_kept_under_its_second_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A forced output whose commit failed puts the file it replaced back; when
+    that rename failed too (an I/O error), the second name it was kept under was
+    removed all the same, and the file was gone. Now it stays there."""
+    out = tmp_path / "key"
+    out.write_bytes(b"another run's committed key")
+    rename = os.replace
+
+    def put_back_fails(source: Any, target: Any) -> None:
+        if str(source).endswith(".replaced"):
+            raise OSError(5, "Input/output error")
+        rename(source, target)
+
+    with contextlib.suppress(sqlite3.OperationalError), new_output(out, force=True) as output:
+        output(b"this run's key")
+        monkeypatch.setattr(os, "replace", put_back_fails)
+        raise sqlite3.OperationalError("database or disk is full")
+    monkeypatch.undo()
+    kept = [path.read_bytes() for path in tmp_path.iterdir() if path.name.endswith(".replaced")]
+    assert kept == [b"another run's committed key"]

@@ -188,9 +188,9 @@ def new_output(path: Path, force: bool) -> Iterator[Callable[[bytes], None]]:
             with contextlib.suppress(OSError):
                 if replaced is None:
                     Path(path).unlink()
-                else:
-                    os.replace(replaced, path)
-                    replaced = None
+                else:  # if this fails, the file stays under its second name
+                    kept, replaced = replaced, None
+                    os.replace(kept, path)
                 _fsync_dir(Path(path).parent)
         raise
     finally:
