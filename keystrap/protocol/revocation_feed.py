@@ -25,7 +25,10 @@ MAX_CURSOR = 2**32 - 1  # flight 9 carries the cursor in 4 bytes
 class Page:
     revoked: tuple[bytes, ...]  # ID_i of nodes to drop, in the server's order
     cursor: int  # to be stored once they are dropped
-    more: bool  # a full page: ask again
+    more: bool  # a full page, or a rewind: ask again at once
+    # The cursor the server sent back from: its store numbers fewer revocations
+    # than this controller has applied (restored from a backup, or another store).
+    rewound_from: int | None = None
 
 
 @frozen
@@ -67,9 +70,11 @@ class RevocationFeed:
             return FeedRefused(
                 "answer out of order (entries not ascending past the cursor to next)"
             )
-        self.cursor = answer.next_after
+        asked, self.cursor = self.cursor, answer.next_after
         revoked = tuple(node_id for _, node_id in answer.entries)
-        return Page(revoked, answer.next_after, len(answer.entries) >= MAX_ENTRIES)
+        rewound = asked if answer.next_after < asked else None
+        more = len(answer.entries) >= MAX_ENTRIES or rewound is not None
+        return Page(revoked, answer.next_after, more, rewound)
 
 
 def _in_order(cursor: int, answer: Flight10) -> bool:

@@ -346,7 +346,6 @@ class ControllerService:
         feed = RevocationFeed(self.controller_id, self._sk_cs, cursor, secrets.token_bytes)
         applied = 0
         while True:
-            asked = feed.cursor
             page = feed.receive(await self.client.post(feed.query()))
             if isinstance(page, FeedRefused):
                 self._feed_refusal(page.reason)
@@ -354,12 +353,12 @@ class ControllerService:
             if self._feed_refused is not None:
                 self._feed_refused = None
                 log.info("revocation feed: answered again")
-            if page.cursor < asked:
+            if page.rewound_from is not None:
                 log.warning(
                     "revocation feed: the server went back from revocation %d to %d (its "
                     "store restored from a backup, or not the one this cursor came from?); "
                     "asking again from there",
-                    asked,
+                    page.rewound_from,
                     page.cursor,
                 )
             for node_id in page.revoked:
