@@ -208,11 +208,14 @@ class _Echo(aiocoap.resource.Resource):  # type: ignore[misc]  # aiocoap is unty
         return aiocoap.Message(code=aiocoap.CHANGED, payload=request.payload)
 
 
-def test_what_the_controllers_client_hands_aiocoap_is_bounded_under_a_flood() -> None:
+def test_what_the_controllers_client_hands_aiocoap_is_bounded_under_a_flood(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """The controller's port towards the server is a UDP port anyone can send to,
     and aiocoap answered every request there and kept it for 247 s: a flood grew
-    the controller without bound. Past the allowance, requests are dropped; the
-    server's answers, arriving in the middle of the flood, all still get through."""
+    the controller without bound. Past the allowance, requests are dropped (said
+    by the controller's logger, not the server's); the server's answers, arriving
+    in the middle of the flood, all still get through."""
 
     async def scenario() -> None:
         echo = _Echo()
@@ -239,6 +242,8 @@ def test_what_the_controllers_client_hands_aiocoap_is_bounded_under_a_flood() ->
             answered = await asyncio.to_thread(_count_answers, sock, 1.0)
             elapsed = asyncio.get_running_loop().time() - began
             assert 0 < answered <= AIOCOAP_BURST + AIOCOAP_RATE * elapsed < flood
+            (drops,) = [r for r in caplog.records if "dropped so far" in r.getMessage()]
+            assert drops.name == "keystrap.controller" and "towards the server" in drops.message
         finally:
             sock.close()
             await client.shutdown()

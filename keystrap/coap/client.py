@@ -173,7 +173,7 @@ class _Guard:
 
     def __init__(self) -> None:
         self._requests = AiocoapAllowance(
-            "requests on the ports towards the server (the controller serves none there)"
+            "requests on the ports towards the server (the controller serves none there)", log
         )
 
     def install(self, context: aiocoap.Context) -> None:

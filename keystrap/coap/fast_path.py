@@ -66,9 +66,10 @@ class AiocoapAllowance:
     :data:`DROPS_LOGGED_EVERY` seconds, of how many it dropped (a line per
     dropped datagram would be a flood of its own)."""
 
-    def __init__(self, what: str) -> None:
+    def __init__(self, what: str, logger: logging.Logger = log) -> None:
         self._allowance = Allowance(AIOCOAP_RATE, AIOCOAP_BURST)
         self._what = what
+        self._log = logger
         self._dropped = 0
         self._logged = float("-inf")
 
@@ -78,7 +79,7 @@ class AiocoapAllowance:
             return True
         self._dropped += 1
         if now - self._logged >= DROPS_LOGGED_EVERY:
-            log.warning(
+            self._log.warning(
                 "more than %g %s a second: %d dropped so far",
                 AIOCOAP_RATE,
                 self._what,

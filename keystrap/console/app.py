@@ -342,7 +342,7 @@ def build_app(store: ConsoleStore) -> Starlette:
                 publish=keep,
             )
         )
-        filename, data = bundles[0]
+        filename, data = bundles[-1]
         token = sessions.offer(session.user, filename, data, time.time())
         return back(f"/orders?download={token}")
 
