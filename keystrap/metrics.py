@@ -46,6 +46,7 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 MAX_SERIES = 256
 MAX_TRACKED = 100_000  # bootstraps whose start time is kept for the latency histogram
 REFRESH_SECONDS = 3.0  # a scrape waits this long for the gauges read from the store
+IO_SECONDS = 5.0  # a client has this long to send its request, and to take the answer
 MAX_SCRAPES = 16  # connections the metrics port serves at once
 CROWDED_LOG_INTERVAL = 60.0  # seconds between log lines about connections turned away
 
@@ -358,7 +359,7 @@ async def serve_metrics(
 
     async def answer_one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            async with asyncio.timeout(5):
+            async with asyncio.timeout(IO_SECONDS):
                 request = await reader.readuntil(b"\r\n\r\n")
         except (
             TimeoutError,
@@ -380,8 +381,16 @@ async def serve_metrics(
             f"HTTP/1.1 {head}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
             + body
         )
-        with contextlib.suppress(ConnectionError):
-            await writer.drain()
+        try:
+            async with asyncio.timeout(IO_SECONDS):
+                await writer.drain()
+        except TimeoutError:
+            # A client that asks and never reads held its connection, one of
+            # MAX_SCRAPES, and the answer's bytes, for as long as it liked.
+            writer.transport.abort()
+            return
+        except ConnectionError:
+            pass
         writer.close()
 
     try:

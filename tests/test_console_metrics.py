@@ -160,6 +160,41 @@ def test_idle_connections_to_the_metrics_port_cannot_take_the_servers_descriptor
     run(scenario())
 
 
+def test_a_client_that_asks_and_never_reads_holds_no_connection_for_long(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An answer larger than the socket buffers waited, for ever, for a client that
+    sent ``GET /metrics`` and read nothing: :data:`MAX_SCRAPES` such clients shut
+    every scrape out. The answer now has :data:`IO_SECONDS` to leave."""
+    monkeypatch.setattr("keystrap.metrics.IO_SECONDS", 0.5)
+    monkeypatch.setattr("keystrap.metrics.MAX_SCRAPES", 2)
+    monkeypatch.setattr(Metrics, "render", lambda self: b"#" * (8 << 20))
+
+    async def scenario() -> None:
+        port = free_udp_port()
+        server = await serve_metrics(Metrics("server"), str(port))
+        stalled = []
+        try:
+            for _ in range(2):
+                raw = socket.socket()
+                raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                raw.connect(("127.0.0.1", port))
+                raw.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                stalled.append(raw)  # and never read
+            await asyncio.sleep(2.0)
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = await asyncio.wait_for(reader.read(), 10)
+            assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"#" * 1000)
+            writer.close()
+        finally:
+            for raw in stalled:
+                raw.close()
+            server.close()
+
+    run(scenario())
+
+
 def test_a_client_that_resets_its_connection_costs_no_traceback(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
