@@ -22,6 +22,15 @@ MEDIA_EXTRAS: dict[str, tuple[str, ...]] = {
     "raw": (),
 }
 LAB = "keystrap_lab"
+DEVICES = "devices"
+"""The extra for physical devices: a sound card's and an NFC reader's libraries."""
+CONSOLE = "console"
+
+
+def pip_install(extra: str) -> str:
+    """How to install ``extra``: every message about a missing optional library
+    names a keystrap extra, so that its version bounds come with it."""
+    return f"pip install 'keystrap[{extra}]'"
 
 
 class MissingExtra(Exception):
@@ -42,9 +51,7 @@ def require_medium(name: str) -> None:
     """Raise :class:`MissingExtra` unless the medium ``name`` can be used here."""
     absent = _missing(MEDIA_EXTRAS.get(name, ()))
     if absent:
-        raise MissingExtra(
-            f"the {name} medium needs {', '.join(absent)}: pip install 'keystrap[{name}]'"
-        )
+        raise MissingExtra(f"the {name} medium needs {', '.join(absent)}: {pip_install(name)}")
 
 
 def require_lab(command: str) -> None:

@@ -4,10 +4,16 @@ the extra that brings it (exit 2)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
+import pytest
+
+from keystrap.cli.main import main
+from keystrap.extras import MEDIA_EXTRAS, MissingExtra, require_medium
 from tests.bare_install import MEDIA_LIBRARIES, bare_environment
 
 ENTRY_POINTS = (
@@ -88,3 +94,38 @@ def test_demo_and_attack_without_the_lab_name_it(tmp_path: Path) -> None:
             f"keystrap {command}: error: keystrap {command} needs the lab package "
             "(keystrap-lab): pip install ./lab in keystrap's repository, as make setup does"
         ]
+
+
+def declared_extras() -> set[str]:
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    return set(pyproject["project"]["optional-dependencies"])
+
+
+def test_every_missing_library_names_a_declared_extra(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One way to install what is missing, the extra's, whichever command found it
+    missing: a bare ``pip install nfcpy`` would skip the bounds the extra sets."""
+    extras = declared_extras()
+    cases = {
+        "nfc": ["oob", "decode", "--channel", "nfc", "--tag"],
+        "sounddevice": ["oob", "decode", "--channel", "audio", "--record", "1"],
+        "uvicorn": ["console", "--database", "absent.sqlite"],
+    }
+    for library, argv in cases.items():
+        with monkeypatch.context() as patch:
+            patch.setitem(sys.modules, library, None)  # import fails, as when absent
+            assert main(argv) == 2
+        lines = capsys.readouterr().err.splitlines()
+        assert len(lines) == 1, lines
+        named = re.search(r"pip install 'keystrap\[([a-z]+)\]'$", lines[0])
+        assert named is not None, lines[0]
+        assert named[1] in extras, lines[0]
+    for medium, libraries in MEDIA_EXTRAS.items():
+        for library in libraries:
+            with monkeypatch.context() as patch:
+                patch.setitem(sys.modules, library, None)
+                with pytest.raises(MissingExtra) as info:
+                    require_medium(medium)
+            assert str(info.value).endswith(f"pip install 'keystrap[{medium}]'")
+            assert medium in extras

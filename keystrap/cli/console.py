@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from keystrap.cli.flags import add_store_flags, store_config
 from keystrap.config import ConfigError
+from keystrap.extras import CONSOLE, pip_install
 from keystrap.hostport import format_host_port
 from keystrap.shown import escaped
 from keystrap.store.errors import StoreError
@@ -91,8 +92,7 @@ def run(args: argparse.Namespace) -> int:
         from keystrap.console.users import Users
     except ImportError as exc:
         raise StoreError(
-            f"the console needs its extra dependencies ({exc.name}): "
-            "pip install 'keystrap[console]'"
+            f"the console needs its extra dependencies ({exc.name}): {pip_install(CONSOLE)}"
         ) from None
     from keystrap.cli.admin_actions import open_repository
     from keystrap.store.open import sqlite_file

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from keystrap.extras import DEVICES, pip_install
 from keystrap.oob.frame import OobDecodeError
 
 SAMPLE_RATE = 48_000
@@ -111,7 +112,7 @@ def _sounddevice(channel: str) -> Any:
         import sounddevice
     except ImportError:
         raise OobDecodeError(
-            channel, "sounddevice is not installed: pip install 'keystrap[devices]'"
+            channel, f"sounddevice is not installed: {pip_install(DEVICES)}"
         ) from None
     return sounddevice
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import ndef
 
+from keystrap.extras import DEVICES, pip_install
 from keystrap.oob.frame import OobDecodeError
 
 RECORD_TYPE = "urn:nfc:ext:keystrap.org:flight"
@@ -59,7 +60,7 @@ def _connect(device: str, channel: str) -> Any:
     try:
         import nfc  # nfcpy, optional: only for a physical reader
     except ImportError:
-        raise OobDecodeError(channel, "nfcpy is not installed: pip install nfcpy") from None
+        raise OobDecodeError(channel, f"nfcpy is not installed: {pip_install(DEVICES)}") from None
     try:
         clf = nfc.ContactlessFrontend(device)
     except OSError as exc:
