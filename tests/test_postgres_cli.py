@@ -4,6 +4,7 @@ SQLite into PostgreSQL and back without re-enrolment, and schema migration."""
 import contextlib
 import json
 import os
+import re
 import secrets
 import sqlite3
 import subprocess
@@ -181,6 +182,44 @@ def test_sqlite_only_commands_say_so_on_postgres(tmp_path: Path, pg_url: str) ->
         assert "Traceback" not in done.stderr
     checked = keystrap(tmp_path, "admin", "--config", str(config), "check")
     assert checked.returncode == 0 and "5 enrolled" in checked.stdout, checked.stderr
+
+
+def deployment_sections() -> dict[str, str]:
+    """docs/deployment.md's sections, by "§ N, Title" as a message names them."""
+    text = (Path(__file__).parents[1] / "docs" / "deployment.md").read_text()
+    parts = re.split(r"^## (\d+)\. (.+)$", text, flags=re.MULTILINE)
+    numbers, titles, bodies = parts[1::3], parts[2::3], parts[3::3]
+    return {f"§ {n}, {title}": body for n, title, body in zip(numbers, titles, bodies, strict=True)}
+
+
+def test_sqlite_only_commands_name_the_section_saying_what_works_on_postgres(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """The console's refusal said "docs/deployment.md says how to do this there",
+    which only said the console runs on SQLite: each refusal now says what to do
+    instead and names the section that says the same."""
+    config = make_site(tmp_path, pg_url)
+    sections = deployment_sections()
+    instead = {
+        ("console",): ("admin commands", "keystrap admin nodes"),
+        ("admin", "user", "list"): ("admin commands", "keystrap admin nodes"),
+        ("admin", "backup", "b.sqlite"): ("pg_dump", "pg_dump"),
+        ("admin", "restore", "b.sqlite"): ("pg_restore", "pg_restore"),
+    }
+    for (command, *rest), (said, documented) in instead.items():
+        done = keystrap(tmp_path, command, "--config", str(config), *rest)
+        assert done.returncode == 2, done.stderr
+        [line] = done.stderr.splitlines()
+        named = re.search(r"\(docs/deployment\.md (§ \d+, [^)]+)\)$", line)
+        assert named is not None and said in line, line
+        assert named[1] in sections, line
+        assert documented in sections[named[1]], named[1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "bundle.json",
+        "c.key",
+        "sbs-master.key",
+        "server.toml",
+    ]
 
 
 def test_migrate_store_is_refused_while_a_server_runs_on_the_store(

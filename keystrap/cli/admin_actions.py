@@ -41,7 +41,13 @@ from keystrap.store.keyfile import (
 )
 from keystrap.store.migrations import LATEST
 from keystrap.store.move import move_store
-from keystrap.store.open import Repository, local_state, sqlite_file
+from keystrap.store.open import (
+    BACKUP_ON_POSTGRES,
+    CONSOLE_ON_POSTGRES,
+    Repository,
+    local_state,
+    sqlite_file,
+)
 from keystrap.store.open import open_repository as open_configured
 from keystrap.store.postgres_url import redacted
 from keystrap.store.records import UnfinishedBootstraps, WrongMasterKey
@@ -64,6 +70,7 @@ from keystrap.store.sqlite_repository import (
 )
 
 CREATES_SITE = {"controller.add"}
+RESTORE_ON_POSTGRES = f"restore a pg_dump with pg_restore ({BACKUP_ON_POSTGRES})"
 # The names and hosts a command stores, which the listings print: printable only.
 ENTERED = {"controller.add": ("name", "host"), "order.create": ("installer",)}
 READS_ONLY = {  # the store opened as it is (read_only), never created, migrated or chmodded
@@ -330,7 +337,9 @@ def _backup(config: ServerConfig, args: argparse.Namespace) -> None:
     The copy is made under a name of its own (``O_EXCL``): with one fixed name,
     two backups to the same file at once (a cron job and an operator) each
     deleted and wrote the other's copy, and both failed ("disk I/O error")."""
-    database = sqlite_file(config, "keystrap admin backup")
+    database = sqlite_file(
+        config, "keystrap admin backup", f"back it up with pg_dump ({BACKUP_ON_POSTGRES})"
+    )
     if not database.exists():
         open_repository(config, create=False)  # the error that says how to make one
     if not args.file.parent.is_dir():
@@ -371,7 +380,7 @@ def _backup(config: ServerConfig, args: argparse.Namespace) -> None:
 def _restore(config: ServerConfig, args: argparse.Namespace) -> None:
     """Verify the backup on a private copy first; only then replace the store,
     holding the server's lock so that no server runs on it meanwhile."""
-    database = sqlite_file(config, "keystrap admin restore")
+    database = sqlite_file(config, "keystrap admin restore", RESTORE_ON_POSTGRES)
     refuse_existing(database, args.force)
     refuse_read_only(database)
     _refuse_not_a_file(args.file)
@@ -433,7 +442,7 @@ def _restore_through(
                 f"backup {backup} refused: {len(report.problems)} problem(s), "
                 f"the first: {report.problems[0]}"
             )
-        repo.restore_into(sqlite_file(config, "keystrap admin restore"))
+        repo.restore_into(sqlite_file(config, "keystrap admin restore", RESTORE_ON_POSTGRES))
     finally:
         repo.close()
     return report
@@ -442,7 +451,8 @@ def _restore_through(
 def _user(repo: Repository, args: argparse.Namespace) -> None:
     if not isinstance(repo, SqliteRepository):
         raise StoreError(
-            "console accounts live in a SQLite store; the console does not run on PostgreSQL yet"
+            "console accounts live in a SQLite store; the console does not run on PostgreSQL, "
+            f"where the admin commands do its work ({CONSOLE_ON_POSTGRES})"
         )
     user_command(repo, args)
 

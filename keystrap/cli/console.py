@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
             f"the console needs its extra dependencies ({exc.name}): {pip_install(CONSOLE)}"
         ) from None
     from keystrap.cli.admin_actions import open_repository
-    from keystrap.store.open import sqlite_file
+    from keystrap.store.open import CONSOLE_ON_POSTGRES, sqlite_file
     from keystrap.store.sqlite_repository import SqliteRepository
 
     if (args.certfile is None) != (args.keyfile is None):
@@ -103,7 +103,11 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= args.port <= 65535:
         raise ValueError(f"--port must be from 1 to 65535, got {args.port}")
     config = store_config(args)
-    database = sqlite_file(config, "keystrap console")
+    database = sqlite_file(
+        config,
+        "keystrap console",
+        f"the admin commands do its work there, e.g. keystrap admin nodes ({CONSOLE_ON_POSTGRES})",
+    )
     repository = open_repository(config, create=False)
     if not isinstance(repository, SqliteRepository):  # sqlite_file() refused it already
         raise StoreError("the console works on a SQLite store")

@@ -61,13 +61,18 @@ def is_postgres(database: str) -> bool:
     return looks_like_url(database)
 
 
-def sqlite_file(config: ServerConfig, purpose: str) -> Path:
+BACKUP_ON_POSTGRES = "docs/deployment.md § 6, Backups"
+CONSOLE_ON_POSTGRES = "docs/deployment.md § 8, The console and PostgreSQL"
+
+
+def sqlite_file(config: ServerConfig, purpose: str, instead: str) -> Path:
     """The SQLite file of a command that only works on one (backup files, the
-    console's users), or one clear line saying so."""
+    console's users), or one clear line saying so and what does the same on
+    PostgreSQL (``instead``, naming the section of docs/deployment.md that says
+    it: a pointer to the whole document left the operator searching)."""
     if isinstance(config.database, str):
         raise StoreError(
-            f"{purpose} works on a SQLite store; this site's store is PostgreSQL "
-            "(docs/deployment.md says how to do this there)"
+            f"{purpose} works on a SQLite store; this site's store is PostgreSQL: {instead}"
         )
     return config.database
 
