@@ -250,6 +250,26 @@ def test_every_command_is_reached() -> None:
     assert len([n for n in names if n.startswith("keystrap admin ")]) >= 10
 
 
+def test_every_argument_and_command_has_a_help_text() -> None:
+    """``keystrap oob decode --help`` listed ``--channel`` and ``admin backup --help``
+    ``file`` with nothing beside them. Hidden options (retired, refused with the
+    reason) are the exception, as they are not listed."""
+    missing = []
+    for chain in COMMANDS:
+        for parser in chain:
+            for action in parser._actions:
+                if isinstance(action, argparse._HelpAction) or action.help == argparse.SUPPRESS:
+                    continue
+                if isinstance(action, argparse._SubParsersAction):
+                    said = {a.dest: a.help for a in action._choices_actions}
+                    missing += [f"{parser.prog} {n}" for n in action.choices if not said.get(n)]
+                elif not (action.help or "").strip():
+                    missing.append(
+                        f"{parser.prog} {'/'.join(action.option_strings) or action.dest}"
+                    )
+    assert sorted(set(missing)) == []
+
+
 def cli(*args: str, cwd: Path | None = None, stdout: int = subprocess.PIPE) -> tuple[int, str]:
     result = subprocess.run(
         [sys.executable, "-m", "keystrap.cli.main", *args],

@@ -73,7 +73,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     cwhat.add_parser("list", help="list registered controllers")
     rm = cwhat.add_parser("remove", help="remove a controller (it must have no orders)")
-    rm.add_argument("id")
+    rm.add_argument("id", help="the controller's EUI-64")
 
     order = what.add_parser("order", help="create, list or remove orders of nodes")
     owhat = order.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -120,13 +120,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     orm = owhat.add_parser(
         "remove", help="remove an order and its nodes (none may be bootstrapping or active)"
     )
-    orm.add_argument("order_id", type=ORDER_ID)
+    orm.add_argument(
+        "order_id", type=ORDER_ID, help="the order's number (keystrap admin order list)"
+    )
 
     installer = what.add_parser("installer", help="list or remove installers")
     iwhat = installer.add_subparsers(dest="action", required=True, metavar="ACTION")
     iwhat.add_parser("list", help="list installers")
     irm = iwhat.add_parser("remove", help="remove an installer (it must have no orders)")
-    irm.add_argument("name")
+    irm.add_argument("name", help="the installer's name (keystrap admin installer list)")
 
     what.add_parser("nodes", help="list nodes and their state")
     revoke = what.add_parser("revoke", help="make the server refuse a node from now on")
@@ -140,14 +142,18 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         description="A consistent copy (SQLite's online backup API). The master key is "
         "not in it: keep the master key file safe separately.",
     )
-    backup.add_argument("file", type=Path)
+    backup.add_argument(
+        "file", type=Path, metavar="FILE", help="where to write the copy (a SQLite file)"
+    )
     backup.add_argument("--force", action="store_true", help=FORCE_HELP)
     restore = what.add_parser(
         "restore",
         help="make FILE (a backup) the server's store; stop the server first",
         description="Refused unless every key in FILE unwraps under the configured master key.",
     )
-    restore.add_argument("file", type=Path)
+    restore.add_argument(
+        "file", type=Path, metavar="FILE", help="the backup (a file keystrap admin backup wrote)"
+    )
     restore.add_argument("--force", action="store_true", help="replace an existing store")
     what.add_parser(
         "check",

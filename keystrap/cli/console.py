@@ -48,10 +48,10 @@ def add_user_parser(what: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="add an account; the password (10 characters or more) is asked for (or read "
         "from stdin)",
     )
-    add.add_argument("name")
+    add.add_argument("name", help="the account's login name: 1-64 letters, digits or _ . @ -")
     uwhat.add_parser("list", help="list accounts")
     rm = uwhat.add_parser("remove", help="remove an account")
-    rm.add_argument("name")
+    rm.add_argument("name", help="the account's login name (keystrap admin user list)")
 
 
 def user_command(repo: SqliteRepository, args: argparse.Namespace) -> None:

@@ -50,8 +50,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--runtime",
         choices=("python", "micropython"),
         default="python",
-        help="where the node core runs: in this process, or inside MicroPython 1.27 "
-        "(WebAssembly, under Node.js; this process only carries its bytes)",
+        help="where the node core runs: python, in this process (the default), or "
+        "micropython, inside MicroPython 1.27 (WebAssembly, under Node.js; this process "
+        "only carries its bytes)",
     )
     node.add_argument(
         "--serve",

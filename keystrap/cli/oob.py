@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 CAMERA = whole_number(0, 2**31 - 1, "a camera index")  # OpenCV crashed on a negative one
 RECORDING = seconds(600, "a recording")
+CHANNEL_HELP = "the medium: qr, nfc, audio, light, or raw (the frame's bytes as they are)"
 MAX_SIGNAL = 256 * 1024 * 1024
 """Bytes of a signal file ``decode`` reads: a light trace of the most samples
 the light medium takes (``MAX_TRACE_SAMPLES``, one line each) fits."""
@@ -33,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     what = oob.add_subparsers(dest="oob_command", required=True, metavar="ACTION")
     enc = what.add_parser("encode", help="flight -> signal file")
-    enc.add_argument("--channel", choices=MEDIA, required=True)
+    enc.add_argument("--channel", choices=MEDIA, required=True, help=CHANNEL_HELP)
     source = enc.add_mutually_exclusive_group(required=True)
     source.add_argument("--hex", help="the flight as hex digits")
     source.add_argument("--in", dest="infile", type=Path, help="a file holding the flight bytes")
@@ -43,12 +44,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--format",
         choices=("png", "svg", "terminal"),
         default="png",
-        help="QR code only: image format, or print it in the terminal",
+        help="QR code only: image format, or print it in the terminal (default png)",
     )
     enc.add_argument("--play", action="store_true", help="audio only: also play it")
     enc.add_argument("--tag", action="store_true", help="nfc only: write to a tag on a reader")
     dec = what.add_parser("decode", help="signal file -> flight")
-    dec.add_argument("--channel", choices=MEDIA, required=True)
+    dec.add_argument("--channel", choices=MEDIA, required=True, help=CHANNEL_HELP)
     dec.add_argument("file", type=Path, nargs="?", help="the captured signal")
     dec.add_argument("--camera", type=CAMERA, help="qr only: read from this camera instead")
     dec.add_argument("--record", type=RECORDING, help="audio only: record this many seconds")
