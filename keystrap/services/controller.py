@@ -56,6 +56,7 @@ from keystrap.protocol.controller import EndSession, Session
 from keystrap.protocol.revocation_feed import MAX_CURSOR, FeedRefused, RevocationFeed
 from keystrap.services.instance import InstanceLock
 from keystrap.services.lifetime import wait_for_signal
+from keystrap.services.logs import Outage
 from keystrap.store.controller_store import ControllerStore
 from keystrap.store.errors import StoreError
 from keystrap.store.keyfile import open_with_master_key, read_key_file
@@ -102,9 +103,9 @@ class ControllerService:
         self._timer: asyncio.TimerHandle | None = None
         self.metrics = Metrics("controller")
         self._started = asyncio.Event()  # the core is there to take sessions
-        self._server_silent = False  # the last request to the server went unanswered
-        self._feed_refused: str | None = None  # why the last revocation poll was refused
-        self._state_failing: str | None = None  # why the last save or read of the state failed
+        self._silence = Outage(log, "server answering again")
+        self._refusals = Outage(log, "revocation feed: answered again")
+        self._state_failures = Outage(log, "state read and saved again")
         self._unlogged: list[Event] = []  # events of changes not saved yet
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
@@ -295,16 +296,16 @@ class ControllerService:
         """One warning when the server stops answering, and one line when it is
         back: each open bootstrap retries every few seconds, and a line per try
         made an outage with many nodes waiting hundreds of lines a second."""
-        if self._server_silent:
-            log.debug("%s: server still unreachable (%s); will retry", what, exc)
-            return
-        self._server_silent = True
-        log.warning("%s: server unreachable (%s); retrying, quietly until it answers", what, exc)
+        self._silence.failed(
+            "unreachable",
+            "%s: server unreachable (%s); retrying, quietly until it answers",
+            "%s: server still unreachable (%s); will retry",
+            what,
+            exc,
+        )
 
     def _server_answered(self) -> None:
-        if self._server_silent:
-            self._server_silent = False
-            log.info("server answering again")
+        self._silence.works()
 
     def _state_failed(self, what: str, exc: Exception, then: str) -> None:
         """One warning per reason while the state cannot be read or saved (a full
@@ -315,28 +316,28 @@ class ControllerService:
         reason = str(exc)
         if isinstance(exc, sqlite3.Error) and busy(exc):
             reason += " (another process has held its write lock for over 10 s)"
-        if reason == self._state_failing:
-            log.debug("%s: state still not saved (%s); %s", what, reason, then)
-            return
-        self._state_failing = reason
-        log.warning(
-            "%s: state not read or saved (%s); %s, quietly while this lasts", what, reason, then
+        self._state_failures.failed(
+            reason,
+            "%s: state not read or saved (%s); %s, quietly while this lasts",
+            "%s: state still not saved (%s); %s",
+            what,
+            reason,
+            then,
         )
 
     def _state_works(self) -> None:
-        if self._state_failing is not None:
-            self._state_failing = None
-            log.info("state read and saved again")
+        self._state_failures.works()
 
     def _feed_refusal(self, reason: str) -> None:
         """One warning per reason, as for an unreachable server: a server of
         another site, or one that no longer knows this controller, refuses every
         poll, and a line each time was 720 an hour at the default interval."""
-        if reason == self._feed_refused:
-            log.debug("revocation feed: %s (again)", reason)
-            return
-        self._feed_refused = reason
-        log.warning("revocation feed: %s; will ask again, quietly while this lasts", reason)
+        self._refusals.failed(
+            reason,
+            "revocation feed: %s; will ask again, quietly while this lasts",
+            "revocation feed: %s (again)",
+            reason,
+        )
 
     async def poll_revocations(self) -> int:
         """Apply every revocation the server has recorded since the last poll."""
@@ -350,9 +351,7 @@ class ControllerService:
             if isinstance(page, FeedRefused):
                 self._feed_refusal(page.reason)
                 return applied
-            if self._feed_refused is not None:
-                self._feed_refused = None
-                log.info("revocation feed: answered again")
+            self._refusals.works()
             if page.rewound_from is not None:
                 log.warning(
                     "revocation feed: the server went back from revocation %d to %d (its "

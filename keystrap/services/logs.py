@@ -79,3 +79,33 @@ def _drop_shutdown_mismatch(record: logging.LogRecord) -> bool:
     manager. So a node agent that ever answered a request warned of a "mismatch"
     whenever it was stopped, though nothing was lost."""
     return record.getMessage() != SHUTDOWN_MISMATCH
+
+
+class Outage:
+    """A failure met again at every request or retry while it lasts (a store that
+    cannot be written, a server that does not answer, a refusal at every poll):
+    one line per reason, its repeats at debug, and one line once it is over. A
+    line each time buried the log: an outage with many nodes waiting wrote
+    hundreds a second, and nothing said when it ended."""
+
+    def __init__(self, log: logging.Logger, over: str) -> None:
+        self._log = log
+        self._over = over
+        self.reason: str | None = None
+        """Why it failed last, or None while it works."""
+
+    def failed(
+        self, reason: str, first: str, again: str, *args: object, level: int = logging.WARNING
+    ) -> None:
+        """``first`` at ``level`` unless the last failure had the same ``reason``,
+        ``again`` at debug if it had; both formatted with ``args``."""
+        if reason == self.reason:
+            self._log.debug(again, *args)
+            return
+        self.reason = reason
+        self._log.log(level, first, *args)
+
+    def works(self) -> None:
+        if self.reason is not None:
+            self.reason = None
+            self._log.info(self._over)
