@@ -26,6 +26,7 @@ from keystrap.metrics import Metrics, TimedRepository, serve_metrics
 from keystrap.protocol import Reply, Server, ServerPolicy, Status
 from keystrap.services.instance import InstanceLock
 from keystrap.services.lifetime import wait_for_signal
+from keystrap.services.logs import Outage
 from keystrap.store.activity import ActivityLog
 from keystrap.store.errors import StoreError, StoreInterrupted
 from keystrap.store.keyfile import open_with_master_key
@@ -238,21 +239,26 @@ async def _serving_core(config: ServerConfig, metrics: Metrics) -> AsyncIterator
     # From here on, the repository and the activity log are touched only on the
     # store's thread.
     store: Requests = StoreThread(partial(answer_batch, core), "keystrap-store")
+    # The store failing (another process holding its write lock, a full disk,
+    # PostgreSQL away): every request meets it again, and each wrote a line.
+    outage = Outage(log, "store available again")
 
     async def answer(data: bytes, now: float) -> Reply:
         try:
-            return await store.ask((data, now))
+            reply = await store.ask((data, now))
         except _STORE_FAILURES as exc:
-            return _unavailable(exc)
+            return _unavailable(outage, exc)
+        outage.works()
+        return reply
 
     def screen(data: bytes) -> Reply | None:
         return core.screen(data, controllers.snapshot())
 
     def submit(data: bytes, now: float, answered: Callable[[Reply], None]) -> None:
         try:
-            store.submit((data, now), partial(_deliver, answered))  # see fast_path: no closure
+            store.submit((data, now), partial(_deliver, outage, answered))  # see fast_path
         except StoreClosed as exc:
-            answered(_unavailable(exc))
+            answered(_unavailable(outage, exc))
 
     flusher = asyncio.create_task(_flush_loop(activity, controllers, store))
     try:
@@ -295,13 +301,28 @@ _STORE_FAILURES = (sqlite3.Error, StoreError, StoreClosed)
 
 
 def _deliver(
-    answered: Callable[[Reply], None], reply: Reply | None, error: BaseException | None
+    outage: Outage,
+    answered: Callable[[Reply], None],
+    reply: Reply | None,
+    error: BaseException | None,
 ) -> None:
-    answered(reply if reply is not None else _unavailable(error))
+    if reply is None:
+        reply = _unavailable(outage, error)
+    else:
+        outage.works()
+    answered(reply)
 
 
-def _unavailable(error: BaseException | None) -> Reply:
-    log.error("store unavailable: %s", error)
+def _unavailable(outage: Outage, error: BaseException | None) -> Reply:
+    """Each request is answered 5.03 (and counted); the log says it once."""
+    reason = str(error)
+    outage.failed(
+        reason,
+        "store unavailable: %s; answering 5.03, quietly while this lasts",
+        "store still unavailable: %s",
+        reason,
+        level=logging.ERROR,
+    )
     return Reply(Status.UNAVAILABLE, reason="store unavailable; retry")
 
 
@@ -339,8 +360,11 @@ async def _flush_loop(activity: ActivityLog, controllers: LiveControllers, store
     pre-filter reads kept as fresh as the core's (reloaded when it changed).
 
     A store that fails (PostgreSQL away longer than its reconnection time) is
-    one log line per try and the loop goes on: it used to end silently, the
-    activity log then kept in memory, growing, until the server stopped."""
+    one log line per reason while it lasts, and the loop goes on: it used to end
+    silently, the activity log then kept in memory, growing, until the server
+    stopped. Its own :class:`Outage`, not the requests': the activity log is
+    another file, which may fail while the key repository works."""
+    outage = Outage(log, "activity log and controller table written and read again")
     while True:
         await asyncio.sleep(0.5)
         batch = activity.take()
@@ -350,4 +374,12 @@ async def _flush_loop(activity: ActivityLog, controllers: LiveControllers, store
         except StoreClosed:
             return
         except (sqlite3.Error, StoreError) as exc:
-            log.warning("store unavailable for the activity log and controller table: %s", exc)
+            reason = str(exc)
+            outage.failed(
+                reason,
+                "store unavailable for the activity log and controller table: %s",
+                "store still unavailable for the activity log and controller table: %s",
+                reason,
+            )
+        else:
+            outage.works()
