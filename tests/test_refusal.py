@@ -3,6 +3,7 @@ the node's log, within seconds instead of after its timeout."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import logging
 import time
@@ -11,10 +12,28 @@ from pathlib import Path
 
 import pytest
 
-from keystrap.protocol import Reply, Status, ToNode, TransactionStage
+import keystrap.protocol.server as server_core
+import keystrap.services.server as server_service
+from keystrap.coap.codes import MAX_PAYLOAD, MAX_REASON
+from keystrap.protocol import Reply, Server, ServerPolicy, Status, ToNode, TransactionStage
+from keystrap.protocol.controller import REFUSALS
+from keystrap.protocol.repository import InMemoryRepository
 from keystrap.services.node_agent import bootstrap_node
 from keystrap.store.node_file import load_node_file, save_node_file
-from keystrap.wire import DecodeError, Flight12, FlightType, RefusalReason
+from keystrap.wire import (
+    CompactFlight2,
+    CompactFlight5,
+    CompactFlight6,
+    DecodeError,
+    Flight,
+    Flight1,
+    Flight2,
+    Flight5,
+    Flight6,
+    Flight12,
+    FlightType,
+    RefusalReason,
+)
 from keystrap_lab.site import Site
 
 from .conftest import node_id
@@ -143,3 +162,123 @@ def test_a_node_hears_that_the_server_is_unreachable(
     ]
     assert hits and min(hits) - start < 4.0
     assert controller_log.count("server unreachable") == 1, controller_log
+
+
+SERVER_REPLIES = (Path(server_core.__file__), Path(server_service.__file__))
+NOT_WRITTEN_OUT = {"_route": "screened", "_authenticate": "screened", "_refused": "refuse(...)"}
+"""Where a reason is not text in the source, and where the test finds it: what
+:meth:`Server.screen` answers (driven below over every header and length), or
+the reasons ``refuse`` is called with."""
+BOUNDS = {"seq": str(2**63 - 1)}
+"""The longest text of a value a reason formats that the screen does not reach:
+a revocation's number (refused above 2^32-1) is a signed 64-bit integer in
+either store."""
+
+
+def _longest(reason: ast.expr) -> str | None:
+    """The longest text ``reason`` can be, if it is a string or f-string whose
+    values :data:`BOUNDS` knows."""
+    if isinstance(reason, ast.Constant) and isinstance(reason.value, str):
+        return reason.value
+    if not isinstance(reason, ast.JoinedStr):
+        return None
+    parts = []
+    for part in reason.values:
+        if isinstance(part, ast.Constant):
+            parts.append(str(part.value))
+        elif isinstance(part, ast.FormattedValue) and ast.unparse(part.value) in BOUNDS:
+            parts.append(BOUNDS[ast.unparse(part.value)])
+        else:
+            return None
+    return "".join(parts)
+
+
+def _given_reasons(path: Path) -> tuple[set[str], set[str]]:
+    """The reasons ``path`` writes out, at their longest, and the functions that
+    give others (a decoder's words, a value of their own)."""
+    texts: set[str] = set()
+    elsewhere: set[str] = set()
+    for function in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for call in ast.walk(function):
+            if not isinstance(call, ast.Call):
+                continue
+            given = [k.value for k in call.keywords if k.arg == "reason"]
+            if ast.unparse(call.func) in ("refuse", "_refused") and call.args:
+                given.append(call.args[-1])
+            for reason in given:
+                text = _longest(reason)
+                if text is None:
+                    elsewhere.add(function.name)
+                else:
+                    texts.add(text)
+    return texts, elsewhere
+
+
+def _screened_reasons() -> set[str]:
+    """Every refusal the server gives before its repository: for every first byte
+    and length a request can have, each field zero, from a controller unknown
+    and from one known (ID_c zero) whose tag then fails, under each profile
+    setting; and for each authentic flight 2 and 6 whose sealed bytes are a
+    valid one's but one, which takes every value (a flight 1 or 5 inside that is
+    not one, or of another transaction)."""
+    reasons: set[str] = set()
+    key, controller = bytes(16), bytes(8)
+    known = {controller: key}
+    policies = (ServerPolicy(), ServerPolicy(compact=False), ServerPolicy(hardened=True))
+    for policy in policies:
+        server = Server(InMemoryRepository(), known, policy)
+        for header in range(256):
+            for length in range(MAX_PAYLOAD + 2):
+                data = bytes([header]) + bytes(length)
+                for controllers in ({}, known):
+                    reply = server.screen(data, controllers)
+                    if reply is not None:
+                        reasons.add(reply.reason)
+    server = Server(InMemoryRepository(), known)
+    proof = Flight5(controller, 0, bytes(8), bytes(16)).seal(key)
+    compact_proof = CompactFlight5(controller, 0, bytes(8), bytes(16)).seal(key)
+    valid: list[tuple[type[Flight], bytes]] = [
+        (Flight2, Flight2(controller, 0, 0, bytes(16), Flight1(bytes(8), bytes(16))).seal(key)),
+        (CompactFlight2, CompactFlight2(controller, 0, 0, bytes(8), bytes(16)).seal(key)),
+        (Flight6, Flight6(controller, 0, proof).seal(key)),
+        (CompactFlight6, CompactFlight6(controller, 0, compact_proof).seal(key)),
+    ]
+    for kind, data in valid:
+        assert server.screen(data, known) is None
+        clear = kind.CLEAR.unpack(data)[1:]
+        sealed = kind.SEALED.pack(*kind._open(data, key, controller, 0))
+        for at in range(len(sealed)):
+            for value in range(256):
+                plain = bytearray(sealed)
+                plain[at] = value
+                fields = kind.SEALED.unpack(plain)
+                reply = server.screen(kind._seal(key, controller, 0, clear, fields), known)
+                if reply is not None:
+                    reasons.add(reply.reason)
+    return reasons
+
+
+def test_every_refusal_reason_of_the_server_survives_coaps_cut() -> None:
+    """The server's reasons travel as CoAP payload cut at MAX_REASON bytes, and the
+    controller tells the node why (flight 12) by matching them whole: a hardened
+    server's 83-byte refusal of the compact profile reached it cut, matched
+    nothing, and the node heard "other". Every reason the server can give must
+    fit, and each the controller's table names must be one the server gives."""
+    given: set[str] = set()
+    elsewhere: set[str] = set()
+    for path in SERVER_REPLIES:
+        texts, functions = _given_reasons(path)
+        given |= texts
+        elsewhere |= functions
+    assert elsewhere <= set(NOT_WRITTEN_OUT), "a reason this test cannot enumerate"
+    screened = _screened_reasons()
+    assert "flight 2 failed authentication" in screened and "unknown controller" in screened
+    reasons = given | screened
+    too_long = {r: len(r.encode()) for r in reasons if len(r.encode()) > MAX_REASON}
+    assert too_long == {}
+    assert set(REFUSALS) <= reasons, "the controller matches a reason the server never gives"
+    for reason in reasons:
+        heard = reason.encode()[:MAX_REASON].decode()
+        assert REFUSALS.get(heard) == REFUSALS.get(reason)

@@ -28,3 +28,7 @@ BOOTSTRAP_PATH = ("bs",)
 HEALTH_PATH = ("health",)
 OCTET_STREAM = 42
 MAX_PAYLOAD = 256  # bytes of a request to /bs: every flight fits with room to spare
+MAX_REASON = 64
+"""Bytes of a refusal's reason the server sends (a diagnostic, not a document):
+the rest is cut, so a reason the controller matches (keystrap.protocol.controller's
+REFUSALS) must fit whole, or the node hears flight 12 "other"."""

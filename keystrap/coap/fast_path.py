@@ -31,7 +31,7 @@ from typing import Any
 import aiocoap
 from aiocoap.util import socknumbers
 
-from keystrap.coap.codes import TO_COAP
+from keystrap.coap.codes import MAX_REASON, TO_COAP
 from keystrap.coap.datagram import Allowance, Exchanges, Post, parse_post
 from keystrap.protocol import Reply, Status
 
@@ -194,7 +194,7 @@ class BootstrapPath:
 
 def response(post: Post, reply: Reply) -> bytes:
     """Flight 3 or 7 in a 2.04, or the refusal's reason as text (never key material)."""
-    body = reply.payload if reply.status is Status.OK else reply.reason.encode()[:64]
+    body = reply.payload if reply.status is Status.OK else reply.reason.encode()[:MAX_REASON]
     return post.answer(int(TO_COAP[reply.status]), body)
 
 

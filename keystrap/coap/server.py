@@ -31,6 +31,7 @@ from keystrap.coap.codes import (
     BOOTSTRAP_ROOT,
     HEALTH_PATH,
     MAX_PAYLOAD,
+    MAX_REASON,
     OCTET_STREAM,
     TO_COAP,
 )
@@ -195,7 +196,7 @@ class BootstrapResource(resource.Resource):
 
     @staticmethod
     def _refuse(code: aiocoap.numbers.codes.Code, reason: str) -> aiocoap.Message:
-        return aiocoap.Message(code=code, payload=reason.encode()[:64])
+        return aiocoap.Message(code=code, payload=reason.encode()[:MAX_REASON])
 
 
 class HealthResource(resource.Resource):
