@@ -20,6 +20,7 @@ from keystrap.services.controller import ControllerService
 from keystrap.services.node_agent import bootstrap_node
 from keystrap.store.controller_store import ControllerStore
 from keystrap.store.node_file import load_node_file
+from keystrap_lab.processes import wait_for_log
 from keystrap_lab.site import Site
 
 from .services_helpers import run
@@ -42,6 +43,9 @@ def test_a_write_lock_held_past_the_busy_timeout_delays_a_bootstrap_and_ends_not
         await site.start()
         assert site.controller is not None
         try:
+            # The out-of-band socket listens before the state is opened: connecting
+            # earlier would make the state file, empty, which the controller refuses.
+            await wait_for_log(site.controller, "next TID", 0, 20)
             since = site.controller.log.stat().st_size
             with closing(sqlite3.connect(site.root / "data" / "sbr.sqlite")) as db:
                 db.isolation_level = None

@@ -175,7 +175,7 @@ def test_one_metrics_address_for_both_roles_is_refused_by_name(
     """This process serves both roles' metrics: one address in both settings
     failed the start with "address already in use", as if another process held
     it. Now one line names both settings, before a store is made."""
-    site = Site(tmp_path / "site", channels=("raw", "raw"))
+    site = Site(tmp_path / "site", channels=("raw", "raw"), small_network=True)
     asyncio.run(site.prepare())
     site.register_controller()
     port = str(free_udp_port())
