@@ -217,7 +217,7 @@ def test_a_client_that_resets_its_connection_costs_no_traceback(
         finally:
             server.close()
 
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.WARNING, logger="keystrap"):
         run(scenario())
     assert caplog.records == []
 
@@ -274,7 +274,7 @@ def test_a_store_that_fails_costs_a_scrape_one_log_line(caplog: pytest.LogCaptur
         finally:
             server.close()
 
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.WARNING, logger="keystrap"):
         run(scenario())
     assert [r.getMessage() for r in caplog.records] == [
         "metrics: gauges not read from the store: postgresql://keystrap@/db: database unreachable"
@@ -336,7 +336,7 @@ def test_the_server_closes_its_metrics_port_before_its_store(
         async with server_core(config):
             assert value(await asyncio.to_thread(scrape, port), "keystrap_open_transactions") == 0
 
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.WARNING, logger="keystrap"):
         run(scenario())
     assert late == [None]
     assert caplog.records == []

@@ -122,7 +122,7 @@ def test_flight_4_waits_for_a_full_disk_and_the_bootstrap_completes_after(
             await asyncio.gather(service, return_exceptions=True)
             site.stop()
 
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="keystrap"):
         run(scenario())
     failures = [r for r in caplog.records if "database or disk is full" in r.getMessage()]
     assert [r.levelno for r in failures if r.levelno >= logging.INFO] == [logging.WARNING]
@@ -182,7 +182,7 @@ def test_a_refused_revocation_poll_does_not_say_saves_work_while_they_fail(
             service.cancel()
             await asyncio.gather(service, return_exceptions=True)
 
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="keystrap"):
         run(scenario())
     warned = [r for r in caplog.records if "database or disk is full" in r.getMessage()]
     assert [r.levelno for r in warned if r.levelno >= logging.INFO] == [logging.WARNING]
