@@ -246,7 +246,7 @@ class ControllerService:
             return
         finally:
             self._inflight.discard(tid)
-        self._server_answered()
+        self._silence.works()
         begun = time.perf_counter()
         self.core.receive_from_server(tid, reply, self._loop.time())
         await self._flush_or_warn(f"tid={tid}")
@@ -289,7 +289,7 @@ class ControllerService:
                 # dropped, so the next poll asks again for what this one could not apply.
                 self._state_failed("revocation feed", exc, "will ask again")
             else:
-                self._server_answered()
+                self._silence.works()
             await asyncio.sleep(self.config.revocation_poll)
 
     def _server_unreachable(self, exc: ServerUnreachable, what: str) -> None:
@@ -303,9 +303,6 @@ class ControllerService:
             what,
             exc,
         )
-
-    def _server_answered(self) -> None:
-        self._silence.works()
 
     def _state_failed(self, what: str, exc: Exception, then: str) -> None:
         """One warning per reason while the state cannot be read or saved (a full
@@ -324,9 +321,6 @@ class ControllerService:
             reason,
             then,
         )
-
-    def _state_works(self) -> None:
-        self._state_failures.works()
 
     def _feed_refusal(self, reason: str) -> None:
         """One warning per reason, as for an unreachable server: a server of
@@ -363,7 +357,7 @@ class ControllerService:
             for node_id in page.revoked:
                 await self._drop_node(node_id)
             await self.saver.call(partial(self.store.set_counter, REVOCATION_CURSOR, page.cursor))
-            self._state_works()  # not on a refused poll, which saves nothing
+            self._state_failures.works()  # not on a refused poll, which saves nothing
             applied += len(page.revoked)
             if not page.more:
                 return applied
@@ -412,7 +406,7 @@ class ControllerService:
                 self._schedule()
                 raise
             self.core.mark_saved(changes)
-            self._state_works()
+            self._state_failures.works()
         for event in events:
             self._log_event(event)
             self.metrics.controller_event(self.controller_id, event)
